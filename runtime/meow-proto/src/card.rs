@@ -1,0 +1,396 @@
+//! Rendez-vous cards (spec §3.1): what two people exchange to become contacts.
+//!
+//! A card carries the [`ContactPublic`] its author will use with the reader, the initial
+//! [`ConversationPublic`] and [`LookupPublic`] to reach the author, the author's preferred servers,
+//! an optional nickname hint, its creation and expiry times, and a signature by the contact key.
+//!
+//! Parsing gives an [`UncheckedCard`] that cannot be used: [`UncheckedCard::check`] first verifies
+//! the signature over every byte (so any change anywhere is reported as a bad signature, never as a
+//! parse error), then decodes the body, then checks the validity period.
+//!
+//! Encodings: the binary form (a `.meowcard` file), a copy-pasteable text form
+//! `meow:card:<base64url>`, and a QR code of the text form (see [`crate::qr`]).
+
+use core::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::crypto::{self, Domain, SIGNATURE_LEN};
+use crate::keys::{ContactKey, ContactPublic, ConversationPublic, LookupPublic, ServerPublic};
+
+/// Magic bytes at the start of every standalone MEOW object.
+pub const MAGIC: &[u8; 4] = b"MEOW";
+/// Object type byte of a card.
+const CARD_TYPE: u8 = b'C';
+/// Card format version written by this implementation.
+pub const CARD_VERSION: u8 = 1;
+/// Prefix of the text form.
+pub const CARD_TEXT_PREFIX: &str = "meow:card:";
+/// Largest card accepted, in bytes.
+pub const MAX_CARD_LEN: usize = 4096;
+/// Most servers a card may list.
+pub const MAX_SERVERS: usize = 8;
+/// Longest server address, in bytes.
+pub const MAX_ADDRESS_LEN: usize = 255;
+/// Longest nickname hint, in bytes.
+pub const MAX_NICKNAME_LEN: usize = 64;
+
+const HEADER_LEN: usize = 6;
+const SIGNER_END: usize = HEADER_LEN + 32;
+const MIN_CARD_LEN: usize = SIGNER_END + SIGNATURE_LEN;
+
+/// Why a card is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CardError {
+    /// The input is too short or too long to be a card.
+    #[error("not a MEOW card: {len} bytes (a card is {MIN_CARD_LEN} to {MAX_CARD_LEN} bytes)")]
+    BadLength {
+        /// The length found.
+        len: usize,
+    },
+    /// The text form is not `meow:card:` followed by base64url.
+    #[error("not a MEOW card text (expected \"{CARD_TEXT_PREFIX}\" followed by base64url)")]
+    BadText,
+    /// The signature does not verify: the card was changed or was not made by its key.
+    #[error("card signature does not verify: the card was altered or is forged")]
+    BadSignature,
+    /// Signed, but by a version of MEOW this one does not read.
+    #[error("card version {0} is not supported (this program reads version {CARD_VERSION})")]
+    UnsupportedVersion(u8),
+    /// Signed, but the content breaks the format (a bug in the program that made it).
+    #[error("card content is malformed: {0}")]
+    Malformed(DecodeError),
+    /// The card is past its expiry time.
+    #[error("card expired {ago} s ago")]
+    Expired {
+        /// Seconds since expiry.
+        ago: u64,
+    },
+    /// The card's creation time is in the future (beyond the allowed clock skew).
+    #[error("card is not valid yet (created {ahead} s in the future)")]
+    NotYetValid {
+        /// Seconds ahead.
+        ahead: u64,
+    },
+}
+
+/// Clock skew tolerated on a card's creation time, in seconds.
+pub const CLOCK_SKEW_SECS: u64 = 600;
+
+/// What a card is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardRole {
+    /// An invitation: whoever reads it may answer with a card of their own.
+    Invitation,
+    /// An answer to one invitation (its id is in [`Card::answers`]).
+    Answer,
+    /// A public card (directory entry): anyone may answer it, many times.
+    Public,
+}
+
+impl CardRole {
+    fn to_u8(self) -> u8 {
+        match self {
+            CardRole::Invitation => 0,
+            CardRole::Answer => 1,
+            CardRole::Public => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            0 => Ok(CardRole::Invitation),
+            1 => Ok(CardRole::Answer),
+            2 => Ok(CardRole::Public),
+            value => Err(DecodeError::UnknownValue { what: "card role", value: value.into() }),
+        }
+    }
+}
+
+/// A server a card's author reads their mail on: its address and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRef {
+    /// `host:port` (TCP), or another transport's address.
+    pub address: String,
+    /// The server's public key.
+    pub key: ServerPublic,
+}
+
+impl Encode for ServerRef {
+    fn encode(&self, w: &mut Writer) {
+        w.string(&self.address);
+        self.key.encode(w);
+    }
+}
+
+impl Decode for ServerRef {
+    const WHAT: &'static str = "server";
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let address = r.string(MAX_ADDRESS_LEN, "server address")?.to_owned();
+        if address.is_empty() {
+            return Err(DecodeError::Invalid { what: "server address", reason: "empty" });
+        }
+        Ok(Self { address, key: ServerPublic::decode(r)? })
+    }
+}
+
+/// The identifier of a card: SHA-256 over its bytes. An answer names the invitation it answers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CardId(pub [u8; 32]);
+
+impl CardId {
+    /// The id of the card made of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(crypto::sha256(&[b"meow/v1/card-id\0", bytes]))
+    }
+}
+
+impl fmt::Debug for CardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CardId({})", crate::keys::fingerprint(&self.0))
+    }
+}
+
+impl fmt::Display for CardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::keys::fingerprint(&self.0))
+    }
+}
+
+/// The fields of a card, before signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardBody {
+    /// What the card is for.
+    pub role: CardRole,
+    /// Where the reader seals messages to the author.
+    pub conversation: ConversationPublic,
+    /// The author's mailbox for the reader.
+    pub lookup: LookupPublic,
+    /// The author's preferred servers, most preferred first.
+    pub servers: Vec<ServerRef>,
+    /// A name the author suggests the reader calls them.
+    pub nickname: Option<String>,
+    /// Creation time, Unix seconds.
+    pub created: u64,
+    /// Expiry time, Unix seconds.
+    pub expires: u64,
+    /// For an answer: the invitation it answers.
+    pub answers: Option<CardId>,
+}
+
+impl CardBody {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(self.role.to_u8());
+        self.conversation.encode(w);
+        self.lookup.encode(w);
+        w.list(&self.servers, |w, s| s.encode(w));
+        w.option(self.nickname.as_ref(), |w, n| {
+            w.string(n);
+        });
+        w.varint(self.created).varint(self.expires);
+        w.option(self.answers.as_ref(), |w, id| {
+            w.raw(&id.0);
+        });
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let role = CardRole::from_u8(r.u8("card role")?)?;
+        let conversation = ConversationPublic::decode(r)?;
+        let lookup = LookupPublic::decode(r)?;
+        let servers = r.list(MAX_SERVERS, "card servers", ServerRef::decode)?;
+        let nickname = r.option("nickname", |r| Ok(r.string(MAX_NICKNAME_LEN, "nickname")?.to_owned()))?;
+        let created = r.varint("created")?;
+        let expires = r.varint("expires")?;
+        let answers = r.option("answers", |r| Ok(CardId(r.array("answers")?)))?;
+        if (role == CardRole::Answer) != answers.is_some() {
+            return Err(DecodeError::Invalid { what: "answers", reason: "present exactly on answer cards" });
+        }
+        if expires <= created {
+            return Err(DecodeError::Invalid { what: "expires", reason: "not after creation" });
+        }
+        Ok(Self { role, conversation, lookup, servers, nickname, created, expires, answers })
+    }
+}
+
+/// A checked card: signature verified, body decoded, within its validity period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    /// The author's contact key for the reader; it signed this card.
+    pub contact: ContactPublic,
+    /// The signed fields.
+    pub body: CardBody,
+    id: CardId,
+    bytes: Vec<u8>,
+}
+
+impl Card {
+    /// Signs `body` with `key` and returns the card.
+    pub fn sign(key: &ContactKey, body: CardBody) -> Card {
+        let mut w = Writer::with_capacity(256);
+        w.raw(MAGIC).u8(CARD_TYPE).u8(CARD_VERSION);
+        key.public().encode(&mut w);
+        body.encode(&mut w);
+        let signature = key.sign(Domain::CARD, &[w.as_slice()]);
+        w.raw(&signature);
+        let bytes = w.into_bytes();
+        Card { contact: key.public(), id: CardId::of(&bytes), body, bytes }
+    }
+
+    /// The binary form.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The text form, `meow:card:<base64url>`.
+    pub fn to_text(&self) -> String {
+        format!("{CARD_TEXT_PREFIX}{}", URL_SAFE_NO_PAD.encode(&self.bytes))
+    }
+
+    /// The card's identifier.
+    pub fn id(&self) -> CardId {
+        self.id
+    }
+
+    /// Whether the card is valid at `now` (Unix seconds).
+    pub fn check_time(&self, now: u64) -> Result<(), CardError> {
+        if self.body.created > now + CLOCK_SKEW_SECS {
+            return Err(CardError::NotYetValid { ahead: self.body.created - now });
+        }
+        if now >= self.body.expires {
+            return Err(CardError::Expired { ago: now - self.body.expires });
+        }
+        Ok(())
+    }
+}
+
+/// A card as read from a file or text: nothing in it may be used until [`Self::check`] succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncheckedCard {
+    bytes: Vec<u8>,
+}
+
+impl UncheckedCard {
+    /// Wraps the binary form (only the length is looked at).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CardError> {
+        if !(MIN_CARD_LEN..=MAX_CARD_LEN).contains(&bytes.len()) {
+            return Err(CardError::BadLength { len: bytes.len() });
+        }
+        Ok(Self { bytes: bytes.to_vec() })
+    }
+
+    /// Reads the text form; surrounding whitespace and line breaks inside are ignored.
+    pub fn from_text(text: &str) -> Result<Self, CardError> {
+        let compact: String = text.split_whitespace().collect();
+        let body = compact.strip_prefix(CARD_TEXT_PREFIX).ok_or(CardError::BadText)?;
+        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| CardError::BadText)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Reads either form: text if it starts with the text prefix, binary otherwise.
+    pub fn from_file_contents(data: &[u8]) -> Result<Self, CardError> {
+        match core::str::from_utf8(data) {
+            Ok(text) if text.trim_start().starts_with(CARD_TEXT_PREFIX) => Self::from_text(text),
+            _ => Self::from_bytes(data),
+        }
+    }
+
+    /// Verifies the signature over every byte, then decodes, then checks the time at `now`.
+    pub fn check(self, now: u64) -> Result<Card, CardError> {
+        let card = self.check_signature()?;
+        card.check_time(now)?;
+        Ok(card)
+    }
+
+    /// Verifies the signature and decodes, without looking at the time (to show an expired card).
+    pub fn check_signature(self) -> Result<Card, CardError> {
+        let signed_len = self.bytes.len() - SIGNATURE_LEN;
+        let (signed, sig) = self.bytes.split_at(signed_len);
+        let signer: [u8; 32] = signed[HEADER_LEN..SIGNER_END].try_into().map_err(|_| CardError::BadSignature)?;
+        let sig: [u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| CardError::BadSignature)?;
+        crypto::verify(&signer, Domain::CARD, &[signed], &sig).map_err(|_| CardError::BadSignature)?;
+
+        let mut r = Reader::new(signed);
+        if &r.array::<4>("magic").map_err(CardError::Malformed)? != MAGIC
+            || r.u8("type").map_err(CardError::Malformed)? != CARD_TYPE
+        {
+            return Err(CardError::Malformed(DecodeError::BadMagic { what: "card" }));
+        }
+        let version = r.u8("version").map_err(CardError::Malformed)?;
+        if version != CARD_VERSION {
+            return Err(CardError::UnsupportedVersion(version));
+        }
+        let contact = ContactPublic::decode(&mut r).map_err(CardError::Malformed)?;
+        let body = CardBody::decode(&mut r).map_err(CardError::Malformed)?;
+        r.finish("card").map_err(CardError::Malformed)?;
+        Ok(Card { contact, body, id: CardId::of(&self.bytes), bytes: self.bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{ConversationKey, LookupKey, ServerKey};
+    use crate::testing::TestRng;
+
+    pub(crate) fn sample(rng: &mut TestRng) -> (ContactKey, Card) {
+        let key = ContactKey::generate(rng);
+        let body = CardBody {
+            role: CardRole::Invitation,
+            conversation: ConversationKey::generate(rng).public(),
+            lookup: LookupKey::generate(rng).public(),
+            servers: vec![ServerRef {
+                address: "127.0.0.1:7070".into(),
+                key: ServerKey::generate(rng).public(),
+            }],
+            nickname: Some("alice".into()),
+            created: 1_700_000_000,
+            expires: 1_700_000_000 + 86_400,
+            answers: None,
+        };
+        let card = Card::sign(&key, body);
+        (key, card)
+    }
+
+    #[test]
+    fn binary_and_text_round_trip() {
+        let (_, card) = sample(&mut TestRng::new(1));
+        let back = UncheckedCard::from_bytes(card.as_bytes()).unwrap().check(1_700_000_100).unwrap();
+        assert_eq!(back, card);
+        let text = card.to_text();
+        let back = UncheckedCard::from_text(&format!("  {text}\n")).unwrap().check(1_700_000_100).unwrap();
+        assert_eq!(back, card);
+        let back = UncheckedCard::from_file_contents(text.as_bytes()).unwrap().check(1_700_000_100).unwrap();
+        assert_eq!(back, card);
+    }
+
+    #[test]
+    fn every_single_byte_change_is_a_bad_signature() {
+        let (_, card) = sample(&mut TestRng::new(2));
+        for i in 0..card.as_bytes().len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bytes = card.as_bytes().to_vec();
+                bytes[i] ^= flip;
+                let err = UncheckedCard::from_bytes(&bytes).unwrap().check(1_700_000_100).unwrap_err();
+                assert_eq!(err, CardError::BadSignature, "byte {i} flip {flip:#x}");
+                assert!(err.to_string().contains("signature does not verify"));
+            }
+        }
+    }
+
+    #[test]
+    fn expiry_and_future_cards_are_refused() {
+        let (_, card) = sample(&mut TestRng::new(3));
+        let u = UncheckedCard::from_bytes(card.as_bytes()).unwrap();
+        assert_eq!(u.clone().check(1_700_000_000 + 86_400), Err(CardError::Expired { ago: 0 }));
+        assert!(matches!(u.check(1_600_000_000), Err(CardError::NotYetValid { .. })));
+    }
+
+    #[test]
+    fn lengths_and_text_are_checked_before_anything() {
+        assert_eq!(UncheckedCard::from_bytes(&[0; 10]), Err(CardError::BadLength { len: 10 }));
+        assert_eq!(UncheckedCard::from_text("meow:card:!!!"), Err(CardError::BadText));
+        assert_eq!(UncheckedCard::from_text("hello"), Err(CardError::BadText));
+    }
+}
