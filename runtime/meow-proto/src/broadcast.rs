@@ -38,13 +38,19 @@ impl Broadcast {
     pub fn sign(key: &BroadcastKey, sent_at: u64, text: &str) -> Self {
         let signer = key.public();
         let signature = key.sign(Domain::BROADCAST, &[&signed_parts(&signer, sent_at, text)]);
-        Self { signer, sent_at, text: text.to_owned(), signature }
+        Self {
+            signer,
+            sent_at,
+            text: text.to_owned(),
+            signature,
+        }
     }
 }
 
 impl Encode for Broadcast {
     fn encode(&self, w: &mut Writer) {
-        w.raw(&signed_parts(&self.signer, self.sent_at, &self.text)).raw(&self.signature);
+        w.raw(&signed_parts(&self.signer, self.sent_at, &self.text))
+            .raw(&self.signature);
     }
 }
 
@@ -68,7 +74,11 @@ impl UncheckedBroadcast {
     /// Verifies the signature.
     pub fn check(self) -> Result<Broadcast, CryptoError> {
         let b = self.0;
-        b.signer.verify(Domain::BROADCAST, &[&signed_parts(&b.signer, b.sent_at, &b.text)], &b.signature)?;
+        b.signer.verify(
+            Domain::BROADCAST,
+            &[&signed_parts(&b.signer, b.sent_at, &b.text)],
+            &b.signature,
+        )?;
         Ok(b)
     }
 }
@@ -80,7 +90,12 @@ impl Decode for UncheckedBroadcast {
         let sent_at = r.varint("broadcast time")?;
         let text = r.string(MAX_BROADCAST_TEXT, "broadcast text")?.to_owned();
         let signature = r.array::<SIGNATURE_LEN>("broadcast signature")?;
-        Ok(Self(Broadcast { signer, sent_at, text, signature }))
+        Ok(Self(Broadcast {
+            signer,
+            sent_at,
+            text,
+            signature,
+        }))
     }
 }
 
@@ -98,6 +113,10 @@ mod tests {
         let mut bad = bytes.clone();
         let i = bad.len() - 70;
         bad[i] ^= 1;
-        assert!(UncheckedBroadcast::from_bytes(&bad).map(|u| u.check().is_err()).unwrap_or(true));
+        assert!(
+            UncheckedBroadcast::from_bytes(&bad)
+                .map(|u| u.check().is_err())
+                .unwrap_or(true)
+        );
     }
 }

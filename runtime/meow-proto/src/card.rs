@@ -104,7 +104,10 @@ impl CardRole {
             0 => Ok(CardRole::Invitation),
             1 => Ok(CardRole::Answer),
             2 => Ok(CardRole::Public),
-            value => Err(DecodeError::UnknownValue { what: "card role", value: value.into() }),
+            value => Err(DecodeError::UnknownValue {
+                what: "card role",
+                value: value.into(),
+            }),
         }
     }
 }
@@ -130,9 +133,15 @@ impl Decode for ServerRef {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let address = r.string(MAX_ADDRESS_LEN, "server address")?.to_owned();
         if address.is_empty() {
-            return Err(DecodeError::Invalid { what: "server address", reason: "empty" });
+            return Err(DecodeError::Invalid {
+                what: "server address",
+                reason: "empty",
+            });
         }
-        Ok(Self { address, key: ServerPublic::decode(r)? })
+        Ok(Self {
+            address,
+            key: ServerPublic::decode(r)?,
+        })
     }
 }
 
@@ -205,12 +214,27 @@ impl CardBody {
         let expires = r.varint("expires")?;
         let answers = r.option("answers", |r| Ok(CardId(r.array("answers")?)))?;
         if (role == CardRole::Answer) != answers.is_some() {
-            return Err(DecodeError::Invalid { what: "answers", reason: "present exactly on answer cards" });
+            return Err(DecodeError::Invalid {
+                what: "answers",
+                reason: "present exactly on answer cards",
+            });
         }
         if expires <= created {
-            return Err(DecodeError::Invalid { what: "expires", reason: "not after creation" });
+            return Err(DecodeError::Invalid {
+                what: "expires",
+                reason: "not after creation",
+            });
         }
-        Ok(Self { role, conversation, lookup, servers, nickname, created, expires, answers })
+        Ok(Self {
+            role,
+            conversation,
+            lookup,
+            servers,
+            nickname,
+            created,
+            expires,
+            answers,
+        })
     }
 }
 
@@ -235,7 +259,12 @@ impl Card {
         let signature = key.sign(Domain::CARD, &[w.as_slice()]);
         w.raw(&signature);
         let bytes = w.into_bytes();
-        Card { contact: key.public(), id: CardId::of(&bytes), body, bytes }
+        Card {
+            contact: key.public(),
+            id: CardId::of(&bytes),
+            body,
+            bytes,
+        }
     }
 
     /// The binary form.
@@ -256,10 +285,14 @@ impl Card {
     /// Whether the card is valid at `now` (Unix seconds).
     pub fn check_time(&self, now: u64) -> Result<(), CardError> {
         if self.body.created > now + CLOCK_SKEW_SECS {
-            return Err(CardError::NotYetValid { ahead: self.body.created - now });
+            return Err(CardError::NotYetValid {
+                ahead: self.body.created - now,
+            });
         }
         if now >= self.body.expires {
-            return Err(CardError::Expired { ago: now - self.body.expires });
+            return Err(CardError::Expired {
+                ago: now - self.body.expires,
+            });
         }
         Ok(())
     }
@@ -307,7 +340,9 @@ impl UncheckedCard {
     pub fn check_signature(self) -> Result<Card, CardError> {
         let signed_len = self.bytes.len() - SIGNATURE_LEN;
         let (signed, sig) = self.bytes.split_at(signed_len);
-        let signer: [u8; 32] = signed[HEADER_LEN..SIGNER_END].try_into().map_err(|_| CardError::BadSignature)?;
+        let signer: [u8; 32] = signed[HEADER_LEN..SIGNER_END]
+            .try_into()
+            .map_err(|_| CardError::BadSignature)?;
         let sig: [u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| CardError::BadSignature)?;
         crypto::verify(&signer, Domain::CARD, &[signed], &sig).map_err(|_| CardError::BadSignature)?;
 
@@ -324,7 +359,12 @@ impl UncheckedCard {
         let contact = ContactPublic::decode(&mut r).map_err(CardError::Malformed)?;
         let body = CardBody::decode(&mut r).map_err(CardError::Malformed)?;
         r.finish("card").map_err(CardError::Malformed)?;
-        Ok(Card { contact, body, id: CardId::of(&self.bytes), bytes: self.bytes })
+        Ok(Card {
+            contact,
+            body,
+            id: CardId::of(&self.bytes),
+            bytes: self.bytes,
+        })
     }
 }
 
@@ -356,12 +396,21 @@ mod tests {
     #[test]
     fn binary_and_text_round_trip() {
         let (_, card) = sample(&mut TestRng::new(1));
-        let back = UncheckedCard::from_bytes(card.as_bytes()).unwrap().check(1_700_000_100).unwrap();
+        let back = UncheckedCard::from_bytes(card.as_bytes())
+            .unwrap()
+            .check(1_700_000_100)
+            .unwrap();
         assert_eq!(back, card);
         let text = card.to_text();
-        let back = UncheckedCard::from_text(&format!("  {text}\n")).unwrap().check(1_700_000_100).unwrap();
+        let back = UncheckedCard::from_text(&format!("  {text}\n"))
+            .unwrap()
+            .check(1_700_000_100)
+            .unwrap();
         assert_eq!(back, card);
-        let back = UncheckedCard::from_file_contents(text.as_bytes()).unwrap().check(1_700_000_100).unwrap();
+        let back = UncheckedCard::from_file_contents(text.as_bytes())
+            .unwrap()
+            .check(1_700_000_100)
+            .unwrap();
         assert_eq!(back, card);
     }
 
@@ -372,7 +421,10 @@ mod tests {
             for flip in [0x01u8, 0x80, 0xff] {
                 let mut bytes = card.as_bytes().to_vec();
                 bytes[i] ^= flip;
-                let err = UncheckedCard::from_bytes(&bytes).unwrap().check(1_700_000_100).unwrap_err();
+                let err = UncheckedCard::from_bytes(&bytes)
+                    .unwrap()
+                    .check(1_700_000_100)
+                    .unwrap_err();
                 assert_eq!(err, CardError::BadSignature, "byte {i} flip {flip:#x}");
                 assert!(err.to_string().contains("signature does not verify"));
             }
@@ -383,13 +435,19 @@ mod tests {
     fn expiry_and_future_cards_are_refused() {
         let (_, card) = sample(&mut TestRng::new(3));
         let u = UncheckedCard::from_bytes(card.as_bytes()).unwrap();
-        assert_eq!(u.clone().check(1_700_000_000 + 86_400), Err(CardError::Expired { ago: 0 }));
+        assert_eq!(
+            u.clone().check(1_700_000_000 + 86_400),
+            Err(CardError::Expired { ago: 0 })
+        );
         assert!(matches!(u.check(1_600_000_000), Err(CardError::NotYetValid { .. })));
     }
 
     #[test]
     fn lengths_and_text_are_checked_before_anything() {
-        assert_eq!(UncheckedCard::from_bytes(&[0; 10]), Err(CardError::BadLength { len: 10 }));
+        assert_eq!(
+            UncheckedCard::from_bytes(&[0; 10]),
+            Err(CardError::BadLength { len: 10 })
+        );
         assert_eq!(UncheckedCard::from_text("meow:card:!!!"), Err(CardError::BadText));
         assert_eq!(UncheckedCard::from_text("hello"), Err(CardError::BadText));
     }

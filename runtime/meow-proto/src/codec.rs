@@ -199,7 +199,10 @@ impl<'a> Reader<'a> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
-            value => Err(DecodeError::UnknownValue { what, value: value.into() }),
+            value => Err(DecodeError::UnknownValue {
+                what,
+                value: value.into(),
+            }),
         }
     }
 
@@ -243,7 +246,9 @@ impl Writer {
 
     /// An empty writer with room for `n` bytes.
     pub fn with_capacity(n: usize) -> Self {
-        Self { buf: Vec::with_capacity(n) }
+        Self {
+            buf: Vec::with_capacity(n),
+        }
     }
 
     /// The bytes written so far.
@@ -407,9 +412,15 @@ mod tests {
     fn bytes_respect_the_limit_and_do_not_overread() {
         let mut w = Writer::new();
         w.bytes(b"hello");
-        assert!(matches!(Reader::new(w.as_slice()).bytes(4, "b"), Err(DecodeError::TooLong { .. })));
+        assert!(matches!(
+            Reader::new(w.as_slice()).bytes(4, "b"),
+            Err(DecodeError::TooLong { .. })
+        ));
         assert_eq!(Reader::new(w.as_slice()).bytes(5, "b").unwrap(), b"hello");
-        assert!(matches!(Reader::new(&w.as_slice()[..3]).bytes(5, "b"), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            Reader::new(&w.as_slice()[..3]).bytes(5, "b"),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub struct KeySet {
 impl KeySet {
     /// Fresh keys for generation `serial`.
     pub fn generate(serial: u32, rng: &mut impl CryptoRng) -> Self {
-        Self { serial, conversation: ConversationKey::generate(rng), lookup: LookupKey::generate(rng) }
+        Self {
+            serial,
+            conversation: ConversationKey::generate(rng),
+            lookup: LookupKey::generate(rng),
+        }
     }
 
     /// The mailbox these keys name.
@@ -59,7 +63,11 @@ impl KeySet {
     }
 
     fn offer(&self) -> RotationOffer {
-        RotationOffer { serial: self.serial, conversation: self.conversation.public(), lookup: self.lookup.public() }
+        RotationOffer {
+            serial: self.serial,
+            conversation: self.conversation.public(),
+            lookup: self.lookup.public(),
+        }
     }
 
     fn encode(&self, w: &mut Writer) {
@@ -72,7 +80,11 @@ impl KeySet {
         let serial = r.varint_max(u32::MAX.into(), "key serial")? as u32;
         let conversation = ConversationKey::from_secret_bytes(r.array("conversation secret")?);
         let lookup = LookupKey::from_seed(&r.array("lookup secret")?);
-        Ok(Self { serial, conversation, lookup })
+        Ok(Self {
+            serial,
+            conversation,
+            lookup,
+        })
     }
 }
 
@@ -142,7 +154,15 @@ pub struct Conversation {
 impl Conversation {
     /// A conversation from the two cards' keys.
     pub fn new(contact_key: ContactKey, current: KeySet, peer: ContactPublic, peer_keys: PeerKeys) -> Self {
-        Self { contact_key, peer, current, pending: None, retiring: Vec::new(), peer_keys, ack_due: None }
+        Self {
+            contact_key,
+            peer,
+            current,
+            pending: None,
+            retiring: Vec::new(),
+            peer_keys,
+            ack_due: None,
+        }
     }
 
     /// My current keys.
@@ -218,7 +238,11 @@ impl Conversation {
         };
         let envelope = envelope::seal(&message, &self.contact_key, &self.peer_keys.conversation, rng)?;
         self.ack_due = None;
-        Ok(Outgoing { mailbox: self.peer_keys.mailbox(), envelope, id: message.id })
+        Ok(Outgoing {
+            mailbox: self.peer_keys.mailbox(),
+            envelope,
+            id: message.id,
+        })
     }
 
     /// Opens, verifies and applies an envelope found in one of my mailboxes. Does not check for
@@ -234,13 +258,20 @@ impl Conversation {
             self.promote(now_ms);
         }
         let peer_rotated = message.rotation.as_ref().and_then(|offer| self.apply_offer(offer));
-        Ok(Incoming { message, rotation_confirmed: confirmed, peer_rotated })
+        Ok(Incoming {
+            message,
+            rotation_confirmed: confirmed,
+            peer_rotated,
+        })
     }
 
     fn promote(&mut self, now_ms: u64) {
         if let Some(new) = self.pending.take() {
             let old = core::mem::replace(&mut self.current, new);
-            self.retiring.push(Retiring { keys: old, since_ms: now_ms });
+            self.retiring.push(Retiring {
+                keys: old,
+                since_ms: now_ms,
+            });
         }
     }
 
@@ -249,8 +280,11 @@ impl Conversation {
             && offer.conversation == self.peer_keys.conversation
             && offer.lookup == self.peer_keys.lookup;
         if offer.serial > self.peer_keys.serial {
-            self.peer_keys =
-                PeerKeys { serial: offer.serial, conversation: offer.conversation, lookup: offer.lookup };
+            self.peer_keys = PeerKeys {
+                serial: offer.serial,
+                conversation: offer.conversation,
+                lookup: offer.lookup,
+            };
         } else if !same {
             // An old or conflicting offer: ignore it, the peer will repeat its latest one.
             return None;
@@ -294,14 +328,20 @@ impl Decode for Conversation {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8("conversation version")?;
         if version != 1 {
-            return Err(DecodeError::UnsupportedVersion { what: "conversation", version });
+            return Err(DecodeError::UnsupportedVersion {
+                what: "conversation",
+                version,
+            });
         }
         let contact_key = ContactKey::from_seed(&r.array("contact secret")?);
         let peer = ContactPublic::decode(r)?;
         let current = KeySet::decode(r)?;
         let pending = r.option("pending keys", KeySet::decode)?;
         let retiring = r.list(64, "retiring keys", |r| {
-            Ok(Retiring { keys: KeySet::decode(r)?, since_ms: r.varint("retired since")? })
+            Ok(Retiring {
+                keys: KeySet::decode(r)?,
+                since_ms: r.varint("retired since")?,
+            })
         })?;
         let peer_keys = PeerKeys {
             serial: r.varint_max(u32::MAX.into(), "peer serial")? as u32,
@@ -309,7 +349,15 @@ impl Decode for Conversation {
             lookup: LookupPublic::decode(r)?,
         };
         let ack_due = r.option("ack due", |r| Ok(r.varint_max(u32::MAX.into(), "ack due")? as u32))?;
-        Ok(Self { contact_key, peer, current, pending, retiring, peer_keys, ack_due })
+        Ok(Self {
+            contact_key,
+            peer,
+            current,
+            pending,
+            retiring,
+            peer_keys,
+            ack_due,
+        })
     }
 }
 
@@ -339,7 +387,13 @@ pub enum Replay {
 impl ReplayWindow {
     /// A window of `window_ms` keeping at most `max_ids` ids.
     pub fn new(window_ms: u64, max_ids: usize) -> Self {
-        Self { window_ms, max_ids, floor_ms: 0, by_time: BTreeSet::new(), ids: HashSet::new() }
+        Self {
+            window_ms,
+            max_ids,
+            floor_ms: 0,
+            by_time: BTreeSet::new(),
+            ids: HashSet::new(),
+        }
     }
 
     /// Accepts `id` once; refuses it again, or if older than the window at `now_ms`.
@@ -426,7 +480,10 @@ mod tests {
         // A late message to the old mailbox still opens until the old keys are dropped.
         assert_eq!(a.open(&old_a_mailbox, &b2.envelope, 5).unwrap().message.content, b"b2");
         assert!(a.drop_retired(&old_a_mailbox));
-        assert_eq!(a.open(&old_a_mailbox, &b2.envelope, 5).unwrap_err(), ConversationError::UnknownMailbox);
+        assert_eq!(
+            a.open(&old_a_mailbox, &b2.envelope, 5).unwrap_err(),
+            ConversationError::UnknownMailbox
+        );
     }
 
     #[test]
@@ -453,6 +510,10 @@ mod tests {
         for i in 3..8 {
             w.check(MessageId([i; 16]), 5000 + u64::from(i), 5010).unwrap();
         }
-        assert_eq!(w.check(MessageId([1; 16]), 5000, 5011), Err(Replay::TooOld), "evicted id is now too old");
+        assert_eq!(
+            w.check(MessageId([1; 16]), 5000, 5011),
+            Err(Replay::TooOld),
+            "evicted id is now too old"
+        );
     }
 }

@@ -157,7 +157,8 @@ pub fn verify(
 ) -> Result<(), CryptoError> {
     let key = VerifyingKey::from_bytes(public).map_err(|_| CryptoError::BadSignature)?;
     let sig = ed25519_dalek::Signature::from_bytes(signature);
-    key.verify_strict(&signed_message(domain, parts), &sig).map_err(|_| CryptoError::BadSignature)
+    key.verify_strict(&signed_message(domain, parts), &sig)
+        .map_err(|_| CryptoError::BadSignature)
 }
 
 // ---------------------------------------------------------------- key agreement and HPKE
@@ -188,8 +189,7 @@ impl DhSecret {
     }
 
     fn hpke_private(&self) -> Result<<Kem as hpke::Kem>::PrivateKey, CryptoError> {
-        <Kem as hpke::Kem>::PrivateKey::from_bytes(self.to_bytes().as_slice())
-            .map_err(|_| CryptoError::Decrypt)
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(self.to_bytes().as_slice()).map_err(|_| CryptoError::Decrypt)
     }
 }
 
@@ -226,9 +226,8 @@ impl HpkeSender {
         rng: &mut impl CryptoRng,
     ) -> Result<([u8; ENC_LEN], Self), CryptoError> {
         let pk = hpke_public(recipient)?;
-        let (enc, ctx) =
-            hpke::setup_sender_with_rng::<HpkeAead, Kdf, Kem>(&OpModeS::Base, &pk, info, rng)
-                .map_err(|_| CryptoError::BadPublicKey)?;
+        let (enc, ctx) = hpke::setup_sender_with_rng::<HpkeAead, Kdf, Kem>(&OpModeS::Base, &pk, info, rng)
+            .map_err(|_| CryptoError::BadPublicKey)?;
         let mut enc_bytes = [0u8; ENC_LEN];
         enc_bytes.copy_from_slice(&enc.to_bytes());
         Ok((enc_bytes, Self { ctx }))
@@ -263,13 +262,9 @@ impl fmt::Debug for HpkeReceiver {
 impl HpkeReceiver {
     /// Sets up the context matching a sender's encapsulated key.
     pub fn new(secret: &DhSecret, enc: &[u8; ENC_LEN], info: &[u8]) -> Result<Self, CryptoError> {
-        let ctx = hpke::setup_receiver::<HpkeAead, Kdf, Kem>(
-            &OpModeR::Base,
-            &secret.hpke_private()?,
-            &hpke_enc(enc)?,
-            info,
-        )
-        .map_err(|_| CryptoError::Decrypt)?;
+        let ctx =
+            hpke::setup_receiver::<HpkeAead, Kdf, Kem>(&OpModeR::Base, &secret.hpke_private()?, &hpke_enc(enc)?, info)
+                .map_err(|_| CryptoError::Decrypt)?;
         Ok(Self { ctx })
     }
 
@@ -333,10 +328,13 @@ impl SecretKey {
         &self.0
     }
 
-    /// HKDF-Expand of this key used as a pseudorandom key.
+    /// HKDF-Expand (RFC 5869 §2.3) with this key as the pseudorandom key.
     pub fn expand(&self, info: &[u8]) -> SecretKey {
         let mut out = Self::from_bytes([0u8; 32]);
-        hkdf_sha256(None, self.as_bytes(), info, out.0.as_mut_slice());
+        // A 32-byte PRK is valid for SHA-256 and 32 bytes of output always fit.
+        if let Ok(hk) = hkdf::Hkdf::<sha2::Sha256>::from_prk(self.as_bytes()) {
+            let _ = hk.expand(info, out.0.as_mut_slice());
+        }
         out
     }
 }
@@ -389,7 +387,9 @@ impl AeadKey {
         tag.copy_from_slice(&buf[tag_at..]);
         buf.truncate(tag_at);
         let nonce = Nonce::from(*nonce);
-        let res = self.0.decrypt_inout_detached(&nonce, aad, (&mut buf[start..]).into(), &tag.into());
+        let res = self
+            .0
+            .decrypt_inout_detached(&nonce, aad, (&mut buf[start..]).into(), &tag.into());
         if res.is_err() {
             // Leave no partially decrypted bytes behind.
             buf[start..].zeroize();
@@ -446,9 +446,17 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// The defaults for a vault: 64 MiB, 3 passes, 1 lane (well above OWASP's minimum).
-    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 64 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
     /// Small but real parameters for tests and demos: 256 KiB, 1 pass.
-    pub const TESTING: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+    pub const TESTING: KdfParams = KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
 }
 
 /// Derives a 256-bit key from a password with Argon2id (version 0x13).
@@ -477,8 +485,14 @@ mod tests {
         let k = SigningSecret::from_seed(&[7; 32]);
         let sig = k.sign(Domain::CARD, &[b"hello"]);
         verify(&k.public(), Domain::CARD, &[b"hello"], &sig).unwrap();
-        assert_eq!(verify(&k.public(), Domain::MESSAGE, &[b"hello"], &sig), Err(CryptoError::BadSignature));
-        assert_eq!(verify(&k.public(), Domain::CARD, &[b"hellO"], &sig), Err(CryptoError::BadSignature));
+        assert_eq!(
+            verify(&k.public(), Domain::MESSAGE, &[b"hello"], &sig),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            verify(&k.public(), Domain::CARD, &[b"hellO"], &sig),
+            Err(CryptoError::BadSignature)
+        );
     }
 
     #[test]

@@ -104,7 +104,10 @@ impl DatagramSender {
         out.extend_from_slice(&REQUEST_HEADER);
         out.extend_from_slice(&self.enc);
         out.extend_from_slice(&sealed);
-        let pending = PendingDatagram { binding: self.enc, response_key: self.ctx.export(RESPONSE_LABEL) };
+        let pending = PendingDatagram {
+            binding: self.enc,
+            response_key: self.ctx.export(RESPONSE_LABEL),
+        };
         (out, pending)
     }
 }
@@ -127,9 +130,13 @@ pub fn open_request(server: &ServerKey, datagram: &[u8], now_secs: u64) -> Resul
     if datagram.len() < 2 + ENC_LEN || datagram[..2] != REQUEST_HEADER {
         return Err(DatagramError::BadHeader);
     }
-    let enc: [u8; ENC_LEN] = datagram[2..2 + ENC_LEN].try_into().map_err(|_| DatagramError::BadHeader)?;
+    let enc: [u8; ENC_LEN] = datagram[2..2 + ENC_LEN]
+        .try_into()
+        .map_err(|_| DatagramError::BadHeader)?;
     let mut ctx = HpkeReceiver::new(server.dh(), &enc, INFO).map_err(|_| DatagramError::Decrypt)?;
-    let plain = ctx.open(&REQUEST_HEADER, &datagram[2 + ENC_LEN..]).map_err(|_| DatagramError::Decrypt)?;
+    let plain = ctx
+        .open(&REQUEST_HEADER, &datagram[2 + ENC_LEN..])
+        .map_err(|_| DatagramError::Decrypt)?;
     let mut r = Reader::new(&plain);
     let sent_at = r.varint("datagram time")?;
     if sent_at.abs_diff(now_secs) > MAX_SKEW_SECS {
@@ -137,7 +144,12 @@ pub fn open_request(server: &ServerKey, datagram: &[u8], now_secs: u64) -> Resul
     }
     let request = Request::decode(&mut r)?;
     r.finish("datagram request")?;
-    Ok(OpenedRequest { request, sent_at, binding: enc, response_key: ctx.export(RESPONSE_LABEL) })
+    Ok(OpenedRequest {
+        request,
+        sent_at,
+        binding: enc,
+        response_key: ctx.export(RESPONSE_LABEL),
+    })
 }
 
 fn seal_response(key: &SecretKey, response: &Response) -> Vec<u8> {
@@ -171,8 +183,13 @@ mod tests {
         };
         let env = envelope::seal(&message, &sender, &recipient.public(), &mut rng).unwrap();
         assert_eq!(env.len(), LORA_CLASS);
-        let req = Request::Deposit { mailbox: MailboxId([9; 16]), envelope: env };
-        let (dgram, pending) = DatagramSender::new(&server.public(), &mut rng).unwrap().seal_request(&req, u64::MAX / 2);
+        let req = Request::Deposit {
+            mailbox: MailboxId([9; 16]),
+            envelope: env,
+        };
+        let (dgram, pending) = DatagramSender::new(&server.public(), &mut rng)
+            .unwrap()
+            .seal_request(&req, u64::MAX / 2);
         assert!(dgram.len() <= LORA_FRAME_MAX, "{} bytes", dgram.len());
 
         let opened = open_request(&server, &dgram, u64::MAX / 2).unwrap();
@@ -189,12 +206,22 @@ mod tests {
         let lookup = LookupKey::generate(&mut rng);
         let sender = DatagramSender::new(&server.public(), &mut rng).unwrap();
         let auth = MailboxAuth::prove(&lookup, &sender.binding());
-        let req = Request::Poll { mailboxes: vec![auth], limit: 10, wait_ms: 0, broadcasts_after: 0 };
+        let req = Request::Poll {
+            mailboxes: vec![auth],
+            limit: 10,
+            wait_ms: 0,
+            broadcasts_after: 0,
+        };
         let (dgram, _) = sender.seal_request(&req, 1000);
         let opened = open_request(&server, &dgram, 1000).unwrap();
-        let Request::Poll { mailboxes, .. } = &opened.request else { panic!("not a poll") };
+        let Request::Poll { mailboxes, .. } = &opened.request else {
+            panic!("not a poll")
+        };
         assert!(mailboxes[0].verify(&opened.binding));
-        assert_eq!(open_request(&server, &dgram, 1000 + MAX_SKEW_SECS + 1).unwrap_err(), DatagramError::Stale);
+        assert_eq!(
+            open_request(&server, &dgram, 1000 + MAX_SKEW_SECS + 1).unwrap_err(),
+            DatagramError::Stale
+        );
         let mut bad = dgram.clone();
         bad[50] ^= 1;
         assert_eq!(open_request(&server, &bad, 1000).unwrap_err(), DatagramError::Decrypt);

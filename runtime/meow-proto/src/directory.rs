@@ -69,7 +69,13 @@ impl DirectoryEntry {
         let tags: Vec<String> = tags.iter().map(|t| t.to_lowercase()).collect();
         let fields = signed_fields(card.as_bytes(), description, &tags, expires);
         let signature = key.sign(Domain::DIRECTORY_ENTRY, &[&fields]);
-        Self { card, description: description.to_owned(), tags, expires, signature }
+        Self {
+            card,
+            description: description.to_owned(),
+            tags,
+            expires,
+            signature,
+        }
     }
 
     /// The publisher's key.
@@ -85,7 +91,12 @@ impl DirectoryEntry {
 
 impl Encode for DirectoryEntry {
     fn encode(&self, w: &mut Writer) {
-        w.raw(&signed_fields(self.card.as_bytes(), &self.description, &self.tags, self.expires));
+        w.raw(&signed_fields(
+            self.card.as_bytes(),
+            &self.description,
+            &self.tags,
+            self.expires,
+        ));
         w.raw(&self.signature);
     }
 }
@@ -151,7 +162,13 @@ impl Decode for UncheckedEntry {
         let tags = r.list(MAX_TAGS, "tags", |r| Ok(r.string(MAX_TAG, "tag")?.to_owned()))?;
         let expires = r.varint("entry expiry")?;
         let signature = r.array::<SIGNATURE_LEN>("entry signature")?;
-        Ok(Self { card, description, tags, expires, signature })
+        Ok(Self {
+            card,
+            description,
+            tags,
+            expires,
+            signature,
+        })
     }
 }
 
@@ -170,13 +187,21 @@ impl Withdrawal {
     pub fn sign(key: &ContactKey, entry_id: [u8; 32]) -> Self {
         let contact = key.public();
         let signature = key.sign(Domain::DIRECTORY_WITHDRAW, &[contact.as_bytes(), &entry_id]);
-        Self { contact, entry_id, signature }
+        Self {
+            contact,
+            entry_id,
+            signature,
+        }
     }
 
     /// Verifies the signature.
     pub fn check(&self) -> Result<(), DirectoryError> {
         self.contact
-            .verify(Domain::DIRECTORY_WITHDRAW, &[self.contact.as_bytes(), &self.entry_id], &self.signature)
+            .verify(
+                Domain::DIRECTORY_WITHDRAW,
+                &[self.contact.as_bytes(), &self.entry_id],
+                &self.signature,
+            )
             .map_err(|_| DirectoryError::BadSignature)
     }
 }
@@ -222,7 +247,13 @@ mod tests {
                 answers: None,
             },
         );
-        let e = DirectoryEntry::sign(&key, card, "I tell the weather", &["Weather".into(), "bot".into()], 5_000);
+        let e = DirectoryEntry::sign(
+            &key,
+            card,
+            "I tell the weather",
+            &["Weather".into(), "bot".into()],
+            5_000,
+        );
         (key, e)
     }
 
@@ -232,7 +263,10 @@ mod tests {
         assert_eq!(e.tags, vec!["weather", "bot"]);
         let back = UncheckedEntry::from_bytes(&e.to_bytes()).unwrap().check(200).unwrap();
         assert_eq!(back, e);
-        assert_eq!(UncheckedEntry::from_bytes(&e.to_bytes()).unwrap().check(6_000), Err(DirectoryError::Expired));
+        assert_eq!(
+            UncheckedEntry::from_bytes(&e.to_bytes()).unwrap().check(6_000),
+            Err(DirectoryError::Expired)
+        );
         let w = Withdrawal::sign(&key, e.id());
         Withdrawal::from_bytes(&w.to_bytes()).unwrap().check().unwrap();
     }
@@ -240,7 +274,10 @@ mod tests {
     #[test]
     fn invitation_cards_are_not_directory_cards() {
         let (_, e) = entry(CardRole::Invitation);
-        assert_eq!(UncheckedEntry::from_bytes(&e.to_bytes()).unwrap().check(200), Err(DirectoryError::NotPublic));
+        assert_eq!(
+            UncheckedEntry::from_bytes(&e.to_bytes()).unwrap().check(200),
+            Err(DirectoryError::NotPublic)
+        );
     }
 
     #[test]

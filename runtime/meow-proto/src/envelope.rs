@@ -155,7 +155,10 @@ impl Encode for Message {
         if self.rotation_ack.is_some() {
             flags |= FLAG_ROTATION_ACK;
         }
-        w.u8(flags).raw(&self.id.0).varint(self.sent_at_ms).varint(self.content_type.0.into());
+        w.u8(flags)
+            .raw(&self.id.0)
+            .varint(self.sent_at_ms)
+            .varint(self.content_type.0.into());
         w.bytes(&self.content);
         if let Some(r) = &self.rotation {
             w.varint(r.serial.into());
@@ -173,7 +176,10 @@ impl Decode for Message {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let flags = r.u8("message flags")?;
         if flags & !(FLAG_ROTATION | FLAG_ROTATION_ACK) != 0 {
-            return Err(DecodeError::UnknownValue { what: "message flags", value: flags.into() });
+            return Err(DecodeError::UnknownValue {
+                what: "message flags",
+                value: flags.into(),
+            });
         }
         let id = MessageId(r.array("message id")?);
         let sent_at_ms = r.varint("sent_at")?;
@@ -193,7 +199,14 @@ impl Decode for Message {
         } else {
             None
         };
-        Ok(Self { id, sent_at_ms, content_type, content, rotation, rotation_ack })
+        Ok(Self {
+            id,
+            sent_at_ms,
+            content_type,
+            content,
+            rotation,
+            rotation_ack,
+        })
     }
 }
 
@@ -223,18 +236,18 @@ pub fn seal(
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>, EnvelopeError> {
     let body = message.to_bytes();
-    let class = padding::class_for(ENVELOPE_OVERHEAD + plaintext_len(body.len())).ok_or(
-        EnvelopeError::TooLarge { len: message.content.len(), max: max_content_len() },
-    )?;
+    let class = padding::class_for(ENVELOPE_OVERHEAD + plaintext_len(body.len())).ok_or(EnvelopeError::TooLarge {
+        len: message.content.len(),
+        max: max_content_len(),
+    })?;
     let signature = sender.sign(Domain::MESSAGE, &[recipient.as_bytes(), &body]);
     let mut plain = Writer::with_capacity(class);
     plain.bytes(&body).raw(&signature);
     let mut plain = plain.into_bytes();
     plain.resize(class - ENVELOPE_OVERHEAD, 0);
 
-    let (enc, ciphertext) =
-        crypto::hpke_seal(recipient.as_bytes(), HPKE_INFO, &[ENVELOPE_VERSION], &plain, rng)
-            .map_err(|_| EnvelopeError::BadRecipient)?;
+    let (enc, ciphertext) = crypto::hpke_seal(recipient.as_bytes(), HPKE_INFO, &[ENVELOPE_VERSION], &plain, rng)
+        .map_err(|_| EnvelopeError::BadRecipient)?;
     let mut out = Vec::with_capacity(class);
     out.push(ENVELOPE_VERSION);
     out.extend_from_slice(&enc);
@@ -248,7 +261,10 @@ pub fn check_layout(envelope: &[u8]) -> Result<(), EnvelopeError> {
         return Err(EnvelopeError::Malformed(DecodeError::Truncated { what: "envelope" }));
     };
     if version != ENVELOPE_VERSION {
-        return Err(EnvelopeError::Malformed(DecodeError::UnsupportedVersion { what: "envelope", version }));
+        return Err(EnvelopeError::Malformed(DecodeError::UnsupportedVersion {
+            what: "envelope",
+            version,
+        }));
     }
     if !padding::is_class_size(envelope.len()) {
         return Err(EnvelopeError::Malformed(DecodeError::Invalid {
@@ -262,16 +278,34 @@ pub fn check_layout(envelope: &[u8]) -> Result<(), EnvelopeError> {
 /// Decrypts an envelope with one of my conversation keys. The result is unusable until verified.
 pub fn open(envelope: &[u8], recipient: &ConversationKey) -> Result<UnverifiedMessage, EnvelopeError> {
     check_layout(envelope)?;
-    let enc: [u8; ENC_LEN] = envelope[1..1 + ENC_LEN].try_into().map_err(|_| EnvelopeError::Decrypt)?;
-    let plain = crypto::hpke_open(recipient.dh(), &enc, HPKE_INFO, &[ENVELOPE_VERSION], &envelope[1 + ENC_LEN..])
+    let enc: [u8; ENC_LEN] = envelope[1..1 + ENC_LEN]
+        .try_into()
         .map_err(|_| EnvelopeError::Decrypt)?;
+    let plain = crypto::hpke_open(
+        recipient.dh(),
+        &enc,
+        HPKE_INFO,
+        &[ENVELOPE_VERSION],
+        &envelope[1 + ENC_LEN..],
+    )
+    .map_err(|_| EnvelopeError::Decrypt)?;
     let mut r = Reader::new(&plain);
-    let body = r.bytes(plain.len(), "message body").map_err(EnvelopeError::Malformed)?.to_vec();
+    let body = r
+        .bytes(plain.len(), "message body")
+        .map_err(EnvelopeError::Malformed)?
+        .to_vec();
     let signature: [u8; SIGNATURE_LEN] = r.array("signature").map_err(EnvelopeError::Malformed)?;
     if r.rest().iter().any(|&b| b != 0) {
-        return Err(EnvelopeError::Malformed(DecodeError::Invalid { what: "padding", reason: "not zero" }));
+        return Err(EnvelopeError::Malformed(DecodeError::Invalid {
+            what: "padding",
+            reason: "not zero",
+        }));
     }
-    Ok(UnverifiedMessage { recipient: recipient.public(), body, signature })
+    Ok(UnverifiedMessage {
+        recipient: recipient.public(),
+        body,
+        signature,
+    })
 }
 
 /// A decrypted message whose signature has not been checked yet.
@@ -294,7 +328,11 @@ impl UnverifiedMessage {
     /// Checks the signature against the contact's key, then decodes the message.
     pub fn verify(self, sender: &ContactPublic) -> Result<Message, EnvelopeError> {
         sender
-            .verify(Domain::MESSAGE, &[self.recipient.as_bytes(), &self.body], &self.signature)
+            .verify(
+                Domain::MESSAGE,
+                &[self.recipient.as_bytes(), &self.body],
+                &self.signature,
+            )
             .map_err(|_| EnvelopeError::NotFromContact)?;
         Message::from_bytes(&self.body).map_err(EnvelopeError::Malformed)
     }

@@ -56,7 +56,12 @@ pub struct CardOptions {
     pub ttl: u64,
 }
 
-fn make_card(role: CardRole, answers: Option<&Card>, opts: &CardOptions, rng: &mut impl CryptoRng) -> (NewContact, Card) {
+fn make_card(
+    role: CardRole,
+    answers: Option<&Card>,
+    opts: &CardOptions,
+    rng: &mut impl CryptoRng,
+) -> (NewContact, Card) {
     let contact_key = ContactKey::generate(rng);
     let keys = KeySet::generate(0, rng);
     let body = CardBody {
@@ -74,12 +79,21 @@ fn make_card(role: CardRole, answers: Option<&Card>, opts: &CardOptions, rng: &m
 }
 
 fn peer_keys(card: &Card) -> PeerKeys {
-    PeerKeys { serial: 0, conversation: card.body.conversation, lookup: card.body.lookup }
+    PeerKeys {
+        serial: 0,
+        conversation: card.body.conversation,
+        lookup: card.body.lookup,
+    }
 }
 
 /// Makes an invitation card (or a public card, if `public`).
 pub fn invite(opts: &CardOptions, public: bool, rng: &mut impl CryptoRng) -> (NewContact, Card) {
-    make_card(if public { CardRole::Public } else { CardRole::Invitation }, None, opts, rng)
+    make_card(
+        if public { CardRole::Public } else { CardRole::Invitation },
+        None,
+        opts,
+        rng,
+    )
 }
 
 /// Answers an invitation or public card: my answer card and the conversation.
@@ -106,7 +120,12 @@ pub fn complete(mine: &NewContact, invitation: &Card, answer: &Card) -> Result<C
         Some(id) => return Err(InvitationError::WrongInvitation(id.to_string())),
         None => return Err(InvitationError::NotAnAnswer),
     }
-    Ok(Conversation::new(mine.contact_key.clone(), mine.keys.clone(), answer.contact, peer_keys(answer)))
+    Ok(Conversation::new(
+        mine.contact_key.clone(),
+        mine.keys.clone(),
+        answer.contact,
+        peer_keys(answer),
+    ))
 }
 
 /// The message that carries my answer card to the inviter's mailbox.
@@ -140,7 +159,12 @@ mod tests {
     use crate::testing::TestRng;
 
     fn opts(nick: &str) -> CardOptions {
-        CardOptions { servers: vec![], nickname: Some(nick.into()), now: 1000, ttl: 3600 }
+        CardOptions {
+            servers: vec![],
+            nickname: Some(nick.into()),
+            now: 1000,
+            ttl: 3600,
+        }
     }
 
     #[test]
@@ -157,9 +181,15 @@ mod tests {
 
         let mut alice = complete(&alice_new, &invitation, &got).unwrap();
         let out = bob.seal(ContentType::TEXT, b"hi alice".to_vec(), 5, &mut rng).unwrap();
-        assert_eq!(alice.open(&out.mailbox, &out.envelope, 6).unwrap().message.content, b"hi alice");
+        assert_eq!(
+            alice.open(&out.mailbox, &out.envelope, 6).unwrap().message.content,
+            b"hi alice"
+        );
         let out = alice.seal(ContentType::TEXT, b"hi bob".to_vec(), 7, &mut rng).unwrap();
-        assert_eq!(bob.open(&out.mailbox, &out.envelope, 8).unwrap().message.content, b"hi bob");
+        assert_eq!(
+            bob.open(&out.mailbox, &out.envelope, 8).unwrap().message.content,
+            b"hi bob"
+        );
     }
 
     #[test]
@@ -168,9 +198,18 @@ mod tests {
         let (alice1, inv1) = invite(&opts("a"), false, &mut rng);
         let (_, inv2) = invite(&opts("a"), false, &mut rng);
         let (_, ans2) = answer(&inv2, &opts("b"), &mut rng).unwrap();
-        assert!(matches!(complete(&alice1, &inv1, &ans2), Err(InvitationError::WrongInvitation(_))));
-        assert_eq!(complete(&alice1, &inv1, &inv2).unwrap_err(), InvitationError::NotAnAnswer);
-        assert_eq!(answer(&ans2, &opts("c"), &mut rng).unwrap_err(), InvitationError::NotAnInvitation);
+        assert!(matches!(
+            complete(&alice1, &inv1, &ans2),
+            Err(InvitationError::WrongInvitation(_))
+        ));
+        assert_eq!(
+            complete(&alice1, &inv1, &inv2).unwrap_err(),
+            InvitationError::NotAnAnswer
+        );
+        assert_eq!(
+            answer(&ans2, &opts("c"), &mut rng).unwrap_err(),
+            InvitationError::NotAnInvitation
+        );
     }
 
     #[test]

@@ -83,7 +83,11 @@ macro_rules! public_key_common {
             /// Checks and wraps raw key bytes.
             pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
                 let valid: fn(&[u8; 32]) -> bool = $valid;
-                if valid(&bytes) { Ok(Self(bytes)) } else { Err(KeyError::Invalid { kind: $kind }) }
+                if valid(&bytes) {
+                    Ok(Self(bytes))
+                } else {
+                    Err(KeyError::Invalid { kind: $kind })
+                }
             }
 
             /// The raw bytes.
@@ -338,8 +342,14 @@ mod tests {
         let text = k.public().to_text();
         assert!(text.starts_with("contact:"));
         assert_eq!(text.parse::<ContactPublic>().unwrap(), k.public());
-        assert_eq!(text.parse::<LookupPublic>(), Err(KeyError::WrongKind { expected: "lookup" }));
-        assert!(matches!("contact:abc".parse::<ContactPublic>(), Err(KeyError::Malformed { .. })));
+        assert_eq!(
+            text.parse::<LookupPublic>(),
+            Err(KeyError::WrongKind { expected: "lookup" })
+        );
+        assert!(matches!(
+            "contact:abc".parse::<ContactPublic>(),
+            Err(KeyError::Malformed { .. })
+        ));
     }
 
     #[test]

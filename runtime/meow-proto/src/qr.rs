@@ -32,7 +32,11 @@ pub fn png(text: &str) -> Result<Vec<u8>, QrError> {
     let mut pixels = Vec::with_capacity(px * px);
     for y in 0..px {
         for x in 0..px {
-            pixels.push(if is_dark(width, &dark, x / SCALE, y / SCALE) { 0u8 } else { 255u8 });
+            pixels.push(if is_dark(width, &dark, x / SCALE, y / SCALE) {
+                0u8
+            } else {
+                255u8
+            });
         }
     }
     let mut out = Vec::new();

@@ -52,14 +52,19 @@ impl ServerCard {
     /// Reads the text form (whitespace ignored).
     pub fn from_text(text: &str) -> Result<Self, ServerCardError> {
         let compact: String = text.split_whitespace().collect();
-        let body = compact.strip_prefix(SERVER_TEXT_PREFIX).ok_or(ServerCardError::BadText)?;
+        let body = compact
+            .strip_prefix(SERVER_TEXT_PREFIX)
+            .ok_or(ServerCardError::BadText)?;
         let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| ServerCardError::BadText)?;
         Ok(Self::from_bytes(&bytes)?)
     }
 
     /// The address and key, as listed on rendez-vous cards.
     pub fn server_ref(&self) -> ServerRef {
-        ServerRef { address: self.address.clone(), key: self.key }
+        ServerRef {
+            address: self.address.clone(),
+            key: self.key,
+        }
     }
 }
 
@@ -79,14 +84,24 @@ impl Decode for ServerCard {
         }
         let version = r.u8("version")?;
         if version != SERVER_CARD_VERSION {
-            return Err(DecodeError::UnsupportedVersion { what: "server card", version });
+            return Err(DecodeError::UnsupportedVersion {
+                what: "server card",
+                version,
+            });
         }
         let name = r.string(MAX_SERVER_NAME, "server name")?.to_owned();
         let address = r.string(MAX_ADDRESS_LEN, "server address")?.to_owned();
         if address.is_empty() {
-            return Err(DecodeError::Invalid { what: "server address", reason: "empty" });
+            return Err(DecodeError::Invalid {
+                what: "server address",
+                reason: "empty",
+            });
         }
-        Ok(Self { name, address, key: ServerPublic::decode(r)? })
+        Ok(Self {
+            name,
+            address,
+            key: ServerPublic::decode(r)?,
+        })
     }
 }
 

@@ -20,7 +20,9 @@
 //! Counters make replayed, reordered or dropped frames fail. The stream framing (a length before
 //! each frame) is the transport's, see `meow-net`.
 
-use crate::crypto::{AeadKey, CryptoError, CryptoRng, DhSecret, ENC_LEN, HpkeReceiver, HpkeSender, NONCE_LEN, SecretKey, TAG_LEN};
+use crate::crypto::{
+    AeadKey, CryptoError, CryptoRng, DhSecret, ENC_LEN, HpkeReceiver, HpkeSender, NONCE_LEN, SecretKey, TAG_LEN,
+};
 use crate::keys::{ServerKey, ServerPublic};
 
 /// Session protocol version.
@@ -63,7 +65,10 @@ struct Direction {
 
 impl Direction {
     fn new(secret: &SecretKey, label: &[u8], counter: u64) -> Self {
-        Self { key: AeadKey::new(&secret.expand(label)), counter }
+        Self {
+            key: AeadKey::new(&secret.expand(label)),
+            counter,
+        }
     }
 
     fn next_nonce(&mut self) -> [u8; NONCE_LEN] {
@@ -122,7 +127,10 @@ impl Session {
     /// Decrypts the next incoming frame in place (removes the tag).
     pub fn open_in_place(&mut self, frame: &mut Vec<u8>) -> Result<(), SessionError> {
         let nonce = self.recv.next_nonce();
-        self.recv.key.open_in_place(&nonce, b"", frame, 0).map_err(|_| SessionError::BadFrame)
+        self.recv
+            .key
+            .open_in_place(&nonce, b"", frame, 0)
+            .map_err(|_| SessionError::BadFrame)
     }
 }
 
@@ -157,7 +165,11 @@ impl ClientHandshake {
         let ctx2 = HpkeReceiver::new(&self.ephemeral, &enc2, INFO_2).map_err(|_| SessionError::HandshakeFailed)?;
         let mut session = Session::derive(&self.export1, &ctx2.export(INFO_1), true);
         let nonce = session.recv.next_nonce();
-        let ready = session.recv.key.open(&nonce, &enc2, confirm).map_err(|_| SessionError::HandshakeFailed)?;
+        let ready = session
+            .recv
+            .key
+            .open(&nonce, &enc2, confirm)
+            .map_err(|_| SessionError::HandshakeFailed)?;
         if ready != READY {
             return Err(SessionError::HandshakeFailed);
         }
@@ -180,10 +192,13 @@ pub fn accept(
     if client_hello.len() != CLIENT_HELLO_LEN {
         return Err(SessionError::BadHello);
     }
-    let enc1: [u8; ENC_LEN] =
-        client_hello[6..6 + ENC_LEN].try_into().map_err(|_| SessionError::BadHello)?;
+    let enc1: [u8; ENC_LEN] = client_hello[6..6 + ENC_LEN]
+        .try_into()
+        .map_err(|_| SessionError::BadHello)?;
     let mut ctx1 = HpkeReceiver::new(server.dh(), &enc1, INFO_1).map_err(|_| SessionError::HandshakeFailed)?;
-    let eph = ctx1.open(&HELLO_HEADER, &client_hello[6 + ENC_LEN..]).map_err(|_| SessionError::HandshakeFailed)?;
+    let eph = ctx1
+        .open(&HELLO_HEADER, &client_hello[6 + ENC_LEN..])
+        .map_err(|_| SessionError::HandshakeFailed)?;
     let eph: [u8; 32] = eph.as_slice().try_into().map_err(|_| SessionError::HandshakeFailed)?;
     let (enc2, ctx2) = HpkeSender::new(&eph, INFO_2, rng).map_err(|_| SessionError::HandshakeFailed)?;
     let mut session = Session::derive(&ctx1.export(INFO_1), &ctx2.export(INFO_1), false);
@@ -241,7 +256,10 @@ mod tests {
         let real = ServerKey::generate(&mut rng);
         let fake = ServerKey::generate(&mut rng);
         let (hs, hello) = ClientHandshake::start(&real.public(), &mut rng).unwrap();
-        assert_eq!(accept(&fake, &hello, &mut rng).unwrap_err(), SessionError::HandshakeFailed);
+        assert_eq!(
+            accept(&fake, &hello, &mut rng).unwrap_err(),
+            SessionError::HandshakeFailed
+        );
         let (_, reply) = accept(&real, &hello, &mut rng).unwrap();
         let mut bad = reply.clone();
         bad[40] ^= 1;
@@ -252,9 +270,15 @@ mod tests {
     fn garbage_hellos_are_refused() {
         let mut rng = TestRng::new(24);
         let server = ServerKey::generate(&mut rng);
-        assert_eq!(accept(&server, b"GET / HTTP/1.1\r\n", &mut rng).unwrap_err(), SessionError::BadHello);
+        assert_eq!(
+            accept(&server, b"GET / HTTP/1.1\r\n", &mut rng).unwrap_err(),
+            SessionError::BadHello
+        );
         let mut v2 = vec![b'M', b'E', b'O', b'W', b'H', 2];
         v2.resize(CLIENT_HELLO_LEN, 0);
-        assert_eq!(accept(&server, &v2, &mut rng).unwrap_err(), SessionError::UnsupportedVersion(2));
+        assert_eq!(
+            accept(&server, &v2, &mut rng).unwrap_err(),
+            SessionError::UnsupportedVersion(2)
+        );
     }
 }

@@ -18,7 +18,12 @@ pub struct TestRng {
 impl TestRng {
     /// A generator for `seed`; equal seeds give equal streams.
     pub fn new(seed: u64) -> Self {
-        Self { seed, counter: 0, block: [0; 32], used: 32 }
+        Self {
+            seed,
+            counter: 0,
+            block: [0; 32],
+            used: 32,
+        }
     }
 }
 

@@ -42,12 +42,18 @@ pub struct MailboxAuth {
 impl MailboxAuth {
     /// Access with a fresh proof bound to `binding`.
     pub fn prove(key: &LookupKey, binding: &[u8; 32]) -> Self {
-        Self { lookup: key.public(), proof: Some(prove_mailbox(key, binding)) }
+        Self {
+            lookup: key.public(),
+            proof: Some(prove_mailbox(key, binding)),
+        }
     }
 
     /// Access to a mailbox already proven in this session.
     pub fn proven(key: &LookupKey) -> Self {
-        Self { lookup: key.public(), proof: None }
+        Self {
+            lookup: key.public(),
+            proof: None,
+        }
     }
 
     /// The mailbox named.
@@ -245,13 +251,21 @@ impl ErrorCode {
             11 => ErrorCode::InvalidEntry,
             12 => ErrorCode::Internal,
             13 => ErrorCode::Unavailable,
-            value => return Err(DecodeError::UnknownValue { what: "error code", value: value.into() }),
+            value => {
+                return Err(DecodeError::UnknownValue {
+                    what: "error code",
+                    value: value.into(),
+                });
+            }
         })
     }
 
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable)
+        matches!(
+            self,
+            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable
+        )
     }
 }
 
@@ -326,10 +340,17 @@ impl Encode for Request {
                 mailbox.encode(w);
                 w.bytes(envelope);
             }
-            Request::Poll { mailboxes, limit, wait_ms, broadcasts_after } => {
+            Request::Poll {
+                mailboxes,
+                limit,
+                wait_ms,
+                broadcasts_after,
+            } => {
                 w.u8(kind::POLL);
                 w.list(mailboxes, |w, m| m.encode(w));
-                w.varint((*limit).into()).varint((*wait_ms).into()).varint(*broadcasts_after);
+                w.varint((*limit).into())
+                    .varint((*wait_ms).into())
+                    .varint(*broadcasts_after);
             }
             Request::Ack { items } => {
                 w.u8(kind::ACK);
@@ -397,10 +418,17 @@ impl Decode for Request {
                 query: r.string(256, "search words")?.to_owned(),
                 limit: u32_field(r, "search limit")?,
             },
-            kind::DIR_RANDOM => Request::DirectoryRandom { count: u32_field(r, "random count")? },
+            kind::DIR_RANDOM => Request::DirectoryRandom {
+                count: u32_field(r, "random count")?,
+            },
             kind::DIR_WITHDRAW => Request::DirectoryWithdraw(Withdrawal::decode(r)?),
             kind::INFO => Request::Info,
-            value => return Err(DecodeError::UnknownValue { what: "request kind", value: value.into() }),
+            value => {
+                return Err(DecodeError::UnknownValue {
+                    what: "request kind",
+                    value: value.into(),
+                });
+            }
         })
     }
 }
@@ -411,7 +439,11 @@ impl Encode for Response {
             Response::Deposited => {
                 w.u8(kind::R_DEPOSITED);
             }
-            Response::Messages { items, broadcasts, more } => {
+            Response::Messages {
+                items,
+                broadcasts,
+                more,
+            } => {
                 w.u8(kind::R_MESSAGES);
                 w.list(items, |w, m| {
                     m.mailbox.encode(w);
@@ -474,7 +506,9 @@ impl Decode for Response {
                 more: r.bool("more")?,
             },
             kind::R_ACKED => Response::Acked,
-            kind::R_BROADCASTED => Response::Broadcasted { id: r.varint("broadcast id")? },
+            kind::R_BROADCASTED => Response::Broadcasted {
+                id: r.varint("broadcast id")?,
+            },
             kind::R_PUBLISHED => Response::Published,
             kind::R_WITHDRAWN => Response::Withdrawn,
             kind::R_DIRECTORY => Response::Directory {
@@ -490,7 +524,12 @@ impl Decode for Response {
                 code: ErrorCode::from_u8(r.u8("error code")?)?,
                 message: r.string(MAX_ERROR_TEXT, "error text")?.to_owned(),
             },
-            value => return Err(DecodeError::UnknownValue { what: "response kind", value: value.into() }),
+            value => {
+                return Err(DecodeError::UnknownValue {
+                    what: "response kind",
+                    value: value.into(),
+                });
+            }
         })
     }
 }
@@ -523,7 +562,10 @@ impl Encode for RequestFrame {
 impl Decode for RequestFrame {
     const WHAT: &'static str = "request frame";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self { id: r.varint("request id")?, request: Request::decode(r)? })
+        Ok(Self {
+            id: r.varint("request id")?,
+            request: Request::decode(r)?,
+        })
     }
 }
 
@@ -537,7 +579,10 @@ impl Encode for ResponseFrame {
 impl Decode for ResponseFrame {
     const WHAT: &'static str = "response frame";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self { id: r.varint("request id")?, response: Response::decode(r)? })
+        Ok(Self {
+            id: r.varint("request id")?,
+            response: Response::decode(r)?,
+        })
     }
 }
 
@@ -557,8 +602,17 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_errors() {
-        assert!(matches!(Request::from_bytes(&[99]), Err(DecodeError::UnknownValue { .. })));
-        assert!(matches!(Response::from_bytes(&[0]), Err(DecodeError::UnknownValue { .. })));
-        assert!(matches!(Response::from_bytes(&[9, 99, 0]), Err(DecodeError::UnknownValue { .. })));
+        assert!(matches!(
+            Request::from_bytes(&[99]),
+            Err(DecodeError::UnknownValue { .. })
+        ));
+        assert!(matches!(
+            Response::from_bytes(&[0]),
+            Err(DecodeError::UnknownValue { .. })
+        ));
+        assert!(matches!(
+            Response::from_bytes(&[9, 99, 0]),
+            Err(DecodeError::UnknownValue { .. })
+        ));
     }
 }

@@ -1,0 +1,157 @@
+//! Property tests: every wire type survives encode -> decode -> encode, and no input makes a
+//! decoder panic.
+
+use meow_proto::codec::{Decode, Encode};
+use meow_proto::envelope::{ContentType, Message, MessageId, RotationOffer};
+use meow_proto::keys::{ConversationKey, LookupKey};
+use meow_proto::testing::TestRng;
+use meow_proto::wire::{AckItem, MailboxAuth, Request, RequestFrame, Response, ResponseFrame, StoredMessage};
+use meow_proto::{MailboxId, UncheckedCard};
+use proptest::prelude::*;
+
+fn lookup(seed: u64) -> LookupKey {
+    LookupKey::generate(&mut TestRng::new(seed))
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    (
+        any::<[u8; 16]>(),
+        any::<u64>(),
+        any::<u16>(),
+        prop::collection::vec(any::<u8>(), 0..300),
+        any::<Option<(u32, u64)>>(),
+        any::<Option<u32>>(),
+    )
+        .prop_map(|(id, t, ct, content, rot, ack)| Message {
+            id: MessageId(id),
+            sent_at_ms: t,
+            content_type: ContentType(ct),
+            content,
+            rotation: rot.map(|(serial, seed)| {
+                let mut rng = TestRng::new(seed);
+                RotationOffer {
+                    serial,
+                    conversation: ConversationKey::generate(&mut rng).public(),
+                    lookup: LookupKey::generate(&mut rng).public(),
+                }
+            }),
+            rotation_ack: ack,
+        })
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (any::<[u8; 16]>(), prop::collection::vec(any::<u8>(), 0..600)).prop_map(|(m, envelope)| Request::Deposit {
+            mailbox: MailboxId(m),
+            envelope
+        }),
+        (
+            prop::collection::vec((any::<u64>(), any::<bool>(), any::<[u8; 32]>()), 0..5),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>()
+        )
+            .prop_map(|(ms, limit, wait_ms, after)| Request::Poll {
+                mailboxes: ms
+                    .into_iter()
+                    .map(|(seed, prove, binding)| {
+                        let k = lookup(seed);
+                        if prove {
+                            MailboxAuth::prove(&k, &binding)
+                        } else {
+                            MailboxAuth::proven(&k)
+                        }
+                    })
+                    .collect(),
+                limit,
+                wait_ms,
+                broadcasts_after: after,
+            }),
+        (prop::collection::vec((any::<u64>(), prop::collection::vec(any::<u64>(), 0..20)), 0..4)).prop_map(|items| {
+            Request::Ack {
+                items: items
+                    .into_iter()
+                    .map(|(seed, seqs)| AckItem {
+                        auth: MailboxAuth::proven(&lookup(seed)),
+                        seqs,
+                    })
+                    .collect(),
+            }
+        }),
+        ("[a-z ]{0,40}", any::<u32>()).prop_map(|(query, limit)| Request::DirectorySearch { query, limit }),
+        any::<u32>().prop_map(|count| Request::DirectoryRandom { count }),
+        Just(Request::Info),
+    ]
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        Just(Response::Deposited),
+        Just(Response::Acked),
+        any::<u64>().prop_map(|id| Response::Broadcasted { id }),
+        (
+            prop::collection::vec(
+                (
+                    any::<[u8; 16]>(),
+                    any::<u64>(),
+                    any::<u64>(),
+                    prop::collection::vec(any::<u8>(), 0..200)
+                ),
+                0..5
+            ),
+            any::<bool>()
+        )
+            .prop_map(|(items, more)| Response::Messages {
+                items: items
+                    .into_iter()
+                    .map(|(m, seq, received_at, envelope)| StoredMessage {
+                        mailbox: MailboxId(m),
+                        seq,
+                        received_at,
+                        envelope
+                    })
+                    .collect(),
+                broadcasts: vec![],
+                more,
+            }),
+        ".{0,100}".prop_map(|message| Response::Error {
+            code: meow_proto::wire::ErrorCode::NotAuthorized,
+            message
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    #[test]
+    fn messages_round_trip(m in message()) {
+        let bytes = m.to_bytes();
+        let back = Message::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(&back, &m);
+        prop_assert_eq!(back.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn requests_round_trip(id in any::<u64>(), request in request()) {
+        let f = RequestFrame { id, request };
+        let bytes = f.to_bytes();
+        prop_assert_eq!(RequestFrame::from_bytes(&bytes).unwrap(), f);
+    }
+
+    #[test]
+    fn responses_round_trip(id in any::<u64>(), response in response()) {
+        let f = ResponseFrame { id, response };
+        let bytes = f.to_bytes();
+        prop_assert_eq!(ResponseFrame::from_bytes(&bytes).unwrap(), f);
+    }
+
+    #[test]
+    fn decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let _ = RequestFrame::from_bytes(&bytes);
+        let _ = ResponseFrame::from_bytes(&bytes);
+        let _ = Message::from_bytes(&bytes);
+        let _ = meow_proto::Conversation::from_bytes(&bytes);
+        let _ = UncheckedCard::from_bytes(&bytes).map(|c| c.check(0));
+    }
+}
