@@ -354,6 +354,15 @@ pub trait Encode {
     /// Appends the encoding to `w`.
     fn encode(&self, w: &mut Writer);
 
+    /// Appends the encoding to an existing buffer.
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        let mut w = Writer {
+            buf: core::mem::take(buf),
+        };
+        self.encode(&mut w);
+        *buf = w.buf;
+    }
+
     /// The encoding as a new buffer.
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new();

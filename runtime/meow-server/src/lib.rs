@@ -1,1 +1,247 @@
-//! meow-server
+//! The MEOW server: durable store-and-forward mailboxes, emergency broadcast and the "free for
+//! chat" directory, over encrypted TCP sessions and sealed UDP datagrams.
+//!
+//! [`Server::start`] runs a server on its own executor threads and returns a [`ServerHandle`];
+//! `meow server` runs one in the foreground and `meow run` embeds one.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod engine;
+mod listener;
+mod shared;
+pub mod writer;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use config::{Limits, ServerConfig};
+use meow_proto::{ServerCard, ServerKey};
+use meow_store::server::ServerStore;
+use smol::Executor;
+use smol::channel::{Sender, bounded, unbounded};
+
+use crate::engine::Engine;
+use crate::listener::Context;
+use crate::shared::Shared;
+use crate::writer::Writer;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory or key file could not be used.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] meow_store::StoreError),
+    /// The key file is damaged.
+    #[error("server key file {0} is damaged (expected 32 bytes)")]
+    BadKey(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let context = context.into();
+    move |source| ServerError::Io { context, source }
+}
+
+/// The server's key, created in `dir` on first use (file `server.key`, owner-only).
+pub fn load_or_create_key(dir: &Path) -> Result<ServerKey, ServerError> {
+    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let path = dir.join("server.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| ServerError::BadKey(path.display().to_string()))?;
+            Ok(ServerKey::from_secret_bytes(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = ServerKey::generate(&mut meow_proto::os_rng());
+            write_private(&path, key.secret_bytes().as_slice())?;
+            Ok(key)
+        }
+        Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// Writes a file readable by its owner only, durably (write to a temporary file, fsync, rename).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), ServerError> {
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(io_err(format!("writing {}", tmp.display())))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io_err(format!("renaming to {}", path.display())))
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
+    card: ServerCard,
+    stop: Sender<()>,
+    threads: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+    write_queue: Sender<writer::WriteOp>,
+    executor: Option<Arc<Executor<'static>>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerHandle({})", self.addr)
+    }
+}
+
+impl ServerHandle {
+    /// The TCP address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The UDP address bound, if any.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// The card clients use to reach this server.
+    pub fn card(&self) -> &ServerCard {
+        &self.card
+    }
+
+    /// Stops accepting, closes connections, lets the writer finish its batch, and returns.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        for _ in 0..self.threads.len() {
+            let _ = self.stop.try_send(());
+        }
+        self.stop.close();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // Dropping the executor drops every task, and with them the writer queue's senders.
+        self.executor = None;
+        // Operations already queued are still committed; nothing new is accepted.
+        self.write_queue.close();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Entry point.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Opens the store, binds the listeners and starts serving on background threads.
+    pub fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
+        let key = load_or_create_key(&cfg.data_dir)?;
+        let store = ServerStore::open(&cfg.data_dir)?;
+        let shared = Arc::new(Shared::default());
+        shared.load(store.load_broadcasts()?, store.load_directory()?, meow_net::now_secs());
+        let writer = Writer::new(
+            store.clone(),
+            cfg.limits.clone(),
+            cfg.message_ttl.as_secs(),
+            shared.clone(),
+        )?;
+        tracing::info!(mailboxes = writer.mailbox_count(), "store opened");
+        let (write_tx, write_rx) = unbounded();
+        let writer = std::thread::Builder::new()
+            .name("meow-writer".into())
+            .spawn(move || writer.run(write_rx))
+            .map_err(io_err("starting the writer thread"))?;
+
+        let tcp = std::net::TcpListener::bind(cfg.listen).map_err(io_err(format!("listening on {}", cfg.listen)))?;
+        let addr = tcp.local_addr().map_err(io_err("reading the bound address"))?;
+        let udp = match cfg.listen_udp {
+            Some(a) => Some(std::net::UdpSocket::bind(a).map_err(io_err(format!("listening on udp {a}")))?),
+            None => None,
+        };
+        let udp_addr = udp.as_ref().and_then(|u| u.local_addr().ok());
+        let card = ServerCard {
+            name: cfg.name.clone(),
+            address: addr.to_string(),
+            key: key.public(),
+        };
+        let threads = if cfg.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            cfg.threads
+        };
+
+        let cfg = Arc::new(cfg);
+        let ctx = Arc::new(Context {
+            engine: Engine::new(cfg.clone(), store, write_tx.clone(), shared),
+            key,
+            connections: AtomicUsize::new(0),
+            seen_datagrams: Default::default(),
+        });
+        let ex = Arc::new(Executor::new());
+        let listener = smol::net::TcpListener::try_from(tcp).map_err(io_err("registering the listener"))?;
+        ex.spawn(listener::accept_loop(ctx.clone(), listener, Arc::downgrade(&ex)))
+            .detach();
+        if let Some(u) = udp {
+            let socket = smol::net::UdpSocket::try_from(u).map_err(io_err("registering the udp socket"))?;
+            ex.spawn(listener::datagram_loop(ctx.clone(), socket, Arc::downgrade(&ex)))
+                .detach();
+        }
+        let sweeper_ctx = ctx.clone();
+        ex.spawn(async move {
+            loop {
+                smol::Timer::after(Duration::from_secs(60)).await;
+                sweeper_ctx.engine.sweep();
+            }
+        })
+        .detach();
+        drop(ctx);
+
+        let (stop, stop_rx) = bounded::<()>(threads);
+        let mut handles = Vec::new();
+        for i in 0..threads {
+            let (ex, stop_rx) = (ex.clone(), stop_rx.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("meow-server-{i}"))
+                .spawn(move || {
+                    let _ = smol::block_on(ex.run(stop_rx.recv()));
+                })
+                .map_err(io_err("starting server threads"))?;
+            handles.push(h);
+        }
+        tracing::info!(%addr, udp = ?udp_addr, threads, "server listening");
+        Ok(ServerHandle {
+            addr,
+            udp_addr,
+            card,
+            stop,
+            threads: handles,
+            writer: Some(writer),
+            write_queue: write_tx,
+            executor: Some(ex),
+        })
+    }
+}

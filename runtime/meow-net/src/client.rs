@@ -1,0 +1,436 @@
+//! The client side of a server session over TCP: connect, handshake, pipelined requests.
+//!
+//! Many requests may be in flight on one connection; a reader task matches responses to requests
+//! by id. Mailbox proofs are sent the first time a lookup key is used on the connection, then the
+//! session remembers them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_lite::io::BufReader;
+use futures_lite::{AsyncWriteExt, FutureExt};
+use meow_proto::broadcast::Broadcast;
+use meow_proto::codec::{Decode, Encode};
+use meow_proto::directory::{DirectoryEntry, UncheckedEntry, Withdrawal};
+use meow_proto::session::{ClientHandshake, SessionError, SessionReceiver, SessionSender};
+use meow_proto::wire::{
+    AckItem, BroadcastItem, ErrorCode, MailboxAuth, Request, RequestFrame, Response, ResponseFrame, ServerInfo,
+    StoredMessage,
+};
+use meow_proto::{LookupKey, MailboxId, ServerPublic};
+use smol::channel::{Receiver, Sender, bounded};
+use smol::net::TcpStream;
+
+use crate::frame::{self, FrameError, MAX_FRAME_LEN};
+
+/// How long connecting and the handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may wait for its response (plus any long-poll wait it asks for).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request to a server failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot reach server {address}: {reason}")]
+    Connect {
+        /// The address tried.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server did not answer in time.
+    #[error("server did not answer in time")]
+    Timeout,
+    /// The server does not hold the key we expected, or the handshake was tampered with.
+    #[error("handshake with {address} failed: {source}")]
+    Handshake {
+        /// The address.
+        address: String,
+        /// Why.
+        source: SessionError,
+    },
+    /// The connection is gone.
+    #[error("connection lost: {0}")]
+    Closed(String),
+    /// The server answered something that makes no sense for the request.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server refused the request.
+    #[error("server refused: {message}")]
+    Server {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again later (maybe on a new connection) may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::Timeout | ClientError::Closed(_) => true,
+            ClientError::Server { code, .. } => code.is_transient(),
+            ClientError::Handshake { .. } | ClientError::Protocol(_) => false,
+        }
+    }
+}
+
+/// What a poll returned.
+#[derive(Debug, Clone, Default)]
+pub struct PollResult {
+    /// Messages, oldest first per mailbox.
+    pub messages: Vec<StoredMessage>,
+    /// Broadcasts newer than asked.
+    pub broadcasts: Vec<BroadcastItem>,
+    /// More messages are waiting.
+    pub more: bool,
+}
+
+struct Writer {
+    stream: TcpStream,
+    session: SessionSender,
+    buf: Vec<u8>,
+}
+
+type Pending = Mutex<HashMap<u64, Sender<Response>>>;
+
+/// An open session with one server.
+pub struct ServerClient {
+    address: String,
+    writer: smol::lock::Mutex<Writer>,
+    pending: Arc<Pending>,
+    closed: Arc<Mutex<Option<String>>>,
+    next_id: AtomicU64,
+    proven: Mutex<HashSet<MailboxId>>,
+    binding: [u8; 32],
+    _reader: smol::Task<()>,
+}
+
+impl std::fmt::Debug for ServerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerClient({})", self.address)
+    }
+}
+
+async fn with_timeout<T>(d: Duration, fut: impl Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
+    fut.or(async {
+        smol::Timer::after(d).await;
+        Err(ClientError::Timeout)
+    })
+    .await
+}
+
+impl ServerClient {
+    /// Connects to `address` (`host:port`) and authenticates the server by `key`.
+    pub async fn connect(address: &str, key: &ServerPublic) -> Result<Self, ClientError> {
+        let connect_err = |e: &dyn std::fmt::Display| ClientError::Connect {
+            address: address.to_owned(),
+            reason: e.to_string(),
+        };
+        let result = with_timeout(CONNECT_TIMEOUT, async {
+            let stream = TcpStream::connect(address).await.map_err(|e| connect_err(&e))?;
+            stream.set_nodelay(true).map_err(|e| connect_err(&e))?;
+            let (hs, hello) =
+                ClientHandshake::start(key, &mut meow_proto::os_rng()).map_err(|source| ClientError::Handshake {
+                    address: address.to_owned(),
+                    source,
+                })?;
+            let mut w = stream.clone();
+            frame::write_frame(&mut w, &hello).await.map_err(|e| connect_err(&e))?;
+            let mut reader = BufReader::new(stream.clone());
+            let mut buf = Vec::new();
+            frame::read_frame(&mut reader, &mut buf, 1024)
+                .await
+                .map_err(|e| connect_err(&e))?;
+            let session = hs.finish(&buf).map_err(|source| ClientError::Handshake {
+                address: address.to_owned(),
+                source,
+            })?;
+            Ok((stream, reader, session))
+        })
+        .await;
+        let (stream, reader, session) = match result {
+            Err(ClientError::Timeout) => return Err(connect_err(&"timed out")),
+            other => other?,
+        };
+        let (send, recv, binding) = session.split();
+        let pending: Arc<Pending> = Arc::default();
+        let closed: Arc<Mutex<Option<String>>> = Arc::default();
+        let reader_task = smol::spawn(read_responses(reader, recv, pending.clone(), closed.clone()));
+        Ok(Self {
+            address: address.to_owned(),
+            writer: smol::lock::Mutex::new(Writer {
+                stream,
+                session: send,
+                buf: Vec::new(),
+            }),
+            pending,
+            closed,
+            next_id: AtomicU64::new(1),
+            proven: Mutex::new(HashSet::new()),
+            binding,
+            _reader: reader_task,
+        })
+    }
+
+    /// The server address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Whether the connection has failed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.lock().map(|c| c.is_some()).unwrap_or(true)
+    }
+
+    /// Sends a request and waits for its response (up to the request timeout plus `extra`).
+    pub async fn request(&self, request: Request, extra: Duration) -> Result<Response, ClientError> {
+        if let Some(reason) = self.closed.lock().ok().and_then(|c| c.clone()) {
+            return Err(ClientError::Closed(reason));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx): (Sender<Response>, Receiver<Response>) = bounded(1);
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, tx);
+        }
+        if let Err(e) = self.send(RequestFrame { id, request }).await {
+            self.forget(id);
+            return Err(e);
+        }
+        let closed = self.closed.clone();
+        let result = with_timeout(REQUEST_TIMEOUT + extra, async {
+            rx.recv().await.map_err(|_| {
+                ClientError::Closed(
+                    closed
+                        .lock()
+                        .ok()
+                        .and_then(|c| c.clone())
+                        .unwrap_or_else(|| "closed".into()),
+                )
+            })
+        })
+        .await;
+        if result.is_err() {
+            self.forget(id);
+        }
+        result
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&id);
+        }
+    }
+
+    async fn send(&self, frame: RequestFrame) -> Result<(), ClientError> {
+        let mut w = self.writer.lock().await;
+        let Writer { stream, session, buf } = &mut *w;
+        buf.clear();
+        buf.extend_from_slice(&[0; 4]);
+        frame.encode_into(buf);
+        session.seal_in_place(buf, 4);
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let res = async {
+            stream.write_all(buf).await?;
+            stream.flush().await
+        }
+        .await;
+        res.map_err(|e| {
+            let reason = e.to_string();
+            if let Ok(mut c) = self.closed.lock() {
+                c.get_or_insert(reason.clone());
+            }
+            ClientError::Closed(reason)
+        })
+    }
+
+    fn auth(&self, key: &LookupKey) -> MailboxAuth {
+        let proven = self
+            .proven
+            .lock()
+            .map(|p| p.contains(&MailboxId::of(&key.public())))
+            .unwrap_or(false);
+        if proven {
+            MailboxAuth::proven(key)
+        } else {
+            MailboxAuth::prove(key, &self.binding)
+        }
+    }
+
+    fn mark_proven<'a>(&self, keys: impl IntoIterator<Item = &'a LookupKey>) {
+        if let Ok(mut p) = self.proven.lock() {
+            p.extend(keys.into_iter().map(|k| MailboxId::of(&k.public())));
+        }
+    }
+
+    /// Deposits an envelope; returns once the server has it on disk.
+    pub async fn deposit(&self, mailbox: MailboxId, envelope: Vec<u8>) -> Result<(), ClientError> {
+        match self
+            .request(Request::Deposit { mailbox, envelope }, Duration::ZERO)
+            .await?
+        {
+            Response::Deposited => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Polls mailboxes (proving ownership as needed); waits up to `wait` if nothing is there.
+    pub async fn poll(
+        &self,
+        keys: &[&LookupKey],
+        limit: u32,
+        wait: Duration,
+        broadcasts_after: u64,
+    ) -> Result<PollResult, ClientError> {
+        let mailboxes = keys.iter().map(|k| self.auth(k)).collect();
+        let wait_ms = wait.as_millis().min(u32::MAX.into()) as u32;
+        let req = Request::Poll {
+            mailboxes,
+            limit,
+            wait_ms,
+            broadcasts_after,
+        };
+        match self.request(req, wait).await? {
+            Response::Messages {
+                items,
+                broadcasts,
+                more,
+            } => {
+                self.mark_proven(keys.iter().copied());
+                Ok(PollResult {
+                    messages: items,
+                    broadcasts,
+                    more,
+                })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes delivered messages.
+    pub async fn ack(&self, items: &[(&LookupKey, Vec<u64>)]) -> Result<(), ClientError> {
+        let req = Request::Ack {
+            items: items
+                .iter()
+                .map(|(k, seqs)| AckItem {
+                    auth: self.auth(k),
+                    seqs: seqs.clone(),
+                })
+                .collect(),
+        };
+        match self.request(req, Duration::ZERO).await? {
+            Response::Acked => {
+                self.mark_proven(items.iter().map(|(k, _)| *k));
+                Ok(())
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Publishes an emergency broadcast; returns its id.
+    pub async fn broadcast(&self, b: Broadcast) -> Result<u64, ClientError> {
+        match self.request(Request::Broadcast(b.into()), Duration::ZERO).await? {
+            Response::Broadcasted { id } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Publishes (or replaces) a directory entry.
+    pub async fn directory_publish(&self, entry: DirectoryEntry) -> Result<(), ClientError> {
+        match self
+            .request(Request::DirectoryPublish(entry.into()), Duration::ZERO)
+            .await?
+        {
+            Response::Published => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Searches the directory.
+    pub async fn directory_search(&self, query: &str, limit: u32) -> Result<Vec<UncheckedEntry>, ClientError> {
+        match self
+            .request(
+                Request::DirectorySearch {
+                    query: query.to_owned(),
+                    limit,
+                },
+                Duration::ZERO,
+            )
+            .await?
+        {
+            Response::Directory { entries } => Ok(entries),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Draws directory entries at random.
+    pub async fn directory_random(&self, count: u32) -> Result<Vec<UncheckedEntry>, ClientError> {
+        match self.request(Request::DirectoryRandom { count }, Duration::ZERO).await? {
+            Response::Directory { entries } => Ok(entries),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Withdraws a directory entry.
+    pub async fn directory_withdraw(&self, w: Withdrawal) -> Result<(), ClientError> {
+        match self.request(Request::DirectoryWithdraw(w), Duration::ZERO).await? {
+            Response::Withdrawn => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The server's name and limits.
+    pub async fn info(&self) -> Result<ServerInfo, ClientError> {
+        match self.request(Request::Info, Duration::ZERO).await? {
+            Response::Info(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    match r {
+        Response::Error { code, message } => ClientError::Server { code, message },
+        other => ClientError::Protocol(format!("unexpected response {other:?}")),
+    }
+}
+
+async fn read_responses(
+    mut reader: BufReader<TcpStream>,
+    mut session: SessionReceiver,
+    pending: Arc<Pending>,
+    closed: Arc<Mutex<Option<String>>>,
+) {
+    let mut buf = Vec::new();
+    let reason = loop {
+        match frame::read_frame(&mut reader, &mut buf, MAX_FRAME_LEN).await {
+            Ok(()) => {}
+            Err(FrameError::Closed) => break "server closed the connection".to_owned(),
+            Err(e) => break e.to_string(),
+        }
+        if session.open_in_place(&mut buf).is_err() {
+            break "frame from server failed authentication".to_owned();
+        }
+        let frame = match ResponseFrame::from_bytes(&buf) {
+            Ok(f) => f,
+            Err(e) => break format!("undecodable response: {e}"),
+        };
+        let waiter = pending.lock().ok().and_then(|mut p| p.remove(&frame.id));
+        if let Some(tx) = waiter {
+            let _ = tx.try_send(frame.response);
+        }
+    };
+    tracing::debug!(%reason, "server connection closed");
+    if let Ok(mut c) = closed.lock() {
+        c.get_or_insert(reason);
+    }
+    // Dropping the senders wakes every waiting request with an error.
+    if let Ok(mut p) = pending.lock() {
+        p.clear();
+    }
+}

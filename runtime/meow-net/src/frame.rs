@@ -1,0 +1,99 @@
+//! Length-delimited frames on a byte stream: `length:u32 (big-endian) | payload`.
+//!
+//! The reader checks the length against a maximum before allocating, so a peer cannot make us
+//! reserve memory it does not send.
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest frame on a session: a 128 KiB envelope with its request header and tag, with room.
+pub const MAX_FRAME_LEN: usize = 256 * 1024 + 64;
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer closed the stream between frames.
+    #[error("connection closed")]
+    Closed,
+    /// The announced length is above the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The stream failed or ended inside a frame.
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one frame into `buf` (replacing its content).
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<(), FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut len[got..]).await?;
+        if n == 0 {
+            return Err(if got == 0 {
+                FrameError::Closed
+            } else {
+                FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())
+            });
+        }
+        got += n;
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf).await?;
+    Ok(())
+}
+
+/// Appends a frame (length then payload) to `out`.
+pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Writes one frame and flushes.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(4 + payload.len());
+    put_frame(&mut out, payload);
+    w.write_all(&out).await?;
+    w.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_limits_hold() {
+        smol::block_on(async {
+            let mut bytes = Vec::new();
+            put_frame(&mut bytes, b"hello");
+            put_frame(&mut bytes, b"");
+            let mut r = futures_lite::io::Cursor::new(bytes.clone());
+            let mut buf = Vec::new();
+            read_frame(&mut r, &mut buf, 10).await.unwrap();
+            assert_eq!(buf, b"hello");
+            read_frame(&mut r, &mut buf, 10).await.unwrap();
+            assert!(buf.is_empty());
+            assert!(matches!(
+                read_frame(&mut r, &mut buf, 10).await,
+                Err(FrameError::Closed)
+            ));
+
+            let mut r = futures_lite::io::Cursor::new(bytes.clone());
+            assert!(matches!(
+                read_frame(&mut r, &mut buf, 4).await,
+                Err(FrameError::TooLarge { len: 5, max: 4 })
+            ));
+            let mut r = futures_lite::io::Cursor::new(bytes[..6].to_vec());
+            assert!(matches!(read_frame(&mut r, &mut buf, 10).await, Err(FrameError::Io(_))));
+        });
+    }
+}

@@ -1,0 +1,334 @@
+//! The server in-process: sessions, mailboxes, quotas, broadcast, directory, datagrams.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use meow_net::ServerClient;
+use meow_proto::broadcast::Broadcast;
+use meow_proto::card::{Card, CardBody, CardRole};
+use meow_proto::directory::{DirectoryEntry, Withdrawal};
+use meow_proto::padding::LORA_CLASS;
+use meow_proto::testing::TestRng;
+use meow_proto::wire::{ErrorCode, Request, Response};
+use meow_proto::*;
+use meow_server::{Server, ServerConfig, ServerHandle};
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "meow-server-{tag}-{}-{}",
+        std::process::id(),
+        meow_net::now_ms()
+    ));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn start(tag: &str, f: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
+    let mut cfg = ServerConfig::new(tempdir(tag), "127.0.0.1:0".parse().unwrap());
+    cfg.listen_udp = Some("127.0.0.1:0".parse().unwrap());
+    f(&mut cfg);
+    Server::start(cfg).unwrap()
+}
+
+async fn client(s: &ServerHandle) -> ServerClient {
+    ServerClient::connect(&s.local_addr().to_string(), &s.card().key)
+        .await
+        .unwrap()
+}
+
+fn envelope(fill: u8) -> Vec<u8> {
+    let mut e = vec![fill; LORA_CLASS];
+    e[0] = 1;
+    e
+}
+
+#[test]
+fn deposit_poll_ack_and_long_poll() {
+    let server = start("basic", |_| {});
+    smol::block_on(async {
+        let c = client(&server).await;
+        let key = LookupKey::generate(&mut TestRng::new(1));
+        let mailbox = MailboxId::of(&key.public());
+        c.deposit(mailbox, envelope(2)).await.unwrap();
+        c.deposit(mailbox, envelope(3)).await.unwrap();
+        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
+        assert_eq!(got.messages.len(), 2);
+        assert_eq!(got.messages[0].envelope[1], 2, "oldest first");
+        let seqs: Vec<u64> = got.messages.iter().map(|m| m.seq).collect();
+        c.ack(&[(&key, seqs.clone())]).await.unwrap();
+        c.ack(&[(&key, seqs)]).await.unwrap(); // idempotent
+        assert!(
+            c.poll(&[&key], 10, Duration::ZERO, 0)
+                .await
+                .unwrap()
+                .messages
+                .is_empty()
+        );
+
+        // A long poll returns as soon as a deposit lands.
+        let c2 = client(&server).await;
+        let start = std::time::Instant::now();
+        let (polled, ()) = futures_lite::future::zip(c.poll(&[&key], 10, Duration::from_secs(20), 0), async {
+            smol::Timer::after(Duration::from_millis(200)).await;
+            c2.deposit(mailbox, envelope(4)).await.unwrap();
+        })
+        .await;
+        assert_eq!(polled.unwrap().messages.len(), 1);
+        assert!(start.elapsed() < Duration::from_secs(10));
+    });
+}
+
+#[test]
+fn polls_need_a_proof_bound_to_the_session() {
+    let server = start("auth", |_| {});
+    smol::block_on(async {
+        let c = client(&server).await;
+        let key = LookupKey::generate(&mut TestRng::new(2));
+        // A proof made for another binding (a replay from another session) is refused.
+        let forged = wire::MailboxAuth::prove(&key, &[0u8; 32]);
+        let req = Request::Poll {
+            mailboxes: vec![forged],
+            limit: 1,
+            wait_ms: 0,
+            broadcasts_after: 0,
+        };
+        let resp = c.request(req, Duration::ZERO).await.unwrap();
+        assert!(
+            matches!(
+                resp,
+                Response::Error {
+                    code: ErrorCode::NotAuthorized,
+                    ..
+                }
+            ),
+            "{resp:?}"
+        );
+        let req = Request::Poll {
+            mailboxes: vec![wire::MailboxAuth::proven(&key)],
+            limit: 1,
+            wait_ms: 0,
+            broadcasts_after: 0,
+        };
+        let resp = c.request(req, Duration::ZERO).await.unwrap();
+        assert!(matches!(
+            resp,
+            Response::Error {
+                code: ErrorCode::NotAuthorized,
+                ..
+            }
+        ));
+        c.poll(&[&key], 1, Duration::ZERO, 0).await.unwrap();
+    });
+}
+
+#[test]
+fn quotas_and_bad_envelopes_get_clear_errors() {
+    let server = start("quota", |cfg| cfg.limits.max_messages_per_mailbox = 3);
+    smol::block_on(async {
+        let c = client(&server).await;
+        let mailbox = MailboxId([5; 16]);
+        for _ in 0..3 {
+            c.deposit(mailbox, envelope(1)).await.unwrap();
+        }
+        let err = c.deposit(mailbox, envelope(1)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                meow_net::ClientError::Server {
+                    code: ErrorCode::MailboxFull,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mailbox full"));
+        let err = c.deposit(MailboxId([6; 16]), vec![1; 100]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                meow_net::ClientError::Server {
+                    code: ErrorCode::InvalidEnvelope,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn broadcasts_reach_pollers_and_users_need_permission() {
+    let mut rng = TestRng::new(3);
+    let operator = BroadcastKey::generate(&mut rng);
+    let op_pub = operator.public();
+    let server = start("broadcast", |cfg| cfg.operators = vec![op_pub]);
+    smol::block_on(async {
+        let c = client(&server).await;
+        let now = meow_net::now_secs();
+        let id = c
+            .broadcast(Broadcast::sign(&operator, now, "flood: go uphill"))
+            .await
+            .unwrap();
+        let user = BroadcastKey::generate(&mut rng);
+        let err = c.broadcast(Broadcast::sign(&user, now, "hi all")).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                meow_net::ClientError::Server {
+                    code: ErrorCode::BroadcastRefused,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let key = LookupKey::generate(&mut rng);
+        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
+        assert_eq!(got.broadcasts.len(), 1);
+        assert_eq!(got.broadcasts[0].id, id);
+        assert!(got.broadcasts[0].from_operator);
+        assert_eq!(
+            got.broadcasts[0].broadcast.clone().check().unwrap().text,
+            "flood: go uphill"
+        );
+        assert!(
+            c.poll(&[&key], 10, Duration::ZERO, id)
+                .await
+                .unwrap()
+                .broadcasts
+                .is_empty(),
+            "shown once"
+        );
+    });
+    drop(server);
+
+    let server = start("broadcast-open", |cfg| cfg.allow_broadcast = true);
+    smol::block_on(async {
+        let c = client(&server).await;
+        let user = BroadcastKey::generate(&mut rng);
+        for i in 0..3 {
+            c.broadcast(Broadcast::sign(&user, meow_net::now_secs(), &format!("n{i}")))
+                .await
+                .unwrap();
+        }
+        let err = c
+            .broadcast(Broadcast::sign(&user, meow_net::now_secs(), "too many"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                meow_net::ClientError::Server {
+                    code: ErrorCode::RateLimited,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn directory_publish_search_random_withdraw() {
+    let server = start("directory", |_| {});
+    let mut rng = TestRng::new(4);
+    let now = meow_net::now_secs();
+    let key = ContactKey::generate(&mut rng);
+    let card = Card::sign(
+        &key,
+        CardBody {
+            role: CardRole::Public,
+            conversation: ConversationKey::generate(&mut rng).public(),
+            lookup: LookupKey::generate(&mut rng).public(),
+            servers: vec![server.card().server_ref()],
+            nickname: Some("weatherbot".into()),
+            created: now,
+            expires: now + 86_400,
+            answers: None,
+        },
+    );
+    let entry = DirectoryEntry::sign(&key, card, "I answer weather questions", &["bot".into()], now + 3600);
+    smol::block_on(async {
+        let c = client(&server).await;
+        c.directory_publish(entry.clone()).await.unwrap();
+        let hits = c.directory_search("weather", 10).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].clone().check(now).unwrap(), entry);
+        assert!(c.directory_search("chess", 10).await.unwrap().is_empty());
+        assert_eq!(c.directory_random(5).await.unwrap().len(), 1);
+        let err = c.directory_withdraw(Withdrawal::sign(&key, [0; 32])).await.unwrap_err();
+        assert!(matches!(
+            err,
+            meow_net::ClientError::Server {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ));
+        c.directory_withdraw(Withdrawal::sign(&key, entry.id())).await.unwrap();
+        assert!(c.directory_search("weather", 10).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn sealed_datagrams_deposit_and_poll_and_replays_do_nothing() {
+    let server = start("udp", |_| {});
+    let udp = server.udp_addr().unwrap().to_string();
+    let key = LookupKey::generate(&mut TestRng::new(5));
+    let mailbox = MailboxId::of(&key.public());
+    smol::block_on(async {
+        let resp = meow_net::datagram::request(
+            &udp,
+            &server.card().key,
+            &[],
+            |_| Request::Deposit {
+                mailbox,
+                envelope: envelope(7),
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp, Response::Deposited);
+        let resp = meow_net::datagram::request(
+            &udp,
+            &server.card().key,
+            &[&key],
+            |auths| Request::Poll {
+                mailboxes: auths,
+                limit: 10,
+                wait_ms: 0,
+                broadcasts_after: 0,
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let Response::Messages { items, .. } = resp else {
+            panic!("{resp:?}")
+        };
+        assert_eq!(items.len(), 1);
+    });
+}
+
+#[test]
+fn messages_survive_a_restart() {
+    let dir = tempdir("restart");
+    let key = LookupKey::generate(&mut TestRng::new(6));
+    let mailbox = MailboxId::of(&key.public());
+    let cfg = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
+    let server = Server::start(cfg.clone()).unwrap();
+    let server_key = server.card().key;
+    smol::block_on(async {
+        let c = client(&server).await;
+        c.deposit(mailbox, envelope(9)).await.unwrap();
+    });
+    server.shutdown();
+    let server = Server::start(cfg).unwrap();
+    assert_eq!(server.card().key, server_key, "the key persists");
+    smol::block_on(async {
+        let c = client(&server).await;
+        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
+        assert_eq!(got.messages.len(), 1);
+        assert_eq!(got.messages[0].envelope, envelope(9));
+    });
+}

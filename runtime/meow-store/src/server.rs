@@ -1,0 +1,399 @@
+//! A server's durable state: mailboxes, broadcasts, directory entries.
+//!
+//! Keyspaces and layouts (all integers big-endian):
+//!
+//! | keyspace     | key                         | value                                             |
+//! |--------------|-----------------------------|---------------------------------------------------|
+//! | `messages`   | mailbox `[16]` ‖ seq `u64`  | received_at `u64` ‖ expires_at `u64` ‖ envelope   |
+//! | `mailboxes`  | mailbox `[16]`              | count `u64` ‖ bytes `u64` ‖ oldest_expiry `u64`   |
+//! | `meta`       | `"seq_floor"`               | `u64`: every seq handed out is below it           |
+//! | `broadcasts` | id `u64`                    | expires_at `u64` ‖ from_operator `u8` ‖ broadcast |
+//! | `directory`  | publisher key `[32]`        | expires_at `u64` ‖ entry                          |
+//!
+//! Sequence numbers increase over the whole server, so within a mailbox key order is arrival order.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch, PersistMode};
+use meow_proto::MailboxId;
+use meow_proto::wire::StoredMessage;
+
+use crate::StoreError;
+
+const SEQ_FLOOR_KEY: &[u8] = b"seq_floor";
+
+/// What the server keeps in memory about one non-empty mailbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxStat {
+    /// Messages held.
+    pub count: u64,
+    /// Envelope bytes held.
+    pub bytes: u64,
+    /// A lower bound on the earliest expiry of its messages (0 when unknown).
+    pub oldest_expiry: u64,
+}
+
+impl MailboxStat {
+    fn to_bytes(self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        out[..8].copy_from_slice(&self.count.to_be_bytes());
+        out[8..16].copy_from_slice(&self.bytes.to_be_bytes());
+        out[16..].copy_from_slice(&self.oldest_expiry.to_be_bytes());
+        out
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != 24 {
+            return None;
+        }
+        Some(Self {
+            count: be_u64(&b[..8])?,
+            bytes: be_u64(&b[8..16])?,
+            oldest_expiry: be_u64(&b[16..])?,
+        })
+    }
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+fn message_key(mailbox: &MailboxId, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(&mailbox.0);
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// A stored broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBroadcast {
+    /// Its id.
+    pub id: u64,
+    /// When it is dropped, Unix seconds.
+    pub expires_at: u64,
+    /// Signed by the operator.
+    pub from_operator: bool,
+    /// The encoded signed broadcast.
+    pub bytes: Vec<u8>,
+}
+
+/// A stored directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The publisher's key bytes.
+    pub publisher: [u8; 32],
+    /// When it is dropped, Unix seconds.
+    pub expires_at: u64,
+    /// The encoded signed entry.
+    pub bytes: Vec<u8>,
+}
+
+/// The server's fjall database.
+#[derive(Clone)]
+pub struct ServerStore {
+    db: Database,
+    messages: Keyspace,
+    mailboxes: Keyspace,
+    meta: Keyspace,
+    broadcasts: Keyspace,
+    directory: Keyspace,
+}
+
+impl std::fmt::Debug for ServerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerStore")
+    }
+}
+
+/// Operations committed together, atomically and durably.
+pub struct StoreBatch {
+    batch: WriteBatch,
+}
+
+impl std::fmt::Debug for StoreBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreBatch({} ops)", self.batch.len())
+    }
+}
+
+impl ServerStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = Database::builder(dir.join("store")).worker_threads(1).open()?;
+        let opts = KeyspaceCreateOptions::default;
+        Ok(Self {
+            messages: db.keyspace("messages", opts)?,
+            mailboxes: db.keyspace("mailboxes", opts)?,
+            meta: db.keyspace("meta", opts)?,
+            broadcasts: db.keyspace("broadcasts", opts)?,
+            directory: db.keyspace("directory", opts)?,
+            db,
+        })
+    }
+
+    /// Every non-empty mailbox's statistics.
+    pub fn load_mailboxes(&self) -> Result<HashMap<MailboxId, MailboxStat>, StoreError> {
+        let mut out = HashMap::new();
+        for kv in self.mailboxes.iter() {
+            let (k, v) = kv.into_inner()?;
+            let id: [u8; 16] = k.as_ref().try_into().map_err(|_| corrupt("mailbox key"))?;
+            let stat = MailboxStat::from_bytes(&v).ok_or_else(|| corrupt("mailbox stat"))?;
+            out.insert(MailboxId(id), stat);
+        }
+        Ok(out)
+    }
+
+    /// The sequence-number floor: every seq ever handed out is below it.
+    pub fn seq_floor(&self) -> Result<u64, StoreError> {
+        match self.meta.get(SEQ_FLOOR_KEY)? {
+            Some(v) => be_u64(&v).ok_or_else(|| corrupt("seq floor")),
+            None => Ok(1),
+        }
+    }
+
+    /// A new empty batch.
+    pub fn batch(&self) -> StoreBatch {
+        StoreBatch {
+            batch: self.db.batch().durability(Some(PersistMode::SyncAll)),
+        }
+    }
+
+    /// Commits a batch atomically and fsyncs it before returning.
+    pub fn commit(&self, batch: StoreBatch) -> Result<(), StoreError> {
+        batch.batch.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` unexpired messages of `mailbox`, oldest first, and whether more are waiting.
+    pub fn read_mailbox(
+        &self,
+        mailbox: &MailboxId,
+        limit: usize,
+        now: u64,
+    ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+        let mut out = Vec::new();
+        for kv in self.messages.prefix(mailbox.0) {
+            let (k, v) = kv.into_inner()?;
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let seq = be_u64(&k[16..]).ok_or_else(|| corrupt("message key"))?;
+            if v.len() < 16 {
+                return Err(corrupt("message value"));
+            }
+            let expires_at = be_u64(&v[8..16]).ok_or_else(|| corrupt("message value"))?;
+            if expires_at <= now {
+                continue;
+            }
+            let received_at = be_u64(&v[..8]).ok_or_else(|| corrupt("message value"))?;
+            out.push(StoredMessage {
+                mailbox: *mailbox,
+                seq,
+                received_at,
+                envelope: v[16..].to_vec(),
+            });
+        }
+        Ok((out, false))
+    }
+
+    /// The envelope size of a stored message, if it exists.
+    pub fn message_size(&self, mailbox: &MailboxId, seq: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .messages
+            .size_of(message_key(mailbox, seq))?
+            .map(|n| u64::from(n).saturating_sub(16)))
+    }
+
+    /// Messages of `mailbox` that expired at `now`: `(seq, envelope size)`, and the expiry of the
+    /// first message left (0 if none).
+    pub fn expired_in(&self, mailbox: &MailboxId, now: u64) -> Result<(Vec<(u64, u64)>, u64), StoreError> {
+        let mut expired = Vec::new();
+        for kv in self.messages.prefix(mailbox.0) {
+            let (k, v) = kv.into_inner()?;
+            let expires_at = be_u64(v.get(8..16).unwrap_or_default()).ok_or_else(|| corrupt("message value"))?;
+            if expires_at > now {
+                return Ok((expired, expires_at));
+            }
+            let seq = be_u64(&k[16..]).ok_or_else(|| corrupt("message key"))?;
+            expired.push((seq, v.len() as u64 - 16));
+        }
+        Ok((expired, 0))
+    }
+
+    /// Every stored broadcast, oldest first.
+    pub fn load_broadcasts(&self) -> Result<Vec<StoredBroadcast>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.broadcasts.iter() {
+            let (k, v) = kv.into_inner()?;
+            let id = be_u64(&k).ok_or_else(|| corrupt("broadcast key"))?;
+            if v.len() < 9 {
+                return Err(corrupt("broadcast value"));
+            }
+            let expires_at = be_u64(&v[..8]).ok_or_else(|| corrupt("broadcast value"))?;
+            out.push(StoredBroadcast {
+                id,
+                expires_at,
+                from_operator: v[8] == 1,
+                bytes: v[9..].to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every stored directory entry.
+    pub fn load_directory(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.directory.iter() {
+            let (k, v) = kv.into_inner()?;
+            let publisher: [u8; 32] = k.as_ref().try_into().map_err(|_| corrupt("directory key"))?;
+            if v.len() < 8 {
+                return Err(corrupt("directory value"));
+            }
+            let expires_at = be_u64(&v[..8]).ok_or_else(|| corrupt("directory value"))?;
+            out.push(StoredEntry {
+                publisher,
+                expires_at,
+                bytes: v[8..].to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Bytes on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+impl ServerStore {
+    /// Adds a message to a batch.
+    pub fn put_message(&self, b: &mut StoreBatch, m: &StoredMessage, expires_at: u64) {
+        let mut v = Vec::with_capacity(16 + m.envelope.len());
+        v.extend_from_slice(&m.received_at.to_be_bytes());
+        v.extend_from_slice(&expires_at.to_be_bytes());
+        v.extend_from_slice(&m.envelope);
+        b.batch.insert(&self.messages, message_key(&m.mailbox, m.seq), v);
+    }
+
+    /// Deletes a message in a batch.
+    pub fn delete_message(&self, b: &mut StoreBatch, mailbox: &MailboxId, seq: u64) {
+        b.batch.remove(&self.messages, message_key(mailbox, seq));
+    }
+
+    /// Records a mailbox's statistics (deletes the record when it is empty).
+    pub fn put_mailbox(&self, b: &mut StoreBatch, mailbox: &MailboxId, stat: MailboxStat) {
+        if stat.count == 0 {
+            b.batch.remove(&self.mailboxes, mailbox.0);
+        } else {
+            b.batch.insert(&self.mailboxes, mailbox.0, stat.to_bytes());
+        }
+    }
+
+    /// Records a new sequence-number floor.
+    pub fn put_seq_floor(&self, b: &mut StoreBatch, floor: u64) {
+        b.batch.insert(&self.meta, SEQ_FLOOR_KEY, floor.to_be_bytes());
+    }
+
+    /// Stores a broadcast.
+    pub fn put_broadcast(&self, b: &mut StoreBatch, bc: &StoredBroadcast) {
+        let mut v = Vec::with_capacity(9 + bc.bytes.len());
+        v.extend_from_slice(&bc.expires_at.to_be_bytes());
+        v.push(u8::from(bc.from_operator));
+        v.extend_from_slice(&bc.bytes);
+        b.batch.insert(&self.broadcasts, bc.id.to_be_bytes(), v);
+    }
+
+    /// Deletes a broadcast.
+    pub fn delete_broadcast(&self, b: &mut StoreBatch, id: u64) {
+        b.batch.remove(&self.broadcasts, id.to_be_bytes());
+    }
+
+    /// Stores (or replaces) a directory entry.
+    pub fn put_entry(&self, b: &mut StoreBatch, e: &StoredEntry) {
+        let mut v = Vec::with_capacity(8 + e.bytes.len());
+        v.extend_from_slice(&e.expires_at.to_be_bytes());
+        v.extend_from_slice(&e.bytes);
+        b.batch.insert(&self.directory, e.publisher, v);
+    }
+
+    /// Deletes a directory entry.
+    pub fn delete_entry(&self, b: &mut StoreBatch, publisher: &[u8; 32]) {
+        b.batch.remove(&self.directory, *publisher);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(mailbox: MailboxId, seq: u64) -> StoredMessage {
+        StoredMessage {
+            mailbox,
+            seq,
+            received_at: 100,
+            envelope: vec![seq as u8; 176],
+        }
+    }
+
+    #[test]
+    fn messages_survive_reopen_in_order() {
+        let dir = tempdir();
+        let a = MailboxId([1; 16]);
+        {
+            let s = ServerStore::open(&dir).unwrap();
+            let mut b = s.batch();
+            for seq in [5, 3, 9] {
+                s.put_message(&mut b, &msg(a, seq), 1000);
+            }
+            s.put_mailbox(
+                &mut b,
+                &a,
+                MailboxStat {
+                    count: 3,
+                    bytes: 528,
+                    oldest_expiry: 1000,
+                },
+            );
+            s.put_seq_floor(&mut b, 77);
+            s.commit(b).unwrap();
+        }
+        let s = ServerStore::open(&dir).unwrap();
+        let (got, more) = s.read_mailbox(&a, 10, 500).unwrap();
+        assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 5, 9]);
+        assert!(!more);
+        let (got, more) = s.read_mailbox(&a, 2, 500).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(more);
+        assert_eq!(s.seq_floor().unwrap(), 77);
+        assert_eq!(s.load_mailboxes().unwrap()[&a].count, 3);
+        assert_eq!(s.message_size(&a, 3).unwrap(), Some(176));
+        assert_eq!(
+            s.read_mailbox(&a, 10, 1000).unwrap().0.len(),
+            0,
+            "expired messages are not served"
+        );
+        assert_eq!(s.expired_in(&a, 1000).unwrap().0.len(), 3);
+    }
+
+    pub(crate) fn tempdir() -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("meow-store-test-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64)
+    }
+}
