@@ -22,6 +22,9 @@ use crate::config::ServerConfig;
 use crate::shared::{Shared, split_words};
 use crate::writer::{Refusal, WriteOp};
 
+/// Envelope bytes in one poll response at most (a frame holds 256 KiB; the largest envelope is
+/// 128 KiB, so one always fits).
+const MAX_POLL_BYTES: usize = 192 * 1024;
 /// Clock difference tolerated on a broadcast's time.
 const BROADCAST_SKEW_SECS: u64 = 600;
 
@@ -167,18 +170,24 @@ impl Engine {
     }
 
     fn read(&self, mailboxes: &[MailboxId], limit: usize, after: u64, now: u64) -> Result<Response, Refusal> {
-        let mut items = Vec::new();
+        let mut items: Vec<meow_proto::wire::StoredMessage> = Vec::new();
+        let mut bytes = 0;
         let mut more = false;
         for m in mailboxes {
-            if items.len() >= limit {
+            if items.len() >= limit || bytes >= MAX_POLL_BYTES {
                 more = true;
                 break;
             }
-            let (mut got, m_more) = self.store.read_mailbox(m, limit - items.len(), now).map_err(|e| {
-                tracing::error!(error = %e, "mailbox read failed");
-                internal()
-            })?;
+            let budget = MAX_POLL_BYTES - bytes;
+            let (mut got, m_more) = self
+                .store
+                .read_mailbox(m, limit - items.len(), budget, now)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "mailbox read failed");
+                    internal()
+                })?;
             more |= m_more;
+            bytes += got.iter().map(|m| m.envelope.len() + 48).sum::<usize>();
             items.append(&mut got);
         }
         Ok(Response::Messages {

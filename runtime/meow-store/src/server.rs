@@ -166,19 +166,23 @@ impl ServerStore {
         Ok(())
     }
 
-    /// Up to `limit` unexpired messages of `mailbox`, oldest first, and whether more are waiting.
+    /// Up to `limit` unexpired messages of `mailbox` holding at most `max_bytes` of envelopes
+    /// (at least one message if any), oldest first, and whether more are waiting.
     pub fn read_mailbox(
         &self,
         mailbox: &MailboxId,
         limit: usize,
+        max_bytes: usize,
         now: u64,
     ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
         let mut out = Vec::new();
+        let mut bytes = 0;
         for kv in self.messages.prefix(mailbox.0) {
             let (k, v) = kv.into_inner()?;
-            if out.len() == limit {
+            if out.len() == limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
                 return Ok((out, true));
             }
+            bytes += v.len();
             let seq = be_u64(&k[16..]).ok_or_else(|| corrupt("message key"))?;
             if v.len() < 16 {
                 return Err(corrupt("message value"));
@@ -364,17 +368,17 @@ mod tests {
             s.commit(b).unwrap();
         }
         let s = ServerStore::open(&dir).unwrap();
-        let (got, more) = s.read_mailbox(&a, 10, 500).unwrap();
+        let (got, more) = s.read_mailbox(&a, 10, 1 << 20, 500).unwrap();
         assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 5, 9]);
         assert!(!more);
-        let (got, more) = s.read_mailbox(&a, 2, 500).unwrap();
+        let (got, more) = s.read_mailbox(&a, 2, 1 << 20, 500).unwrap();
         assert_eq!(got.len(), 2);
         assert!(more);
         assert_eq!(s.seq_floor().unwrap(), 77);
         assert_eq!(s.load_mailboxes().unwrap()[&a].count, 3);
         assert_eq!(s.message_size(&a, 3).unwrap(), Some(176));
         assert_eq!(
-            s.read_mailbox(&a, 10, 1000).unwrap().0.len(),
+            s.read_mailbox(&a, 10, 1 << 20, 1000).unwrap().0.len(),
             0,
             "expired messages are not served"
         );

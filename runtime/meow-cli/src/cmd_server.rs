@@ -1,0 +1,110 @@
+//! `meow server`: run a server in the foreground; `meow server card`: print its card.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use meow_proto::{BroadcastPublic, ServerCard};
+use meow_server::{Server, ServerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{ServerAction, ServerCardArgs, ServerCmd, ServerRunArgs};
+use crate::util::{parse_duration, wait_for_shutdown_signal};
+
+/// What `meow server card` needs to know about the last run.
+#[derive(Debug, Serialize, Deserialize)]
+struct LastRun {
+    name: String,
+    address: String,
+}
+
+pub fn run(cmd: ServerCmd) -> anyhow::Result<()> {
+    match cmd.action {
+        Some(ServerAction::Card(args)) => card(args),
+        None => serve(cmd.run),
+    }
+}
+
+fn config(args: &ServerRunArgs) -> anyhow::Result<ServerConfig> {
+    let mut cfg = ServerConfig::new(args.data.clone(), args.listen);
+    cfg.listen_udp = args.udp;
+    cfg.name = args.name.clone();
+    cfg.allow_broadcast = args.allow_broadcast;
+    cfg.message_ttl = parse_duration(&args.ttl).context("--ttl")?;
+    cfg.broadcast_ttl = parse_duration(&args.broadcast_ttl).context("--broadcast-ttl")?;
+    cfg.limits.max_messages_per_mailbox = args.max_messages;
+    cfg.limits.max_connections = args.max_connections;
+    for k in &args.operators {
+        let key: BroadcastPublic = k.parse().with_context(|| format!("--operator {k}"))?;
+        cfg.operators.push(key);
+    }
+    Ok(cfg)
+}
+
+fn serve(args: ServerRunArgs) -> anyhow::Result<()> {
+    let cfg = config(&args)?;
+    let server = Server::start(cfg).context("starting the server")?;
+    let card = server.card().clone();
+    let last = LastRun {
+        name: card.name.clone(),
+        address: card.address.clone(),
+    };
+    std::fs::write(args.data.join("last-run.json"), serde_json::to_vec_pretty(&last)?)
+        .context("writing last-run.json")?;
+    tracing::info!(name = %card.name, address = %card.address, key = %card.key, "meow server ready");
+    tracing::info!(
+        "server card (clients add it with `meow servers add`): {}",
+        card.to_text()
+    );
+    wait_for_shutdown_signal()?;
+    tracing::info!("shutting down");
+    server.shutdown();
+    Ok(())
+}
+
+fn card(args: ServerCardArgs) -> anyhow::Result<()> {
+    if !args.data.join("server.key").exists() {
+        bail!(
+            "no server in {} (start one with `meow server --data {}` first)",
+            args.data.display(),
+            args.data.display()
+        );
+    }
+    let key = meow_server::load_or_create_key(&args.data)?;
+    let last: Option<LastRun> = std::fs::read(args.data.join("last-run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let address = match (&args.address, &last) {
+        (Some(a), _) => a.clone(),
+        (None, Some(l)) => reachable(&l.address),
+        (None, None) => bail!("the server has never run; pass --address HOST:PORT"),
+    };
+    let name = last.map(|l| l.name).unwrap_or_else(|| "meow".into());
+    let card = ServerCard {
+        name,
+        address,
+        key: key.public(),
+    };
+    write_out(args.out.as_deref(), &card.to_text())
+}
+
+/// A listening address clients can use: an unspecified IP becomes 127.0.0.1.
+fn reachable(address: &str) -> String {
+    match address.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            eprintln!("note: the server listens on all interfaces; the card says 127.0.0.1 (use --address for others)");
+            format!("127.0.0.1:{}", a.port())
+        }
+        _ => address.to_owned(),
+    }
+}
+
+/// Writes `text` to a file, or prints it.
+pub fn write_out(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match out {
+        Some(path) => std::fs::write(path, format!("{text}\n")).with_context(|| format!("writing {}", path.display())),
+        None => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
