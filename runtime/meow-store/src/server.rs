@@ -333,7 +333,7 @@ impl ServerStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn msg(mailbox: MailboxId, seq: u64) -> StoredMessage {

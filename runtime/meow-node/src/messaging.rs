@@ -1,0 +1,408 @@
+//! Messages as state: sealing into the outbox, and taking what servers hand over into the inbox.
+//! Everything here is synchronous and durable before it returns; [`crate::sync`] does the network.
+
+use std::collections::{BTreeSet, HashSet};
+
+use meow_proto::codec::{Decode, Encode};
+use meow_proto::conversation::ConversationError;
+use meow_proto::envelope::{self, ContentType, EnvelopeError};
+use meow_proto::invitation;
+use meow_proto::wire::{BroadcastItem, StoredMessage};
+use meow_proto::{LookupKey, MailboxId, ServerCard};
+
+use crate::records::{InboxItem, Origin, OutboxItem};
+use crate::{Node, NodeEvent, REPLAY_WINDOW_MS, Result, Route, Table, now_ms, rng};
+
+/// Retired keys are dropped once their mailbox was found empty this long after the rotation.
+pub const RETIRE_GRACE_MS: u64 = 10 * 60 * 1000;
+/// Longest wait between delivery attempts.
+const MAX_BACKOFF_MS: u64 = 3600 * 1000;
+
+/// What taking in a poll result did.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// What happened.
+    pub events: Vec<NodeEvent>,
+    /// Messages now safely stored (or discarded), to delete at the server.
+    pub acks: Vec<(LookupKey, Vec<u64>)>,
+}
+
+impl Node {
+    /// Seals a message to `name` and queues it durably; returns the outbox item to deliver.
+    pub fn queue_message(&mut self, name: &str, content_type: ContentType, content: Vec<u8>) -> Result<OutboxItem> {
+        let id = self.contact_id(name)?;
+        self.queue_to(id, content_type, content)
+    }
+
+    pub(crate) fn queue_to(&mut self, id: u64, content_type: ContentType, content: Vec<u8>) -> Result<OutboxItem> {
+        let mut contact = self.contacts[&id].clone();
+        let out = contact.conversation.seal(content_type, content, now_ms(), &mut rng())?;
+        let item = OutboxItem {
+            seq: self.counters.next_outbox,
+            contact: id,
+            label: contact.name.clone(),
+            message: out.id,
+            mailbox: out.mailbox,
+            servers: contact.servers.clone(),
+            envelope: out.envelope,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: None,
+            created_ms: now_ms(),
+        };
+        self.counters.next_outbox += 1;
+        let mut b = self.vault.batch();
+        self.put_contact(&mut b, &contact);
+        b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+        self.put_counters(&mut b);
+        b.commit()?;
+        self.contacts.insert(id, contact);
+        Ok(item)
+    }
+
+    /// The outbox, oldest first; with `due_only`, only items whose retry time has come.
+    pub fn outbox(&self, due_only: bool) -> Result<Vec<OutboxItem>> {
+        let now = now_ms();
+        let mut items: Vec<OutboxItem> = self
+            .vault
+            .scan(Table::Outbox)?
+            .iter()
+            .map(|(_, v)| OutboxItem::from_bytes(v))
+            .collect::<Result<_, _>>()?;
+        items.retain(|i| !due_only || i.next_attempt_ms <= now);
+        items.sort_by_key(|i| i.seq);
+        Ok(items)
+    }
+
+    /// An outbox item was deposited: forget it.
+    pub fn outbox_done(&mut self, seq: u64) -> Result<()> {
+        let mut b = self.vault.batch();
+        b.delete(Table::Outbox, &seq.to_be_bytes());
+        b.commit()?;
+        Ok(())
+    }
+
+    /// An attempt failed: keep the item and back off (1 s, 2 s, 4 s … up to an hour, ±25 %).
+    pub fn outbox_failed(&mut self, mut item: OutboxItem, error: &str) -> Result<OutboxItem> {
+        item.attempts = item.attempts.saturating_add(1);
+        let base = 1000u64.saturating_mul(1 << item.attempts.min(12)).min(MAX_BACKOFF_MS);
+        let jitter = u64::from(u16::from_le_bytes(meow_proto::crypto::random_bytes(&mut rng()))) % (base / 2 + 1);
+        item.next_attempt_ms = now_ms() + base * 3 / 4 + jitter;
+        item.last_error = Some(error.to_owned());
+        let mut b = self.vault.batch();
+        b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+        b.commit()?;
+        Ok(item)
+    }
+
+    /// Where to poll: my servers, and every lookup key whose mailbox may hold mail for me.
+    pub fn poll_plan(&self) -> (Vec<ServerCard>, Vec<LookupKey>) {
+        let mut keys: Vec<LookupKey> = self.invitations.values().map(|i| i.keys.keys.lookup.clone()).collect();
+        for c in self.contacts.values() {
+            keys.extend(c.conversation.lookup_keys().cloned());
+        }
+        let mut seen = HashSet::new();
+        keys.retain(|k| seen.insert(MailboxId::of(&k.public())));
+        (self.servers(), keys)
+    }
+
+    /// The highest broadcast id already seen from a server.
+    pub fn broadcasts_seen(&self, server: &str) -> u64 {
+        self.counters.broadcasts_seen.get(server).copied().unwrap_or(0)
+    }
+
+    fn lookup_key_for(&self, mailbox: &MailboxId) -> Option<LookupKey> {
+        self.poll_plan()
+            .1
+            .into_iter()
+            .find(|k| &MailboxId::of(&k.public()) == mailbox)
+    }
+
+    /// Takes in what one server returned: opens, verifies, drops duplicates, stores durably, and
+    /// says which messages may now be deleted at the server.
+    pub fn receive(
+        &mut self,
+        server: &str,
+        messages: Vec<StoredMessage>,
+        broadcasts: Vec<BroadcastItem>,
+    ) -> Result<Received> {
+        let mut out = Received::default();
+        let mut touched = BTreeSet::new();
+        let mut seen: Vec<(u64, meow_proto::MessageId, u64)> = Vec::new();
+        let mut inbox = Vec::new();
+        let mut acks: Vec<(MailboxId, u64)> = Vec::new();
+        let mut new_contacts = Vec::new();
+        for m in messages {
+            acks.push((m.mailbox, m.seq));
+            let routes = self.routes.get(&m.mailbox).cloned().unwrap_or_default();
+            let mut handled = false;
+            let mut last_err = None;
+            for route in &routes {
+                match *route {
+                    Route::Invitation(id) => {
+                        if let Some(name) = self.take_answer(id, &m.envelope)? {
+                            let public = self.invitations.contains_key(&id);
+                            out.events.push(NodeEvent::ContactAdded {
+                                name: name.clone(),
+                                via_public_card: public,
+                            });
+                            new_contacts.push((name, public));
+                            handled = true;
+                            break;
+                        }
+                    }
+                    Route::Contact(cid) => match self.take_message(cid, &m, &mut touched, &mut seen)? {
+                        Ok(Some(item)) => {
+                            handled = true;
+                            inbox.push(item);
+                            break;
+                        }
+                        Ok(None) => {
+                            handled = true;
+                            break;
+                        }
+                        Err(e) => last_err = Some((cid, e)),
+                    },
+                }
+            }
+            if !handled && let Some((cid, e)) = last_err {
+                if let Some(c) = self.contacts.get_mut(&cid) {
+                    c.dropped_unsigned += u64::from(e == ConversationError::Envelope(EnvelopeError::NotFromContact));
+                    touched.insert(cid);
+                    tracing::warn!(contact = %c.name, reason = %e, "message discarded");
+                    out.events.push(NodeEvent::Dropped {
+                        contact: c.name.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        self.take_broadcasts(server, broadcasts, &mut inbox);
+        let mut b = self.vault.batch();
+        for (cid, id, sent_at) in &seen {
+            b.put(
+                Table::Seen,
+                &Self::seen_key(*cid, id),
+                &sent_at.to_be_bytes(),
+                &mut rng(),
+            );
+        }
+        for mut item in inbox {
+            item.seq = self.counters.next_inbox;
+            self.counters.next_inbox += 1;
+            b.put(Table::Inbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+            out.events.push(NodeEvent::Message(item));
+        }
+        for cid in &touched {
+            if let Some(c) = self.contacts.get(cid) {
+                self.put_contact(&mut b, c);
+            }
+        }
+        self.put_counters(&mut b);
+        b.commit()?;
+        self.rebuild_routes();
+        self.after_receive(&touched, &new_contacts, &mut out)?;
+        out.acks = self.group_acks(acks);
+        Ok(out)
+    }
+
+    /// Queues what the conversation owes after receiving: rotation acknowledgements, and the
+    /// rotation offer to contacts that came through my public card.
+    fn after_receive(
+        &mut self,
+        touched: &BTreeSet<u64>,
+        new_contacts: &[(String, bool)],
+        out: &mut Received,
+    ) -> Result<()> {
+        let mut owe: Vec<u64> = touched
+            .iter()
+            .copied()
+            .filter(|id| self.contacts[id].conversation.ack_due().is_some())
+            .collect();
+        for (name, public) in new_contacts {
+            if *public {
+                owe.push(self.contact_id(name)?);
+            }
+        }
+        for id in owe {
+            if let Some(serial) = self.contacts[&id].conversation.ack_due() {
+                out.events.push(NodeEvent::PeerRotated {
+                    contact: self.contacts[&id].name.clone(),
+                    serial,
+                });
+            }
+            self.queue_to(id, ContentType::CONTROL, Vec::new())?;
+        }
+        Ok(())
+    }
+
+    fn group_acks(&self, acks: Vec<(MailboxId, u64)>) -> Vec<(LookupKey, Vec<u64>)> {
+        let mut out: Vec<(MailboxId, LookupKey, Vec<u64>)> = Vec::new();
+        for (mailbox, seq) in acks {
+            if let Some(entry) = out.iter_mut().find(|(m, _, _)| *m == mailbox) {
+                entry.2.push(seq);
+            } else if let Some(key) = self.lookup_key_for(&mailbox) {
+                out.push((mailbox, key, vec![seq]));
+            }
+        }
+        out.into_iter().map(|(_, k, s)| (k, s)).collect()
+    }
+
+    /// Reads an answer card arriving in an invitation's mailbox; `None` if it is not one.
+    fn take_answer(&mut self, id: [u8; 32], sealed: &[u8]) -> Result<Option<String>> {
+        let Some(inv) = self.invitations.get(&id) else {
+            return Ok(None);
+        };
+        let Ok(unverified) = envelope::open(sealed, &inv.keys.keys.conversation) else {
+            return Ok(None);
+        };
+        match invitation::read_answer(unverified, now_ms() / 1000) {
+            Ok(card) if card.body.answers == Some(inv.id) => Ok(Some(self.complete_invitation(id, &card)?)),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::debug!(error = %e, "not an answer to my invitation");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Opens one message for a contact: `Ok(Some)` new, `Ok(None)` duplicate or control,
+    /// `Err` not for this contact.
+    fn take_message(
+        &mut self,
+        cid: u64,
+        m: &StoredMessage,
+        touched: &mut BTreeSet<u64>,
+        seen: &mut Vec<(u64, meow_proto::MessageId, u64)>,
+    ) -> Result<Result<Option<InboxItem>, ConversationError>> {
+        let Some(contact) = self.contacts.get_mut(&cid) else {
+            return Ok(Err(ConversationError::UnknownMailbox));
+        };
+        let now = now_ms();
+        let incoming = match contact.conversation.open(&m.mailbox, &m.envelope, now) {
+            Ok(i) => i,
+            Err(e) => return Ok(Err(e)),
+        };
+        touched.insert(cid);
+        let (name, msg) = (contact.name.clone(), incoming.message);
+        if let Some(serial) = incoming.rotation_confirmed {
+            tracing::info!(contact = %name, serial, "key rotation confirmed");
+        }
+        if msg.sent_at_ms + REPLAY_WINDOW_MS < now {
+            tracing::warn!(contact = %name, "message older than the replay window discarded");
+            return Ok(Ok(None));
+        }
+        if seen.iter().any(|(c, id, _)| *c == cid && *id == msg.id) || self.already_seen(cid, &msg.id)? {
+            return Ok(Ok(None));
+        }
+        // Recorded in the same batch as the inbox item, so a crash loses neither or both.
+        seen.push((cid, msg.id, msg.sent_at_ms));
+        if msg.content_type == ContentType::CONTROL {
+            return Ok(Ok(None));
+        }
+        Ok(Ok(Some(InboxItem {
+            seq: 0,
+            from: name,
+            contact: cid,
+            message: msg.id,
+            sent_at_ms: msg.sent_at_ms,
+            received_ms: now,
+            content_type: msg.content_type,
+            content: msg.content,
+            read: false,
+            origin: Origin::Contact,
+        })))
+    }
+
+    fn take_broadcasts(&mut self, server: &str, broadcasts: Vec<BroadcastItem>, inbox: &mut Vec<InboxItem>) {
+        let mut seen = self.broadcasts_seen(server);
+        for item in broadcasts {
+            if item.id <= seen {
+                continue;
+            }
+            seen = item.id;
+            let Ok(b) = item.broadcast.check() else {
+                tracing::warn!(server, "broadcast with a bad signature discarded");
+                continue;
+            };
+            inbox.push(InboxItem {
+                seq: 0,
+                from: if item.from_operator {
+                    format!("operator of {server}")
+                } else {
+                    b.signer.fingerprint()
+                },
+                contact: 0,
+                message: meow_proto::MessageId([0; 16]),
+                sent_at_ms: b.sent_at * 1000,
+                received_ms: now_ms(),
+                content_type: ContentType::TEXT,
+                content: b.text.into_bytes(),
+                read: false,
+                origin: Origin::Broadcast {
+                    server: server.to_owned(),
+                    from_operator: item.from_operator,
+                    signer: b.signer,
+                },
+            });
+        }
+        self.counters.broadcasts_seen.insert(server.to_owned(), seen);
+    }
+
+    /// Drops retired keys whose mailboxes were just found empty on every server, once the grace
+    /// period after the rotation has passed.
+    pub fn retire_drained(&mut self, empty: &HashSet<MailboxId>) -> Result<()> {
+        let now = now_ms();
+        let mut changed = Vec::new();
+        for c in self.contacts.values_mut() {
+            let drained: Vec<MailboxId> = c
+                .conversation
+                .retiring()
+                .iter()
+                .filter(|r| r.since_ms + RETIRE_GRACE_MS <= now && empty.contains(&r.keys.mailbox()))
+                .map(|r| r.keys.mailbox())
+                .collect();
+            if drained
+                .iter()
+                .fold(false, |acc, m| c.conversation.drop_retired(m) | acc)
+            {
+                changed.push(c.id);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut b = self.vault.batch();
+        for id in &changed {
+            self.put_contact(&mut b, &self.contacts[id]);
+        }
+        b.commit()?;
+        self.rebuild_routes();
+        Ok(())
+    }
+
+    /// Inbox items, oldest first; with `unread_only`, only those not shown yet.
+    pub fn inbox(&self, unread_only: bool) -> Result<Vec<InboxItem>> {
+        let mut items: Vec<InboxItem> = self
+            .vault
+            .scan(Table::Inbox)?
+            .iter()
+            .map(|(_, v)| InboxItem::from_bytes(v))
+            .collect::<Result<_, _>>()?;
+        items.retain(|i| !unread_only || !i.read);
+        items.sort_by_key(|i| i.seq);
+        Ok(items)
+    }
+
+    /// Marks inbox items as shown.
+    pub fn mark_read(&mut self, items: &[InboxItem]) -> Result<()> {
+        let mut b = self.vault.batch();
+        for i in items.iter().filter(|i| !i.read) {
+            let mut i = i.clone();
+            i.read = true;
+            b.put(Table::Inbox, &i.seq.to_be_bytes(), &i.to_bytes(), &mut rng());
+        }
+        b.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Two homes and an in-process server: cards, messages both ways, rotation with messages in
+//! flight, duplicates, forged senders, the outbox when the server is down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meow_node::sync::{self, Delivery};
+use meow_node::{Accepted, InitOptions, Node, NodeEvent};
+use meow_proto::crypto::KdfParams;
+use meow_proto::envelope::ContentType;
+use meow_server::{Server, ServerConfig, ServerHandle};
+use smol::lock::Mutex;
+
+fn tempdir(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("meow-node-{tag}-{}-{}", std::process::id(), meow_net::now_ms()));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn server(dir: &std::path::Path, port: u16) -> ServerHandle {
+    Server::start(ServerConfig::new(
+        dir.join("server"),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    ))
+    .unwrap()
+}
+
+fn home(dir: &std::path::Path, name: &str, server: &ServerHandle) -> Mutex<Node> {
+    let opts = InitOptions {
+        kdf: KdfParams::TESTING,
+        display_name: Some(name.into()),
+    };
+    let mut n = Node::init(&dir.join(name), b"pw", opts).unwrap();
+    n.add_server(&server.card().to_text()).unwrap();
+    Mutex::new(n)
+}
+
+fn texts(events: &[NodeEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::Message(i) => Some(String::from_utf8_lossy(&i.content).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Alice invites Bob; Bob's answer travels through Alice's mailbox.
+async fn pair(alice: &Mutex<Node>, bob: &Mutex<Node>) {
+    let card = alice.lock().await.invite("bob", false).unwrap();
+    let accepted = bob.lock().await.accept(card.to_text().as_bytes(), None).unwrap();
+    assert!(matches!(accepted, Accepted::Answered { ref name, .. } if name == "alice"));
+    sync::flush_outbox(bob, false).await.unwrap();
+    let got = sync::fetch(alice, Duration::ZERO).await.unwrap();
+    assert!(
+        got.events.contains(&NodeEvent::ContactAdded {
+            name: "bob".into(),
+            via_public_card: false
+        }),
+        "{:?}",
+        got.events
+    );
+}
+
+#[test]
+fn talk_both_ways_and_rotate_with_messages_in_flight() {
+    let dir = tempdir("talk");
+    let srv = server(&dir, 0);
+    let (alice, bob) = (home(&dir, "alice", &srv), home(&dir, "bob", &srv));
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+        let d = sync::send(&alice, "bob", ContentType::TEXT, b"hello bob".to_vec())
+            .await
+            .unwrap();
+        assert!(matches!(d, Delivery::Delivered { .. }));
+        sync::send(&bob, "alice", ContentType::TEXT, b"hi alice".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            texts(&sync::fetch(&bob, Duration::ZERO).await.unwrap().events),
+            vec!["hello bob"]
+        );
+        assert_eq!(
+            texts(&sync::fetch(&alice, Duration::ZERO).await.unwrap().events),
+            vec!["hi alice"]
+        );
+
+        // Alice rotates; both send before either reads.
+        alice.lock().await.rotate("bob").unwrap();
+        sync::send(&alice, "bob", ContentType::TEXT, b"a1 with offer".to_vec())
+            .await
+            .unwrap();
+        sync::send(&bob, "alice", ContentType::TEXT, b"b1 to old keys".to_vec())
+            .await
+            .unwrap();
+        sync::send(&bob, "alice", ContentType::TEXT, b"b2 to old keys".to_vec())
+            .await
+            .unwrap();
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        assert_eq!(texts(&got.events), vec!["a1 with offer"]);
+        assert!(
+            got.events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::PeerRotated { serial: 1, .. }))
+        );
+        sync::send(&bob, "alice", ContentType::TEXT, b"b3 to new keys".to_vec())
+            .await
+            .unwrap();
+        let got = sync::fetch(&alice, Duration::ZERO).await.unwrap();
+        let mut t = texts(&got.events);
+        t.sort();
+        assert_eq!(t, vec!["b1 to old keys", "b2 to old keys", "b3 to new keys"]);
+        let a = alice.lock().await;
+        let conv = &a.contact("bob").unwrap().conversation;
+        assert_eq!(conv.current().serial, 1, "rotation confirmed");
+        assert!(conv.pending().is_none());
+    });
+}
+
+#[test]
+fn outbox_keeps_messages_while_the_server_is_down() {
+    let dir = tempdir("outbox");
+    let srv = server(&dir, 0);
+    let port = srv.local_addr().port();
+    let (alice, bob) = (home(&dir, "alice", &srv), home(&dir, "bob", &srv));
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+    });
+    srv.shutdown();
+    smol::block_on(async {
+        let d = sync::send(&alice, "bob", ContentType::TEXT, b"while down".to_vec())
+            .await
+            .unwrap();
+        assert!(matches!(d, Delivery::Queued { .. }), "{d:?}");
+        assert_eq!(alice.lock().await.outbox(false).unwrap().len(), 1);
+    });
+    let _srv = server(&dir, port);
+    smol::block_on(async {
+        let report = sync::flush_outbox(&alice, false).await.unwrap();
+        assert_eq!(report.delivered, 1);
+        assert_eq!(
+            texts(&sync::fetch(&bob, Duration::ZERO).await.unwrap().events),
+            vec!["while down"]
+        );
+    });
+}
+
+#[test]
+fn wrong_password_and_unknown_contact_are_clear_errors() {
+    let dir = tempdir("errors");
+    let srv = server(&dir, 0);
+    let alice = home(&dir, "alice", &srv);
+    let err = smol::block_on(sync::send(&alice, "nobody", ContentType::TEXT, vec![])).unwrap_err();
+    assert_eq!(err.to_string(), "unknown contact \"nobody\" (see `meow contacts`)");
+    drop(alice);
+    let err = Node::open(&dir.join("alice"), b"wrong").unwrap_err();
+    assert_eq!(err.to_string(), "wrong password");
+}
