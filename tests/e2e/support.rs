@@ -61,14 +61,27 @@ pub struct ServerProc {
     pub card: meow_proto::ServerCard,
 }
 
+/// A free TCP port on 127.0.0.1 (for servers that must come back on the same address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl ServerProc {
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_on(data, 0, extra)
+    }
+
+    pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Self {
         let last_run = data.join("last-run.json");
         let _ = std::fs::remove_file(&last_run);
         let child = Command::new(meow_bin())
             .args(["-q", "server", "--data"])
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -97,4 +110,95 @@ impl ServerProc {
         let _ = self.proc.0.kill();
         let _ = self.proc.0.wait();
     }
+}
+
+/// One `meow` home used through the command line.
+pub struct Home {
+    pub dir: PathBuf,
+    pub password: String,
+}
+
+/// What a `meow` run printed.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "meow failed: {}{}", self.stdout, self.stderr);
+        &self.stdout
+    }
+
+    /// Asserts failure with a single-line error containing `needle`.
+    #[track_caller]
+    pub fn fails_with(&self, code: i32, needle: &str) {
+        assert_eq!(self.code, code, "exit status; stderr: {}", self.stderr);
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("meow: ")).collect();
+        assert_eq!(lines.len(), 1, "one error line expected: {:?}", self.stderr);
+        assert!(lines[0].contains(needle), "{:?} does not mention {needle:?}", lines[0]);
+    }
+}
+
+impl Home {
+    /// `meow init` in `dir` with small Argon2id parameters.
+    pub fn init(dir: PathBuf, nickname: &str) -> Self {
+        let h = Self {
+            dir,
+            password: format!("pw-{nickname}"),
+        };
+        h.meow(&["init", "--name", nickname, "--kdf-memory-mib", "1", "--kdf-passes", "1"])
+            .ok();
+        h
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(meow_bin());
+        c.env("MEOW_HOME", &self.dir)
+            .env("MEOW_PASSWORD", &self.password)
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn meow(&self, args: &[&str]) -> Out {
+        let o = self.command().args(args).stdin(Stdio::null()).output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Texts of all stored messages (inbox --all --json after fetching).
+    pub fn texts(&self) -> Vec<String> {
+        let out = self.meow(&["inbox", "--all", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn grep(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(hit) = grep(&p, needle) {
+                return Some(hit);
+            }
+        } else if std::fs::read(&p)
+            .map(|b| b.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+        {
+            return Some(p);
+        }
+    }
+    None
 }

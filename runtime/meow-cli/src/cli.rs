@@ -17,6 +17,12 @@ different key. Messages are end-to-end encrypted and stored on servers you choos
     after_help = "Examples:\n  meow server --data ./srv --listen 127.0.0.1:7070   run a server\n  meow server card --data ./srv                      print its card for clients"
 )]
 pub struct Cli {
+    /// The home directory (an encrypted vault). Default: ~/.meow
+    #[arg(long, global = true, env = "MEOW_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Read the home's password from this file (else MEOW_PASSWORD, else a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -29,6 +35,39 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a new home: an identity in an encrypted vault.
+    #[command(after_help = "Example:\n  MEOW_HOME=./alice meow init --name alice")]
+    Init(InitArgs),
+    /// Manage the servers this home reads its mail on.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meow servers add \"$(meow server card --data ./srv)\"\n  meow servers list --json\n  meow servers remove home"
+    )]
+    Servers(ServersCmd),
+    /// Make an invitation card for a new contact (file, text, QR).
+    #[command(
+        after_help = "Examples:\n  meow invite bob --out bob.meowcard      binary card file\n  meow invite bob --qr                    QR code in the terminal\n  meow invite bob --out bob.png           QR code as a PNG image"
+    )]
+    Invite(InviteArgs),
+    /// Accept a card: answer an invitation, or finish one of mine with its answer.
+    #[command(
+        after_help = "Examples:\n  meow accept bob.meowcard --name bob --out answer.meowcard\n  meow accept answer.meowcard\n  meow accept 'meow:card:TUVPV0MB…'"
+    )]
+    Accept(AcceptArgs),
+    /// List contacts and invitations waiting for an answer.
+    #[command(after_help = "Example:\n  meow contacts --json")]
+    Contacts(JsonArgs),
+    /// Send a text message to a contact.
+    #[command(
+        after_help = "Examples:\n  meow send bob 'see you at 8'\n  echo 'from a script' | meow send bob -\n\nExit status 75 means the message was queued (server unreachable): it is\ndelivered by the next send, inbox or run."
+    )]
+    Send(SendArgs),
+    /// Fetch, store and print new messages.
+    #[command(after_help = "Examples:\n  meow inbox\n  meow inbox --wait 30 --json")]
+    Inbox(InboxArgs),
+    /// Rotate my conversation and lookup keys for a contact (effective once they acknowledge).
+    #[command(after_help = "Example:\n  meow rotate bob")]
+    Rotate(NameArg),
     /// Run a MEOW server in the foreground, or print its card.
     Server(ServerCmd),
     /// Benchmarks (run them from a release build).
@@ -87,6 +126,9 @@ pub struct ServerCmd {
 #[derive(Debug, Subcommand)]
 pub enum ServerAction {
     /// Print the server card (name, address, public key) that clients add with `meow servers add`.
+    #[command(
+        after_help = "Examples:\n  meow server card --data ./srv\n  meow server card --data ./srv --address 192.168.1.10:7070 --out home.server"
+    )]
     Card(ServerCardArgs),
 }
 
@@ -135,4 +177,95 @@ pub struct ServerCardArgs {
     /// Write the card to this file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The nickname suggested on your cards.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Argon2id memory in MiB (default 64).
+    #[arg(long, default_value_t = 64)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id passes (default 3).
+    #[arg(long, default_value_t = 3)]
+    pub kdf_passes: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServersCmd {
+    /// Add a server from its card (a file or the `meow:server:…` text).
+    #[command(after_help = "Example:\n  meow servers add \"$(meow server card --data ./srv)\"")]
+    Add {
+        /// Card file or text.
+        card: String,
+    },
+    /// List servers.
+    #[command(after_help = "Example:\n  meow servers list --json")]
+    List(JsonArgs),
+    /// Remove a server by name or address.
+    #[command(after_help = "Example:\n  meow servers remove 127.0.0.1:7070")]
+    Remove {
+        /// Name or address.
+        server: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    /// What you will call this contact.
+    pub name: String,
+    /// Write the card here: `.png` writes a QR code image, `.txt` the text form, anything else
+    /// the binary card.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also draw the card as a QR code in the terminal.
+    #[arg(long)]
+    pub qr: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    /// The card: a file, `-` for stdin, or the `meow:card:…` text.
+    pub card: String,
+    /// Your name for the new contact (default: the nickname on the card).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write your answer card here (same formats as `invite --out`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The contact.
+    pub name: String,
+    /// The text; `-` reads standard input.
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Machine-readable output (a JSON array).
+    #[arg(long)]
+    pub json: bool,
+    /// Wait up to this many seconds for a message if none is waiting.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+    /// Show every stored message, not only new ones.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The contact.
+    pub name: String,
 }

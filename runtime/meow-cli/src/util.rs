@@ -5,10 +5,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 /// Logs to stderr; `RUST_LOG` overrides the level chosen by -v / -q.
-pub fn init_logging(verbose: u8, quiet: bool) {
+pub fn init_logging(verbose: u8, quiet: bool, chatty: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
+        (false, 0) if chatty => "info",
+        (false, 0) => "warn",
         (false, 1) => "debug",
         (false, _) => "trace",
     };
@@ -74,5 +75,73 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3w").is_err());
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix time in milliseconds.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The home directory: --home, MEOW_HOME, else ~/.meow.
+pub fn home_dir(home: Option<&std::path::Path>) -> std::path::PathBuf {
+    match home {
+        Some(h) => h.to_owned(),
+        None => std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
+            .join(".meow"),
+    }
+}
+
+/// The password: MEOW_PASSWORD, else the --password-file, else a prompt (twice when creating).
+pub fn password(file: Option<&std::path::Path>, creating: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("MEOW_PASSWORD") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
+        return Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    let first = zeroize::Zeroizing::new(
+        rpassword::prompt_password("password: ")
+            .context("no password: set MEOW_PASSWORD, pass --password-file FILE, or run in a terminal")?,
+    );
+    if creating {
+        let again = zeroize::Zeroizing::new(rpassword::prompt_password("again: ")?);
+        if *first != *again {
+            bail!("the passwords differ");
+        }
+        if first.is_empty() {
+            bail!("the password is empty");
+        }
+    }
+    Ok(first)
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn formats_utc() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_time(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(super::format_time(951_782_400_000), "2000-02-29 00:00:00");
     }
 }

@@ -27,7 +27,7 @@ use meow_proto::crypto::KdfParams;
 use meow_proto::{BroadcastKey, MailboxId, ServerCard, UserKey};
 pub use meow_store::vault::Table;
 use meow_store::vault::{self, Vault, VaultBatch};
-pub use messaging::{RETIRE_GRACE_MS, Received};
+pub use messaging::{AUTOMATIC, RETIRE_GRACE_MS, Received};
 pub use records::{ContactRecord, InboxItem, Origin, PrivacyPolicy};
 use records::{Counters, InvitationRecord, Profile, ServerRecord};
 

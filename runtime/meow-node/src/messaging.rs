@@ -15,6 +15,8 @@ use crate::{Node, NodeEvent, REPLAY_WINDOW_MS, Result, Route, Table, now_ms, rng
 
 /// Retired keys are dropped once their mailbox was found empty this long after the rotation.
 pub const RETIRE_GRACE_MS: u64 = 10 * 60 * 1000;
+/// Label prefix of outbox items the node queued by itself (key rotation offers and acks).
+pub const AUTOMATIC: &str = "(automatic) ";
 /// Longest wait between delivery attempts.
 const MAX_BACKOFF_MS: u64 = 3600 * 1000;
 
@@ -37,10 +39,15 @@ impl Node {
     pub(crate) fn queue_to(&mut self, id: u64, content_type: ContentType, content: Vec<u8>) -> Result<OutboxItem> {
         let mut contact = self.contacts[&id].clone();
         let out = contact.conversation.seal(content_type, content, now_ms(), &mut rng())?;
+        let label = if content_type == ContentType::CONTROL {
+            format!("{AUTOMATIC}key update for {}", contact.name)
+        } else {
+            contact.name.clone()
+        };
         let item = OutboxItem {
             seq: self.counters.next_outbox,
             contact: id,
-            label: contact.name.clone(),
+            label,
             message: out.id,
             mailbox: out.mailbox,
             servers: contact.servers.clone(),
@@ -297,7 +304,9 @@ impl Node {
         }
         // Recorded in the same batch as the inbox item, so a crash loses neither or both.
         seen.push((cid, msg.id, msg.sent_at_ms));
-        if msg.content_type == ContentType::CONTROL {
+        // Control messages only carry rotation fields; an answer card arriving through a
+        // contact's mailbox was already applied by `accept`.
+        if msg.content_type == ContentType::CONTROL || msg.content_type == ContentType::CONTACT_ANSWER {
             return Ok(Ok(None));
         }
         Ok(Ok(Some(InboxItem {

@@ -68,8 +68,10 @@ pub async fn deliver(node: &Mutex<Node>, item: OutboxItem) -> Result<Delivery> {
 /// What a flush of the outbox did.
 #[derive(Debug, Default, Clone)]
 pub struct FlushReport {
-    /// Delivered now.
+    /// Delivered now (user messages).
     pub delivered: usize,
+    /// Delivered now (automatic key updates).
+    pub automatic: usize,
     /// Still waiting, with the last reason.
     pub queued: Vec<(String, String)>,
 }
@@ -80,7 +82,9 @@ pub async fn flush_outbox(node: &Mutex<Node>, due_only: bool) -> Result<FlushRep
     let mut report = FlushReport::default();
     for item in items {
         let label = item.label.clone();
+        let automatic = label.starts_with(crate::messaging::AUTOMATIC);
         match deliver(node, item).await? {
+            Delivery::Delivered { .. } if automatic => report.automatic += 1,
             Delivery::Delivered { .. } => report.delivered += 1,
             Delivery::Queued { reason } => report.queued.push((label, reason)),
         }
