@@ -179,14 +179,18 @@ impl Engine {
                 break;
             }
             let budget = MAX_POLL_BYTES - bytes;
-            let (mut got, m_more) = self
+            // Read the commit mark before the snapshot: everything below it is visible to the read.
+            let committed = self.shared.committed_seq.load(std::sync::atomic::Ordering::Acquire);
+            let read = self
                 .store
-                .read_mailbox(m, limit - items.len(), budget, now)
+                .read_mailbox(m, self.shared.read_hint(m), limit - items.len(), budget, now)
                 .map_err(|e| {
                     tracing::error!(error = %e, "mailbox read failed");
                     internal()
                 })?;
-            more |= m_more;
+            self.shared.raise_read_hint(m, read.first_key.unwrap_or(committed));
+            more |= read.more;
+            let mut got = read.messages;
             bytes += got.iter().map(|m| m.envelope.len() + 48).sum::<usize>();
             items.append(&mut got);
         }

@@ -59,6 +59,10 @@ pub fn split_words(text: &str) -> Vec<String> {
 /// Shared between the writer and the connections.
 #[derive(Debug, Default)]
 pub struct Shared {
+    /// Every committed message has a seq below this (published by the writer after each commit).
+    pub committed_seq: std::sync::atomic::AtomicU64,
+    /// Per mailbox, a seq below which nothing is stored: reads start there.
+    read_hints: Mutex<HashMap<MailboxId, u64>>,
     waiters: Mutex<HashMap<MailboxId, Vec<Sender<()>>>>,
     broadcast_waiters: Mutex<Vec<Sender<()>>>,
     broadcasts: RwLock<Vec<(StoredBroadcast, BroadcastItem)>>,
@@ -88,6 +92,26 @@ impl Shared {
         if let Ok(mut w) = self.broadcast_waiters.lock() {
             w.retain(|s| !s.is_closed());
             w.push(tx.clone());
+        }
+    }
+
+    /// Where reads of `mailbox` may start.
+    pub fn read_hint(&self, mailbox: &MailboxId) -> u64 {
+        self.read_hints
+            .lock()
+            .ok()
+            .and_then(|h| h.get(mailbox).copied())
+            .unwrap_or(0)
+    }
+
+    /// Records that nothing below `seq` is stored in `mailbox` (hints only move up).
+    pub fn raise_read_hint(&self, mailbox: &MailboxId, seq: u64) {
+        if let Ok(mut h) = self.read_hints.lock() {
+            if h.len() > 1_000_000 {
+                h.clear();
+            }
+            let e = h.entry(*mailbox).or_insert(0);
+            *e = (*e).max(seq);
         }
     }
 

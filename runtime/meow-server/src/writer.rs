@@ -1,6 +1,8 @@
 //! The group-commit writer: one thread owns every write. It takes all operations waiting in its
-//! queue, checks quotas, applies them to one fjall batch, commits it with an fsync, and only then
-//! answers each caller. Many deposits share one fsync, which is what makes durable deposits fast.
+//! queue, checks quotas, and applies them as one fjall batch; a second thread fsyncs the journal
+//! and only then answers the callers of every batch applied before the fsync. Many deposits share
+//! one fsync, and the next batch is prepared while the previous one is being synced: that is what
+//! makes durable deposits fast.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -99,6 +101,44 @@ impl Done {
     }
 }
 
+/// A batch in the store, waiting for the fsync that makes it durable.
+struct Applied {
+    next_seq: u64,
+    deposited: HashSet<MailboxId>,
+    broadcasts: Vec<StoredBroadcast>,
+    expired_broadcasts: Vec<u64>,
+    entries: Vec<StoredEntry>,
+    removed_entries: Vec<[u8; 32]>,
+    done: Vec<Done>,
+}
+
+/// Fsyncs applied batches, then answers their callers and wakes long polls. If an fsync fails the
+/// process aborts: after a failed fsync the kernel may have dropped the data, and answering
+/// "stored" would be a lie (the same policy as PostgreSQL's).
+fn sync_loop(store: ServerStore, shared: Arc<Shared>, rx: Receiver<Applied>) {
+    while let Ok(first) = rx.recv_blocking() {
+        let mut batches = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batches.push(more);
+        }
+        let started = std::time::Instant::now();
+        if let Err(e) = store.sync() {
+            tracing::error!(error = %e, "fsync failed: stopping the server so that nothing unsynced is acknowledged");
+            std::process::abort();
+        }
+        tracing::trace!(batches = batches.len(), took = ?started.elapsed(), "journal synced");
+        let now = meow_net::now_secs();
+        for b in batches {
+            shared
+                .committed_seq
+                .store(b.next_seq, std::sync::atomic::Ordering::Release);
+            shared.apply_committed(b.broadcasts, &b.expired_broadcasts, b.entries, &b.removed_entries, now);
+            b.done.into_iter().for_each(Done::send);
+            shared.wake(&b.deposited);
+        }
+    }
+}
+
 /// The writer's state: the authoritative mailbox statistics and counters.
 #[allow(missing_debug_implementations)]
 pub struct Writer {
@@ -138,6 +178,9 @@ impl Writer {
         let stats = store.load_mailboxes()?;
         let seq_floor = store.seq_floor()?;
         let next_broadcast = store.load_broadcasts()?.iter().map(|b| b.id + 1).max().unwrap_or(1);
+        shared
+            .committed_seq
+            .store(seq_floor, std::sync::atomic::Ordering::Release);
         Ok(Self {
             store,
             stats,
@@ -157,6 +200,15 @@ impl Writer {
 
     /// Runs until the queue is closed and empty.
     pub fn run(mut self, queue: Receiver<WriteOp>) {
+        let (sync_tx, sync_rx) = smol::channel::unbounded::<Applied>();
+        let (store, shared) = (self.store.clone(), self.shared.clone());
+        let syncer = std::thread::Builder::new()
+            .name("meow-sync".into())
+            .spawn(move || sync_loop(store, shared, sync_rx));
+        let Ok(syncer) = syncer else {
+            tracing::error!("cannot start the sync thread");
+            return;
+        };
         while let Ok(first) = queue.recv_blocking() {
             let mut ops = vec![first];
             let mut bytes = 0;
@@ -171,8 +223,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.process(ops);
+            if let Some(applied) = self.process(ops)
+                && sync_tx.send_blocking(applied).is_err()
+            {
+                break;
+            }
         }
+        drop(sync_tx);
+        let _ = syncer.join();
         tracing::debug!("writer stopped");
     }
 
@@ -184,7 +242,9 @@ impl Writer {
             .unwrap_or_default()
     }
 
-    fn process(&mut self, ops: Vec<WriteOp>) {
+    fn process(&mut self, ops: Vec<WriteOp>) -> Option<Applied> {
+        let started = std::time::Instant::now();
+        let count = ops.len();
         let mut batch = self.store.batch();
         let mut p = Pending::default();
         for op in ops {
@@ -196,20 +256,25 @@ impl Writer {
         for (m, stat) in &p.stats {
             self.store.put_mailbox(&mut batch, m, *stat);
         }
-        match self.store.commit(batch) {
-            Ok(()) => self.committed(p),
+        let result = self.store.apply(batch);
+        tracing::trace!(ops = count, bytes = p.bytes, took = ?started.elapsed(), "batch applied");
+        match result {
+            Ok(()) => Some(self.applied(p)),
             Err(e) => {
-                tracing::error!(error = %e, "commit failed; refusing this batch");
+                tracing::error!(error = %e, "applying a batch failed; refusing it");
                 let why = (
                     ErrorCode::Internal,
                     "the server could not store this; try again".to_owned(),
                 );
                 p.done.into_iter().for_each(|d| d.fail(&why));
+                None
             }
         }
     }
 
-    fn committed(&mut self, p: Pending) {
+    /// The batch is in the store: update the writer's own state now (later batches see it), and
+    /// hand what must wait for durability to the sync thread.
+    fn applied(&mut self, p: Pending) -> Applied {
         if let Some(floor) = p.new_floor {
             self.seq_floor = floor;
         }
@@ -220,15 +285,15 @@ impl Writer {
                 self.stats.insert(m, stat);
             }
         }
-        self.shared.apply_committed(
-            p.broadcasts,
-            &p.expired_broadcasts,
-            p.entries,
-            &p.removed_entries,
-            meow_net::now_secs(),
-        );
-        p.done.into_iter().for_each(Done::send);
-        self.shared.wake(&p.deposited);
+        Applied {
+            next_seq: self.next_seq,
+            deposited: p.deposited,
+            broadcasts: p.broadcasts,
+            expired_broadcasts: p.expired_broadcasts,
+            entries: p.entries,
+            removed_entries: p.removed_entries,
+            done: p.done,
+        }
     }
 
     fn apply(&mut self, batch: &mut StoreBatch, p: &mut Pending, op: WriteOp) {

@@ -66,6 +66,17 @@ fn message_key(mailbox: &MailboxId, seq: u64) -> [u8; 24] {
     k
 }
 
+/// What a mailbox read found.
+#[derive(Debug, Default)]
+pub struct MailboxRead {
+    /// Messages, oldest first.
+    pub messages: Vec<StoredMessage>,
+    /// More are waiting.
+    pub more: bool,
+    /// The seq of the first stored message seen (expired or not): nothing below it is stored.
+    pub first_key: Option<u64>,
+}
+
 /// A stored broadcast.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBroadcast {
@@ -155,35 +166,55 @@ impl ServerStore {
 
     /// A new empty batch.
     pub fn batch(&self) -> StoreBatch {
-        StoreBatch {
-            batch: self.db.batch().durability(Some(PersistMode::SyncAll)),
-        }
+        StoreBatch { batch: self.db.batch() }
     }
 
-    /// Commits a batch atomically and fsyncs it before returning.
-    pub fn commit(&self, batch: StoreBatch) -> Result<(), StoreError> {
+    /// Applies a batch atomically: it is visible at once and in the journal, but durable only
+    /// after the next [`Self::sync`].
+    pub fn apply(&self, batch: StoreBatch) -> Result<(), StoreError> {
         batch.batch.commit()?;
         Ok(())
     }
 
-    /// Up to `limit` unexpired messages of `mailbox` holding at most `max_bytes` of envelopes
-    /// (at least one message if any), oldest first, and whether more are waiting.
+    /// Makes everything applied so far durable (fsync of the journal).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// Applies a batch and makes it durable.
+    pub fn commit(&self, batch: StoreBatch) -> Result<(), StoreError> {
+        self.apply(batch)?;
+        self.sync()
+    }
+
+    /// Up to `limit` unexpired messages of `mailbox` with a seq of at least `from`, holding at most
+    /// `max_bytes` of envelopes (at least one message if any), oldest first.
+    ///
+    /// Starting past acknowledged messages matters: their deletion markers stay in the LSM tree
+    /// until compaction, and a scan from the start of the mailbox would wade through all of them.
     pub fn read_mailbox(
         &self,
         mailbox: &MailboxId,
+        from: u64,
         limit: usize,
         max_bytes: usize,
         now: u64,
-    ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
-        let mut out = Vec::new();
+    ) -> Result<MailboxRead, StoreError> {
+        let mut read = MailboxRead::default();
         let mut bytes = 0;
-        for kv in self.messages.prefix(mailbox.0) {
+        for kv in self
+            .messages
+            .range(message_key(mailbox, from)..=message_key(mailbox, u64::MAX))
+        {
             let (k, v) = kv.into_inner()?;
-            if out.len() == limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
-                return Ok((out, true));
+            let seq = be_u64(&k[16..]).ok_or_else(|| corrupt("message key"))?;
+            read.first_key.get_or_insert(seq);
+            if read.messages.len() == limit || (!read.messages.is_empty() && bytes + v.len() > max_bytes) {
+                read.more = true;
+                return Ok(read);
             }
             bytes += v.len();
-            let seq = be_u64(&k[16..]).ok_or_else(|| corrupt("message key"))?;
             if v.len() < 16 {
                 return Err(corrupt("message value"));
             }
@@ -192,14 +223,14 @@ impl ServerStore {
                 continue;
             }
             let received_at = be_u64(&v[..8]).ok_or_else(|| corrupt("message value"))?;
-            out.push(StoredMessage {
+            read.messages.push(StoredMessage {
                 mailbox: *mailbox,
                 seq,
                 received_at,
                 envelope: v[16..].to_vec(),
             });
         }
-        Ok((out, false))
+        Ok(read)
     }
 
     /// The envelope size of a stored message, if it exists.
@@ -368,17 +399,20 @@ pub(crate) mod tests {
             s.commit(b).unwrap();
         }
         let s = ServerStore::open(&dir).unwrap();
-        let (got, more) = s.read_mailbox(&a, 10, 1 << 20, 500).unwrap();
-        assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 5, 9]);
-        assert!(!more);
-        let (got, more) = s.read_mailbox(&a, 2, 1 << 20, 500).unwrap();
-        assert_eq!(got.len(), 2);
-        assert!(more);
+        let r = s.read_mailbox(&a, 0, 10, 1 << 20, 500).unwrap();
+        assert_eq!(r.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 5, 9]);
+        assert!(!r.more);
+        assert_eq!(r.first_key, Some(3));
+        let r = s.read_mailbox(&a, 0, 2, 1 << 20, 500).unwrap();
+        assert_eq!(r.messages.len(), 2);
+        assert!(r.more);
+        let r = s.read_mailbox(&a, 4, 10, 1 << 20, 500).unwrap();
+        assert_eq!(r.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![5, 9]);
         assert_eq!(s.seq_floor().unwrap(), 77);
         assert_eq!(s.load_mailboxes().unwrap()[&a].count, 3);
         assert_eq!(s.message_size(&a, 3).unwrap(), Some(176));
         assert_eq!(
-            s.read_mailbox(&a, 10, 1 << 20, 1000).unwrap().0.len(),
+            s.read_mailbox(&a, 0, 10, 1 << 20, 1000).unwrap().messages.len(),
             0,
             "expired messages are not served"
         );

@@ -102,7 +102,7 @@ pub async fn publish(
     topic: &str,
     count: u64,
     window: usize,
-    interval: Option<std::time::Duration>,
+    pacing: Option<(std::time::Duration, std::time::Duration)>,
     payload: impl Fn(u64) -> Vec<u8>,
 ) -> anyhow::Result<Vec<u64>> {
     let (mut w, mut r) = connect(address, client_id).await?;
@@ -131,8 +131,8 @@ pub async fn publish(
     let mut body = Vec::new();
     let start = Instant::now();
     for i in 0..count {
-        if let Some(iv) = interval {
-            smol::Timer::at(start + iv * (i as u32)).await;
+        if let Some((iv, phase)) = pacing {
+            smol::Timer::at(start + phase + iv * (i as u32)).await;
         }
         sem.acquire().await.forget();
         let id = (i % 65_535 + 1) as u16;

@@ -184,7 +184,7 @@ async fn meow_pair(
     count: u64,
     window: usize,
     template: Arc<Vec<u8>>,
-    interval: Option<Duration>,
+    pacing: Option<(Duration, Duration)>,
 ) -> anyhow::Result<(Samples, Samples)> {
     let key = LookupKey::generate(&mut meow_proto::os_rng());
     let mailbox = MailboxId::of(&key.public());
@@ -217,8 +217,9 @@ async fn meow_pair(
                     let mut lat = Samples::default();
                     let start = Instant::now();
                     for i in 0..n {
-                        if let Some(iv) = interval {
-                            smol::Timer::at(start + iv * (i as u32)).await;
+                        // Paced: this task's messages are spread evenly between its siblings'.
+                        if let Some((iv, phase)) = pacing {
+                            smol::Timer::at(start + phase + iv / window as u32 * w as u32 + iv * (i as u32)).await;
                         }
                         let mut env = template.as_ref().clone();
                         stamp(&mut env, 1);
@@ -270,11 +271,34 @@ fn meow_run(server: &ServerChild, w: &Workload, total: u64, paced: bool) -> anyh
     });
     let sampler = RssSampler::new(server.pid());
     let target = (server.address.clone(), server.key);
-    let mut r = run_pairs(w.concurrency, |_| {
-        meow_pair(target.clone(), per_pair, w.window, template.clone(), interval)
+    // Pairs are offset from each other too, so the load is smooth rather than bursts.
+    let pair_phase = |i: usize| interval.map(|iv| (iv, iv / (w.window * w.concurrency) as u32 * i as u32));
+    let mut r = run_pairs(w.concurrency, |i| {
+        meow_pair(target.clone(), per_pair, w.window, template.clone(), pair_phase(i))
     })?;
     r.peak_rss_kib = sampler.peak();
     Ok(r)
+}
+
+/// Latency of one durable deposit at a time, and of a deposit followed by the poll that finds it.
+fn unloaded_latency(server: &ServerChild, n: usize) -> anyhow::Result<(Samples, Samples)> {
+    let env = template_envelope(1024)?;
+    smol::block_on(async {
+        let c = ServerClient::connect(&server.address, &server.key).await?;
+        let key = LookupKey::generate(&mut meow_proto::os_rng());
+        let mailbox = MailboxId::of(&key.public());
+        c.poll(&[&key], 1, Duration::ZERO, 0).await?;
+        let (mut dep, mut round) = (Samples::default(), Samples::default());
+        for _ in 0..n {
+            let t = Instant::now();
+            c.deposit(mailbox, env.clone()).await?;
+            dep.0.push(t.elapsed().as_micros() as u64);
+            let got = c.poll(&[&key], 10, Duration::ZERO, u64::MAX).await?;
+            c.ack(&[(&key, got.messages.iter().map(|m| m.seq).collect())]).await?;
+            round.0.push(t.elapsed().as_micros() as u64);
+        }
+        anyhow::Ok((dep, round))
+    })
 }
 
 /// Bytes of RSS per mailbox holding one small message.
@@ -362,6 +386,7 @@ fn mqtt_run(m: &Mosquitto, w: &Workload, total: u64, paced: bool) -> anyhow::Res
     let sampler = RssSampler::new(m.child.id());
     let address = m.address.clone();
     let window = w.window;
+    let concurrency = w.concurrency;
     let mut r = run_pairs(w.concurrency, move |i| {
         let address = address.clone();
         async move {
@@ -380,7 +405,8 @@ fn mqtt_run(m: &Mosquitto, w: &Workload, total: u64, paced: bool) -> anyhow::Res
                 })
             };
             ready_rx.recv().await?;
-            let dep = super::mqtt::publish(&address, &format!("p{i}"), &topic, per_pair, window, interval, |_| {
+            let paced = interval.map(|iv| (iv, iv / concurrency as u32 * i as u32));
+            let dep = super::mqtt::publish(&address, &format!("p{i}"), &topic, per_pair, window, paced, |_| {
                 let mut p = vec![0x42u8; payload_len];
                 stamp(&mut p, 0);
                 p
@@ -424,6 +450,14 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     let idle = rss_kib(server.pid()).unwrap_or(0);
     println!("meow server idle RSS: {:.1} MiB", idle as f64 / 1024.0);
+    let (dep, round) = unloaded_latency(&server, 500)?;
+    println!(
+        "unloaded: durable deposit p50 {:.2} ms p99 {:.2} ms; deposit + poll + ack p50 {:.2} ms p99 {:.2} ms",
+        dep.quantile_ms(0.5),
+        dep.quantile_ms(0.99),
+        round.quantile_ms(0.5),
+        round.quantile_ms(0.99)
+    );
     let meow = meow_run(&server, &w, w.messages, false)?;
     report("meow server (throughput)", &meow);
     let lat_total = w.latency_rate * w.latency_secs;
