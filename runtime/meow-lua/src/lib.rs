@@ -1,1 +1,345 @@
-//! meow-lua
+//! The Lua plugin host: Lua 5.4 (vendored) through mlua, in an allow-list sandbox.
+//!
+//! - Libraries: base (without `load`, `loadfile`, `dofile`, `require`, `collectgarbage`),
+//!   `string` (without `dump`), `table`, `math`, `utf8`, `coroutine`. No `io`, `os`, `package`,
+//!   `debug`; source text only, never bytecode.
+//! - A memory limit, and an instruction-count hook that also watches the wall clock: a script that
+//!   loops or hoards memory is stopped with a clear reason.
+//! - The same capabilities as WASM plugins, through a `meow` table (see `sdk/lua/meow.lua`).
+//!
+//! A script defines any of `init(config)`, `on_startup()`, `on_message(msg)`, `on_timer(timer)`,
+//! `on_contact_added(name, via_directory)`, `on_broadcast(b)`, or a catch-all `handle(event)`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Instant;
+
+use meow_plugin::{Event, Failure, Host, HostError, Instance, Level, Limits, Plugin};
+use mlua::chunk::ChunkMode;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+/// Instructions between two checks of the budget.
+const HOOK_EVERY: u32 = 10_000;
+/// Marks an error raised by the budget hook.
+const OUT_OF_TIME: &str = "meow: call budget exhausted";
+
+/// Runs Lua plugins.
+#[derive(Debug, Default)]
+pub struct LuaEngine;
+
+/// A running Lua instance.
+pub struct LuaInstance {
+    lua: Lua,
+    name: String,
+    limits: Limits,
+    budget: Arc<AtomicI64>,
+    started: Arc<std::sync::Mutex<Instant>>,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for LuaInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LuaInstance({})", self.name)
+    }
+}
+
+fn lua_err(e: HostError) -> mlua::Error {
+    mlua::Error::RuntimeError(e.to_string())
+}
+
+/// `true`, or `nil, "reason"`: the Lua idiom for calls that may fail.
+fn outcome(lua: &Lua, r: Result<(), HostError>) -> mlua::Result<MultiValue> {
+    match r {
+        Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
+        Err(e) => Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(e.to_string())?)])),
+    }
+}
+
+fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    Ok(match v {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Number(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => Value::String(lua.create_string(s)?),
+        serde_json::Value::Array(a) => {
+            let t = lua.create_table()?;
+            for (i, x) in a.iter().enumerate() {
+                t.set(i + 1, json_to_lua(lua, x)?)?;
+            }
+            Value::Table(t)
+        }
+        serde_json::Value::Object(o) => {
+            let t = lua.create_table()?;
+            for (k, x) in o {
+                t.set(k.as_str(), json_to_lua(lua, x)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+/// Removes everything outside the allow-list.
+fn sandbox(lua: &Lua) -> mlua::Result<()> {
+    let g = lua.globals();
+    for name in ["load", "loadfile", "dofile", "require", "collectgarbage", "print", "io", "os", "package", "debug"] {
+        g.set(name, Value::Nil)?;
+    }
+    let string: Table = g.get("string")?;
+    string.set("dump", Value::Nil)?;
+    Ok(())
+}
+
+fn register_messaging(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+    let h = host.clone();
+    meow.set("send", lua.create_function(move |lua, (to, text): (String, String)| outcome(lua, h.send(&to, "text", text.into_bytes())))?)?;
+    let h = host.clone();
+    meow.set(
+        "send_typed",
+        lua.create_function(move |lua, (to, ct, body): (String, String, mlua::LuaString)| {
+            outcome(lua, h.send(&to, &ct, body.as_bytes().to_vec()))
+        })?,
+    )?;
+    let h = host.clone();
+    meow.set(
+        "reply",
+        lua.create_function(move |lua, (msg, text): (Value, String)| {
+            let id = match msg {
+                Value::Table(t) => t.get::<String>("id")?,
+                Value::String(s) => s.to_str()?.to_owned(),
+                _ => return Err(mlua::Error::RuntimeError("reply: pass the message or its id".into())),
+            };
+            outcome(lua, h.reply(&id, &text))
+        })?,
+    )?;
+    Ok(())
+}
+
+fn register_kv(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+    let kv = lua.create_table()?;
+    let h = host.clone();
+    kv.set(
+        "get",
+        lua.create_function(move |lua, key: String| match h.kv_get(&key).map_err(lua_err)? {
+            Some(v) => Ok(Value::String(lua.create_string(&v)?)),
+            None => Ok(Value::Nil),
+        })?,
+    )?;
+    let h = host.clone();
+    kv.set(
+        "set",
+        lua.create_function(move |lua, (key, value): (String, mlua::LuaString)| outcome(lua, h.kv_set(&key, &value.as_bytes())))?,
+    )?;
+    let h = host.clone();
+    kv.set("delete", lua.create_function(move |lua, key: String| outcome(lua, h.kv_delete(&key)))?)?;
+    let h = host.clone();
+    kv.set(
+        "keys",
+        lua.create_function(move |_, prefix: Option<String>| h.kv_list(prefix.as_deref().unwrap_or("")).map_err(lua_err))?,
+    )?;
+    meow.set("kv", kv)
+}
+
+fn register_timers(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+    let timers = lua.create_table()?;
+    let h = host.clone();
+    timers.set(
+        "timeout",
+        lua.create_function(move |_, (name, ms): (String, u64)| h.set_timer(&name, ms, false).map_err(lua_err))?,
+    )?;
+    let h = host.clone();
+    timers.set(
+        "interval",
+        lua.create_function(move |_, (name, ms): (String, u64)| h.set_timer(&name, ms, true).map_err(lua_err))?,
+    )?;
+    let h = host.clone();
+    timers.set("cancel", lua.create_function(move |lua, id: u64| outcome(lua, h.cancel_timer(id)))?)?;
+    meow.set("timers", timers)
+}
+
+fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+    for (name, level) in [("debug", Level::Debug), ("info", Level::Info), ("warn", Level::Warn), ("error", Level::Error)] {
+        let h = host.clone();
+        meow.set(name, lua.create_function(move |_, msg: String| {
+            h.log(level, &msg);
+            Ok(())
+        })?)?;
+    }
+    let h = host.clone();
+    lua.globals().set(
+        "print",
+        lua.create_function(move |_, args: MultiValue| {
+            let parts: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| "?".into())).collect();
+            h.log(Level::Info, &parts.join("\t"));
+            Ok(())
+        })?,
+    )?;
+    let h = host.clone();
+    meow.set(
+        "node",
+        lua.create_function(move |lua, ()| {
+            let i = h.node_info();
+            let t = lua.create_table()?;
+            t.set("instance", i.instance)?;
+            t.set("nickname", i.nickname)?;
+            t.set("fingerprint", i.fingerprint)?;
+            t.set("contacts", i.contacts)?;
+            t.set("now", i.now)?;
+            Ok(t)
+        })?,
+    )?;
+    Ok(())
+}
+
+fn event_args(lua: &Lua, e: &Event) -> mlua::Result<(&'static str, MultiValue, Table)> {
+    let ev = lua.create_table()?;
+    ev.set("kind", e.kind())?;
+    let args: Vec<Value> = match e {
+        Event::Startup => vec![],
+        Event::Message(m) => {
+            let t = lua.create_table()?;
+            t.set("id", m.id.as_str())?;
+            t.set("sender", m.sender.as_str())?;
+            t.set("content_type", m.content_type.as_str())?;
+            t.set("body", lua.create_string(&m.body)?)?;
+            t.set("text", m.text.as_deref())?;
+            t.set("sent_at", m.sent_at)?;
+            t.set("group", m.group.as_deref())?;
+            ev.set("message", t.clone())?;
+            vec![Value::Table(t)]
+        }
+        Event::Timer { id, name } => {
+            let t = lua.create_table()?;
+            t.set("id", *id)?;
+            t.set("name", name.as_str())?;
+            ev.set("timer", t.clone())?;
+            vec![Value::Table(t)]
+        }
+        Event::ContactAdded { name, via_directory } => {
+            ev.set("name", name.as_str())?;
+            ev.set("via_directory", *via_directory)?;
+            vec![Value::String(lua.create_string(name)?), Value::Boolean(*via_directory)]
+        }
+        Event::Broadcast(b) => {
+            let t = lua.create_table()?;
+            t.set("server", b.server.as_str())?;
+            t.set("from_operator", b.from_operator)?;
+            t.set("text", b.text.as_str())?;
+            t.set("sent_at", b.sent_at)?;
+            ev.set("broadcast", t.clone())?;
+            vec![Value::Table(t)]
+        }
+    };
+    let handler = match e {
+        Event::Startup => "on_startup",
+        Event::Message(_) => "on_message",
+        Event::Timer { .. } => "on_timer",
+        Event::ContactAdded { .. } => "on_contact_added",
+        Event::Broadcast(_) => "on_broadcast",
+    };
+    Ok((handler, MultiValue::from_vec(args), ev))
+}
+
+impl LuaInstance {
+    fn failure(&self, e: mlua::Error) -> Failure {
+        let text = e.to_string();
+        if matches!(e, mlua::Error::MemoryError(_)) || text.contains("not enough memory") {
+            Failure::Stopped(format!("exceeded its memory limit of {} MiB", self.limits.memory_bytes >> 20))
+        } else if text.contains(OUT_OF_TIME) {
+            if self.timed_out.load(Ordering::Relaxed) {
+                Failure::Stopped(format!("exceeded its time budget of {} ms for one call", self.limits.call_ms))
+            } else {
+                Failure::Stopped(format!("exceeded its budget of {} instructions for one call", self.limits.lua_instructions))
+            }
+        } else {
+            Failure::Error(text.lines().next().unwrap_or("").to_owned())
+        }
+    }
+
+    fn arm(&self) {
+        self.budget.store(self.limits.lua_instructions as i64, Ordering::Relaxed);
+        self.timed_out.store(false, Ordering::Relaxed);
+        if let Ok(mut s) = self.started.lock() {
+            *s = Instant::now();
+        }
+    }
+
+    fn call(&self, f: Function, args: MultiValue) -> Result<(), Failure> {
+        self.arm();
+        f.call::<()>(args).map_err(|e| self.failure(e))
+    }
+}
+
+impl Instance for LuaInstance {
+    fn init(&mut self, config: &str) -> Result<(), Failure> {
+        let cfg: serde_json::Value = serde_json::from_str(config).unwrap_or(serde_json::Value::Null);
+        let value = json_to_lua(&self.lua, &cfg).map_err(|e| Failure::Error(e.to_string()))?;
+        let meow: Table = self.lua.globals().get("meow").map_err(|e| Failure::Error(e.to_string()))?;
+        meow.set("config", value.clone()).map_err(|e| Failure::Error(e.to_string()))?;
+        match self.lua.globals().get::<Option<Function>>("init") {
+            Ok(Some(f)) => self.call(f, MultiValue::from_vec(vec![value])),
+            _ => Ok(()),
+        }
+    }
+
+    fn handle(&mut self, event: &Event) -> Result<(), Failure> {
+        let (name, args, ev) = event_args(&self.lua, event).map_err(|e| Failure::Error(e.to_string()))?;
+        let g = self.lua.globals();
+        if let Ok(Some(f)) = g.get::<Option<Function>>(name) {
+            return self.call(f, args);
+        }
+        if let Ok(Some(f)) = g.get::<Option<Function>>("handle") {
+            return self.call(f, MultiValue::from_vec(vec![Value::Table(ev)]));
+        }
+        Ok(())
+    }
+}
+
+impl meow_plugin::Engine for LuaEngine {
+    fn instantiate(&self, plugin: &Plugin, host: Host, limits: Limits) -> Result<Box<dyn Instance>, Failure> {
+        let stop = |e: mlua::Error| Failure::Stopped(format!("cannot start: {e}"));
+        let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE;
+        let lua = Lua::new_with(libs, LuaOptions::new()).map_err(stop)?;
+        sandbox(&lua).map_err(stop)?;
+        let meow = lua.create_table().map_err(stop)?;
+        register_messaging(&lua, &meow, &host).map_err(stop)?;
+        register_kv(&lua, &meow, &host).map_err(stop)?;
+        register_timers(&lua, &meow, &host).map_err(stop)?;
+        register_log_and_node(&lua, &meow, &host).map_err(stop)?;
+        lua.globals().set("meow", meow).map_err(stop)?;
+        lua.set_memory_limit(limits.memory_bytes).map_err(stop)?;
+
+        let budget = Arc::new(AtomicI64::new(limits.lua_instructions as i64));
+        let started = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let (b, s, t, call_ms) = (budget.clone(), started.clone(), timed_out.clone(), limits.call_ms);
+        lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |_, _| {
+            let left = b.fetch_sub(i64::from(HOOK_EVERY), Ordering::Relaxed);
+            let late = s.lock().map(|s| s.elapsed().as_millis() as u64 > call_ms).unwrap_or(false);
+            if late {
+                t.store(true, Ordering::Relaxed);
+            }
+            if left <= 0 || late {
+                return Err(mlua::Error::RuntimeError(OUT_OF_TIME.into()));
+            }
+            Ok(VmState::Continue)
+        })
+        .map_err(stop)?;
+
+        let source = std::str::from_utf8(&plugin.code).map_err(|_| Failure::Stopped("the script is not UTF-8 text".into()))?;
+        let inst = LuaInstance { lua, name: plugin.name().to_owned(), limits, budget, started, timed_out };
+        inst.arm();
+        inst.lua
+            .load(source)
+            .set_name(plugin.name())
+            .set_mode(ChunkMode::Text)
+            .exec()
+            .map_err(|e| match inst.failure(e) {
+                Failure::Error(e) => Failure::Stopped(format!("cannot start: {e}")),
+                stopped => stopped,
+            })?;
+        Ok(Box::new(inst))
+    }
+}

@@ -1,1 +1,331 @@
-//! meow-wasm
+//! The WebAssembly plugin host: components of the `meow:bot` world (see `wit/`), run with
+//! wasmtime.
+//!
+//! - One [`Store`] per instance, with a memory cap; an epoch deadline per call (a ticker thread
+//!   advances the epoch every 10 ms), so a plugin that loops is stopped, not waited for.
+//! - After any trap the instance is unusable; the runtime makes a new one (instantiation from a
+//!   prepared component takes tens of microseconds).
+//! - Compiled components are cached on disk, keyed by the engine's compatibility hash and the
+//!   plugin's SHA-256, so a restart does not recompile.
+//! - WASI is linked with an empty context (no files, environment, clocks beyond WASI's, or
+//!   network): a Rust guest imports it even when it does no I/O.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use meow_plugin::{Event, Failure, Host, HostError, Instance, Level, Limits, Plugin};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "bot",
+    });
+}
+
+use bindings::meow::bot::types;
+use bindings::{Bot, BotPre, meow};
+
+/// How often the epoch advances.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What a store holds for one instance.
+struct State {
+    host: Host,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+fn wit_error(e: HostError) -> types::Error {
+    match e {
+        HostError::Denied(s) => types::Error::Denied(s),
+        HostError::NotFound(s) => types::Error::NotFound(s),
+        HostError::Quota(s) => types::Error::Quota(s),
+        HostError::Invalid(s) => types::Error::Invalid(s),
+        HostError::Failed(s) => types::Error::Failed(s),
+    }
+}
+
+impl types::Host for State {}
+
+impl meow::bot::messaging::Host for State {
+    fn send(&mut self, to: String, text: String) -> Result<(), types::Error> {
+        self.host.send(&to, "text", text.into_bytes()).map_err(wit_error)
+    }
+
+    fn send_typed(&mut self, to: String, content_type: String, body: Vec<u8>) -> Result<(), types::Error> {
+        self.host.send(&to, &content_type, body).map_err(wit_error)
+    }
+
+    fn reply(&mut self, message_id: String, text: String) -> Result<(), types::Error> {
+        self.host.reply(&message_id, &text).map_err(wit_error)
+    }
+}
+
+impl meow::bot::kv::Host for State {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, types::Error> {
+        self.host.kv_get(&key).map_err(wit_error)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), types::Error> {
+        self.host.kv_set(&key, &value).map_err(wit_error)
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), types::Error> {
+        self.host.kv_delete(&key).map_err(wit_error)
+    }
+
+    fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, types::Error> {
+        self.host.kv_list(&prefix).map_err(wit_error)
+    }
+}
+
+impl meow::bot::timers::Host for State {
+    fn set_timeout(&mut self, name: String, after_ms: u64) -> Result<u64, types::Error> {
+        self.host.set_timer(&name, after_ms, false).map_err(wit_error)
+    }
+
+    fn set_interval(&mut self, name: String, every_ms: u64) -> Result<u64, types::Error> {
+        self.host.set_timer(&name, every_ms, true).map_err(wit_error)
+    }
+
+    fn cancel(&mut self, id: u64) -> Result<(), types::Error> {
+        self.host.cancel_timer(id).map_err(wit_error)
+    }
+}
+
+impl meow::bot::log::Host for State {
+    fn log(&mut self, level: types::Level, message: String) {
+        let level = match level {
+            types::Level::Trace => Level::Trace,
+            types::Level::Debug => Level::Debug,
+            types::Level::Info => Level::Info,
+            types::Level::Warn => Level::Warn,
+            types::Level::Error => Level::Error,
+        };
+        self.host.log(level, &message);
+    }
+}
+
+impl meow::bot::node::Host for State {
+    fn info(&mut self) -> meow::bot::node::NodeInfo {
+        let i = self.host.node_info();
+        meow::bot::node::NodeInfo {
+            instance: i.instance,
+            nickname: i.nickname,
+            fingerprint: i.fingerprint,
+            contacts: i.contacts,
+            now: i.now,
+        }
+    }
+}
+
+fn wit_event(e: &Event) -> types::Event {
+    match e {
+        Event::Startup => types::Event::Startup,
+        Event::Message(m) => types::Event::Message(types::Message {
+            id: m.id.clone(),
+            sender: m.sender.clone(),
+            content_type: m.content_type.clone(),
+            body: m.body.clone(),
+            text: m.text.clone(),
+            sent_at: m.sent_at,
+            group: m.group.clone(),
+        }),
+        Event::Timer { id, name } => types::Event::Timer(types::Timer { id: *id, name: name.clone() }),
+        Event::ContactAdded { name, via_directory } => types::Event::ContactAdded((name.clone(), *via_directory)),
+        Event::Broadcast(b) => types::Event::Broadcast(types::Broadcast {
+            server: b.server.clone(),
+            from_operator: b.from_operator,
+            text: b.text.clone(),
+            sent_at: b.sent_at,
+        }),
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("starting the WebAssembly engine: {0}")]
+pub struct EngineError(String);
+
+/// Runs WASM plugins.
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: Option<PathBuf>,
+    prepared: Mutex<HashMap<String, InstancePre<State>>>,
+}
+
+impl std::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WasmEngine(cache: {:?})", self.cache)
+    }
+}
+
+impl WasmEngine {
+    /// A new engine; compiled components are cached in `cache` if given.
+    pub fn new(cache: Option<PathBuf>) -> Result<Self, EngineError> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&cfg).map_err(|e| EngineError(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError(e.to_string()))?;
+        Bot::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| EngineError(e.to_string()))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("meow-wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| EngineError(e.to_string()))?;
+        if let Some(dir) = &cache {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        Ok(Self { engine, linker, cache, prepared: Mutex::new(HashMap::new()) })
+    }
+
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        self.cache.as_ref().map(|d| d.join(format!("{:016x}-{sha256}.cwasm", h.finish())))
+    }
+
+    /// Loads a compiled component from the cache.
+    #[allow(unsafe_code)]
+    fn from_cache(&self, path: &Path) -> Option<Component> {
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `Component::serialize` of an engine with the same
+        // compatibility hash (it is in the file name) into the home's private cache folder, and
+        // its name carries the SHA-256 of the source the runtime has just verified. wasmtime
+        // still checks the header and refuses a file made by another engine configuration.
+        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    }
+
+    fn component(&self, plugin: &Plugin) -> Result<Component, Failure> {
+        let path = self.cache_path(&plugin.sha256);
+        if let Some(c) = path.as_deref().and_then(|p| self.from_cache(p)) {
+            return Ok(c);
+        }
+        let c = Component::new(&self.engine, &plugin.code)
+            .map_err(|e| Failure::Stopped(format!("not a valid meow:bot component: {e}")))?;
+        if let (Some(path), Ok(bytes)) = (path, c.serialize()) {
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
+                tracing::debug!("could not write the compiled plugin cache");
+            }
+        }
+        Ok(c)
+    }
+
+    fn prepare(&self, plugin: &Plugin) -> Result<InstancePre<State>, Failure> {
+        if let Some(p) = self.prepared.lock().ok().and_then(|m| m.get(&plugin.sha256).cloned()) {
+            return Ok(p);
+        }
+        let component = self.component(plugin)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| Failure::Stopped(format!("cannot link: {e} (is it built against the meow:bot world?)")))?;
+        if let Ok(mut m) = self.prepared.lock() {
+            m.insert(plugin.sha256.clone(), pre.clone());
+        }
+        Ok(pre)
+    }
+}
+
+fn ticks(call_ms: u64) -> u64 {
+    (call_ms / TICK.as_millis() as u64).max(1)
+}
+
+fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("exceeded its time budget of {} ms for one call", limits.call_ms),
+        Some(Trap::OutOfFuel) => "ran out of fuel".to_owned(),
+        Some(t) => format!("trapped: {t}"),
+        None if format!("{e:?}").contains("growing memory") => {
+            format!("exceeded its memory limit of {} MiB", limits.memory_bytes >> 20)
+        }
+        None => format!("trapped: {e}"),
+    }
+}
+
+/// A running WASM instance.
+pub struct WasmInstance {
+    store: Store<State>,
+    bot: Bot,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for WasmInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WasmInstance({})", self.store.data().host.instance())
+    }
+}
+
+impl WasmInstance {
+    fn outcome(&self, r: wasmtime::Result<Result<(), String>>) -> Result<(), Failure> {
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Error(e)),
+            Err(e) => Err(Failure::Stopped(describe(&e, &self.limits))),
+        }
+    }
+}
+
+impl Instance for WasmInstance {
+    fn init(&mut self, config: &str) -> Result<(), Failure> {
+        self.store.set_epoch_deadline(ticks(self.limits.call_ms));
+        let r = self.bot.call_init(&mut self.store, config);
+        self.outcome(r)
+    }
+
+    fn handle(&mut self, event: &Event) -> Result<(), Failure> {
+        self.store.set_epoch_deadline(ticks(self.limits.call_ms));
+        let r = self.bot.call_handle(&mut self.store, &wit_event(event));
+        self.outcome(r)
+    }
+}
+
+impl meow_plugin::Engine for WasmEngine {
+    fn instantiate(&self, plugin: &Plugin, host: Host, limits: Limits) -> Result<Box<dyn Instance>, Failure> {
+        let pre = self.prepare(plugin)?;
+        let state = State {
+            host,
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(16)
+                .tables(16)
+                .table_elements(200_000)
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(limits.call_ms));
+        let bot = BotPre::new(pre)
+            .and_then(|p| p.instantiate(&mut store))
+            .map_err(|e| Failure::Stopped(format!("cannot start: {}", describe(&e, &limits))))?;
+        Ok(Box::new(WasmInstance { store, bot, limits }))
+    }
+}

@@ -1,0 +1,176 @@
+//! The services a plugin instance may call, behind its capability checks.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::manifest::Capability;
+
+/// Why a host call failed (mirrors the WIT `error` variant).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// The capability is not granted.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// No such contact, key or timer.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A limit was reached.
+    #[error("quota: {0}")]
+    Quota(String),
+    /// Bad arguments.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The operation failed.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// Log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Detailed.
+    Debug,
+    /// Normal.
+    Info,
+    /// Something odd.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// The node's public information, as a plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The instance's name.
+    pub instance: String,
+    /// The home's nickname.
+    pub nickname: Option<String>,
+    /// The home's user key fingerprint.
+    pub fingerprint: String,
+    /// Contact names.
+    pub contacts: Vec<String>,
+    /// Unix ms.
+    pub now: u64,
+}
+
+/// What the runtime provides to instances. Calls are synchronous and quick: sending only queues.
+pub trait Services: Send + Sync {
+    /// Queues a message to a contact.
+    fn send(&self, instance: &str, to: &str, content_type: &str, body: Vec<u8>) -> Result<(), HostError>;
+    /// Queues a reply to a received message.
+    fn reply(&self, instance: &str, message_id: &str, text: &str) -> Result<(), HostError>;
+    /// Reads a key.
+    fn kv_get(&self, instance: &str, key: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Writes a key.
+    fn kv_set(&self, instance: &str, key: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Deletes a key.
+    fn kv_delete(&self, instance: &str, key: &str) -> Result<(), HostError>;
+    /// Keys with a prefix, sorted.
+    fn kv_list(&self, instance: &str, prefix: &str) -> Result<Vec<String>, HostError>;
+    /// Sets a timer; returns its id.
+    fn set_timer(&self, instance: &str, name: &str, after_ms: u64, repeat: bool) -> Result<u64, HostError>;
+    /// Cancels a timer.
+    fn cancel_timer(&self, instance: &str, id: u64) -> Result<(), HostError>;
+    /// The node's public information.
+    fn node_info(&self, instance: &str) -> NodeInfo;
+    /// Logs a line for the instance.
+    fn log(&self, instance: &str, level: Level, message: &str);
+}
+
+/// One instance's access to the services: its name and its granted capabilities.
+#[derive(Clone)]
+pub struct Host {
+    instance: String,
+    granted: BTreeSet<Capability>,
+    services: Arc<dyn Services>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Host({}, {:?})", self.instance, self.granted)
+    }
+}
+
+impl Host {
+    /// Access for `instance` with `granted` capabilities.
+    pub fn new(instance: &str, granted: impl IntoIterator<Item = Capability>, services: Arc<dyn Services>) -> Self {
+        Self { instance: instance.to_owned(), granted: granted.into_iter().collect(), services }
+    }
+
+    /// The instance's name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn require(&self, cap: Capability) -> Result<(), HostError> {
+        if self.granted.contains(&cap) {
+            Ok(())
+        } else {
+            Err(HostError::Denied(format!(
+                "capability '{}' is not granted to instance '{}' (grant it in meow.yaml)",
+                cap.name(),
+                self.instance
+            )))
+        }
+    }
+
+    /// Sends text (capability messaging).
+    pub fn send(&self, to: &str, content_type: &str, body: Vec<u8>) -> Result<(), HostError> {
+        self.require(Capability::Messaging)?;
+        self.services.send(&self.instance, to, content_type, body)
+    }
+
+    /// Replies (capability messaging).
+    pub fn reply(&self, message_id: &str, text: &str) -> Result<(), HostError> {
+        self.require(Capability::Messaging)?;
+        self.services.reply(&self.instance, message_id, text)
+    }
+
+    /// Reads a key (capability kv).
+    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.require(Capability::Kv)?;
+        self.services.kv_get(&self.instance, key)
+    }
+
+    /// Writes a key (capability kv).
+    pub fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        self.require(Capability::Kv)?;
+        self.services.kv_set(&self.instance, key, value)
+    }
+
+    /// Deletes a key (capability kv).
+    pub fn kv_delete(&self, key: &str) -> Result<(), HostError> {
+        self.require(Capability::Kv)?;
+        self.services.kv_delete(&self.instance, key)
+    }
+
+    /// Lists keys (capability kv).
+    pub fn kv_list(&self, prefix: &str) -> Result<Vec<String>, HostError> {
+        self.require(Capability::Kv)?;
+        self.services.kv_list(&self.instance, prefix)
+    }
+
+    /// Sets a timer (capability timers).
+    pub fn set_timer(&self, name: &str, after_ms: u64, repeat: bool) -> Result<u64, HostError> {
+        self.require(Capability::Timers)?;
+        self.services.set_timer(&self.instance, name, after_ms, repeat)
+    }
+
+    /// Cancels a timer (capability timers).
+    pub fn cancel_timer(&self, id: u64) -> Result<(), HostError> {
+        self.require(Capability::Timers)?;
+        self.services.cancel_timer(&self.instance, id)
+    }
+
+    /// Node information (always allowed).
+    pub fn node_info(&self) -> NodeInfo {
+        self.services.node_info(&self.instance)
+    }
+
+    /// Logs (always allowed).
+    pub fn log(&self, level: Level, message: &str) {
+        self.services.log(&self.instance, level, message);
+    }
+}

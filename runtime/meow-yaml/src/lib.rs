@@ -1,0 +1,141 @@
+//! YAML files with errors a person can act on: `file:line:column: path.of.key: what is wrong`.
+//!
+//! Every configuration file of meow (plugin manifests, `meow.yaml`, recipes) is read through
+//! [`load`]: serde-saphyr parses (panic-free, with positions) and serde_path_to_error tracks the
+//! path of the key being read. Types should use `#[serde(deny_unknown_fields)]` so that a
+//! misspelt key is an error rather than silently ignored.
+
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+/// A YAML file could not be read as the expected type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct YamlError {
+    /// The file (as given by the caller).
+    pub file: String,
+    /// 1-based line, 0 if unknown.
+    pub line: usize,
+    /// 1-based column, 0 if unknown.
+    pub column: usize,
+    /// The path of the bad key, like `actions[1].send.to` (empty at the top level).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl YamlError {
+    /// An error about a key found after parsing (a semantic check), at a known place.
+    pub fn at(file: &str, line: usize, column: usize, path: &str, message: impl Into<String>) -> Self {
+        Self { file: file.to_owned(), line, column, path: path.to_owned(), message: message.into() }
+    }
+}
+
+/// Turns serde_path_to_error's `a.b[1].c` into our notation (it already is), dropping the `.`
+/// placeholder it uses for the root.
+fn path_text(p: &serde_path_to_error::Path) -> String {
+    let s = p.to_string();
+    if s == "." { String::new() } else { s }
+}
+
+/// The first line of a serde-saphyr message, without its `error: line L column C:` prefix.
+fn message_text(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "line 6 column 5: unknown field ..." -> "unknown field ..."
+    match first.split_once(": ") {
+        Some((head, rest)) if head.starts_with("line ") => rest.to_owned(),
+        _ => first.to_owned(),
+    }
+}
+
+/// Parses `text` (read from `file`) as a `T`.
+pub fn load<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, YamlError> {
+    let path: RefCell<Option<String>> = RefCell::new(None);
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            *path.borrow_mut() = Some(path_text(e.path()));
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((0, 0));
+        YamlError { file: file.to_owned(), line, column, path: path.take().unwrap_or_default(), message: message_text(&e) }
+    })
+}
+
+/// Where a key path sits in the text: a best-effort search for the line and column of the last
+/// key of `path` (for errors found after parsing, such as "unknown contact").
+pub fn locate(text: &str, path: &str) -> (usize, usize) {
+    let key = path.rsplit(['.', ']']).find(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit()));
+    let Some(key) = key.map(|k| k.trim_start_matches('[')) else { return (0, 0) };
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        if trimmed.starts_with(&format!("{key}:")) {
+            let col = line.find(key).unwrap_or(0) + 1;
+            return (i + 1, col);
+        }
+    }
+    (0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Action {
+        to: String,
+        n: Option<u32>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Doc {
+        name: String,
+        actions: Vec<Action>,
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_path() {
+        let text = "name: x\nactions:\n  - to: bob\n  - to: carol\n    n: many\n";
+        let e = load::<Doc>(text, "recipes/alert.yaml").unwrap_err();
+        assert_eq!(e.to_string(), "recipes/alert.yaml:5:8: actions[1].n: invalid u32");
+
+        let text = "name: x\nactions:\n  - to: bob\n    colour: red\n";
+        let e = load::<Doc>(text, "a.yaml").unwrap_err();
+        assert_eq!((e.line, e.column), (4, 5));
+        assert_eq!(e.path, "actions[0].colour");
+        assert!(e.message.contains("unknown field `colour`"), "{}", e.message);
+
+        let e = load::<Doc>("name: [x\n", "b.yaml").unwrap_err();
+        assert!(e.line > 0, "{e}");
+        assert!(load::<Doc>("name: x\n", "c.yaml").unwrap_err().message.contains("actions"));
+    }
+
+    #[test]
+    fn locate_finds_keys() {
+        let text = "name: x\nactions:\n  - send:\n      to: bob\n";
+        assert_eq!(locate(text, "actions[0].send.to"), (4, 7));
+    }
+}
