@@ -70,6 +70,14 @@ pub enum Command {
     Rotate(NameArg),
     /// Run a MEOW server in the foreground, or print its card.
     Server(ServerCmd),
+    /// Run the daemon: the embedded server, plugins and recipes of a meow.yaml.
+    #[command(
+        after_help = "Examples:\n  meow run                          uses ./meow.yaml if present\n  meow run --config examples/chat-bot/meow.yaml --watch\n\nWhile it runs, other meow commands on the same home go through it\n(a control socket in the home), so `meow send`, `meow inbox`… keep working."
+    )]
+    Run(RunArgs),
+    /// Build, pin, list and reload plugins.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
     /// Benchmarks (run them from a release build).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -268,4 +276,45 @@ pub struct InboxArgs {
 pub struct NameArg {
     /// The contact.
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runtime configuration (default: ./meow.yaml if it exists, else built-in defaults).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Reload plugins when their files change.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCmd {
+    /// Build plugin sources into pinned bundles (WASM plugins are compiled for wasm32-wasip2).
+    #[command(
+        after_help = "Examples:\n  meow plugin build plugins              every plugin under plugins/\n  meow plugin build plugins/echo --out ~/.meow/plugins"
+    )]
+    Build {
+        /// Plugin folders, or folders containing plugin folders.
+        #[arg(default_value = "plugins")]
+        sources: Vec<PathBuf>,
+        /// Where bundles go.
+        #[arg(long, default_value = "target/plugins")]
+        out: PathBuf,
+    },
+    /// Write the entry file's SHA-256 into a plugin.yaml (after editing the plugin).
+    #[command(after_help = "Example:\n  meow plugin pin plugins/ping")]
+    Pin {
+        /// The plugin folder.
+        dir: PathBuf,
+    },
+    /// List the plugin instances of the running daemon.
+    #[command(after_help = "Example:\n  meow plugin list --json")]
+    List(JsonArgs),
+    /// Reload a plugin instance from disk (rolls back if the new version fails to start).
+    #[command(after_help = "Example:\n  meow plugin reload echo")]
+    Reload {
+        /// The instance name.
+        name: String,
+    },
 }

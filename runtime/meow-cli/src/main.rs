@@ -1,29 +1,34 @@
 //! `meow`: the command-line front end of the MEOW runtime, server and tools.
 //!
-//! Each subcommand lives in its own module; this file parses arguments, sets up logging and turns
-//! every failure into one line on stderr and a non-zero exit code.
+//! Each subcommand lives in its own module; this file parses arguments, sets up logging, sends
+//! home commands to a running daemon when there is one, and turns every failure into one line on
+//! stderr and a non-zero exit code.
 
 mod bench;
 mod cli;
 mod cmd_home;
+mod cmd_plugin;
 mod cmd_server;
+mod run;
 mod util;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
 use meow_node::{InitOptions, Node};
 use meow_proto::crypto::KdfParams;
 use smol::lock::Mutex;
 
-use crate::cli::{Cli, Command, InitArgs};
+use crate::cli::{Cli, Command, InitArgs, PluginCmd};
 use crate::cmd_home::Reply;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Long-running commands log their progress; one-shot commands only warnings.
-    let chatty = matches!(cli.command, Command::Server(_) | Command::Bench(_));
+    let chatty = matches!(cli.command, Command::Server(_) | Command::Bench(_) | Command::Run(_));
     util::init_logging(cli.verbose, cli.quiet, chatty);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -34,15 +39,65 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether a command works on a home (and can be forwarded to a running daemon).
+fn is_home_command(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Servers(_)
+            | Command::Invite(_)
+            | Command::Accept(_)
+            | Command::Contacts(_)
+            | Command::Send(_)
+            | Command::Inbox(_)
+            | Command::Rotate(_)
+            | Command::Plugin(PluginCmd::List(_) | PluginCmd::Reload { .. })
+    )
+}
+
+/// Input a command needs from this process (files, stdin), read before forwarding.
+fn client_data(c: &Command) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(match c {
+        Command::Accept(a) => Some(cmd_home::read_card_arg(&a.card)?),
+        Command::Servers(cli::ServersCmd::Add { card }) => Some(cmd_home::read_card_arg(card)?),
+        Command::Send(a) if a.text == "-" => Some(
+            std::io::read_to_string(std::io::stdin())
+                .context("reading the message from stdin")?
+                .into_bytes(),
+        ),
+        _ => None,
+    })
+}
+
+/// The command line with `--out` paths made absolute (the daemon may run elsewhere).
+fn forwarded_argv() -> Vec<String> {
+    let mut argv: Vec<String> = std::env::args().collect();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for i in 0..argv.len() {
+        if argv[i] == "--out" && i + 1 < argv.len() {
+            argv[i + 1] = cwd.join(&argv[i + 1]).display().to_string();
+        } else if let Some(p) = argv[i].strip_prefix("--out=") {
+            argv[i] = format!("--out={}", cwd.join(p).display());
+        }
+    }
+    argv
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let home = util::home_dir(cli.home.as_deref());
     let pw_file = cli.password_file.clone();
-    let open = || -> anyhow::Result<Mutex<Node>> {
+    if is_home_command(&cli.command) {
+        let data = client_data(&cli.command)?;
+        let req = run::control::Request {
+            argv: forwarded_argv(),
+            data: data.clone(),
+        };
+        if let Some(reply) = run::control::forward(&home, &req)? {
+            return Ok(reply.emit());
+        }
         let password = util::password(pw_file.as_deref(), false)?;
-        let node = Node::open(&home, password.as_bytes())?;
-        Ok(Mutex::new(node))
-    };
-    let reply = |f: anyhow::Result<Reply>| f.map(Reply::emit);
+        let node = Mutex::new(Node::open(&home, password.as_bytes())?);
+        return smol::block_on(dispatch_home(&node, cli.command, data, None)).map(Reply::emit);
+    }
     match cli.command {
         Command::Server(args) => cmd_server::run(args).map(|()| 0),
         Command::Bench(cli::BenchCmd::Server(a)) => bench::server::run(bench::server::Workload {
@@ -57,24 +112,125 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         })
         .map(|()| 0),
         Command::Init(args) => init(&home, pw_file.as_deref(), args).map(|()| 0),
-        Command::Servers(cmd) => reply(smol::block_on(cmd_home::servers(&open()?, cmd))),
-        Command::Invite(args) => reply(smol::block_on(cmd_home::invite(&open()?, args))),
-        Command::Accept(args) => {
-            let data = cmd_home::read_card_arg(&args.card)?;
-            reply(smol::block_on(cmd_home::accept(&open()?, args, data)))
+        Command::Run(args) => run_daemon(cli.home.as_deref(), pw_file.as_deref(), args).map(|()| 0),
+        Command::Plugin(PluginCmd::Build { sources, out }) => {
+            for line in cmd_plugin::build(&sources, &out)? {
+                println!("built {line}");
+            }
+            Ok(0)
         }
-        Command::Contacts(args) => reply(smol::block_on(cmd_home::contacts(&open()?, args))),
+        Command::Plugin(PluginCmd::Pin { dir }) => {
+            let hash = meow_plugin::pin(&dir)?;
+            println!("pinned {} to sha256 {hash}", dir.display());
+            Ok(0)
+        }
+        _ => bail!("internal: unhandled command"),
+    }
+}
+
+/// Runs a home command against a node (directly, or inside the daemon for a socket client).
+pub async fn dispatch_home(
+    node: &Mutex<Node>,
+    command: Command,
+    data: Option<Vec<u8>>,
+    daemon: Option<&Arc<run::Daemon>>,
+) -> anyhow::Result<Reply> {
+    let data_text = |d: Option<Vec<u8>>| String::from_utf8(d.unwrap_or_default()).context("input is not UTF-8 text");
+    match command {
+        Command::Servers(cli::ServersCmd::Add { .. }) => {
+            cmd_home::servers(node, cli::ServersCmd::Add { card: data_text(data)? }).await
+        }
+        Command::Servers(cmd) => cmd_home::servers(node, cmd).await,
+        Command::Invite(args) => cmd_home::invite(node, args).await,
+        Command::Accept(args) => {
+            let data = data.context("no card given")?;
+            cmd_home::accept(node, args, data).await
+        }
+        Command::Contacts(args) => cmd_home::contacts(node, args).await,
         Command::Send(args) => {
             let text = if args.text == "-" {
-                std::io::read_to_string(std::io::stdin()).context("reading the message from stdin")?
+                data_text(data)?
             } else {
                 args.text.clone()
             };
-            reply(smol::block_on(cmd_home::send(&open()?, args, text)))
+            cmd_home::send(node, args, text).await
         }
-        Command::Inbox(args) => reply(smol::block_on(cmd_home::inbox(&open()?, args))),
-        Command::Rotate(args) => reply(smol::block_on(cmd_home::rotate(&open()?, &args.name))),
+        Command::Inbox(args) => cmd_home::inbox(node, args).await,
+        Command::Rotate(args) => cmd_home::rotate(node, &args.name).await,
+        Command::Plugin(PluginCmd::List(args)) => {
+            let d = daemon.context("no `meow run` is running on this home: plugins only run inside it")?;
+            Ok(plugin_list(d, args.json))
+        }
+        Command::Plugin(PluginCmd::Reload { name }) => {
+            let d = daemon.context("no `meow run` is running on this home: start it first")?;
+            let version = d.reload(&name)?;
+            Ok(Reply {
+                out: format!("reloaded {name} (version {version})\n"),
+                ..Reply::default()
+            })
+        }
+        _ => bail!("this command does not work on a home"),
     }
+}
+
+fn plugin_list(d: &run::Daemon, json: bool) -> Reply {
+    let list = d.instances();
+    let mut r = Reply::default();
+    if json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|(n, p, s)| serde_json::json!({"instance": n, "plugin": p, "status": s}))
+            .collect();
+        r.out = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+    } else {
+        for (n, p, s) in list {
+            let state = if s.running { "running" } else { "restarting" };
+            let last = s.last_stop.map(|l| format!(", last stopped: {l}")).unwrap_or_default();
+            r.out.push_str(&format!(
+                "{n:<16} {p:<20} {state}, {} events, {} restarts{last}\n",
+                s.handled, s.restarts
+            ));
+        }
+    }
+    r
+}
+
+fn run_daemon(home: Option<&Path>, pw_file: Option<&Path>, args: cli::RunArgs) -> anyhow::Result<()> {
+    let config_path = args
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("meow.yaml")).filter(|p| p.exists()));
+    let cfg = match &config_path {
+        Some(p) => run::config::RunConfig::load(p)?,
+        None => run::config::RunConfig::default(),
+    };
+    let home = match (home, &cfg.home) {
+        (Some(h), _) => h.to_owned(),
+        (None, Some(h)) => cfg.resolve(h),
+        (None, None) => util::home_dir(None),
+    };
+    if !Node::exists(&home) {
+        bail!("no MEOW home at {} (create one with `meow init`)", home.display());
+    }
+    let password = util::password(pw_file, false)?;
+    let node = Node::open(&home, password.as_bytes())?;
+    drop(password);
+    smol::block_on(async {
+        let running = run::start(&home, node, cfg, args.watch).await?;
+        let plugins = running
+            .daemon
+            .instances()
+            .iter()
+            .map(|(n, p, _)| format!("{n} ({p})"))
+            .collect::<Vec<_>>();
+        let server = running
+            .server
+            .as_ref()
+            .map(|s| s.local_addr().to_string())
+            .unwrap_or_else(|| "none".into());
+        tracing::info!(home = %home.display(), %server, "meow run ready; plugins: {}", if plugins.is_empty() { "none".to_owned() } else { plugins.join(", ") });
+        running.wait_and_stop(&home).await
+    })
 }
 
 fn init(home: &std::path::Path, pw_file: Option<&std::path::Path>, args: InitArgs) -> anyhow::Result<()> {

@@ -51,7 +51,10 @@ fn lua_err(e: HostError) -> mlua::Error {
 fn outcome(lua: &Lua, r: Result<(), HostError>) -> mlua::Result<MultiValue> {
     match r {
         Ok(()) => Ok(MultiValue::from_vec(vec![Value::Boolean(true)])),
-        Err(e) => Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(e.to_string())?)])),
+        Err(e) => Ok(MultiValue::from_vec(vec![
+            Value::Nil,
+            Value::String(lua.create_string(e.to_string())?),
+        ])),
     }
 }
 
@@ -84,7 +87,18 @@ fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
 /// Removes everything outside the allow-list.
 fn sandbox(lua: &Lua) -> mlua::Result<()> {
     let g = lua.globals();
-    for name in ["load", "loadfile", "dofile", "require", "collectgarbage", "print", "io", "os", "package", "debug"] {
+    for name in [
+        "load",
+        "loadfile",
+        "dofile",
+        "require",
+        "collectgarbage",
+        "print",
+        "io",
+        "os",
+        "package",
+        "debug",
+    ] {
         g.set(name, Value::Nil)?;
     }
     let string: Table = g.get("string")?;
@@ -94,7 +108,12 @@ fn sandbox(lua: &Lua) -> mlua::Result<()> {
 
 fn register_messaging(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
     let h = host.clone();
-    meow.set("send", lua.create_function(move |lua, (to, text): (String, String)| outcome(lua, h.send(&to, "text", text.into_bytes())))?)?;
+    meow.set(
+        "send",
+        lua.create_function(move |lua, (to, text): (String, String)| {
+            outcome(lua, h.send(&to, "text", text.into_bytes()))
+        })?,
+    )?;
     let h = host.clone();
     meow.set(
         "send_typed",
@@ -130,14 +149,21 @@ fn register_kv(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
     let h = host.clone();
     kv.set(
         "set",
-        lua.create_function(move |lua, (key, value): (String, mlua::LuaString)| outcome(lua, h.kv_set(&key, &value.as_bytes())))?,
+        lua.create_function(move |lua, (key, value): (String, mlua::LuaString)| {
+            outcome(lua, h.kv_set(&key, &value.as_bytes()))
+        })?,
     )?;
     let h = host.clone();
-    kv.set("delete", lua.create_function(move |lua, key: String| outcome(lua, h.kv_delete(&key)))?)?;
+    kv.set(
+        "delete",
+        lua.create_function(move |lua, key: String| outcome(lua, h.kv_delete(&key)))?,
+    )?;
     let h = host.clone();
     kv.set(
         "keys",
-        lua.create_function(move |_, prefix: Option<String>| h.kv_list(prefix.as_deref().unwrap_or("")).map_err(lua_err))?,
+        lua.create_function(move |_, prefix: Option<String>| {
+            h.kv_list(prefix.as_deref().unwrap_or("")).map_err(lua_err)
+        })?,
     )?;
     meow.set("kv", kv)
 }
@@ -155,23 +181,37 @@ fn register_timers(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
         lua.create_function(move |_, (name, ms): (String, u64)| h.set_timer(&name, ms, true).map_err(lua_err))?,
     )?;
     let h = host.clone();
-    timers.set("cancel", lua.create_function(move |lua, id: u64| outcome(lua, h.cancel_timer(id)))?)?;
+    timers.set(
+        "cancel",
+        lua.create_function(move |lua, id: u64| outcome(lua, h.cancel_timer(id)))?,
+    )?;
     meow.set("timers", timers)
 }
 
 fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
-    for (name, level) in [("debug", Level::Debug), ("info", Level::Info), ("warn", Level::Warn), ("error", Level::Error)] {
+    for (name, level) in [
+        ("debug", Level::Debug),
+        ("info", Level::Info),
+        ("warn", Level::Warn),
+        ("error", Level::Error),
+    ] {
         let h = host.clone();
-        meow.set(name, lua.create_function(move |_, msg: String| {
-            h.log(level, &msg);
-            Ok(())
-        })?)?;
+        meow.set(
+            name,
+            lua.create_function(move |_, msg: String| {
+                h.log(level, &msg);
+                Ok(())
+            })?,
+        )?;
     }
     let h = host.clone();
     lua.globals().set(
         "print",
         lua.create_function(move |_, args: MultiValue| {
-            let parts: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| "?".into())).collect();
+            let parts: Vec<String> = args
+                .iter()
+                .map(|v| v.to_string().unwrap_or_else(|_| "?".into()))
+                .collect();
             h.log(Level::Info, &parts.join("\t"));
             Ok(())
         })?,
@@ -246,12 +286,21 @@ impl LuaInstance {
     fn failure(&self, e: mlua::Error) -> Failure {
         let text = e.to_string();
         if matches!(e, mlua::Error::MemoryError(_)) || text.contains("not enough memory") {
-            Failure::Stopped(format!("exceeded its memory limit of {} MiB", self.limits.memory_bytes >> 20))
+            Failure::Stopped(format!(
+                "exceeded its memory limit of {} MiB",
+                self.limits.memory_bytes >> 20
+            ))
         } else if text.contains(OUT_OF_TIME) {
             if self.timed_out.load(Ordering::Relaxed) {
-                Failure::Stopped(format!("exceeded its time budget of {} ms for one call", self.limits.call_ms))
+                Failure::Stopped(format!(
+                    "exceeded its time budget of {} ms for one call",
+                    self.limits.call_ms
+                ))
             } else {
-                Failure::Stopped(format!("exceeded its budget of {} instructions for one call", self.limits.lua_instructions))
+                Failure::Stopped(format!(
+                    "exceeded its budget of {} instructions for one call",
+                    self.limits.lua_instructions
+                ))
             }
         } else {
             Failure::Error(text.lines().next().unwrap_or("").to_owned())
@@ -259,7 +308,8 @@ impl LuaInstance {
     }
 
     fn arm(&self) {
-        self.budget.store(self.limits.lua_instructions as i64, Ordering::Relaxed);
+        self.budget
+            .store(self.limits.lua_instructions as i64, Ordering::Relaxed);
         self.timed_out.store(false, Ordering::Relaxed);
         if let Ok(mut s) = self.started.lock() {
             *s = Instant::now();
@@ -276,8 +326,13 @@ impl Instance for LuaInstance {
     fn init(&mut self, config: &str) -> Result<(), Failure> {
         let cfg: serde_json::Value = serde_json::from_str(config).unwrap_or(serde_json::Value::Null);
         let value = json_to_lua(&self.lua, &cfg).map_err(|e| Failure::Error(e.to_string()))?;
-        let meow: Table = self.lua.globals().get("meow").map_err(|e| Failure::Error(e.to_string()))?;
-        meow.set("config", value.clone()).map_err(|e| Failure::Error(e.to_string()))?;
+        let meow: Table = self
+            .lua
+            .globals()
+            .get("meow")
+            .map_err(|e| Failure::Error(e.to_string()))?;
+        meow.set("config", value.clone())
+            .map_err(|e| Failure::Error(e.to_string()))?;
         match self.lua.globals().get::<Option<Function>>("init") {
             Ok(Some(f)) => self.call(f, MultiValue::from_vec(vec![value])),
             _ => Ok(()),
@@ -317,7 +372,10 @@ impl meow_plugin::Engine for LuaEngine {
         let (b, s, t, call_ms) = (budget.clone(), started.clone(), timed_out.clone(), limits.call_ms);
         lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |_, _| {
             let left = b.fetch_sub(i64::from(HOOK_EVERY), Ordering::Relaxed);
-            let late = s.lock().map(|s| s.elapsed().as_millis() as u64 > call_ms).unwrap_or(false);
+            let late = s
+                .lock()
+                .map(|s| s.elapsed().as_millis() as u64 > call_ms)
+                .unwrap_or(false);
             if late {
                 t.store(true, Ordering::Relaxed);
             }
@@ -328,8 +386,16 @@ impl meow_plugin::Engine for LuaEngine {
         })
         .map_err(stop)?;
 
-        let source = std::str::from_utf8(&plugin.code).map_err(|_| Failure::Stopped("the script is not UTF-8 text".into()))?;
-        let inst = LuaInstance { lua, name: plugin.name().to_owned(), limits, budget, started, timed_out };
+        let source =
+            std::str::from_utf8(&plugin.code).map_err(|_| Failure::Stopped("the script is not UTF-8 text".into()))?;
+        let inst = LuaInstance {
+            lua,
+            name: plugin.name().to_owned(),
+            limits,
+            budget,
+            started,
+            timed_out,
+        };
         inst.arm();
         inst.lua
             .load(source)

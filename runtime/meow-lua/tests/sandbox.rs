@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use meow_lua::LuaEngine;
 use meow_plugin::{
-    Capability, Engine, Event, Failure, Host, HostError, Kind, Level, Limits, Manifest, MessageEvent, NodeInfo,
-    Plugin, Services,
+    Capability, Engine, Event, Failure, Host, HostError, Kind, Level, Limits, Manifest, MessageEvent, NodeInfo, Plugin,
+    Services,
 };
 
 #[derive(Default)]
@@ -20,7 +20,10 @@ struct Recorder {
 
 impl Services for Recorder {
     fn send(&self, _: &str, to: &str, _: &str, body: Vec<u8>) -> Result<(), HostError> {
-        self.sent.lock().unwrap().push((to.into(), String::from_utf8(body).unwrap()));
+        self.sent
+            .lock()
+            .unwrap()
+            .push((to.into(), String::from_utf8(body).unwrap()));
         Ok(())
     }
     fn reply(&self, _: &str, id: &str, text: &str) -> Result<(), HostError> {
@@ -39,7 +42,14 @@ impl Services for Recorder {
         Ok(())
     }
     fn kv_list(&self, _: &str, prefix: &str) -> Result<Vec<String>, HostError> {
-        Ok(self.kv.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+        Ok(self
+            .kv
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
     }
     fn set_timer(&self, _: &str, _: &str, _: u64, _: bool) -> Result<u64, HostError> {
         Ok(7)
@@ -48,7 +58,13 @@ impl Services for Recorder {
         Ok(())
     }
     fn node_info(&self, instance: &str) -> NodeInfo {
-        NodeInfo { instance: instance.into(), nickname: None, fingerprint: "f".into(), contacts: vec![], now: 1 }
+        NodeInfo {
+            instance: instance.into(),
+            nickname: None,
+            fingerprint: "f".into(),
+            contacts: vec![],
+            now: 1,
+        }
     }
     fn log(&self, _: &str, _: Level, message: &str) {
         self.logs.lock().unwrap().push(message.into());
@@ -73,7 +89,11 @@ fn plugin(source: &str) -> Plugin {
     }
 }
 
-fn start(source: &str, caps: &[Capability], limits: Limits) -> (Result<Box<dyn meow_plugin::Instance>, Failure>, Arc<Recorder>) {
+fn start(
+    source: &str,
+    caps: &[Capability],
+    limits: Limits,
+) -> (Result<Box<dyn meow_plugin::Instance>, Failure>, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     let host = Host::new("t", caps.iter().copied(), rec.clone());
     (LuaEngine.instantiate(&plugin(source), host, limits), rec)
@@ -106,7 +126,13 @@ fn handlers_reply_and_use_the_kv_store() {
     inst.init(r#"{"prefix": "> "}"#).unwrap();
     inst.handle(&message("hi")).unwrap();
     inst.handle(&message("again")).unwrap();
-    assert_eq!(*rec.sent.lock().unwrap(), vec![("reply:abc".into(), "> hi #1".into()), ("reply:abc".into(), "> again #2".into())]);
+    assert_eq!(
+        *rec.sent.lock().unwrap(),
+        vec![
+            ("reply:abc".into(), "> hi #1".into()),
+            ("reply:abc".into(), "> again #2".into())
+        ]
+    );
     assert_eq!(rec.logs.lock().unwrap()[0], "prefix > ");
 }
 
@@ -116,7 +142,11 @@ fn capabilities_not_granted_are_denied() {
     let (inst, rec) = start(src, &[], Limits::default());
     inst.unwrap().handle(&message("x")).unwrap();
     assert!(rec.sent.lock().unwrap().is_empty());
-    assert!(rec.logs.lock().unwrap()[0].contains("capability 'messaging' is not granted"), "{:?}", rec.logs.lock().unwrap());
+    assert!(
+        rec.logs.lock().unwrap()[0].contains("capability 'messaging' is not granted"),
+        "{:?}",
+        rec.logs.lock().unwrap()
+    );
 }
 
 #[test]
@@ -144,7 +174,10 @@ fn the_sandbox_has_no_way_out() {
 
 #[test]
 fn an_infinite_loop_is_stopped() {
-    let limits = Limits { call_ms: 200, ..Limits::default() };
+    let limits = Limits {
+        call_ms: 200,
+        ..Limits::default()
+    };
     let (inst, _) = start("function on_message(m) while true do end end", &[], limits);
     let err = inst.unwrap().handle(&message("x")).unwrap_err();
     assert!(matches!(&err, Failure::Stopped(r) if r.contains("budget")), "{err:?}");
@@ -152,15 +185,26 @@ fn an_infinite_loop_is_stopped() {
 
 #[test]
 fn a_memory_bomb_is_stopped() {
-    let limits = Limits { memory_bytes: 8 << 20, ..Limits::default() };
-    let (inst, _) = start("function on_message(m) local t = {} while true do t[#t+1] = string.rep('x', 65536) end end", &[], limits);
+    let limits = Limits {
+        memory_bytes: 8 << 20,
+        ..Limits::default()
+    };
+    let (inst, _) = start(
+        "function on_message(m) local t = {} while true do t[#t+1] = string.rep('x', 65536) end end",
+        &[],
+        limits,
+    );
     let err = inst.unwrap().handle(&message("x")).unwrap_err();
     assert_eq!(err, Failure::Stopped("exceeded its memory limit of 8 MiB".into()));
 }
 
 #[test]
 fn ordinary_errors_keep_the_instance() {
-    let (inst, rec) = start("function on_message(m) if m.text == 'bad' then error('boom') end meow.info('ok') end", &[], Limits::default());
+    let (inst, rec) = start(
+        "function on_message(m) if m.text == 'bad' then error('boom') end meow.info('ok') end",
+        &[],
+        Limits::default(),
+    );
     let mut inst = inst.unwrap();
     assert!(matches!(inst.handle(&message("bad")), Err(Failure::Error(e)) if e.contains("boom")));
     inst.handle(&message("fine")).unwrap();

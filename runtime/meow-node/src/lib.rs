@@ -68,7 +68,7 @@ impl Default for InitOptions {
 
 /// An open home.
 pub struct Node {
-    vault: Vault,
+    vault: Arc<Vault>,
     profile: Profile,
     counters: Counters,
     servers: Vec<ServerRecord>,
@@ -167,7 +167,7 @@ impl Node {
             .map(|(_, v)| InvitationRecord::from_bytes(v).map(|i| (i.id.0, i)))
             .collect::<Result<_, _>>()?;
         let mut node = Node {
-            vault,
+            vault: Arc::new(vault),
             profile,
             counters,
             servers,
@@ -187,8 +187,8 @@ impl Node {
     }
 
     /// The vault, for layers that keep their own records (plugin key-value stores, recipes).
-    pub fn vault(&self) -> &Vault {
-        &self.vault
+    pub fn vault(&self) -> Arc<Vault> {
+        self.vault.clone()
     }
 
     /// The connection pool.
@@ -255,6 +255,28 @@ impl Node {
         b.commit()?;
         self.servers.push(rec);
         Ok(card)
+    }
+
+    /// Adds a server, or updates the address of a known one with the same key.
+    pub fn ensure_server(&mut self, card: &ServerCard) -> Result<bool> {
+        if self.servers.iter().any(|s| s.card == *card) {
+            return Ok(false);
+        }
+        let mut b = self.vault.batch();
+        if let Some(old) = self.servers.iter().find(|s| s.card.key == card.key) {
+            b.delete(Table::Servers, old.card.address.as_bytes());
+        }
+        let rec = ServerRecord {
+            card: card.clone(),
+            added_ms: now_ms(),
+        };
+        b.put(Table::Servers, card.address.as_bytes(), &rec.to_bytes(), &mut rng());
+        b.commit()?;
+        match self.servers.iter_mut().find(|s| s.card.key == card.key) {
+            Some(s) => s.card = card.clone(),
+            None => self.servers.push(rec),
+        }
+        Ok(true)
     }
 
     /// Removes a server by address or name.

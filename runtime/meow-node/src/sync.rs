@@ -112,7 +112,13 @@ async fn fetch_server(
     let pool = node.lock().await.pool();
     let client = pool.get(&server.address, &server.key).await?;
     let mut wait = wait;
-    for chunk in keys.chunks(MAX_MAILBOXES_PER_REQUEST) {
+    // With no mailbox yet, still poll: broadcasts arrive that way, and the wait is honoured.
+    let chunks: Vec<&[LookupKey]> = if keys.is_empty() {
+        vec![&[]]
+    } else {
+        keys.chunks(MAX_MAILBOXES_PER_REQUEST).collect()
+    };
+    for chunk in chunks {
         let refs: Vec<&LookupKey> = chunk.iter().collect();
         let mut nonempty = HashSet::new();
         loop {

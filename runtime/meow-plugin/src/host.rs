@@ -96,7 +96,11 @@ impl std::fmt::Debug for Host {
 impl Host {
     /// Access for `instance` with `granted` capabilities.
     pub fn new(instance: &str, granted: impl IntoIterator<Item = Capability>, services: Arc<dyn Services>) -> Self {
-        Self { instance: instance.to_owned(), granted: granted.into_iter().collect(), services }
+        Self {
+            instance: instance.to_owned(),
+            granted: granted.into_iter().collect(),
+            services,
+        }
     }
 
     /// The instance's name.

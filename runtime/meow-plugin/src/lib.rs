@@ -54,7 +54,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { memory_bytes: 64 << 20, call_ms: 1000, lua_instructions: 50_000_000 }
+        Self {
+            memory_bytes: 64 << 20,
+            call_ms: 1000,
+            lua_instructions: 50_000_000,
+        }
     }
 }
 

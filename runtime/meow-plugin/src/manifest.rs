@@ -167,7 +167,9 @@ pub enum PluginError {
         dir: String,
     },
     /// The entry file changed since it was pinned.
-    #[error("{entry}: sha256 is {found} but plugin.yaml pins {expected}: refusing a changed plugin (re-pin with `meow plugin pin` if the change is yours)")]
+    #[error(
+        "{entry}: sha256 is {found} but plugin.yaml pins {expected}: refusing a changed plugin (re-pin with `meow plugin pin` if the change is yours)"
+    )]
     HashMismatch {
         /// The entry file.
         entry: String,
@@ -202,18 +204,28 @@ pub struct Plugin {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PluginError + '_ {
-    move |e| PluginError::Io { path: path.display().to_string(), reason: e.to_string() }
+    move |e| PluginError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    meow_proto::crypto::sha256(&[bytes]).iter().map(|b| format!("{b:02x}")).collect()
+    meow_proto::crypto::sha256(&[bytes])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Manifest {
     /// Reads `plugin.yaml` from a plugin directory (or the manifest file itself).
     pub fn read(path: &Path) -> Result<(Manifest, PathBuf, PathBuf), PluginError> {
-        let file = if path.is_dir() { path.join("plugin.yaml") } else { path.to_owned() };
+        let file = if path.is_dir() {
+            path.join("plugin.yaml")
+        } else {
+            path.to_owned()
+        };
         let dir = file.parent().map(Path::to_owned).unwrap_or_default();
         let text = std::fs::read_to_string(&file).map_err(io_err(&file))?;
         let manifest: Manifest = meow_yaml::load(&text, &file.display().to_string())?;
@@ -245,7 +257,12 @@ impl Plugin {
             }
             Some(_) => {}
         }
-        Ok(Plugin { manifest, dir, code, sha256 })
+        Ok(Plugin {
+            manifest,
+            dir,
+            code,
+            sha256,
+        })
     }
 
     /// Name.
@@ -265,7 +282,17 @@ impl Plugin {
         for (key, value) in given {
             let field = self.manifest.config.get(key).ok_or_else(|| {
                 let known: Vec<&str> = self.manifest.config.keys().map(String::as_str).collect();
-                err(key, format!("unknown key (this plugin knows: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") }))
+                err(
+                    key,
+                    format!(
+                        "unknown key (this plugin knows: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
             })?;
             if !field.ty.accepts(value) {
                 return Err(err(key, format!("must be {}", field.ty.name())));
@@ -295,8 +322,15 @@ pub fn pin(path: &Path) -> Result<String, PluginError> {
     let hash = sha256_hex(&std::fs::read(&entry).map_err(io_err(&entry))?);
     let text = std::fs::read_to_string(&file).map_err(io_err(&file))?;
     // Keep the file as written: replace or append the sha256 line only.
-    let mut lines: Vec<String> = text.lines().filter(|l| !l.starts_with("sha256:")).map(str::to_owned).collect();
-    let at = lines.iter().position(|l| l.starts_with("entry:")).map_or(lines.len(), |i| i + 1);
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with("sha256:"))
+        .map(str::to_owned)
+        .collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("entry:"))
+        .map_or(lines.len(), |i| i + 1);
     lines.insert(at, format!("sha256: {hash}"));
     std::fs::write(&file, lines.join("\n") + "\n").map_err(io_err(&file))?;
     manifest.sha256 = Some(hash.clone());
@@ -341,7 +375,10 @@ mod tests {
         let cfg: Map<String, Value> = serde_json::from_str(r#"{"limit": 3}"#).unwrap();
         assert_eq!(p.configure(&cfg).unwrap(), r#"{"greeting":"hello","limit":3}"#);
         let bad: Map<String, Value> = serde_json::from_str(r#"{"limit": "x"}"#).unwrap();
-        assert_eq!(p.configure(&bad).unwrap_err().to_string(), "plugin greeter: config.limit: must be a number");
+        assert_eq!(
+            p.configure(&bad).unwrap_err().to_string(),
+            "plugin greeter: config.limit: must be a number"
+        );
         let unknown: Map<String, Value> = serde_json::from_str(r#"{"limit": 1, "colour": 1}"#).unwrap();
         assert!(p.configure(&unknown).unwrap_err().to_string().contains("unknown key"));
         assert!(p.configure(&Map::new()).unwrap_err().to_string().contains("required"));

@@ -44,7 +44,10 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -144,7 +147,10 @@ fn wit_event(e: &Event) -> types::Event {
             sent_at: m.sent_at,
             group: m.group.clone(),
         }),
-        Event::Timer { id, name } => types::Event::Timer(types::Timer { id: *id, name: name.clone() }),
+        Event::Timer { id, name } => types::Event::Timer(types::Timer {
+            id: *id,
+            name: name.clone(),
+        }),
         Event::ContactAdded { name, via_directory } => types::Event::ContactAdded((name.clone(), *via_directory)),
         Event::Broadcast(b) => types::Event::Broadcast(types::Broadcast {
             server: b.server.clone(),
@@ -197,13 +203,20 @@ impl WasmEngine {
         if let Some(dir) = &cache {
             let _ = std::fs::create_dir_all(dir);
         }
-        Ok(Self { engine, linker, cache, prepared: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            prepared: Mutex::new(HashMap::new()),
+        })
     }
 
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        self.cache.as_ref().map(|d| d.join(format!("{:016x}-{sha256}.cwasm", h.finish())))
+        self.cache
+            .as_ref()
+            .map(|d| d.join(format!("{:016x}-{sha256}.cwasm", h.finish())))
     }
 
     /// Loads a compiled component from the cache.
@@ -228,7 +241,10 @@ impl WasmEngine {
             .map_err(|e| Failure::Stopped(format!("not a valid meow:bot component: {e}")))?;
         if let (Some(path), Ok(bytes)) = (path, c.serialize()) {
             let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
+            if std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .is_err()
+            {
                 tracing::debug!("could not write the compiled plugin cache");
             }
         }

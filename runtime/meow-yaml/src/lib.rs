@@ -43,7 +43,13 @@ impl fmt::Display for YamlError {
 impl YamlError {
     /// An error about a key found after parsing (a semantic check), at a known place.
     pub fn at(file: &str, line: usize, column: usize, path: &str, message: impl Into<String>) -> Self {
-        Self { file: file.to_owned(), line, column, path: path.to_owned(), message: message.into() }
+        Self {
+            file: file.to_owned(),
+            line,
+            column,
+            path: path.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -76,16 +82,29 @@ pub fn load<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, YamlError>
         })
     });
     result.map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line() as usize, l.column() as usize)).unwrap_or((0, 0));
-        YamlError { file: file.to_owned(), line, column, path: path.take().unwrap_or_default(), message: message_text(&e) }
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .unwrap_or((0, 0));
+        YamlError {
+            file: file.to_owned(),
+            line,
+            column,
+            path: path.take().unwrap_or_default(),
+            message: message_text(&e),
+        }
     })
 }
 
 /// Where a key path sits in the text: a best-effort search for the line and column of the last
 /// key of `path` (for errors found after parsing, such as "unknown contact").
 pub fn locate(text: &str, path: &str) -> (usize, usize) {
-    let key = path.rsplit(['.', ']']).find(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit()));
-    let Some(key) = key.map(|k| k.trim_start_matches('[')) else { return (0, 0) };
+    let key = path
+        .rsplit(['.', ']'])
+        .find(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit()));
+    let Some(key) = key.map(|k| k.trim_start_matches('[')) else {
+        return (0, 0);
+    };
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start().trim_start_matches("- ");
         if trimmed.starts_with(&format!("{key}:")) {
@@ -130,7 +149,12 @@ mod tests {
 
         let e = load::<Doc>("name: [x\n", "b.yaml").unwrap_err();
         assert!(e.line > 0, "{e}");
-        assert!(load::<Doc>("name: x\n", "c.yaml").unwrap_err().message.contains("actions"));
+        assert!(
+            load::<Doc>("name: x\n", "c.yaml")
+                .unwrap_err()
+                .message
+                .contains("actions")
+        );
     }
 
     #[test]

@@ -1,0 +1,353 @@
+//! What plugin instances may ask of the runtime: queue messages, their key-value store, timers,
+//! node information and logging. Calls return at once; the runtime loop does the slow part.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use meow_node::Table;
+use meow_plugin::{HostError, Level, NodeInfo, Services};
+use meow_store::vault::Vault;
+use smol::channel::Sender;
+
+/// Work the plugins hand to the runtime loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Send to a contact.
+    Send {
+        /// Who asked.
+        instance: String,
+        /// The contact.
+        to: String,
+        /// The content type.
+        content_type: meow_proto::ContentType,
+        /// The content.
+        body: Vec<u8>,
+    },
+    /// A plugin timer fired.
+    Timer {
+        /// Whose.
+        instance: String,
+        /// Its id.
+        id: u64,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Key length limit.
+const MAX_KEY: usize = 256;
+/// Value size limit.
+const MAX_VALUE: usize = 64 * 1024;
+/// Keys per instance.
+const MAX_KEYS: usize = 10_000;
+/// Timers per instance.
+const MAX_TIMERS: usize = 256;
+/// Shortest timer period.
+const MIN_TIMER_MS: u64 = 10;
+/// Log lines per instance per second (burst of the same size).
+const LOG_RATE: f64 = 50.0;
+/// Recent message ids remembered for replies.
+const RECENT: usize = 4096;
+
+struct LogBucket {
+    tokens: f64,
+    last: Instant,
+    dropped: u64,
+}
+
+/// The runtime's side of the plugin host API.
+pub struct RuntimeServices {
+    vault: Arc<Vault>,
+    commands: Sender<Command>,
+    contacts: RwLock<Vec<String>>,
+    nickname: Option<String>,
+    fingerprint: String,
+    recent: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+    timers: Mutex<HashMap<u64, (String, smol::Task<()>)>>,
+    next_timer: AtomicU64,
+    logs: Mutex<HashMap<String, LogBucket>>,
+    kv_counts: Mutex<HashMap<String, usize>>,
+}
+
+impl std::fmt::Debug for RuntimeServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RuntimeServices")
+    }
+}
+
+fn content_type(name: &str) -> Result<meow_proto::ContentType, HostError> {
+    use meow_proto::ContentType as C;
+    match name {
+        "text" => Ok(C::TEXT),
+        "json" => Ok(C::JSON),
+        "binary" => Ok(C::BINARY),
+        other => other
+            .strip_prefix("type-")
+            .and_then(|n| n.parse::<u16>().ok())
+            .filter(|&n| n >= 16)
+            .map(meow_proto::ContentType)
+            .ok_or_else(|| {
+                HostError::Invalid(format!(
+                    "content type {other:?} (use text, json, binary or type-N with N >= 16)"
+                ))
+            }),
+    }
+}
+
+fn kv_key(instance: &str, key: &str) -> Vec<u8> {
+    let mut k = instance.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+impl RuntimeServices {
+    /// Services over the home's vault, handing work to `commands`.
+    pub fn new(vault: Arc<Vault>, commands: Sender<Command>, nickname: Option<String>, fingerprint: String) -> Self {
+        Self {
+            vault,
+            commands,
+            contacts: RwLock::new(Vec::new()),
+            nickname,
+            fingerprint,
+            recent: Mutex::new((HashMap::new(), VecDeque::new())),
+            timers: Mutex::new(HashMap::new()),
+            next_timer: AtomicU64::new(1),
+            logs: Mutex::new(HashMap::new()),
+            kv_counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The contact names plugins may address.
+    pub fn set_contacts(&self, names: Vec<String>) {
+        if let Ok(mut c) = self.contacts.write() {
+            *c = names;
+        }
+    }
+
+    /// Remembers who sent a message, so plugins can reply to it.
+    pub fn remember(&self, message_id: &str, contact: &str) {
+        if let Ok(mut r) = self.recent.lock() {
+            let (map, order) = &mut *r;
+            if map.insert(message_id.to_owned(), contact.to_owned()).is_none() {
+                order.push_back(message_id.to_owned());
+            }
+            while order.len() > RECENT {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Cancels every timer of an instance (it stopped or was reloaded).
+    pub fn cancel_timers_of(&self, instance: &str) {
+        if let Ok(mut t) = self.timers.lock() {
+            t.retain(|_, (owner, _)| owner != instance);
+        }
+    }
+
+    fn queue(&self, cmd: Command) -> Result<(), HostError> {
+        self.commands
+            .try_send(cmd)
+            .map_err(|_| HostError::Failed("the runtime is shutting down".into()))
+    }
+
+    fn known(&self, to: &str) -> Result<(), HostError> {
+        let known = self.contacts.read().map(|c| c.iter().any(|n| n == to)).unwrap_or(false);
+        if known {
+            Ok(())
+        } else {
+            Err(HostError::NotFound(format!("no contact named {to:?}")))
+        }
+    }
+
+    fn kv_count(&self, instance: &str) -> Result<usize, HostError> {
+        let mut counts = self.kv_counts.lock().map_err(|_| HostError::Failed("lock".into()))?;
+        if let Some(n) = counts.get(instance) {
+            return Ok(*n);
+        }
+        let n = self.kv_list(instance, "")?.len();
+        counts.insert(instance.to_owned(), n);
+        Ok(n)
+    }
+
+    fn adjust_count(&self, instance: &str, delta: isize) {
+        if let Ok(mut counts) = self.kv_counts.lock()
+            && let Some(n) = counts.get_mut(instance)
+        {
+            *n = n.saturating_add_signed(delta);
+        }
+    }
+}
+
+fn store_err(e: meow_store::StoreError) -> HostError {
+    HostError::Failed(format!("storage: {e}"))
+}
+
+impl Services for RuntimeServices {
+    fn send(&self, instance: &str, to: &str, ct: &str, body: Vec<u8>) -> Result<(), HostError> {
+        self.known(to)?;
+        let content_type = content_type(ct)?;
+        if body.len() > meow_proto::envelope::max_content_len() {
+            return Err(HostError::Quota(format!(
+                "message of {} bytes is too large",
+                body.len()
+            )));
+        }
+        self.queue(Command::Send {
+            instance: instance.to_owned(),
+            to: to.to_owned(),
+            content_type,
+            body,
+        })
+    }
+
+    fn reply(&self, instance: &str, message_id: &str, text: &str) -> Result<(), HostError> {
+        let to = self
+            .recent
+            .lock()
+            .ok()
+            .and_then(|r| r.0.get(message_id).cloned())
+            .ok_or_else(|| HostError::NotFound(format!("no recent message with id {message_id}")))?;
+        self.send(instance, &to, "text", text.as_bytes().to_vec())
+    }
+
+    fn kv_get(&self, instance: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self
+            .vault
+            .get(Table::Kv, &kv_key(instance, key))
+            .map_err(store_err)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn kv_set(&self, instance: &str, key: &str, value: &[u8]) -> Result<(), HostError> {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return Err(HostError::Invalid(format!("keys are 1 to {MAX_KEY} bytes")));
+        }
+        if value.len() > MAX_VALUE {
+            return Err(HostError::Quota(format!("values are at most {MAX_VALUE} bytes")));
+        }
+        let exists = self.kv_get(instance, key)?.is_some();
+        if !exists && self.kv_count(instance)? >= MAX_KEYS {
+            return Err(HostError::Quota(format!("at most {MAX_KEYS} keys per instance")));
+        }
+        let mut b = self.vault.batch();
+        b.put(Table::Kv, &kv_key(instance, key), value, &mut meow_proto::os_rng());
+        b.commit().map_err(store_err)?;
+        if !exists {
+            self.adjust_count(instance, 1);
+        }
+        Ok(())
+    }
+
+    fn kv_delete(&self, instance: &str, key: &str) -> Result<(), HostError> {
+        let exists = self.kv_get(instance, key)?.is_some();
+        let mut b = self.vault.batch();
+        b.delete(Table::Kv, &kv_key(instance, key));
+        b.commit().map_err(store_err)?;
+        if exists {
+            self.adjust_count(instance, -1);
+        }
+        Ok(())
+    }
+
+    fn kv_list(&self, instance: &str, prefix: &str) -> Result<Vec<String>, HostError> {
+        let full = kv_key(instance, prefix);
+        let mut keys: Vec<String> = self
+            .vault
+            .scan(Table::Kv)
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&full))
+            .filter_map(|(k, _)| String::from_utf8(k[instance.len() + 1..].to_vec()).ok())
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn set_timer(&self, instance: &str, name: &str, after_ms: u64, repeat: bool) -> Result<u64, HostError> {
+        if after_ms < MIN_TIMER_MS {
+            return Err(HostError::Invalid(format!(
+                "timers fire after at least {MIN_TIMER_MS} ms"
+            )));
+        }
+        let mut timers = self.timers.lock().map_err(|_| HostError::Failed("lock".into()))?;
+        if timers.values().filter(|(owner, _)| owner == instance).count() >= MAX_TIMERS {
+            return Err(HostError::Quota(format!("at most {MAX_TIMERS} timers per instance")));
+        }
+        let id = self.next_timer.fetch_add(1, Ordering::Relaxed);
+        let (tx, inst, name) = (self.commands.clone(), instance.to_owned(), name.to_owned());
+        let period = Duration::from_millis(after_ms);
+        let task = smol::spawn(async move {
+            loop {
+                smol::Timer::after(period).await;
+                let fired = Command::Timer {
+                    instance: inst.clone(),
+                    id,
+                    name: name.clone(),
+                };
+                if tx.send(fired).await.is_err() || !repeat {
+                    return;
+                }
+            }
+        });
+        timers.insert(id, (instance.to_owned(), task));
+        Ok(id)
+    }
+
+    fn cancel_timer(&self, instance: &str, id: u64) -> Result<(), HostError> {
+        let mut timers = self.timers.lock().map_err(|_| HostError::Failed("lock".into()))?;
+        match timers.get(&id) {
+            Some((owner, _)) if owner == instance => {
+                timers.remove(&id);
+                Ok(())
+            }
+            _ => Err(HostError::NotFound(format!("no timer {id}"))),
+        }
+    }
+
+    fn node_info(&self, instance: &str) -> NodeInfo {
+        NodeInfo {
+            instance: instance.to_owned(),
+            nickname: self.nickname.clone(),
+            fingerprint: self.fingerprint.clone(),
+            contacts: self.contacts.read().map(|c| c.clone()).unwrap_or_default(),
+            now: meow_node::now_ms(),
+        }
+    }
+
+    fn log(&self, instance: &str, level: Level, message: &str) {
+        let Ok(mut logs) = self.logs.lock() else { return };
+        let b = logs.entry(instance.to_owned()).or_insert(LogBucket {
+            tokens: LOG_RATE,
+            last: Instant::now(),
+            dropped: 0,
+        });
+        b.tokens = (b.tokens + b.last.elapsed().as_secs_f64() * LOG_RATE).min(LOG_RATE);
+        b.last = Instant::now();
+        if b.tokens < 1.0 {
+            b.dropped += 1;
+            return;
+        }
+        b.tokens -= 1.0;
+        if b.dropped > 0 {
+            tracing::warn!(
+                plugin = instance,
+                dropped = b.dropped,
+                "log lines dropped (more than {LOG_RATE}/s)"
+            );
+            b.dropped = 0;
+        }
+        let message: String = message.chars().take(2000).collect();
+        match level {
+            Level::Trace => tracing::trace!(plugin = instance, "{message}"),
+            Level::Debug => tracing::debug!(plugin = instance, "{message}"),
+            Level::Info => tracing::info!(plugin = instance, "{message}"),
+            Level::Warn => tracing::warn!(plugin = instance, "{message}"),
+            Level::Error => tracing::error!(plugin = instance, "{message}"),
+        }
+    }
+}
