@@ -202,3 +202,105 @@ pub fn grep(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
     }
     None
 }
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Builds the first-party plugins once per test run; returns the bundle folder.
+pub fn plugins() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = repo().join("target/plugins");
+            let o = Command::new(meow_bin())
+                .args(["plugin", "build"])
+                .arg(repo().join("plugins"))
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "building plugins failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            out
+        })
+        .clone()
+}
+
+/// A `meow run` process on a home, with its log captured in a file.
+pub struct Daemon {
+    pub proc: Proc,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(home: &Home, config: &Path) -> Self {
+        let log = config.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = home
+            .command()
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,fjall=warn,lsm_tree=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let d = Self { proc: Proc(child), log };
+        wait_for("the daemon's control socket", Duration::from_secs(30), || {
+            home.dir.join("control.sock").exists().then_some(())
+        });
+        d
+    }
+
+    /// The daemon's log so far, without colours.
+    pub fn log_text(&self) -> String {
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut out = String::new();
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        wait_for(
+            &format!("{needle:?} in the daemon log"),
+            Duration::from_secs(30),
+            || self.log_text().contains(needle).then_some(()),
+        );
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> i32 {
+        let pid = self.proc.0.id() as i32;
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let status = self.proc.0.wait().unwrap();
+        status.code().unwrap_or(-1)
+    }
+}
+
+/// Waits until `home` has received a message whose text satisfies `pred`; returns all texts.
+pub fn wait_for_text(home: &Home, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
+    wait_for(what, Duration::from_secs(30), || {
+        let texts = home.texts();
+        texts.iter().any(|t| pred(t)).then_some(texts)
+    })
+}

@@ -88,6 +88,21 @@ pub enum BenchCmd {
     /// Server throughput and latency (deposit -> poll -> ack, durable), against Mosquitto when installed.
     #[command(after_help = "Example:\n  cargo run --release -p meow-cli -- bench server")]
     Server(BenchServerArgs),
+    /// Plugin dispatch cost (WASM and Lua) and `meow run` start-up time with 10 instances.
+    #[command(
+        after_help = "Example:\n  cargo run --release -p meow-cli -- plugin build plugins\n  cargo run --release -p meow-cli -- bench plugins"
+    )]
+    Plugins {
+        /// Where the built plugin bundles are.
+        #[arg(long, default_value = "target/plugins")]
+        bundles: PathBuf,
+        /// Events per measurement.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+    },
 }
 
 #[derive(Debug, Args)]

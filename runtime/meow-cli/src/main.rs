@@ -111,6 +111,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             mosquitto: !a.no_mosquitto,
         })
         .map(|()| 0),
+        Command::Bench(cli::BenchCmd::Plugins { bundles, events, size }) => {
+            bench::plugins::run(&bundles, events, size).map(|()| 0)
+        }
         Command::Init(args) => init(&home, pw_file.as_deref(), args).map(|()| 0),
         Command::Run(args) => run_daemon(cli.home.as_deref(), pw_file.as_deref(), args).map(|()| 0),
         Command::Plugin(PluginCmd::Build { sources, out }) => {

@@ -233,53 +233,74 @@ fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<(
     Ok(())
 }
 
-fn event_args(lua: &Lua, e: &Event) -> mlua::Result<(&'static str, MultiValue, Table)> {
-    let ev = lua.create_table()?;
-    ev.set("kind", e.kind())?;
-    let args: Vec<Value> = match e {
-        Event::Startup => vec![],
+/// The arguments of an event's handler.
+fn handler_args(lua: &Lua, e: &Event) -> mlua::Result<MultiValue> {
+    Ok(match e {
+        Event::Startup => MultiValue::new(),
         Event::Message(m) => {
-            let t = lua.create_table()?;
+            let t = lua.create_table_with_capacity(0, 7)?;
             t.set("id", m.id.as_str())?;
             t.set("sender", m.sender.as_str())?;
             t.set("content_type", m.content_type.as_str())?;
-            t.set("body", lua.create_string(&m.body)?)?;
-            t.set("text", m.text.as_deref())?;
+            let body = lua.create_string(&m.body)?;
+            // For text the two fields are the same bytes: one Lua string serves both.
+            match &m.text {
+                Some(text) if text.as_bytes() == m.body.as_slice() => t.set("text", body.clone())?,
+                Some(text) => t.set("text", text.as_str())?,
+                None => {}
+            }
+            t.set("body", body)?;
             t.set("sent_at", m.sent_at)?;
             t.set("group", m.group.as_deref())?;
-            ev.set("message", t.clone())?;
-            vec![Value::Table(t)]
+            MultiValue::from_vec(vec![Value::Table(t)])
         }
         Event::Timer { id, name } => {
-            let t = lua.create_table()?;
+            let t = lua.create_table_with_capacity(0, 2)?;
             t.set("id", *id)?;
             t.set("name", name.as_str())?;
-            ev.set("timer", t.clone())?;
-            vec![Value::Table(t)]
+            MultiValue::from_vec(vec![Value::Table(t)])
         }
-        Event::ContactAdded { name, via_directory } => {
-            ev.set("name", name.as_str())?;
-            ev.set("via_directory", *via_directory)?;
-            vec![Value::String(lua.create_string(name)?), Value::Boolean(*via_directory)]
-        }
+        Event::ContactAdded { name, via_directory } => MultiValue::from_vec(vec![
+            Value::String(lua.create_string(name)?),
+            Value::Boolean(*via_directory),
+        ]),
         Event::Broadcast(b) => {
-            let t = lua.create_table()?;
+            let t = lua.create_table_with_capacity(0, 4)?;
             t.set("server", b.server.as_str())?;
             t.set("from_operator", b.from_operator)?;
             t.set("text", b.text.as_str())?;
             t.set("sent_at", b.sent_at)?;
-            ev.set("broadcast", t.clone())?;
-            vec![Value::Table(t)]
+            MultiValue::from_vec(vec![Value::Table(t)])
         }
-    };
-    let handler = match e {
+    })
+}
+
+/// The single table given to a catch-all `handle(event)`: `kind` plus the handler's arguments.
+fn event_table(lua: &Lua, e: &Event, args: MultiValue) -> mlua::Result<Table> {
+    let ev = lua.create_table()?;
+    ev.set("kind", e.kind())?;
+    let mut args = args.into_iter();
+    match e {
+        Event::Startup => {}
+        Event::Message(_) => ev.set("message", args.next())?,
+        Event::Timer { .. } => ev.set("timer", args.next())?,
+        Event::ContactAdded { .. } => {
+            ev.set("name", args.next())?;
+            ev.set("via_directory", args.next())?;
+        }
+        Event::Broadcast(_) => ev.set("broadcast", args.next())?,
+    }
+    Ok(ev)
+}
+
+fn handler_name(e: &Event) -> &'static str {
+    match e {
         Event::Startup => "on_startup",
         Event::Message(_) => "on_message",
         Event::Timer { .. } => "on_timer",
         Event::ContactAdded { .. } => "on_contact_added",
         Event::Broadcast(_) => "on_broadcast",
-    };
-    Ok((handler, MultiValue::from_vec(args), ev))
+    }
 }
 
 impl LuaInstance {
@@ -340,12 +361,14 @@ impl Instance for LuaInstance {
     }
 
     fn handle(&mut self, event: &Event) -> Result<(), Failure> {
-        let (name, args, ev) = event_args(&self.lua, event).map_err(|e| Failure::Error(e.to_string()))?;
+        let bad = |e: mlua::Error| Failure::Error(e.to_string());
         let g = self.lua.globals();
+        let name = handler_name(event);
         if let Ok(Some(f)) = g.get::<Option<Function>>(name) {
-            return self.call(f, args);
+            return self.call(f, handler_args(&self.lua, event).map_err(bad)?);
         }
         if let Ok(Some(f)) = g.get::<Option<Function>>("handle") {
+            let ev = event_table(&self.lua, event, handler_args(&self.lua, event).map_err(bad)?).map_err(bad)?;
             return self.call(f, MultiValue::from_vec(vec![Value::Table(ev)]));
         }
         Ok(())

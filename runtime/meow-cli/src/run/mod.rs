@@ -52,6 +52,7 @@ impl Engines {
 }
 
 /// The running daemon, shared by its tasks.
+#[allow(missing_debug_implementations)]
 pub struct Daemon {
     /// The home.
     pub node: Arc<Mutex<Node>>,
@@ -157,13 +158,13 @@ impl Daemon {
             .find(|i| i.name == name)
             .ok_or_else(|| anyhow::anyhow!("no plugin instance {name:?} (see `meow plugin list`)"))?;
         let plugin = self.load_plugin(inst)?;
-        plugin.configure(&inst.config)?;
+        let config = plugin.configure(&inst.config)?;
         let version = plugin.manifest.version.clone();
         let mut sups = self.supervisors.lock().map_err(|_| anyhow::anyhow!("lock"))?;
         let sup = sups
             .get_mut(name)
             .ok_or_else(|| anyhow::anyhow!("instance {name} is not running"))?;
-        sup.reload(plugin).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        sup.reload(plugin, config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         Ok(version)
     }
 

@@ -17,7 +17,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 enum Msg {
     Event(Arc<Event>),
-    Reload(Plugin, std::sync::mpsc::Sender<Result<(), String>>),
+    Reload(Plugin, String, std::sync::mpsc::Sender<Result<(), String>>),
     Stop,
 }
 
@@ -133,11 +133,11 @@ impl Supervisor {
     }
 
     /// Replaces the plugin if the new version starts; waits for the answer.
-    pub fn reload(&mut self, plugin: Plugin) -> Result<(), String> {
+    pub fn reload(&mut self, plugin: Plugin, config: String) -> Result<(), String> {
         let version = plugin.manifest.version.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         self.tx
-            .send(Msg::Reload(plugin, tx))
+            .send(Msg::Reload(plugin, config, tx))
             .map_err(|_| "the instance is not running".to_owned())?;
         let r = rx
             .recv_timeout(Duration::from_secs(60))
@@ -171,9 +171,10 @@ fn pause(spec: &mut Spec, rx: &Receiver<Msg>, d: Duration) -> bool {
             Err(RecvTimeoutError::Timeout) => return true,
             Err(RecvTimeoutError::Disconnected) | Ok(Msg::Stop) => return false,
             Ok(Msg::Event(_)) => {} // the instance is down: the event is not delivered
-            Ok(Msg::Reload(p, reply)) => {
+            Ok(Msg::Reload(p, config, reply)) => {
                 // A new version of a crashing plugin is worth trying at once.
                 spec.plugin = p;
+                spec.config = config;
                 let _ = reply.send(Ok(()));
                 return true;
             }
@@ -235,8 +236,9 @@ fn run(mut spec: Spec, rx: Receiver<Msg>, state: Arc<std::sync::Mutex<Status>>) 
                         continue 'restart;
                     }
                 },
-                Msg::Reload(plugin, reply) => {
+                Msg::Reload(plugin, config, reply) => {
                     let old = std::mem::replace(&mut spec.plugin, plugin);
+                    let old_config = std::mem::replace(&mut spec.config, config);
                     match start(&spec) {
                         Ok(new) => {
                             inst = new;
@@ -245,6 +247,7 @@ fn run(mut spec: Spec, rx: Receiver<Msg>, state: Arc<std::sync::Mutex<Status>>) 
                         }
                         Err(f) => {
                             spec.plugin = old;
+                            spec.config = old_config;
                             tracing::warn!(plugin = %spec.name, "new version {f}; keeping the running one");
                             let _ = reply.send(Err(format!("the new version {f}; the old one keeps running")));
                             // The failed attempt dropped the timers: start the old one afresh.

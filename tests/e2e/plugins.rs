@@ -1,0 +1,194 @@
+//! `meow run` with WASM and Lua plugins (issue: plugin runtime).
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{Daemon, Home, TempDir, free_port, plugins, repo, wait_for_text};
+
+struct Setup {
+    tmp: TempDir,
+    bot: Home,
+    user: Home,
+    config: PathBuf,
+}
+
+fn setup(tag: &str, instances: &str) -> Setup {
+    let tmp = TempDir::new(tag);
+    let bot = Home::init(tmp.path().join("bot"), "bot");
+    let user = Home::init(tmp.path().join("user"), "user");
+    let local = tmp.path().join("local-plugins");
+    std::fs::create_dir_all(&local).unwrap();
+    let config = tmp.path().join("meow.yaml");
+    let instances = instances.replace("{local}", &local.display().to_string());
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nserver:\n  listen: 127.0.0.1:{}\nplugin_dirs: [{}, {}]\npoll_wait: 1s\nplugins:\n{instances}",
+            free_port(),
+            plugins().display(),
+            local.display()
+        ),
+    )
+    .unwrap();
+    Setup { tmp, bot, user, config }
+}
+
+impl Setup {
+    /// The bot invites the user through the running daemon; the user accepts.
+    fn pair(&self) {
+        let servers: serde_json::Value =
+            serde_json::from_str(self.bot.meow(&["servers", "list", "--json"]).ok()).unwrap();
+        self.user
+            .meow(&["servers", "add", servers[0]["card"].as_str().unwrap()])
+            .ok();
+        let inv = self.tmp.path().join("inv.meowcard");
+        self.bot.meow(&["invite", "user", "--out", inv.to_str().unwrap()]).ok();
+        self.user.meow(&["accept", inv.to_str().unwrap(), "--name", "bot"]).ok();
+    }
+
+    fn local(&self) -> PathBuf {
+        self.tmp.path().join("local-plugins")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn echo_and_lua_answer_while_hostile_plugins_are_stopped() {
+    let mut instances = String::from(
+        "  - { name: echo, plugin: echo, grant: [messaging, kv] }\n\
+         \x20 - { name: responder, plugin: responder, grant: [messaging, kv] }\n\
+         \x20 - { name: spin, plugin: spin, limits: { call_ms: 300 } }\n\
+         \x20 - { name: bomb, plugin: memory-bomb, limits: { memory_mib: 16 } }\n",
+    );
+    for way in ["io", "os", "require", "load", "dump"] {
+        instances.push_str(&format!(
+            "  - {{ name: escape-{way}, plugin: escape, config: {{ attempt: {way} }} }}\n"
+        ));
+    }
+    let s = setup("plugins", &instances);
+    copy_dir(&repo().join("tests/fixtures/escape"), &s.local().join("escape"));
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+
+    // The responder greets the new contact; both plugins answer a ping.
+    s.user.meow(&["send", "bot", "ping"]).ok();
+    wait_for_text(&s.user, "the echo of ping", |t| t == "echo: ping (#1)");
+    wait_for_text(&s.user, "pong from the Lua plugin", |t| t == "pong");
+
+    // Hostile plugins are stopped with a clear reason, and restarted.
+    s.user.meow(&["send", "bot", "spin"]).ok();
+    s.user.meow(&["send", "bot", "bomb"]).ok();
+    daemon.wait_log("plugin spin was stopped: exceeded its time budget of 300 ms");
+    daemon.wait_log("plugin bomb was stopped: exceeded its memory limit of 16 MiB");
+    for (way, reason) in [
+        ("io", "global 'io'"),
+        ("os", "global 'os'"),
+        ("require", "global 'require'"),
+        ("load", "global 'load'"),
+        ("dump", "field 'dump'"),
+    ] {
+        daemon.wait_log(&format!("plugin escape-{way} was stopped: init failed"));
+        let log = daemon.log_text();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("plugin escape-{way} was stopped")))
+            .unwrap();
+        assert!(line.contains(reason), "{line}");
+        assert!(!log.contains(&format!("escaped through {way}")));
+    }
+
+    // The echo plugin kept answering throughout.
+    s.user.meow(&["send", "bot", "after the storm"]).ok();
+    wait_for_text(&s.user, "the echo after hostile plugins", |t| {
+        t.starts_with("echo: after the storm")
+    });
+    let list: serde_json::Value = serde_json::from_str(s.bot.meow(&["plugin", "list", "--json"]).ok()).unwrap();
+    let status = |n: &str| list.as_array().unwrap().iter().find(|i| i["instance"] == n).unwrap()["status"].clone();
+    assert!(status("spin")["restarts"].as_u64().unwrap() >= 1);
+    assert_eq!(status("echo")["restarts"], 0);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn hot_reload_swaps_rolls_back_and_keeps_state() {
+    let s = setup(
+        "reload",
+        "  - { name: responder, plugin: \"{local}/responder\", grant: [messaging, kv] }\n",
+    );
+    let dir = s.local().join("responder");
+    copy_dir(&plugins().join("responder"), &dir);
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+    s.user.meow(&["send", "bot", "stats"]).ok();
+    wait_for_text(&s.user, "stats", |t| t == "user, you sent me 1 message");
+
+    // A new version: swapped in, and the key-value state survives.
+    let yaml = std::fs::read_to_string(dir.join("plugin.yaml")).unwrap();
+    std::fs::write(
+        dir.join("plugin.yaml"),
+        yaml.replace("version: 0.1.0", "version: 0.2.0")
+            .replace("ping: pong", "ping: pong v2"),
+    )
+    .unwrap();
+    s.bot.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
+    let out = s.bot.meow(&["plugin", "reload", "responder"]);
+    assert!(
+        out.ok().contains("reloaded responder (version 0.2.0)"),
+        "{}",
+        out.stdout
+    );
+    s.user.meow(&["send", "bot", "ping"]).ok();
+    wait_for_text(&s.user, "the new version's answer", |t| t == "pong v2");
+    s.user.meow(&["send", "bot", "stats"]).ok();
+    wait_for_text(&s.user, "stats kept across the reload", |t| {
+        t == "user, you sent me 3 messages"
+    });
+
+    // A broken version is refused and the running one stays.
+    let lua = std::fs::read_to_string(dir.join("responder.lua")).unwrap();
+    std::fs::write(dir.join("responder.lua"), format!("{lua}\nfunction broken(")).unwrap();
+    s.bot.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
+    s.bot
+        .meow(&["plugin", "reload", "responder"])
+        .fails_with(1, "the old one keeps running");
+    // A changed file that was not re-pinned is refused too.
+    std::fs::write(dir.join("responder.lua"), &lua).unwrap();
+    s.bot
+        .meow(&["plugin", "reload", "responder"])
+        .fails_with(1, "refusing a changed plugin");
+    s.user.meow(&["send", "bot", "ping"]).ok();
+    wait_for_text(&s.user, "the old version still answering", |t| t == "pong v2");
+    let pongs = s.user.texts().iter().filter(|t| *t == "pong v2").count();
+    assert_eq!(pongs, 2);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_nothing_is_lost() {
+    let s = setup("sigterm", "  - { name: echo, plugin: echo, grant: [messaging, kv] }\n");
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+    s.user.meow(&["send", "bot", "first"]).ok();
+    wait_for_text(&s.user, "the first echo", |t| t == "echo: first (#1)");
+    assert_eq!(daemon.terminate(), 0, "clean exit on SIGTERM");
+    assert!(
+        !s.bot.dir.join("control.sock").exists(),
+        "the control socket is removed"
+    );
+
+    // The bot (and its embedded server) is down: the message waits in the user's outbox.
+    s.user
+        .meow(&["send", "bot", "while you were away"])
+        .fails_with(75, "queued");
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.user.meow(&["inbox"]).ok();
+    wait_for_text(&s.user, "the echo after the restart", |t| {
+        t == "echo: while you were away (#2)"
+    });
+    assert_eq!(daemon.terminate(), 0);
+}
