@@ -196,9 +196,12 @@ impl RunConfig {
         if plugin.contains('/') || plugin.ends_with(".yaml") {
             return Ok(self.resolve(as_path));
         }
+        // The first folder holding the plugin with its entry file (a source folder whose WASM
+        // is not built yet is skipped in favour of a built bundle further down the list).
         for dir in &self.plugin_dirs {
             let candidate = self.resolve(dir).join(plugin);
-            if candidate.join("plugin.yaml").exists() {
+            let built = meow_plugin::Manifest::read(&candidate).is_ok_and(|(m, d, _)| d.join(&m.entry).exists());
+            if built {
                 return Ok(candidate);
             }
         }

@@ -1,0 +1,115 @@
+---@meta
+-- Type stubs for meow Lua plugins (for lua-language-server / editors). Not loaded at run time:
+-- the runtime provides the `meow` table. Functions that may fail return `true`, or `nil, reason`.
+
+---@class MeowMessage
+---@field id string            message id (hex), for meow.reply
+---@field sender string        the sender's contact name
+---@field content_type string  "text", "json", "binary", …
+---@field body string          the raw content
+---@field text string|nil      the content as text, when it is text or JSON
+---@field sent_at integer      sender's clock, Unix milliseconds
+---@field group string|nil     the group it was sent to, if any
+
+---@class MeowTimer
+---@field id integer
+---@field name string
+
+---@class MeowBroadcast
+---@field server string
+---@field from_operator boolean
+---@field text string
+---@field sent_at integer
+
+---@class MeowNodeInfo
+---@field instance string
+---@field nickname string|nil
+---@field fingerprint string
+---@field contacts string[]
+---@field now integer          Unix milliseconds
+
+---@class MeowKv
+local kv = {}
+---@param key string
+---@return string|nil
+function kv.get(key) end
+---@param key string
+---@param value string
+---@return boolean|nil ok, string|nil err
+function kv.set(key, value) end
+---@param key string
+---@return boolean|nil ok, string|nil err
+function kv.delete(key) end
+---@param prefix string|nil
+---@return string[]
+function kv.keys(prefix) end
+
+---@class MeowTimers
+local timers = {}
+---Fires `on_timer` once after `ms` milliseconds (capability `timers`).
+---@param name string
+---@param ms integer
+---@return integer id
+function timers.timeout(name, ms) end
+---Fires `on_timer` every `ms` milliseconds (capability `timers`).
+---@param name string
+---@param ms integer
+---@return integer id
+function timers.interval(name, ms) end
+---@param id integer
+---@return boolean|nil ok, string|nil err
+function timers.cancel(id) end
+
+---@class Meow
+---@field config table          this instance's configuration (defaults filled in)
+---@field kv MeowKv             key-value store (capability `kv`)
+---@field timers MeowTimers     timers (capability `timers`)
+meow = {}
+
+---Sends text to a contact (capability `messaging`).
+---@param to string
+---@param text string
+---@return boolean|nil ok, string|nil err
+function meow.send(to, text) end
+
+---Sends typed content ("text", "json", "binary") to a contact (capability `messaging`).
+---@param to string
+---@param content_type string
+---@param body string
+---@return boolean|nil ok, string|nil err
+function meow.send_typed(to, content_type, body) end
+
+---Answers a received message (capability `messaging`).
+---@param message MeowMessage|string the message or its id
+---@param text string
+---@return boolean|nil ok, string|nil err
+function meow.reply(message, text) end
+
+---@return MeowNodeInfo
+function meow.node() end
+
+---@param text string
+function meow.debug(text) end
+---@param text string
+function meow.info(text) end
+---@param text string
+function meow.warn(text) end
+---@param text string
+function meow.error(text) end
+
+-- Handlers a plugin may define (all optional):
+---@type fun(config: table)|nil
+init = nil
+---@type fun()|nil
+on_startup = nil
+---@type fun(message: MeowMessage)|nil
+on_message = nil
+---@type fun(timer: MeowTimer)|nil
+on_timer = nil
+---@type fun(name: string, via_directory: boolean)|nil
+on_contact_added = nil
+---@type fun(broadcast: MeowBroadcast)|nil
+on_broadcast = nil
+---Catch-all, called when no specific handler exists: event.kind is "message", "timer", …
+---@type fun(event: table)|nil
+handle = nil
