@@ -36,20 +36,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 /// Parses `90s`, `15m`, `24h`, `14d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("invalid duration {text:?} (examples: 90s, 15m, 24h, 14d)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "ms" => return Ok(Duration::from_millis(n)),
-        _ => bail!("invalid duration unit in {text:?} (use ms, s, m, h or d)"),
-    };
-    Ok(Duration::from_secs(secs))
+    meow_yaml::duration(text).map_err(anyhow::Error::msg)
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -61,21 +48,6 @@ pub fn wait_for_shutdown_signal() -> anyhow::Result<()> {
         let _ = signals.next().await;
     });
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86_400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3w").is_err());
-    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix time in milliseconds.

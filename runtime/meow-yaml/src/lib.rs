@@ -115,8 +115,38 @@ pub fn locate(text: &str, path: &str) -> (usize, usize) {
     (0, 0)
 }
 
+/// Parses a duration: `250ms`, `90s`, `15m`, `24h`, `14d` (a bare number is seconds).
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?} (examples: 90s, 15m, 24h, 14d)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        _ => return Err(format!("invalid duration unit in {text:?} (use ms, s, m, h or d)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(duration("14d").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(duration("soon").is_err());
+        assert!(duration("3w").is_err());
+    }
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]

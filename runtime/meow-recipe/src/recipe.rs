@@ -1,0 +1,635 @@
+//! A checked recipe: loading with every check, matching events, evaluating and rendering.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use meow_yaml::{YamlError, locate};
+use regex::Regex;
+use serde_json::{Map, Value, json};
+
+use crate::model::{Level, Mode, RawAction, RawRecipe, RawSchedule, RawTrigger};
+use crate::templates::{self, Scope};
+
+/// Why a recipe could not be loaded or run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecipeError {
+    /// The file is not a valid recipe (with its place).
+    #[error("{0}")]
+    Invalid(#[from] YamlError),
+    /// A template or condition failed while running.
+    #[error("{path}: {message}")]
+    Runtime {
+        /// Which part.
+        path: String,
+        /// What happened.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What the load-time checks know about the home.
+#[derive(Debug, Clone, Default)]
+pub struct CheckContext {
+    /// Contact names, when known.
+    pub contacts: Option<Vec<String>>,
+    /// Group names, when known.
+    pub groups: Option<Vec<String>>,
+    /// Plugin instance names, when known.
+    pub plugins: Option<Vec<String>>,
+}
+
+/// When a schedule trigger fires.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Every period.
+    Every(Duration),
+    /// On a cron pattern (local time).
+    Cron(Box<croner::Cron>, String),
+}
+
+impl Schedule {
+    /// The next firing after `after`.
+    pub fn next_after(&self, after: chrono::DateTime<chrono::Local>) -> Option<chrono::DateTime<chrono::Local>> {
+        match self {
+            Schedule::Every(d) => Some(after + chrono::Duration::from_std(*d).ok()?),
+            Schedule::Cron(c, _) => c.find_next_occurrence(&after, false).ok(),
+        }
+    }
+
+    /// How it reads.
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::Every(d) => format!("every {}s", d.as_secs()),
+            Schedule::Cron(_, text) => format!("cron {text}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Trigger {
+    Message {
+        group: Option<Option<String>>,
+        from: Option<String>,
+        contains: Option<String>,
+        pattern: Option<Regex>,
+    },
+    Schedule(Schedule),
+    Startup,
+    ContactAdded,
+    Broadcast {
+        contains: Option<String>,
+    },
+}
+
+impl Trigger {
+    fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Message { group: None, .. } => "message",
+            Trigger::Message { group: Some(_), .. } => "group_message",
+            Trigger::Schedule(_) => "schedule",
+            Trigger::Startup => "startup",
+            Trigger::ContactAdded => "contact_added",
+            Trigger::Broadcast { .. } => "broadcast",
+        }
+    }
+}
+
+/// An action with its templates rendered: what the runtime executes (or a dry run prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    /// Send text to a contact.
+    Send {
+        /// Contact.
+        to: String,
+        /// Text.
+        text: String,
+    },
+    /// Answer the triggering message.
+    Reply {
+        /// Text.
+        text: String,
+    },
+    /// Send to a group.
+    GroupSend {
+        /// Group.
+        group: String,
+        /// Text.
+        text: String,
+    },
+    /// Broadcast on my server.
+    Broadcast {
+        /// Text.
+        text: String,
+    },
+    /// Hand text to a plugin instance.
+    Call {
+        /// Instance.
+        plugin: String,
+        /// Text.
+        text: String,
+    },
+    /// Store a value.
+    Set {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Read a value into `vars`.
+    Get {
+        /// Key.
+        key: String,
+        /// Variable.
+        into: String,
+        /// Value when the key is absent.
+        default: Option<String>,
+    },
+    /// Wait.
+    Delay(Duration),
+    /// Log.
+    Log {
+        /// Level.
+        level: Level,
+        /// Text.
+        text: String,
+    },
+    /// Publish my directory entry.
+    DirectoryPublish {
+        /// Description.
+        description: String,
+        /// Tags.
+        tags: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rendered::Send { to, text } => write!(f, "send to {to}: {text:?}"),
+            Rendered::Reply { text } => write!(f, "reply: {text:?}"),
+            Rendered::GroupSend { group, text } => write!(f, "send to group {group}: {text:?}"),
+            Rendered::Broadcast { text } => write!(f, "broadcast: {text:?}"),
+            Rendered::Call { plugin, text } => write!(f, "call plugin {plugin} with {text:?}"),
+            Rendered::Set { key, value } => write!(f, "set {key} = {value:?}"),
+            Rendered::Get { key, into, .. } => write!(f, "get {key} into vars.{into}"),
+            Rendered::Delay(d) => write!(f, "wait {}s", d.as_secs_f64()),
+            Rendered::Log { level, text } => write!(f, "log ({level:?}): {text}"),
+            Rendered::DirectoryPublish { description, tags } => {
+                write!(f, "publish directory entry {description:?} {tags:?}")
+            }
+        }
+    }
+}
+
+/// An event a recipe may react to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerEvent {
+    /// `message`, `group_message`, `startup`, `contact_added`, `broadcast`.
+    pub kind: String,
+    /// Its fields (`sender`, `text`, `group`, …).
+    pub fields: Map<String, Value>,
+}
+
+impl TriggerEvent {
+    /// An event of `kind` with `fields`.
+    pub fn new(kind: &str, fields: Value) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            fields: fields.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn str(&self, k: &str) -> Option<&str> {
+        self.fields.get(k).and_then(Value::as_str)
+    }
+}
+
+/// A loaded, checked recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// The run mode.
+    pub mode: Mode,
+    /// Most waiting (queued) or simultaneous (parallel) runs.
+    pub max: usize,
+    /// Where it was read from.
+    pub file: String,
+    triggers: Vec<Trigger>,
+    conditions: Vec<String>,
+    actions: Vec<RawAction>,
+}
+
+fn matches_text(text: Option<&str>, contains: &Option<String>) -> bool {
+    match contains {
+        None => true,
+        Some(c) => text.is_some_and(|t| t.to_lowercase().contains(&c.to_lowercase())),
+    }
+}
+
+/// The parts of an action that are templates, with their key path.
+fn action_templates(i: usize, a: &RawAction) -> Vec<(String, &str)> {
+    let p = |k: &str, f: &str| format!("actions[{i}].{k}.{f}");
+    match a {
+        RawAction::Send(s) => vec![(p("send", "to"), s.to.as_str()), (p("send", "text"), s.text.as_str())],
+        RawAction::Reply(t) => vec![(p("reply", "text"), t.text.as_str())],
+        RawAction::GroupSend(g) => vec![
+            (p("group_send", "group"), g.group.as_str()),
+            (p("group_send", "text"), g.text.as_str()),
+        ],
+        RawAction::Broadcast(t) => vec![(p("broadcast", "text"), t.text.as_str())],
+        RawAction::Call(c) => vec![(p("call", "text"), c.text.as_str())],
+        RawAction::Set(s) => vec![(p("set", "key"), s.key.as_str()), (p("set", "value"), s.value.as_str())],
+        RawAction::Get(g) => vec![(p("get", "key"), g.key.as_str())],
+        RawAction::Log(l) => vec![(p("log", "text"), l.text.as_str())],
+        RawAction::DirectoryPublish(d) => vec![(p("directory_publish", "description"), d.description.as_str())],
+        RawAction::Delay(_) => vec![],
+    }
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+impl Recipe {
+    /// Reads and checks a recipe file.
+    pub fn load_file(path: &Path, ctx: &CheckContext) -> Result<Recipe, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Io(format!("{}: {e}", path.display())))?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("recipe");
+        Recipe::load(&text, &path.display().to_string(), stem, ctx)
+    }
+
+    /// Parses and checks recipe text read from `file` (`default_name` if it names none).
+    pub fn load(text: &str, file: &str, default_name: &str, ctx: &CheckContext) -> Result<Recipe, RecipeError> {
+        let raw: RawRecipe = meow_yaml::load(text, file)?;
+        let err = |path: &str, msg: String| {
+            let (line, col) = locate(text, path);
+            RecipeError::Invalid(YamlError::at(file, line, col, path, msg))
+        };
+        if raw.version != 1 {
+            return Err(err(
+                "version",
+                format!("version {} is not supported (this meow reads version 1)", raw.version),
+            ));
+        }
+        if raw.triggers.is_empty() {
+            return Err(err("triggers", "a recipe needs at least one trigger".into()));
+        }
+        if raw.actions.is_empty() {
+            return Err(err("actions", "a recipe needs at least one action".into()));
+        }
+        let mut triggers = Vec::new();
+        for (i, t) in raw.triggers.iter().enumerate() {
+            triggers.push(Self::trigger(i, t, ctx).map_err(|(path, m)| err(&path, m))?);
+        }
+        let env = templates::environment();
+        let mut scope = Scope::default();
+        for t in &triggers {
+            scope.trigger.extend(templates::trigger_fields(t.kind()));
+        }
+        for a in &raw.actions {
+            if let RawAction::Get(g) = a {
+                scope.vars.insert(g.into.clone());
+            }
+        }
+        for (i, c) in raw.conditions.iter().enumerate() {
+            templates::check_expression(&env, c, &scope).map_err(|m| err(&format!("conditions[{i}]"), m))?;
+        }
+        for (i, a) in raw.actions.iter().enumerate() {
+            for (path, source) in action_templates(i, a) {
+                templates::check_template(&env, source, &scope).map_err(|m| err(&path, m))?;
+            }
+            Self::check_action(i, a, ctx).map_err(|(path, m)| err(&path, m))?;
+        }
+        let needs_message = raw.actions.iter().any(|a| matches!(a, RawAction::Reply(_)));
+        if needs_message && triggers.iter().any(|t| !matches!(t, Trigger::Message { .. })) {
+            let i = raw
+                .actions
+                .iter()
+                .position(|a| matches!(a, RawAction::Reply(_)))
+                .unwrap_or(0);
+            return Err(err(
+                &format!("actions[{i}].reply"),
+                "reply needs every trigger to be a message trigger".into(),
+            ));
+        }
+        let name = raw.name.clone().unwrap_or_else(|| default_name.to_owned());
+        Ok(Recipe {
+            name,
+            description: raw.description,
+            mode: raw.mode,
+            max: raw.max.unwrap_or(10).max(1),
+            file: file.to_owned(),
+            triggers,
+            conditions: raw.conditions,
+            actions: raw.actions,
+        })
+    }
+
+    fn known(list: &Option<Vec<String>>, name: &str) -> bool {
+        list.as_ref().is_none_or(|l| l.iter().any(|n| n == name))
+    }
+
+    fn trigger(i: usize, t: &RawTrigger, ctx: &CheckContext) -> Result<Trigger, (String, String)> {
+        let regex = |p: &Option<String>, path: String| -> Result<Option<Regex>, (String, String)> {
+            p.as_deref()
+                .map(|p| Regex::new(p).map_err(|e| (path, format!("invalid pattern: {e}"))))
+                .transpose()
+        };
+        let from = |f: &Option<String>, path: String| -> Result<Option<String>, (String, String)> {
+            match f.as_deref() {
+                None | Some("any") => Ok(None),
+                Some(name) if Self::known(&ctx.contacts, name) => Ok(Some(name.to_owned())),
+                Some(name) => Err((path, format!("unknown contact {name:?}"))),
+            }
+        };
+        Ok(match t {
+            RawTrigger::Message(m) => Trigger::Message {
+                group: None,
+                from: from(&m.from, format!("triggers[{i}].message.from"))?,
+                contains: m.contains.clone(),
+                pattern: regex(&m.pattern, format!("triggers[{i}].message.pattern"))?,
+            },
+            RawTrigger::GroupMessage(g) => {
+                let group = match g.group.as_deref() {
+                    None | Some("any") => None,
+                    Some(name) if Self::known(&ctx.groups, name) => Some(name.to_owned()),
+                    Some(name) => {
+                        return Err((
+                            format!("triggers[{i}].group_message.group"),
+                            format!("unknown group {name:?}"),
+                        ));
+                    }
+                };
+                Trigger::Message {
+                    group: Some(group),
+                    from: from(&g.from, format!("triggers[{i}].group_message.from"))?,
+                    contains: g.contains.clone(),
+                    pattern: regex(&g.pattern, format!("triggers[{i}].group_message.pattern"))?,
+                }
+            }
+            RawTrigger::Schedule(s) => Trigger::Schedule(Self::schedule(i, s)?),
+            RawTrigger::Startup(_) => Trigger::Startup,
+            RawTrigger::ContactAdded(_) => Trigger::ContactAdded,
+            RawTrigger::Broadcast(b) => Trigger::Broadcast {
+                contains: b.contains.clone(),
+            },
+        })
+    }
+
+    fn schedule(i: usize, s: &RawSchedule) -> Result<Schedule, (String, String)> {
+        let path = |k: &str| format!("triggers[{i}].schedule.{k}");
+        match (&s.every, &s.cron, &s.at) {
+            (Some(e), None, None) => {
+                let d = meow_yaml::duration(e).map_err(|m| (path("every"), m))?;
+                if d < Duration::from_secs(1) {
+                    return Err((path("every"), "the shortest period is 1s".into()));
+                }
+                Ok(Schedule::Every(d))
+            }
+            (None, Some(c), None) => {
+                let cron =
+                    croner::Cron::from_str(c).map_err(|e| (path("cron"), format!("invalid cron expression: {e}")))?;
+                Ok(Schedule::Cron(Box::new(cron), c.clone()))
+            }
+            (None, None, Some(at)) => {
+                let (h, m) = at
+                    .split_once(':')
+                    .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+                    .filter(|(h, m)| *h < 24 && *m < 60)
+                    .ok_or_else(|| (path("at"), format!("invalid time {at:?} (use HH:MM)")))?;
+                let text = format!("{m} {h} * * *");
+                let cron = croner::Cron::from_str(&text).map_err(|e| (path("at"), e.to_string()))?;
+                Ok(Schedule::Cron(Box::new(cron), format!("daily at {at}")))
+            }
+            _ => Err((
+                format!("triggers[{i}].schedule"),
+                "give exactly one of every, cron or at".into(),
+            )),
+        }
+    }
+
+    fn check_action(i: usize, a: &RawAction, ctx: &CheckContext) -> Result<(), (String, String)> {
+        match a {
+            RawAction::Send(s) if !is_template(&s.to) && !Self::known(&ctx.contacts, &s.to) => {
+                Err((format!("actions[{i}].send.to"), format!("unknown contact {:?}", s.to)))
+            }
+            RawAction::GroupSend(g) if !is_template(&g.group) && !Self::known(&ctx.groups, &g.group) => Err((
+                format!("actions[{i}].group_send.group"),
+                format!("unknown group {:?}", g.group),
+            )),
+            RawAction::Call(c) if !Self::known(&ctx.plugins, &c.plugin) => Err((
+                format!("actions[{i}].call.plugin"),
+                format!("unknown plugin instance {:?}", c.plugin),
+            )),
+            RawAction::Delay(d) => meow_yaml::duration(d)
+                .map(|_| ())
+                .map_err(|m| (format!("actions[{i}].delay"), m)),
+            RawAction::Get(g) if g.into.is_empty() || !g.into.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                Err((
+                    format!("actions[{i}].get.as"),
+                    "a variable name is letters, digits and _".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The schedules of this recipe's schedule triggers.
+    pub fn schedules(&self) -> Vec<Schedule> {
+        self.triggers
+            .iter()
+            .filter_map(|t| match t {
+                Trigger::Schedule(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether it has a trigger of this kind.
+    pub fn has_trigger(&self, kind: &str) -> bool {
+        self.triggers.iter().any(|t| t.kind() == kind)
+    }
+
+    /// The trigger variables if an event matches one of the triggers.
+    pub fn matches(&self, ev: &TriggerEvent) -> Option<Value> {
+        self.triggers.iter().find_map(|t| Self::match_one(t, ev))
+    }
+
+    fn match_one(t: &Trigger, ev: &TriggerEvent) -> Option<Value> {
+        match t {
+            Trigger::Message {
+                group,
+                from,
+                contains,
+                pattern,
+            } => {
+                let kind = if group.is_some() { "group_message" } else { "message" };
+                if ev.kind != kind {
+                    return None;
+                }
+                if let Some(Some(g)) = group
+                    && ev.str("group") != Some(g.as_str())
+                {
+                    return None;
+                }
+                if from.as_deref().is_some_and(|f| ev.str("sender") != Some(f)) {
+                    return None;
+                }
+                let text = ev.str("text");
+                if !matches_text(text, contains) {
+                    return None;
+                }
+                let mut captures = Map::new();
+                if let Some(re) = pattern {
+                    let caps = re.captures(text?)?;
+                    for name in re.capture_names().flatten() {
+                        if let Some(m) = caps.name(name) {
+                            captures.insert(name.to_owned(), Value::String(m.as_str().to_owned()));
+                        }
+                    }
+                }
+                let json = text
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .unwrap_or(Value::Null);
+                let mut v = ev.fields.clone();
+                v.insert("kind".into(), json!(kind));
+                v.insert("json".into(), json);
+                v.insert("captures".into(), Value::Object(captures));
+                for k in ["sender", "text", "id", "type"] {
+                    v.entry(k).or_insert(Value::Null);
+                }
+                Some(Value::Object(v))
+            }
+            Trigger::Startup if ev.kind == "startup" => Some(json!({"kind": "startup"})),
+            Trigger::ContactAdded if ev.kind == "contact_added" => {
+                let mut v = ev.fields.clone();
+                v.insert("kind".into(), json!("contact_added"));
+                Some(Value::Object(v))
+            }
+            Trigger::Broadcast { contains } if ev.kind == "broadcast" && matches_text(ev.str("text"), contains) => {
+                let mut v = ev.fields.clone();
+                v.insert("kind".into(), json!("broadcast"));
+                Some(Value::Object(v))
+            }
+            _ => None,
+        }
+    }
+
+    /// The trigger variables of a schedule firing.
+    pub fn schedule_trigger(s: &Schedule, at: chrono::DateTime<chrono::Local>) -> Value {
+        json!({"kind": "schedule", "time": at.to_rfc3339(), "schedule": s.describe()})
+    }
+
+    /// The full template context of a run.
+    pub fn context(&self, trigger: &Value, vars: &Map<String, Value>) -> Value {
+        json!({
+            "trigger": trigger,
+            "now": templates::now_context(chrono::Local::now()),
+            "recipe": {"name": self.name},
+            "vars": vars,
+        })
+    }
+
+    /// Evaluates the conditions in order; `Err` names the first that failed to evaluate, `Ok(Some(i))`
+    /// the first that is false.
+    pub fn first_false_condition(&self, ctx: &Value) -> Result<Option<usize>, RecipeError> {
+        let env = templates::environment();
+        for (i, c) in self.conditions.iter().enumerate() {
+            match templates::truthy(&env, c, ctx) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Some(i)),
+                Err(message) => {
+                    return Err(RecipeError::Runtime {
+                        path: format!("conditions[{i}]"),
+                        message,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Evaluates condition `i` alone.
+    pub fn condition_holds(&self, i: usize, ctx: &Value) -> Result<bool, RecipeError> {
+        let env = templates::environment();
+        templates::truthy(&env, &self.conditions[i], ctx).map_err(|message| RecipeError::Runtime {
+            path: format!("conditions[{i}]"),
+            message,
+        })
+    }
+
+    /// The condition texts.
+    pub fn conditions(&self) -> &[String] {
+        &self.conditions
+    }
+
+    /// Number of actions.
+    pub fn action_count(&self) -> usize {
+        self.actions.len()
+    }
+
+    /// Renders action `i` with a context.
+    pub fn render(&self, i: usize, ctx: &Value) -> Result<Rendered, RecipeError> {
+        let env = templates::environment();
+        let a = &self.actions[i];
+        let r = |path: &str, s: &str| {
+            templates::render(&env, s, ctx).map_err(|message| RecipeError::Runtime {
+                path: format!("actions[{i}].{path}"),
+                message,
+            })
+        };
+        Ok(match a {
+            RawAction::Send(s) => Rendered::Send {
+                to: r("send.to", &s.to)?,
+                text: r("send.text", &s.text)?,
+            },
+            RawAction::Reply(t) => Rendered::Reply {
+                text: r("reply.text", &t.text)?,
+            },
+            RawAction::GroupSend(g) => Rendered::GroupSend {
+                group: r("group_send.group", &g.group)?,
+                text: r("group_send.text", &g.text)?,
+            },
+            RawAction::Broadcast(t) => Rendered::Broadcast {
+                text: r("broadcast.text", &t.text)?,
+            },
+            RawAction::Call(c) => Rendered::Call {
+                plugin: c.plugin.clone(),
+                text: r("call.text", &c.text)?,
+            },
+            RawAction::Set(s) => Rendered::Set {
+                key: r("set.key", &s.key)?,
+                value: r("set.value", &s.value)?,
+            },
+            RawAction::Get(g) => Rendered::Get {
+                key: r("get.key", &g.key)?,
+                into: g.into.clone(),
+                default: g.default.clone(),
+            },
+            RawAction::Delay(d) => Rendered::Delay(meow_yaml::duration(d).map_err(|message| RecipeError::Runtime {
+                path: format!("actions[{i}].delay"),
+                message,
+            })?),
+            RawAction::Log(l) => Rendered::Log {
+                level: l.level,
+                text: r("log.text", &l.text)?,
+            },
+            RawAction::DirectoryPublish(d) => Rendered::DirectoryPublish {
+                description: r("directory_publish.description", &d.description)?,
+                tags: d.tags.clone(),
+            },
+        })
+    }
+
+    /// Names of the trigger kinds, for people.
+    pub fn trigger_kinds(&self) -> BTreeSet<&'static str> {
+        self.triggers.iter().map(Trigger::kind).collect()
+    }
+}

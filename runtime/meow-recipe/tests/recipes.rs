@@ -1,0 +1,171 @@
+//! Every sample recipe in recipes/ loads and dry-runs; broken recipes fail with their place.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use meow_recipe::{CheckContext, Recipe, Rendered, TriggerEvent, dry_run, message_event, sample_event};
+
+fn samples() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../recipes");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn home() -> CheckContext {
+    CheckContext {
+        contacts: Some(vec!["sensor".into(), "owner".into(), "alice".into()]),
+        groups: Some(vec![]),
+        plugins: Some(vec![]),
+    }
+}
+
+fn events() -> Vec<(TriggerEvent, bool)> {
+    vec![
+        (
+            message_event("message", "sensor", r#"{"t": 31.5, "h": 40}"#, None, "1"),
+            false,
+        ),
+        (message_event("message", "alice", "fwd call me back", None, "2"), false),
+        (message_event("message", "alice", "hello", None, "3"), false),
+        (TriggerEvent::new("schedule", serde_json::json!({})), true),
+    ]
+}
+
+#[test]
+fn every_sample_recipe_loads_and_dry_runs() {
+    let files = samples();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let recipe = Recipe::load_file(&file, &home()).unwrap_or_else(|e| panic!("{e}"));
+        let mut matched = 0;
+        for (event, schedule) in events() {
+            let run = dry_run(&recipe, &event, schedule);
+            assert!(!run.has_errors(), "{}: {run}", file.display());
+            matched += usize::from(run.trigger.is_some());
+        }
+        assert!(matched > 0, "{} matched none of the sample events", file.display());
+    }
+}
+
+fn load(name: &str) -> Recipe {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../recipes")
+        .join(name);
+    Recipe::load_file(&file, &home()).unwrap()
+}
+
+#[test]
+fn the_sensor_alert_fires_only_over_the_threshold() {
+    let r = load("sensor-alert.yaml");
+    let hot = dry_run(
+        &r,
+        &message_event("message", "sensor", r#"{"t":31.5,"h":40}"#, None, "1"),
+        false,
+    );
+    assert!(hot.would_run());
+    match &hot.actions[0] {
+        Ok(Rendered::Send { to, text }) => {
+            assert_eq!(to, "owner");
+            assert!(text.starts_with("ALERT: 31.5 °C reported by sensor"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mild = dry_run(
+        &r,
+        &message_event("message", "sensor", r#"{"t":21.0}"#, None, "2"),
+        false,
+    );
+    assert!(!mild.would_run());
+    assert!(mild.actions.is_empty());
+    let other = dry_run(&r, &message_event("message", "alice", r#"{"t":40}"#, None, "3"), false);
+    assert!(other.trigger.is_none(), "only the sensor triggers it");
+}
+
+#[test]
+fn forward_uses_captures_and_summary_reads_vars() {
+    let run = dry_run(
+        &load("forward.yaml"),
+        &message_event("message", "alice", "fwd the door is open", None, "1"),
+        false,
+    );
+    assert_eq!(
+        run.actions[0],
+        Ok(Rendered::Send {
+            to: "owner".into(),
+            text: "alice asks to forward: the door is open".into()
+        })
+    );
+    let run = dry_run(
+        &load("daily-summary.yaml"),
+        &TriggerEvent::new("schedule", serde_json::json!({})),
+        true,
+    );
+    match &run.actions[1] {
+        Ok(Rendered::Send { text, .. }) => assert!(text.ends_with("last temperature alert: none today"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn error_of(text: &str) -> String {
+    Recipe::load(text, "recipes/alert.yaml", "alert", &home())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn broken_recipes_name_file_line_column_and_key() {
+    let unknown_contact = "version: 1\ntriggers:\n  - message: { from: sensor }\nactions:\n  - log: { text: hi }\n  - send:\n      to: bob\n      text: hello\n";
+    assert_eq!(
+        error_of(unknown_contact),
+        "recipes/alert.yaml:7:7: actions[1].send.to: unknown contact \"bob\""
+    );
+
+    let unknown_key = "version: 1\ntriggers:\n  - message: { from: sensor }\nactions:\n  - send: { to: owner, text: hi, colour: red }\n";
+    let e = error_of(unknown_key);
+    assert!(e.starts_with("recipes/alert.yaml:5:"), "{e}");
+    assert!(e.contains("actions[0]") && e.contains("unknown field `colour`"), "{e}");
+
+    let bad_var = "version: 1\ntriggers:\n  - schedule: { every: 10m }\nactions:\n  - send: { to: owner, text: \"{{ trigger.text }}\" }\n";
+    let e = error_of(bad_var);
+    assert!(
+        e.contains("actions[0].send.text: unknown variable `trigger.text`"),
+        "{e}"
+    );
+    assert!(e.contains("trigger.{kind, schedule, time}"), "{e}");
+
+    let bad_delay = "version: 1\ntriggers:\n  - startup: {}\nactions:\n  - delay: soon\n";
+    assert!(error_of(bad_delay).contains("actions[0].delay: invalid duration"));
+
+    let bad_yaml = "version: 1\ntriggers: [\nactions:\n";
+    let e = error_of(bad_yaml);
+    assert!(e.starts_with("recipes/alert.yaml:"), "{e}");
+
+    let bad_mode = "version: 1\nmode: sometimes\ntriggers:\n  - startup: {}\nactions:\n  - log: { text: x }\n";
+    let e = error_of(bad_mode);
+    assert!(e.starts_with("recipes/alert.yaml:2:7: mode:"), "{e}");
+
+    let no_schedule_kind =
+        "version: 1\ntriggers:\n  - schedule: { every: 10m, at: \"08:00\" }\nactions:\n  - log: { text: x }\n";
+    assert!(error_of(no_schedule_kind).contains("triggers[0].schedule: give exactly one of every, cron or at"));
+}
+
+#[test]
+fn sample_event_files_are_read() {
+    let (ev, schedule) = sample_event("message: { from: sensor, text: '{\"t\": 33}' }\n", "ev.yaml").unwrap();
+    assert!(!schedule);
+    let run = dry_run(&load("sensor-alert.yaml"), &ev, false);
+    assert!(run.would_run());
+    assert!(
+        sample_event("mesage: {}\n", "ev.yaml")
+            .unwrap_err()
+            .to_string()
+            .starts_with("ev.yaml:1:1")
+    );
+}
