@@ -70,6 +70,26 @@ pub enum Command {
     Rotate(NameArg),
     /// Run a MEOW server in the foreground, or print its card.
     Server(ServerCmd),
+    /// Groups: create, add and remove members, send, list, leave.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Send an emergency broadcast to every user of your server.
+    #[command(
+        after_help = "Example:\n  meow broadcast 'water is back on in the east wing'\n\nOnly the server's operator may broadcast, unless the server runs with\n--allow-broadcast (then anyone may, within a rate limit). `meow broadcast-key`\nprints the key an operator configures with `meow server --operator KEY`."
+    )]
+    Broadcast {
+        /// The text (at most 1024 bytes).
+        text: String,
+    },
+    /// Print this home's broadcast key (for `meow server --operator KEY`).
+    #[command(after_help = "Example:\n  meow server --data ./srv --operator \"$(meow broadcast-key)\"")]
+    BroadcastKey,
+    /// The "free for chat" user directory: publish yourself, search, draw at random.
+    #[command(subcommand)]
+    Directory(DirectoryCmd),
+    /// Recipes: check, dry-run, traces.
+    #[command(subcommand)]
+    Recipe(RecipeCmd),
     /// Run the daemon: the embedded server, plugins and recipes of a meow.yaml.
     #[command(
         after_help = "Examples:\n  meow run                          uses ./meow.yaml if present\n  meow run --config examples/chat-bot/meow.yaml --watch\n\nWhile it runs, other meow commands on the same home go through it\n(a control socket in the home), so `meow send`, `meow inbox`… keep working."
@@ -332,4 +352,121 @@ pub enum PluginCmd {
         /// The instance name.
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a group you own.
+    #[command(after_help = "Example:\n  meow group create friends")]
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Add a contact to a group you own (every member is told).
+    #[command(after_help = "Example:\n  meow group add friends bob")]
+    Add {
+        /// The group.
+        group: String,
+        /// The contact.
+        contact: String,
+    },
+    /// Remove a member from a group you own (they receive nothing more from it).
+    #[command(after_help = "Example:\n  meow group remove friends bob")]
+    Remove {
+        /// The group.
+        group: String,
+        /// The member.
+        contact: String,
+    },
+    /// Send text to a group (one copy per member, each sealed for that member).
+    #[command(after_help = "Example:\n  meow group send friends 'dinner at 8'")]
+    Send {
+        /// The group.
+        group: String,
+        /// The text; `-` reads standard input.
+        text: String,
+    },
+    /// List your groups and their members.
+    #[command(after_help = "Example:\n  meow group list --json")]
+    List(JsonArgs),
+    /// Leave a group (its owner dissolves it).
+    #[command(after_help = "Example:\n  meow group leave friends")]
+    Leave {
+        /// The group.
+        group: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCmd {
+    /// Publish (or update) your "free for chat" entry, with a public card people can accept.
+    #[command(
+        after_help = "Example:\n  meow directory publish --description 'chess, any level' --tag chess --tag games"
+    )]
+    Publish {
+        /// What you say about yourself (at most 280 bytes).
+        #[arg(long)]
+        description: String,
+        /// A word to be found by (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Search entries by words (every word must match).
+    #[command(
+        after_help = "Example:\n  meow directory search chess\n  meow accept '<the card text of an entry>' --name chessfan"
+    )]
+    Search {
+        /// The words.
+        words: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw entries at random.
+    #[command(after_help = "Example:\n  meow directory random --count 3")]
+    Random {
+        /// How many.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove your entry.
+    #[command(after_help = "Example:\n  meow directory withdraw")]
+    Withdraw,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipeCmd {
+    /// Check recipe files (syntax, keys, templates; contacts too when the home can be read).
+    #[command(after_help = "Example:\n  meow recipe check recipes/*.yaml")]
+    Check {
+        /// Recipe files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Dry-run a recipe against a sample event: what would it do? Nothing is sent.
+    #[command(
+        after_help = "Example:\n  meow recipe test recipes/sensor-alert.yaml --event hot.yaml\n  (hot.yaml: message: { from: sensor, text: '{\"t\": 31.5}' })"
+    )]
+    Test {
+        /// The recipe.
+        file: PathBuf,
+        /// The sample event (YAML).
+        #[arg(long)]
+        event: PathBuf,
+    },
+    /// Show the last runs of a recipe, step by step.
+    #[command(after_help = "Example:\n  meow recipe trace sensor-alert")]
+    Trace {
+        /// The recipe's name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the recipes the running daemon loaded.
+    #[command(after_help = "Example:\n  meow recipe list")]
+    List,
 }

@@ -8,7 +8,9 @@ mod bench;
 mod cli;
 mod cmd_home;
 mod cmd_plugin;
+mod cmd_recipe;
 mod cmd_server;
+mod cmd_social;
 mod run;
 mod util;
 
@@ -22,7 +24,7 @@ use meow_node::{InitOptions, Node};
 use meow_proto::crypto::KdfParams;
 use smol::lock::Mutex;
 
-use crate::cli::{Cli, Command, InitArgs, PluginCmd};
+use crate::cli::{Cli, Command, InitArgs, PluginCmd, RecipeCmd};
 use crate::cmd_home::Reply;
 
 fn main() -> ExitCode {
@@ -51,6 +53,11 @@ fn is_home_command(c: &Command) -> bool {
             | Command::Inbox(_)
             | Command::Rotate(_)
             | Command::Plugin(PluginCmd::List(_) | PluginCmd::Reload { .. })
+            | Command::Group(_)
+            | Command::Broadcast { .. }
+            | Command::BroadcastKey
+            | Command::Directory(_)
+            | Command::Recipe(RecipeCmd::Trace { .. } | RecipeCmd::List)
     )
 }
 
@@ -122,6 +129,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        Command::Recipe(RecipeCmd::Check { files }) => recipe_local(&home, pw_file.as_deref(), |ctx, note| {
+            cmd_recipe::check(&files, ctx, note)
+        }),
+        Command::Recipe(RecipeCmd::Test { file, event }) => {
+            recipe_local(&home, pw_file.as_deref(), |ctx, _| cmd_recipe::test(&file, &event, ctx))
+        }
         Command::Plugin(PluginCmd::Pin { dir }) => {
             let hash = meow_plugin::pin(&dir)?;
             println!("pinned {} to sha256 {hash}", dir.display());
@@ -160,6 +173,35 @@ pub async fn dispatch_home(
         }
         Command::Inbox(args) => cmd_home::inbox(node, args).await,
         Command::Rotate(args) => cmd_home::rotate(node, &args.name).await,
+        Command::Group(cmd) => {
+            cmd_social::group(node, cmd, data.map(|d| String::from_utf8_lossy(&d).into_owned())).await
+        }
+        Command::Broadcast { text } => cmd_social::broadcast(node, &text).await,
+        Command::BroadcastKey => cmd_social::broadcast_key(node).await,
+        Command::Directory(cmd) => cmd_social::directory(node, cmd).await,
+        Command::Recipe(RecipeCmd::Trace { name, json }) => cmd_recipe::trace(node, &name, json).await,
+        Command::Recipe(RecipeCmd::List) => {
+            let d = daemon.context("no `meow run` is running on this home: recipes only run inside it")?;
+            let mut r = Reply::default();
+            match d.recipes.get() {
+                Some(recipes) if !recipes.list().is_empty() => {
+                    for (name, triggers, running) in recipes.list() {
+                        r.out
+                            .push_str(&format!("{name:<20} triggers: {triggers:<30} running now: {running}\n"));
+                    }
+                }
+                _ => r.err = "no recipes loaded (list them under `recipes:` in meow.yaml)\n".into(),
+            }
+            Ok(r)
+        }
+        Command::Recipe(RecipeCmd::Check { files }) => {
+            let ctx = d_context(daemon).await;
+            cmd_recipe::check(&files, &ctx, "")
+        }
+        Command::Recipe(RecipeCmd::Test { file, event }) => {
+            let ctx = d_context(daemon).await;
+            cmd_recipe::test(&file, &event, &ctx)
+        }
         Command::Plugin(PluginCmd::List(args)) => {
             let d = daemon.context("no `meow run` is running on this home: plugins only run inside it")?;
             Ok(plugin_list(d, args.json))
@@ -174,6 +216,62 @@ pub async fn dispatch_home(
         }
         _ => bail!("this command does not work on a home"),
     }
+}
+
+/// What a running daemon knows for recipe checks.
+async fn d_context(daemon: Option<&Arc<run::Daemon>>) -> meow_recipe::CheckContext {
+    match daemon {
+        Some(d) => meow_recipe::CheckContext {
+            contacts: Some(d.node.lock().await.contacts().iter().map(|c| c.name.clone()).collect()),
+            groups: None,
+            plugins: Some(d.instances().into_iter().map(|(n, _, _)| n).collect()),
+        },
+        None => meow_recipe::CheckContext::default(),
+    }
+}
+
+/// Recipe checks and dry runs: inside a running daemon (which knows the contacts and plugins),
+/// else here, reading the home's contacts if the password is available without a prompt.
+fn recipe_local(
+    home: &Path,
+    pw_file: Option<&Path>,
+    f: impl FnOnce(&meow_recipe::CheckContext, &str) -> anyhow::Result<Reply>,
+) -> anyhow::Result<u8> {
+    let argv: Vec<String> = {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        std::env::args()
+            .map(|a| {
+                if !a.starts_with('-') && Path::new(&a).exists() {
+                    cwd.join(&a).display().to_string()
+                } else {
+                    a
+                }
+            })
+            .collect()
+    };
+    if let Some(reply) = run::control::forward(home, &run::control::Request { argv, data: None })? {
+        return Ok(reply.emit());
+    }
+    let can_open = std::env::var_os("MEOW_PASSWORD").is_some() || pw_file.is_some();
+    let contacts = if can_open && Node::exists(home) {
+        util::password(pw_file, false)
+            .ok()
+            .and_then(|pw| Node::open(home, pw.as_bytes()).ok())
+            .map(|n| n.contacts().iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+    } else {
+        None
+    };
+    let note = if contacts.is_some() {
+        ""
+    } else {
+        "note: contact names were not checked (no readable home; `meow run` checks them when it loads recipes)"
+    };
+    let ctx = meow_recipe::CheckContext {
+        contacts,
+        groups: None,
+        plugins: None,
+    };
+    Ok(f(&ctx, note)?.emit())
 }
 
 fn plugin_list(d: &run::Daemon, json: bool) -> Reply {

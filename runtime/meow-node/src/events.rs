@@ -28,6 +28,13 @@ pub enum NodeEvent {
         /// The rotation's serial.
         serial: u32,
     },
+    /// A group I am in changed (I joined, members changed, I was removed).
+    GroupChanged {
+        /// The group's name.
+        group: String,
+        /// What changed, in words.
+        change: String,
+    },
     /// A message was discarded.
     Dropped {
         /// Whose mailbox it arrived in.

@@ -10,6 +10,7 @@
 mod contacts;
 mod error;
 mod events;
+pub mod groups;
 mod messaging;
 pub mod pool;
 pub mod records;

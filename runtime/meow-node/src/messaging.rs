@@ -20,6 +20,13 @@ pub const AUTOMATIC: &str = "(automatic) ";
 /// Longest wait between delivery attempts.
 const MAX_BACKOFF_MS: u64 = 3600 * 1000;
 
+/// What one message opened to.
+struct Taken {
+    item: Option<InboxItem>,
+    events: Vec<NodeEvent>,
+    sends: Vec<(u64, meow_proto::group::GroupPayload)>,
+}
+
 /// What taking in a poll result did.
 #[derive(Debug, Default)]
 pub struct Received {
@@ -136,6 +143,7 @@ impl Node {
         let mut out = Received::default();
         let mut touched = BTreeSet::new();
         let mut seen: Vec<(u64, meow_proto::MessageId, u64)> = Vec::new();
+        let mut group_sends = Vec::new();
         let mut inbox = Vec::new();
         let mut acks: Vec<(MailboxId, u64)> = Vec::new();
         let mut new_contacts = Vec::new();
@@ -159,13 +167,11 @@ impl Node {
                         }
                     }
                     Route::Contact(cid) => match self.take_message(cid, &m, &mut touched, &mut seen)? {
-                        Ok(Some(item)) => {
+                        Ok(taken) => {
                             handled = true;
-                            inbox.push(item);
-                            break;
-                        }
-                        Ok(None) => {
-                            handled = true;
+                            inbox.extend(taken.item);
+                            out.events.extend(taken.events);
+                            group_sends.extend(taken.sends);
                             break;
                         }
                         Err(e) => last_err = Some((cid, e)),
@@ -208,6 +214,9 @@ impl Node {
         self.put_counters(&mut b);
         b.commit()?;
         self.rebuild_routes();
+        for (cid, payload) in group_sends {
+            self.queue_group(cid, &payload)?;
+        }
         self.after_receive(&touched, &new_contacts, &mut out)?;
         out.acks = self.group_acks(acks);
         Ok(out)
@@ -281,7 +290,12 @@ impl Node {
         m: &StoredMessage,
         touched: &mut BTreeSet<u64>,
         seen: &mut Vec<(u64, meow_proto::MessageId, u64)>,
-    ) -> Result<Result<Option<InboxItem>, ConversationError>> {
+    ) -> Result<Result<Taken, ConversationError>> {
+        let nothing = || Taken {
+            item: None,
+            events: Vec::new(),
+            sends: Vec::new(),
+        };
         let Some(contact) = self.contacts.get_mut(&cid) else {
             return Ok(Err(ConversationError::UnknownMailbox));
         };
@@ -297,19 +311,19 @@ impl Node {
         }
         if msg.sent_at_ms + REPLAY_WINDOW_MS < now {
             tracing::warn!(contact = %name, "message older than the replay window discarded");
-            return Ok(Ok(None));
+            return Ok(Ok(nothing()));
         }
         if seen.iter().any(|(c, id, _)| *c == cid && *id == msg.id) || self.already_seen(cid, &msg.id)? {
-            return Ok(Ok(None));
+            return Ok(Ok(nothing()));
         }
         // Recorded in the same batch as the inbox item, so a crash loses neither or both.
         seen.push((cid, msg.id, msg.sent_at_ms));
         // Control messages only carry rotation fields; an answer card arriving through a
         // contact's mailbox was already applied by `accept`.
         if msg.content_type == ContentType::CONTROL || msg.content_type == ContentType::CONTACT_ANSWER {
-            return Ok(Ok(None));
+            return Ok(Ok(nothing()));
         }
-        Ok(Ok(Some(InboxItem {
+        let item = InboxItem {
             seq: 0,
             from: name,
             contact: cid,
@@ -320,7 +334,20 @@ impl Node {
             content: msg.content,
             read: false,
             origin: Origin::Contact,
-        })))
+        };
+        if item.content_type == ContentType::GROUP {
+            let g = self.take_group(cid, &item.from, &item.content, &item)?;
+            return Ok(Ok(Taken {
+                item: g.item,
+                events: g.events,
+                sends: g.sends,
+            }));
+        }
+        Ok(Ok(Taken {
+            item: Some(item),
+            events: Vec::new(),
+            sends: Vec::new(),
+        }))
     }
 
     fn take_broadcasts(&mut self, server: &str, broadcasts: Vec<BroadcastItem>, inbox: &mut Vec<InboxItem>) {

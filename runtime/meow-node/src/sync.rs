@@ -6,13 +6,15 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use meow_net::ClientError;
+use meow_proto::codec::{Decode, Encode};
+use meow_proto::directory::DirectoryEntry;
 use meow_proto::envelope::ContentType;
 use meow_proto::wire::MAX_MAILBOXES_PER_REQUEST;
 use meow_proto::{LookupKey, MailboxId, ServerCard};
 use smol::lock::Mutex;
 
 use crate::records::OutboxItem;
-use crate::{Node, NodeError, NodeEvent, Result};
+use crate::{Node, NodeError, NodeEvent, Result, Table};
 
 /// What became of a message handed to the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,5 +190,138 @@ pub async fn fetch(node: &Mutex<Node>, wait: Duration) -> Result<FetchReport> {
     {
         node.lock().await.retire_drained(&empty)?;
     }
+    // What receiving queued (acknowledgements, group relays) goes out now.
+    flush_outbox(node, true).await?;
     Ok(report)
+}
+
+/// Publishes an emergency broadcast on my first reachable server, signed with my broadcast key;
+/// returns the server's id for it.
+pub async fn broadcast(node: &Mutex<Node>, text: &str) -> Result<(String, u64)> {
+    let (servers, key, pool) = {
+        let n = node.lock().await;
+        (n.servers(), n.broadcast_key().clone(), n.pool())
+    };
+    if servers.is_empty() {
+        return Err(NodeError::NoServers);
+    }
+    let max = meow_proto::broadcast::MAX_BROADCAST_TEXT;
+    if text.len() > max {
+        return Err(NodeError::Invalid(format!(
+            "a broadcast is at most {max} bytes ({} given)",
+            text.len()
+        )));
+    }
+    let b = meow_proto::broadcast::Broadcast::sign(&key, crate::now_ms() / 1000, text);
+    let mut last = None;
+    for s in &servers {
+        match pool.get(&s.address, &s.key).await {
+            Ok(client) => match client.broadcast(b.clone()).await {
+                Ok(id) => return Ok((s.address.clone(), id)),
+                // A refusal is an answer: other servers would have their own rules.
+                Err(e @ ClientError::Server { .. }) => return Err(e.into()),
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map(NodeError::from).unwrap_or(NodeError::NoServers))
+}
+
+/// Sends content to a group and delivers the copies; returns each copy's fate.
+pub async fn group_send(
+    node: &Mutex<Node>,
+    group: &str,
+    content_type: ContentType,
+    content: Vec<u8>,
+) -> Result<Vec<Delivery>> {
+    let items = node.lock().await.group_post(group, content_type, content)?;
+    deliver_all(node, items).await
+}
+
+/// Delivers outbox items (group updates, relays); returns each one's fate.
+pub async fn deliver_all(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Vec<Delivery>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(deliver(node, item).await?);
+    }
+    Ok(out)
+}
+
+const DIRECTORY_ENTRY_KEY: &[u8] = b"directory-entry";
+
+/// Publishes (or replaces) my "free for chat" entry on my first server, with my public card.
+pub async fn directory_publish(
+    node: &Mutex<Node>,
+    description: &str,
+    tags: &[String],
+) -> Result<(String, DirectoryEntry)> {
+    let (entry, servers, pool) = {
+        let mut n = node.lock().await;
+        let (card, key) = match n.public_card() {
+            Some(c) => c,
+            None => {
+                n.invite("directory", true)?;
+                n.public_card()
+                    .ok_or_else(|| NodeError::Invalid("could not make a public card".into()))?
+            }
+        };
+        let expires = card.body.expires;
+        let entry = DirectoryEntry::sign(&key, card, description, tags, expires);
+        let vault = n.vault();
+        let mut b = vault.batch();
+        b.put(Table::State, DIRECTORY_ENTRY_KEY, &entry.to_bytes(), &mut crate::rng());
+        b.commit()?;
+        (entry, n.servers(), n.pool())
+    };
+    let server = servers.first().ok_or(NodeError::NoServers)?;
+    let client = pool.get(&server.address, &server.key).await?;
+    client.directory_publish(entry.clone()).await?;
+    Ok((server.address.clone(), entry))
+}
+
+/// Withdraws my directory entry.
+pub async fn directory_withdraw(node: &Mutex<Node>) -> Result<String> {
+    let (entry, key, servers, pool) = {
+        let n = node.lock().await;
+        let bytes = n
+            .vault()
+            .get(Table::State, DIRECTORY_ENTRY_KEY)?
+            .ok_or_else(|| NodeError::Invalid("you have no directory entry".into()))?;
+        let entry = meow_proto::directory::UncheckedEntry::from_bytes(&bytes)?
+            .check(0)
+            .map_err(|e| NodeError::Invalid(format!("stored directory entry: {e}")))?;
+        let key = n
+            .public_card()
+            .map(|(_, k)| k)
+            .ok_or_else(|| NodeError::Invalid("your public card is gone".into()))?;
+        (entry, key, n.servers(), n.pool())
+    };
+    let server = servers.first().ok_or(NodeError::NoServers)?;
+    let client = pool.get(&server.address, &server.key).await?;
+    client
+        .directory_withdraw(meow_proto::directory::Withdrawal::sign(&key, entry.id()))
+        .await?;
+    let vault = node.lock().await.vault();
+    let mut b = vault.batch();
+    b.delete(Table::State, DIRECTORY_ENTRY_KEY);
+    b.commit()?;
+    Ok(server.address.clone())
+}
+
+/// Searches (or, with no words, samples at random) the directory of my first server; returns the
+/// entries that check out.
+pub async fn directory_search(node: &Mutex<Node>, words: Option<&str>, limit: u32) -> Result<Vec<DirectoryEntry>> {
+    let (servers, pool) = {
+        let n = node.lock().await;
+        (n.servers(), n.pool())
+    };
+    let server = servers.first().ok_or(NodeError::NoServers)?;
+    let client = pool.get(&server.address, &server.key).await?;
+    let found = match words {
+        Some(w) => client.directory_search(w, limit).await?,
+        None => client.directory_random(limit).await?,
+    };
+    let now = crate::now_ms() / 1000;
+    Ok(found.into_iter().filter_map(|e| e.check(now).ok()).collect())
 }

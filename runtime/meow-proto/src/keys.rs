@@ -9,7 +9,8 @@
 //! | Skp  | [`ServerKey`]       | [`ServerPublic`]        | X25519    | requests are sealed to the server     |
 //! | Dkp  | [`DeviceKey`]       | [`DevicePublic`]        | Ed25519   | device sync and revocation            |
 //!
-//! plus [`BroadcastKey`] (signs emergency broadcasts; the server operator holds one).
+//! plus [`BroadcastKey`] (signs emergency broadcasts; the server operator holds one) and
+//! [`GroupKey`] (a group's owner signs the group's information with it).
 //!
 //! Secrets zeroize on drop and their `Debug` shows only the public half. Public keys have a
 //! stable text form `<kind>:<base64url>` (for example `contact:3q2-7w…`), parsed back by `FromStr`.
@@ -275,6 +276,11 @@ signing_key!(
 signing_key!(
     /// Signs emergency broadcasts (spec §1.7). A server's operator key is one of these.
     BroadcastKey, BroadcastPublic, "broadcast"
+);
+signing_key!(
+    /// Held by a group's owner: signs the group's information (name, epoch, members), so that
+    /// members can tell a genuine update from the owner (spec §1.6).
+    GroupKey, GroupPublic, "group"
 );
 
 impl ConversationPublic {

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod datagram;
 pub mod directory;
 pub mod envelope;
+pub mod group;
 pub mod invitation;
 pub mod keys;
 pub mod padding;
@@ -34,6 +35,7 @@ pub use crypto::{CryptoRng, os_rng};
 pub use envelope::{ContentType, EnvelopeError, Message, MessageId};
 pub use keys::{
     BroadcastKey, BroadcastPublic, ContactKey, ContactPublic, ConversationKey, ConversationPublic, DeviceKey,
-    DevicePublic, KeyError, LookupKey, LookupPublic, MailboxId, ServerKey, ServerPublic, UserKey, UserPublic,
+    DevicePublic, GroupKey, GroupPublic, KeyError, LookupKey, LookupPublic, MailboxId, ServerKey, ServerPublic,
+    UserKey, UserPublic,
 };
 pub use server_card::ServerCard;

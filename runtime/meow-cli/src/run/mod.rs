@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod control;
+pub mod recipes;
 pub mod services;
 pub mod supervisor;
 
@@ -62,7 +63,10 @@ pub struct Daemon {
     cfg: RunConfig,
     engines: Engines,
     stop: smol::channel::Sender<()>,
-    /// Observers of node events (the recipe engine, the demo's display).
+    vault: Arc<meow_store::vault::Vault>,
+    /// The recipes.
+    pub recipes: std::sync::OnceLock<Arc<recipes::Recipes>>,
+    /// Observers of node events (the demo's display).
     pub listeners: std::sync::Mutex<Vec<smol::channel::Sender<NodeEvent>>>,
 }
 
@@ -180,6 +184,23 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// The home's vault (for the recipe and plugin stores).
+    pub fn vault(&self) -> Arc<meow_store::vault::Vault> {
+        self.vault.clone()
+    }
+
+    /// Hands an event to one plugin instance; false if there is no such instance.
+    pub fn deliver_to(&self, instance: &str, event: Event) -> bool {
+        let sups = self.supervisors.lock();
+        match sups.as_ref().ok().and_then(|s| s.get(instance)) {
+            Some(s) => {
+                s.deliver(Arc::new(event));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Hands an event to every instance and listener.
     pub async fn dispatch(&self, e: NodeEvent) {
         if let NodeEvent::Message(item) = &e
@@ -197,6 +218,9 @@ impl Daemon {
                     s.deliver(pe.clone());
                 }
             }
+        }
+        if let Some(r) = self.recipes.get() {
+            r.on_event(&e);
         }
         let listeners: Vec<_> = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
         for l in listeners {
@@ -362,6 +386,16 @@ pub async fn start(home: &Path, node: Node, cfg: RunConfig, watch: bool) -> anyh
     ));
     services.set_contacts(node.contacts().iter().map(|c| c.name.clone()).collect());
     let (stop, stop_rx) = smol::channel::bounded(1);
+    let check = meow_recipe::CheckContext {
+        contacts: Some(node.contacts().iter().map(|c| c.name.clone()).collect()),
+        groups: None,
+        plugins: Some(cfg.plugins.iter().map(|p| p.name.clone()).collect()),
+    };
+    let mut loaded = Vec::new();
+    for file in cfg.recipe_files()? {
+        loaded.push(meow_recipe::Recipe::load_file(&file, &check)?);
+    }
+    let vault = node.vault();
     let daemon = Arc::new(Daemon {
         node: Arc::new(Mutex::new(node)),
         services,
@@ -373,8 +407,13 @@ pub async fn start(home: &Path, node: Node, cfg: RunConfig, watch: bool) -> anyh
         },
         cfg: cfg.clone(),
         stop,
+        vault,
+        recipes: std::sync::OnceLock::new(),
         listeners: std::sync::Mutex::new(Vec::new()),
     });
+    let names: Vec<String> = loaded.iter().map(|r| r.name.clone()).collect();
+    let recipes = recipes::Recipes::new(Arc::downgrade(&daemon), loaded);
+    let _ = daemon.recipes.set(recipes.clone());
     for inst in &cfg.plugins {
         let sup = daemon
             .start_instance(inst)
@@ -402,6 +441,10 @@ pub async fn start(home: &Path, node: Node, cfg: RunConfig, watch: bool) -> anyh
     })));
     if watch || cfg.watch {
         tasks.push(smol::spawn(watch_loop(daemon.clone())));
+    }
+    recipes.start();
+    if !names.is_empty() {
+        tracing::info!("recipes: {}", names.join(", "));
     }
     Ok(Running {
         daemon,
@@ -486,4 +529,16 @@ async fn handle_control(d: &Arc<Daemon>, req: control::Request) -> Reply {
         }
         Err(e) => fail(e),
     }
+}
+
+/// Sends text to every member of a group (groups: see the node's group module).
+pub async fn groups_send(d: &Arc<Daemon>, group: &str, text: &str) -> anyhow::Result<usize> {
+    let report = sync::group_send(&d.node, group, meow_proto::ContentType::TEXT, text.as_bytes().to_vec()).await?;
+    Ok(report.len())
+}
+
+/// Publishes (or refreshes) this home's directory entry.
+pub async fn directory_publish(d: &Arc<Daemon>, description: &str, tags: &[String]) -> anyhow::Result<()> {
+    sync::directory_publish(&d.node, description, tags).await?;
+    Ok(())
 }

@@ -1,0 +1,570 @@
+//! Running recipes inside the daemon: matching node events and schedules, run modes, executing
+//! rendered actions, delays that survive a restart, and per-run traces kept in the home.
+//!
+//! Stored in the vault's recipe table:
+//! - `kv/<key>`: the recipes' shared key-value store (`set` / `get` actions);
+//! - `pending/<run>`: a run waiting in a delay (recipe, trigger, next action, vars, wake time);
+//! - `trace/<recipe>/<run>`: what a run did (the last 20 per recipe are kept).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use meow_node::{NodeEvent, Origin, Table, sync};
+use meow_plugin::{Event, MessageEvent};
+use meow_recipe::{Mode, Recipe, Rendered, TriggerEvent, message_event};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::Daemon;
+
+/// Traces kept per recipe.
+const TRACES_KEPT: usize = 20;
+
+/// One step of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    /// When, Unix ms.
+    pub at_ms: u64,
+    /// What was done.
+    pub what: String,
+    /// How it went.
+    pub outcome: String,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trace {
+    /// Run id.
+    pub run: u64,
+    /// Recipe name.
+    pub recipe: String,
+    /// Start, Unix ms.
+    pub started_ms: u64,
+    /// The trigger variables.
+    pub trigger: Value,
+    /// Steps so far.
+    pub steps: Vec<Step>,
+    /// `running`, `waiting until …`, `done`, `skipped: …`, `error: …`.
+    pub result: String,
+}
+
+/// A run waiting in a delay, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    recipe: String,
+    trigger: Value,
+    next: usize,
+    vars: Map<String, Value>,
+    wake_at_ms: u64,
+    trace: Trace,
+}
+
+#[derive(Default)]
+struct State {
+    running: usize,
+    queue: VecDeque<Value>,
+    tasks: HashMap<u64, smol::Task<()>>,
+}
+
+/// The recipes of a daemon.
+#[allow(missing_debug_implementations)]
+pub struct Recipes {
+    daemon: Weak<Daemon>,
+    recipes: Vec<Arc<Recipe>>,
+    state: std::sync::Mutex<HashMap<String, State>>,
+    next_run: AtomicU64,
+    schedules: std::sync::Mutex<Vec<smol::Task<()>>>,
+    /// Observers of finished steps (the demo shows them).
+    pub observers: std::sync::Mutex<Vec<smol::channel::Sender<(String, Step)>>>,
+}
+
+fn now_ms() -> u64 {
+    meow_node::now_ms()
+}
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("/").into_bytes()
+}
+
+/// The event a recipe sees for a node event.
+pub fn trigger_event(e: &NodeEvent) -> Option<TriggerEvent> {
+    match e {
+        NodeEvent::Message(item) => {
+            let text = String::from_utf8_lossy(&item.content);
+            match &item.origin {
+                Origin::Contact => Some(message_event(
+                    "message",
+                    &item.from,
+                    &text,
+                    None,
+                    &item.message.to_hex(),
+                )),
+                Origin::Group { name, .. } => Some(message_event(
+                    "group_message",
+                    &item.from,
+                    &text,
+                    Some(name),
+                    &item.message.to_hex(),
+                )),
+                Origin::Broadcast {
+                    server, from_operator, ..
+                } => Some(TriggerEvent::new(
+                    "broadcast",
+                    json!({"text": text, "server": server, "from_operator": from_operator}),
+                )),
+            }
+        }
+        NodeEvent::ContactAdded { name, via_public_card } => Some(TriggerEvent::new(
+            "contact_added",
+            json!({"name": name, "via_directory": via_public_card}),
+        )),
+        _ => None,
+    }
+}
+
+impl Recipes {
+    /// Recipes for a daemon.
+    pub fn new(daemon: Weak<Daemon>, recipes: Vec<Recipe>) -> Arc<Self> {
+        let first_run = now_ms() << 8;
+        Arc::new(Self {
+            daemon,
+            recipes: recipes.into_iter().map(Arc::new).collect(),
+            state: std::sync::Mutex::new(HashMap::new()),
+            next_run: AtomicU64::new(first_run),
+            schedules: std::sync::Mutex::new(Vec::new()),
+            observers: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The loaded recipes.
+    pub fn list(&self) -> Vec<(String, String, usize)> {
+        let state = self.state.lock();
+        self.recipes
+            .iter()
+            .map(|r| {
+                let running = state
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.get(&r.name).map(|s| s.running))
+                    .unwrap_or(0);
+                (
+                    r.name.clone(),
+                    r.trigger_kinds().into_iter().collect::<Vec<_>>().join(", "),
+                    running,
+                )
+            })
+            .collect()
+    }
+
+    /// Starts schedules, resumes delayed runs, fires startup triggers.
+    pub fn start(self: &Arc<Self>) {
+        for r in &self.recipes {
+            for s in r.schedules() {
+                let (me, r) = (self.clone(), r.clone());
+                let task = smol::spawn(async move {
+                    loop {
+                        let Some(next) = s.next_after(chrono::Local::now()) else {
+                            return;
+                        };
+                        let wait = (next - chrono::Local::now()).to_std().unwrap_or(Duration::ZERO);
+                        smol::Timer::after(wait).await;
+                        me.fire(&r, Recipe::schedule_trigger(&s, next));
+                    }
+                });
+                if let Ok(mut t) = self.schedules.lock() {
+                    t.push(task);
+                }
+            }
+        }
+        self.resume_pending();
+        let startup = TriggerEvent::new("startup", json!({}));
+        self.on_trigger_event(&startup);
+    }
+
+    /// Matches a node event against every recipe.
+    pub fn on_event(self: &Arc<Self>, e: &NodeEvent) {
+        if let Some(ev) = trigger_event(e) {
+            self.on_trigger_event(&ev);
+        }
+    }
+
+    fn on_trigger_event(self: &Arc<Self>, ev: &TriggerEvent) {
+        for r in &self.recipes {
+            if let Some(trigger) = r.matches(ev) {
+                self.fire(r, trigger);
+            }
+        }
+    }
+
+    fn fire(self: &Arc<Self>, r: &Arc<Recipe>, trigger: Value) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let st = state.entry(r.name.clone()).or_default();
+        let skip = match r.mode {
+            Mode::Single if st.running > 0 => Some("a run is in progress (mode single)"),
+            Mode::Parallel if st.running >= r.max => Some("too many runs at once (mode parallel)"),
+            Mode::Queued if st.running > 0 && st.queue.len() >= r.max => Some("the queue is full (mode queued)"),
+            Mode::Queued if st.running > 0 => {
+                st.queue.push_back(trigger);
+                return;
+            }
+            Mode::Restart => {
+                for (run, _) in st.tasks.drain() {
+                    tracing::info!(recipe = %r.name, run, "run stopped (mode restart)");
+                }
+                st.running = 0;
+                None
+            }
+            _ => None,
+        };
+        if let Some(why) = skip {
+            tracing::debug!(recipe = %r.name, "trigger ignored: {why}");
+            drop(state);
+            let trace = self.new_trace(r, trigger);
+            self.finish(Trace {
+                result: format!("skipped: {why}"),
+                ..trace
+            });
+            return;
+        }
+        let trace = self.new_trace(r, trigger.clone());
+        self.spawn_run(&mut state, r.clone(), trigger, 0, Map::new(), trace, None);
+    }
+
+    fn new_trace(&self, r: &Recipe, trigger: Value) -> Trace {
+        let run = self.next_run.fetch_add(1, Ordering::Relaxed);
+        Trace {
+            run,
+            recipe: r.name.clone(),
+            started_ms: now_ms(),
+            trigger,
+            steps: Vec::new(),
+            result: "running".into(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_run(
+        self: &Arc<Self>,
+        state: &mut HashMap<String, State>,
+        r: Arc<Recipe>,
+        trigger: Value,
+        next: usize,
+        vars: Map<String, Value>,
+        trace: Trace,
+        wake_at_ms: Option<u64>,
+    ) {
+        let st = state.entry(r.name.clone()).or_default();
+        st.running += 1;
+        let (me, run, name) = (self.clone(), trace.run, r.name.clone());
+        let task = smol::spawn(async move {
+            if let Some(at) = wake_at_ms {
+                smol::Timer::after(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+            }
+            let trace = me.execute(&r, &trigger, next, vars, trace).await;
+            me.finish(trace);
+            me.run_done(&r, run);
+        });
+        st.tasks.insert(run, task);
+        let _ = name;
+    }
+
+    fn run_done(self: &Arc<Self>, r: &Arc<Recipe>, run: u64) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let st = state.entry(r.name.clone()).or_default();
+        if let Some(task) = st.tasks.remove(&run) {
+            task.detach();
+        }
+        st.running = st.running.saturating_sub(1);
+        if let Some(next) = st.queue.pop_front() {
+            let trace = self.new_trace(r, next.clone());
+            self.spawn_run(&mut state, r.clone(), next, 0, Map::new(), trace, None);
+        }
+    }
+
+    fn step(&self, trace: &mut Trace, what: String, outcome: String) {
+        let step = Step {
+            at_ms: now_ms(),
+            what,
+            outcome,
+        };
+        tracing::info!(recipe = %trace.recipe, "{} -> {}", step.what, step.outcome);
+        if let Ok(obs) = self.observers.lock() {
+            for o in obs.iter() {
+                let _ = o.try_send((trace.recipe.clone(), step.clone()));
+            }
+        }
+        trace.steps.push(step);
+    }
+
+    async fn execute(
+        &self,
+        r: &Recipe,
+        trigger: &Value,
+        from: usize,
+        mut vars: Map<String, Value>,
+        mut trace: Trace,
+    ) -> Trace {
+        let Some(d) = self.daemon.upgrade() else { return trace };
+        if from == 0 {
+            let ctx = r.context(trigger, &vars);
+            match r.first_false_condition(&ctx) {
+                Ok(None) => {}
+                Ok(Some(i)) => {
+                    trace.result = format!("skipped: condition {} is false ({})", i + 1, r.conditions()[i]);
+                    return trace;
+                }
+                Err(e) => {
+                    trace.result = format!("error: {e}");
+                    return trace;
+                }
+            }
+        }
+        for i in from..r.action_count() {
+            let ctx = r.context(trigger, &vars);
+            let action = match r.render(i, &ctx) {
+                Ok(a) => a,
+                Err(e) => {
+                    trace.result = format!("error: {e}");
+                    return trace;
+                }
+            };
+            let what = action.to_string();
+            let outcome = match action {
+                Rendered::Delay(wait) => {
+                    let wake_at_ms = now_ms() + wait.as_millis() as u64;
+                    trace.result = format!("waiting until {}", crate::util::format_time(wake_at_ms));
+                    let pending = Pending {
+                        recipe: r.name.clone(),
+                        trigger: trigger.clone(),
+                        next: i + 1,
+                        vars: vars.clone(),
+                        wake_at_ms,
+                        trace: trace.clone(),
+                    };
+                    if let Err(e) = self.save_pending(&d.vault(), &pending) {
+                        trace.result = format!("error: storing the delay: {e}");
+                        return trace;
+                    }
+                    self.step(&mut trace, what, "waiting".into());
+                    smol::Timer::after(Duration::from_millis(wake_at_ms.saturating_sub(now_ms()))).await;
+                    continue;
+                }
+                other => match self.act(&d, r, trigger, &mut vars, other).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.step(&mut trace, what, format!("failed: {e}"));
+                        trace.result = format!("error: {e}");
+                        return trace;
+                    }
+                },
+            };
+            self.step(&mut trace, what, outcome);
+        }
+        trace.result = "done".into();
+        trace
+    }
+
+    async fn act(
+        &self,
+        d: &Arc<Daemon>,
+        r: &Recipe,
+        trigger: &Value,
+        vars: &mut Map<String, Value>,
+        a: Rendered,
+    ) -> anyhow::Result<String> {
+        let send = |to: String, text: String| async move {
+            let item = d
+                .node
+                .lock()
+                .await
+                .queue_message(&to, meow_proto::ContentType::TEXT, text.into_bytes())?;
+            Ok::<_, anyhow::Error>(match sync::deliver(&d.node, item).await? {
+                sync::Delivery::Delivered { .. } => "delivered".to_owned(),
+                sync::Delivery::Queued { reason } => format!("queued ({reason})"),
+            })
+        };
+        Ok(match a {
+            Rendered::Send { to, text } => send(to, text).await?,
+            Rendered::Reply { text } => {
+                let to = trigger["sender"]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("the trigger has no sender"))?
+                    .to_owned();
+                send(to, text).await?
+            }
+            Rendered::GroupSend { group, text } => {
+                let n = super::groups_send(d, &group, &text).await?;
+                format!("sent to {n} members")
+            }
+            Rendered::Broadcast { text } => {
+                let (server, id) = sync::broadcast(&d.node, &text).await?;
+                format!("broadcast {id} on {server}")
+            }
+            Rendered::Call { plugin, text } => {
+                let ev = Event::Message(MessageEvent {
+                    id: format!("recipe-{}", now_ms()),
+                    sender: format!("recipe:{}", r.name),
+                    content_type: "text".into(),
+                    body: text.clone().into_bytes(),
+                    text: Some(text),
+                    sent_at: now_ms(),
+                    group: None,
+                });
+                if d.deliver_to(&plugin, ev) {
+                    "handed to the plugin".into()
+                } else {
+                    anyhow::bail!("no plugin instance {plugin:?}")
+                }
+            }
+            Rendered::Set { key: k, value } => {
+                let vault = d.vault();
+                let mut b = vault.batch();
+                b.put(
+                    Table::Recipes,
+                    &key(&["kv", &k]),
+                    value.as_bytes(),
+                    &mut meow_proto::os_rng(),
+                );
+                b.commit()?;
+                "stored".into()
+            }
+            Rendered::Get { key: k, into, default } => {
+                let vault = d.vault();
+                let v = vault
+                    .get(Table::Recipes, &key(&["kv", &k]))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                let found = v.is_some();
+                vars.insert(into, Value::String(v.or(default).unwrap_or_default()));
+                if found {
+                    "read".into()
+                } else {
+                    "not set: default used".into()
+                }
+            }
+            Rendered::Log { level, text } => {
+                match level {
+                    meow_recipe::Level::Debug => tracing::debug!(recipe = %r.name, "{text}"),
+                    meow_recipe::Level::Info => tracing::info!(recipe = %r.name, "{text}"),
+                    meow_recipe::Level::Warn => tracing::warn!(recipe = %r.name, "{text}"),
+                    meow_recipe::Level::Error => tracing::error!(recipe = %r.name, "{text}"),
+                }
+                "logged".into()
+            }
+            Rendered::DirectoryPublish { description, tags } => {
+                super::directory_publish(d, &description, &tags).await?;
+                "published".into()
+            }
+            Rendered::Delay(_) => "".into(),
+        })
+    }
+
+    fn save_pending(&self, vault: &meow_store::vault::Vault, p: &Pending) -> anyhow::Result<()> {
+        let mut b = vault.batch();
+        b.put(
+            Table::Recipes,
+            &key(&["pending", &format!("{:016x}", p.trace.run)]),
+            &serde_json::to_vec(p)?,
+            &mut meow_proto::os_rng(),
+        );
+        b.commit()?;
+        Ok(())
+    }
+
+    fn finish(&self, trace: Trace) {
+        let Some(d) = self.daemon.upgrade() else { return };
+        let vault = d.vault();
+        let run = format!("{:016x}", trace.run);
+        let mut b = vault.batch();
+        b.delete(Table::Recipes, &key(&["pending", &run]));
+        if let Ok(json) = serde_json::to_vec(&trace) {
+            b.put(
+                Table::Recipes,
+                &key(&["trace", &trace.recipe, &run]),
+                &json,
+                &mut meow_proto::os_rng(),
+            );
+        }
+        if let Err(e) = b.commit() {
+            tracing::error!(recipe = %trace.recipe, "storing the trace: {e}");
+        }
+        tracing::debug!(recipe = %trace.recipe, run = %run, result = %trace.result, "run finished");
+        prune_traces(&vault, &trace.recipe);
+    }
+
+    fn resume_pending(self: &Arc<Self>) {
+        let Some(d) = self.daemon.upgrade() else { return };
+        let records = d.vault().scan(Table::Recipes).unwrap_or_default();
+        let Ok(mut state) = self.state.lock() else { return };
+        for (k, v) in records {
+            if !k.starts_with(b"pending/") {
+                continue;
+            }
+            let Ok(p) = serde_json::from_slice::<Pending>(&v) else {
+                continue;
+            };
+            match self.recipes.iter().find(|r| r.name == p.recipe) {
+                Some(r) => {
+                    tracing::info!(recipe = %p.recipe, "resuming a run waiting until {}", crate::util::format_time(p.wake_at_ms));
+                    self.next_run.fetch_max(p.trace.run + 1, Ordering::Relaxed);
+                    self.spawn_run(
+                        &mut state,
+                        r.clone(),
+                        p.trigger,
+                        p.next,
+                        p.vars,
+                        p.trace,
+                        Some(p.wake_at_ms),
+                    );
+                }
+                None => {
+                    tracing::warn!(recipe = %p.recipe, "a delayed run of a recipe that is no longer loaded is dropped")
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the newest traces of a recipe.
+fn prune_traces(vault: &meow_store::vault::Vault, recipe: &str) {
+    let prefix = key(&["trace", recipe, ""]);
+    let Ok(all) = vault.scan(Table::Recipes) else { return };
+    let mut keys: Vec<Vec<u8>> = all
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    if keys.len() <= TRACES_KEPT {
+        return;
+    }
+    keys.sort();
+    let mut b = vault.batch();
+    for k in &keys[..keys.len() - TRACES_KEPT] {
+        b.delete(Table::Recipes, k);
+    }
+    let _ = b.commit();
+}
+
+/// The stored traces of a recipe, oldest first.
+pub fn traces(vault: &meow_store::vault::Vault, recipe: &str) -> anyhow::Result<Vec<Trace>> {
+    let prefix = key(&["trace", recipe, ""]);
+    let mut v: Vec<(Vec<u8>, Trace)> = vault
+        .scan(Table::Recipes)?
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<Trace> = v.into_iter().map(|(_, t)| t).collect();
+    // Runs still waiting have no finished trace yet: show their pending state.
+    for (k, val) in vault.scan(Table::Recipes)? {
+        if k.starts_with(b"pending/")
+            && let Ok(p) = serde_json::from_slice::<Pending>(&val)
+            && p.recipe == recipe
+        {
+            out.push(p.trace);
+        }
+    }
+    Ok(out)
+}
