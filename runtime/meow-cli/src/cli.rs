@@ -90,6 +90,15 @@ pub enum Command {
     /// Recipes: check, dry-run, traces.
     #[command(subcommand)]
     Recipe(RecipeCmd),
+    /// A simulated IoT sensor: report readings to a contact every few seconds.
+    #[command(
+        after_help = "Example:\n  MEOW_HOME=./sensor meow sensor --to hub --every 5s\n\nEach reading is compact JSON ({\"t\":21.4,\"h\":41,\"n\":3}) sealed in the\nsmallest envelope class: 176 bytes, one LoRa frame when sent per packet."
+    )]
+    Sensor(SensorArgs),
+    /// The main job, with no setup: a hub runtime (server, plugins, recipes), a sensor and an
+    /// owner, in a demo folder, showing the flow as it happens.
+    #[command(after_help = "Example:\n  cargo run --release -- demo\n  meow demo --seconds 60 --dir ./meow-demo")]
+    Demo(DemoArgs),
     /// Run the daemon: the embedded server, plugins and recipes of a meow.yaml.
     #[command(
         after_help = "Examples:\n  meow run                          uses ./meow.yaml if present\n  meow run --config examples/chat-bot/meow.yaml --watch\n\nWhile it runs, other meow commands on the same home go through it\n(a control socket in the home), so `meow send`, `meow inbox`… keep working."
@@ -469,4 +478,36 @@ pub enum RecipeCmd {
     /// List the recipes the running daemon loaded.
     #[command(after_help = "Example:\n  meow recipe list")]
     List,
+}
+
+#[derive(Debug, Args)]
+pub struct SensorArgs {
+    /// The contact receiving the readings.
+    #[arg(long)]
+    pub to: String,
+    /// Time between readings.
+    #[arg(long, default_value = "5s")]
+    pub every: String,
+    /// Stop after this many readings.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Reading from which a heat spike (over 30 °C) is simulated.
+    #[arg(long, default_value_t = 6)]
+    pub hot_at: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo homes here (default: a new temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// How long the demo runs.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Where the built plugins are (built on first run if missing).
+    #[arg(long)]
+    pub plugins: Option<PathBuf>,
 }

@@ -6,9 +6,11 @@
 
 mod bench;
 mod cli;
+mod cmd_demo;
 mod cmd_home;
 mod cmd_plugin;
 mod cmd_recipe;
+mod cmd_sensor;
 mod cmd_server;
 mod cmd_social;
 mod run;
@@ -123,6 +125,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Init(args) => init(&home, pw_file.as_deref(), args).map(|()| 0),
         Command::Run(args) => run_daemon(cli.home.as_deref(), pw_file.as_deref(), args).map(|()| 0),
+        Command::Demo(args) => cmd_demo::run(args).map(|()| 0),
+        Command::Sensor(args) => {
+            let every = util::parse_duration(&args.every)?;
+            let password = util::password(pw_file.as_deref(), false)?;
+            let node = Mutex::new(Node::open(&home, password.as_bytes())?);
+            let mut sim = cmd_sensor::Simulator::new(args.seed, args.hot_at);
+            smol::block_on(cmd_sensor::run(&node, &args.to, every, args.count, &mut sim)).map(|()| 0)
+        }
         Command::Plugin(PluginCmd::Build { sources, out }) => {
             for line in cmd_plugin::build(&sources, &out)? {
                 println!("built {line}");
