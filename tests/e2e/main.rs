@@ -7,5 +7,6 @@
 
 mod home;
 mod plugins;
+mod recipes;
 mod server;
 mod support;

@@ -253,8 +253,11 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .unwrap();
-        let d = Self { proc: Proc(child), log };
+        let mut d = Self { proc: Proc(child), log };
         wait_for("the daemon's control socket", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = d.proc.0.try_wait() {
+                panic!("meow run exited ({status}):\n{}", d.log_text());
+            }
             home.dir.join("control.sock").exists().then_some(())
         });
         d

@@ -334,6 +334,7 @@ impl Recipes {
             let outcome = match action {
                 Rendered::Delay(wait) => {
                     let wake_at_ms = now_ms() + wait.as_millis() as u64;
+                    self.step(&mut trace, what, "waiting".into());
                     trace.result = format!("waiting until {}", crate::util::format_time(wake_at_ms));
                     let pending = Pending {
                         recipe: r.name.clone(),
@@ -347,7 +348,6 @@ impl Recipes {
                         trace.result = format!("error: storing the delay: {e}");
                         return trace;
                     }
-                    self.step(&mut trace, what, "waiting".into());
                     smol::Timer::after(Duration::from_millis(wake_at_ms.saturating_sub(now_ms()))).await;
                     continue;
                 }
