@@ -9,4 +9,5 @@ mod home;
 mod plugins;
 mod recipes;
 mod server;
+mod social;
 mod support;

@@ -188,6 +188,62 @@ fn register_timers(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
     meow.set("timers", timers)
 }
 
+fn register_social(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+    let groups = lua.create_table()?;
+    let h = host.clone();
+    groups.set(
+        "send",
+        lua.create_function(move |lua, (g, text): (String, String)| outcome(lua, h.group_send(&g, &text)))?,
+    )?;
+    let h = host.clone();
+    groups.set(
+        "names",
+        lua.create_function(move |_, ()| h.group_names().map_err(lua_err))?,
+    )?;
+    let h = host.clone();
+    groups.set(
+        "members",
+        lua.create_function(move |_, g: String| h.group_members(&g).map_err(lua_err))?,
+    )?;
+    meow.set("groups", groups)?;
+    let h = host.clone();
+    meow.set(
+        "broadcast",
+        lua.create_function(move |lua, text: String| outcome(lua, h.broadcast(&text)))?,
+    )?;
+    let directory = lua.create_table()?;
+    let h = host.clone();
+    directory.set(
+        "publish",
+        lua.create_function(move |lua, (d, tags): (String, Option<Vec<String>>)| {
+            outcome(lua, h.directory_publish(&d, tags.unwrap_or_default()))
+        })?,
+    )?;
+    let h = host.clone();
+    directory.set(
+        "withdraw",
+        lua.create_function(move |lua, ()| outcome(lua, h.directory_withdraw()))?,
+    )?;
+    let h = host.clone();
+    directory.set(
+        "search",
+        lua.create_function(move |lua, words: String| {
+            let found = h.directory_search(&words).map_err(lua_err)?;
+            let out = lua.create_table()?;
+            for (i, e) in found.into_iter().enumerate() {
+                let t = lua.create_table()?;
+                t.set("nickname", e.nickname)?;
+                t.set("description", e.description)?;
+                t.set("tags", e.tags)?;
+                t.set("card", e.card)?;
+                out.set(i + 1, t)?;
+            }
+            Ok(out)
+        })?,
+    )?;
+    meow.set("directory", directory)
+}
+
 fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
     for (name, level) in [
         ("debug", Level::Debug),
@@ -386,6 +442,7 @@ impl meow_plugin::Engine for LuaEngine {
         register_kv(&lua, &meow, &host).map_err(stop)?;
         register_timers(&lua, &meow, &host).map_err(stop)?;
         register_log_and_node(&lua, &meow, &host).map_err(stop)?;
+        register_social(&lua, &meow, &host).map_err(stop)?;
         lua.globals().set("meow", meow).map_err(stop)?;
         lua.set_memory_limit(limits.memory_bytes).map_err(stop)?;
 

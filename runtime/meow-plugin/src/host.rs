@@ -55,6 +55,19 @@ pub struct NodeInfo {
     pub now: u64,
 }
 
+/// A directory entry, as plugins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryListing {
+    /// The publisher's nickname.
+    pub nickname: Option<String>,
+    /// Their description.
+    pub description: String,
+    /// Their tags.
+    pub tags: Vec<String>,
+    /// The public card's text.
+    pub card: String,
+}
+
 /// What the runtime provides to instances. Calls are synchronous and quick: sending only queues.
 pub trait Services: Send + Sync {
     /// Queues a message to a contact.
@@ -77,6 +90,20 @@ pub trait Services: Send + Sync {
     fn node_info(&self, instance: &str) -> NodeInfo;
     /// Logs a line for the instance.
     fn log(&self, instance: &str, level: Level, message: &str);
+    /// Queues a message to a group.
+    fn group_send(&self, instance: &str, group: &str, text: &str) -> Result<(), HostError>;
+    /// The groups this home is in.
+    fn group_names(&self, instance: &str) -> Result<Vec<String>, HostError>;
+    /// A group's members.
+    fn group_members(&self, instance: &str, group: &str) -> Result<Vec<String>, HostError>;
+    /// Queues an emergency broadcast.
+    fn broadcast(&self, instance: &str, text: &str) -> Result<(), HostError>;
+    /// Queues the publication of this home's directory entry.
+    fn directory_publish(&self, instance: &str, description: &str, tags: Vec<String>) -> Result<(), HostError>;
+    /// Queues the withdrawal of this home's directory entry.
+    fn directory_withdraw(&self, instance: &str) -> Result<(), HostError>;
+    /// Searches the directory (waits for the server).
+    fn directory_search(&self, instance: &str, words: &str) -> Result<Vec<DirectoryListing>, HostError>;
 }
 
 /// One instance's access to the services: its name and its granted capabilities.
@@ -166,6 +193,48 @@ impl Host {
     pub fn cancel_timer(&self, id: u64) -> Result<(), HostError> {
         self.require(Capability::Timers)?;
         self.services.cancel_timer(&self.instance, id)
+    }
+
+    /// Sends to a group (capability groups).
+    pub fn group_send(&self, group: &str, text: &str) -> Result<(), HostError> {
+        self.require(Capability::Groups)?;
+        self.services.group_send(&self.instance, group, text)
+    }
+
+    /// Group names (capability groups).
+    pub fn group_names(&self) -> Result<Vec<String>, HostError> {
+        self.require(Capability::Groups)?;
+        self.services.group_names(&self.instance)
+    }
+
+    /// Group members (capability groups).
+    pub fn group_members(&self, group: &str) -> Result<Vec<String>, HostError> {
+        self.require(Capability::Groups)?;
+        self.services.group_members(&self.instance, group)
+    }
+
+    /// Broadcasts (capability broadcast).
+    pub fn broadcast(&self, text: &str) -> Result<(), HostError> {
+        self.require(Capability::Broadcast)?;
+        self.services.broadcast(&self.instance, text)
+    }
+
+    /// Publishes the directory entry (capability directory).
+    pub fn directory_publish(&self, description: &str, tags: Vec<String>) -> Result<(), HostError> {
+        self.require(Capability::Directory)?;
+        self.services.directory_publish(&self.instance, description, tags)
+    }
+
+    /// Withdraws the directory entry (capability directory).
+    pub fn directory_withdraw(&self) -> Result<(), HostError> {
+        self.require(Capability::Directory)?;
+        self.services.directory_withdraw(&self.instance)
+    }
+
+    /// Searches the directory (capability directory).
+    pub fn directory_search(&self, words: &str) -> Result<Vec<DirectoryListing>, HostError> {
+        self.require(Capability::Directory)?;
+        self.services.directory_search(&self.instance, words)
     }
 
     /// Node information (always allowed).

@@ -12,7 +12,7 @@ mod host;
 mod manifest;
 
 pub use event::{BroadcastEvent, Event, MessageEvent};
-pub use host::{Host, HostError, Level, NodeInfo, Services};
+pub use host::{DirectoryListing, Host, HostError, Level, NodeInfo, Services};
 pub use manifest::{Capability, ConfigField, FieldType, Kind, Manifest, Plugin, PluginError, pin, sha256_hex};
 
 /// Why a call into a plugin failed.

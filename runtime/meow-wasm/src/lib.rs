@@ -135,6 +135,49 @@ impl meow::bot::node::Host for State {
     }
 }
 
+impl meow::bot::groups::Host for State {
+    fn send(&mut self, group: String, text: String) -> Result<(), types::Error> {
+        self.host.group_send(&group, &text).map_err(wit_error)
+    }
+
+    fn names(&mut self) -> Result<Vec<String>, types::Error> {
+        self.host.group_names().map_err(wit_error)
+    }
+
+    fn members(&mut self, group: String) -> Result<Vec<String>, types::Error> {
+        self.host.group_members(&group).map_err(wit_error)
+    }
+}
+
+impl meow::bot::broadcast::Host for State {
+    fn send(&mut self, text: String) -> Result<(), types::Error> {
+        self.host.broadcast(&text).map_err(wit_error)
+    }
+}
+
+impl meow::bot::directory::Host for State {
+    fn publish(&mut self, description: String, tags: Vec<String>) -> Result<(), types::Error> {
+        self.host.directory_publish(&description, tags).map_err(wit_error)
+    }
+
+    fn withdraw(&mut self) -> Result<(), types::Error> {
+        self.host.directory_withdraw().map_err(wit_error)
+    }
+
+    fn search(&mut self, words: String) -> Result<Vec<meow::bot::directory::Entry>, types::Error> {
+        let found = self.host.directory_search(&words).map_err(wit_error)?;
+        Ok(found
+            .into_iter()
+            .map(|e| meow::bot::directory::Entry {
+                nickname: e.nickname,
+                description: e.description,
+                tags: e.tags,
+                card: e.card,
+            })
+            .collect())
+    }
+}
+
 fn wit_event(e: &Event) -> types::Event {
     match e {
         Event::Startup => types::Event::Startup,

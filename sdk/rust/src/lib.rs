@@ -44,7 +44,7 @@ pub mod bindings {
 mod config;
 
 pub use bindings::meow::bot::types::{Broadcast, Error, Event, Level, Message, Timer};
-pub use bindings::meow::bot::{kv, messaging, node, timers};
+pub use bindings::meow::bot::{broadcast, directory, groups, kv, messaging, node, timers};
 pub use config::Config;
 
 /// Logging helpers (always allowed).

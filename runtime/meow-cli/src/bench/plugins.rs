@@ -48,6 +48,27 @@ impl Services for Null {
         }
     }
     fn log(&self, _: &str, _: Level, _: &str) {}
+    fn group_send(&self, _: &str, _: &str, _: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn group_names(&self, _: &str) -> Result<Vec<String>, HostError> {
+        Ok(vec![])
+    }
+    fn group_members(&self, _: &str, _: &str) -> Result<Vec<String>, HostError> {
+        Ok(vec![])
+    }
+    fn broadcast(&self, _: &str, _: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn directory_publish(&self, _: &str, _: &str, _: Vec<String>) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn directory_withdraw(&self, _: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn directory_search(&self, _: &str, _: &str) -> Result<Vec<meow_plugin::DirectoryListing>, HostError> {
+        Ok(vec![])
+    }
 }
 
 fn message(size: usize) -> Event {

@@ -267,6 +267,26 @@ impl Daemon {
                     Err(e) => tracing::warn!(plugin = %instance, %to, "cannot send: {e}"),
                 }
             }
+            Command::GroupSend { instance, group, text } => match groups_send(self, &group, &text).await {
+                Ok(n) => tracing::debug!(plugin = %instance, %group, "group message sent to {n} members"),
+                Err(e) => tracing::warn!(plugin = %instance, %group, "group send failed: {e:#}"),
+            },
+            Command::Broadcast { instance, text } => match sync::broadcast(&self.node, &text).await {
+                Ok((server, id)) => tracing::info!(plugin = %instance, "broadcast {id} accepted by {server}"),
+                Err(e) => tracing::warn!(plugin = %instance, "broadcast refused: {e}"),
+            },
+            Command::DirectoryPublish {
+                instance,
+                description,
+                tags,
+            } => match sync::directory_publish(&self.node, &description, &tags).await {
+                Ok((server, _)) => tracing::info!(plugin = %instance, "directory entry published on {server}"),
+                Err(e) => tracing::warn!(plugin = %instance, "directory publish failed: {e}"),
+            },
+            Command::DirectoryWithdraw { instance } => match sync::directory_withdraw(&self.node).await {
+                Ok(server) => tracing::info!(plugin = %instance, "directory entry withdrawn from {server}"),
+                Err(e) => tracing::warn!(plugin = %instance, "directory withdraw failed: {e}"),
+            },
             Command::Timer { instance, id, name } => {
                 let sups = self.supervisors.lock();
                 if let Ok(sups) = sups
@@ -378,26 +398,38 @@ pub async fn start(home: &Path, node: Node, cfg: RunConfig, watch: bool) -> anyh
         node.ensure_server(&card)?;
     }
     let (cmd_tx, cmd_rx) = smol::channel::unbounded();
+    let vault = node.vault();
+    let contacts: Vec<String> = node.contacts().iter().map(|c| c.name.clone()).collect();
+    let (nickname, fingerprint) = (node.display_name().map(str::to_owned), node.user_public().fingerprint());
+    let node = Arc::new(Mutex::new(node));
     let services = Arc::new(RuntimeServices::new(
-        node.vault(),
+        node.clone(),
+        vault.clone(),
         cmd_tx,
-        node.display_name().map(str::to_owned),
-        node.user_public().fingerprint(),
+        nickname,
+        fingerprint,
     ));
-    services.set_contacts(node.contacts().iter().map(|c| c.name.clone()).collect());
+    services.set_contacts(contacts.clone());
     let (stop, stop_rx) = smol::channel::bounded(1);
+    let groups = node
+        .lock()
+        .await
+        .groups()?
+        .into_iter()
+        .filter(|g| !g.left)
+        .map(|g| g.name)
+        .collect();
     let check = meow_recipe::CheckContext {
-        contacts: Some(node.contacts().iter().map(|c| c.name.clone()).collect()),
-        groups: None,
+        contacts: Some(contacts),
+        groups: Some(groups),
         plugins: Some(cfg.plugins.iter().map(|p| p.name.clone()).collect()),
     };
     let mut loaded = Vec::new();
     for file in cfg.recipe_files()? {
         loaded.push(meow_recipe::Recipe::load_file(&file, &check)?);
     }
-    let vault = node.vault();
     let daemon = Arc::new(Daemon {
-        node: Arc::new(Mutex::new(node)),
+        node,
         services,
         supervisors: std::sync::Mutex::new(BTreeMap::new()),
         instance_configs: cfg.plugins.clone(),
@@ -532,13 +564,13 @@ async fn handle_control(d: &Arc<Daemon>, req: control::Request) -> Reply {
 }
 
 /// Sends text to every member of a group (groups: see the node's group module).
-pub async fn groups_send(d: &Arc<Daemon>, group: &str, text: &str) -> anyhow::Result<usize> {
+pub async fn groups_send(d: &Daemon, group: &str, text: &str) -> anyhow::Result<usize> {
     let report = sync::group_send(&d.node, group, meow_proto::ContentType::TEXT, text.as_bytes().to_vec()).await?;
     Ok(report.len())
 }
 
 /// Publishes (or refreshes) this home's directory entry.
-pub async fn directory_publish(d: &Arc<Daemon>, description: &str, tags: &[String]) -> anyhow::Result<()> {
+pub async fn directory_publish(d: &Daemon, description: &str, tags: &[String]) -> anyhow::Result<()> {
     sync::directory_publish(&d.node, description, tags).await?;
     Ok(())
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use meow_node::Node;
 use meow_node::Table;
-use meow_plugin::{HostError, Level, NodeInfo, Services};
+use meow_plugin::{DirectoryListing, HostError, Level, NodeInfo, Services};
 use meow_store::vault::Vault;
 use smol::channel::Sender;
 
@@ -24,6 +25,36 @@ pub enum Command {
         content_type: meow_proto::ContentType,
         /// The content.
         body: Vec<u8>,
+    },
+    /// Send text to a group.
+    GroupSend {
+        /// Who asked.
+        instance: String,
+        /// The group.
+        group: String,
+        /// The text.
+        text: String,
+    },
+    /// Publish an emergency broadcast.
+    Broadcast {
+        /// Who asked.
+        instance: String,
+        /// The text.
+        text: String,
+    },
+    /// Publish the directory entry.
+    DirectoryPublish {
+        /// Who asked.
+        instance: String,
+        /// The description.
+        description: String,
+        /// The tags.
+        tags: Vec<String>,
+    },
+    /// Withdraw the directory entry.
+    DirectoryWithdraw {
+        /// Who asked.
+        instance: String,
     },
     /// A plugin timer fired.
     Timer {
@@ -59,6 +90,7 @@ struct LogBucket {
 
 /// The runtime's side of the plugin host API.
 pub struct RuntimeServices {
+    node: Arc<smol::lock::Mutex<Node>>,
     vault: Arc<Vault>,
     commands: Sender<Command>,
     contacts: RwLock<Vec<String>>,
@@ -105,8 +137,15 @@ fn kv_key(instance: &str, key: &str) -> Vec<u8> {
 
 impl RuntimeServices {
     /// Services over the home's vault, handing work to `commands`.
-    pub fn new(vault: Arc<Vault>, commands: Sender<Command>, nickname: Option<String>, fingerprint: String) -> Self {
+    pub fn new(
+        node: Arc<smol::lock::Mutex<Node>>,
+        vault: Arc<Vault>,
+        commands: Sender<Command>,
+        nickname: Option<String>,
+        fingerprint: String,
+    ) -> Self {
         Self {
+            node,
             vault,
             commands,
             contacts: RwLock::new(Vec::new()),
@@ -317,6 +356,78 @@ impl Services for RuntimeServices {
             contacts: self.contacts.read().map(|c| c.clone()).unwrap_or_default(),
             now: meow_node::now_ms(),
         }
+    }
+
+    fn group_send(&self, instance: &str, group: &str, text: &str) -> Result<(), HostError> {
+        self.group_members(instance, group)?;
+        self.queue(Command::GroupSend {
+            instance: instance.to_owned(),
+            group: group.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+
+    fn group_names(&self, _: &str) -> Result<Vec<String>, HostError> {
+        let groups = self
+            .node
+            .lock_blocking()
+            .groups()
+            .map_err(|e| HostError::Failed(e.to_string()))?;
+        Ok(groups.into_iter().filter(|g| !g.left).map(|g| g.name).collect())
+    }
+
+    fn group_members(&self, _: &str, group: &str) -> Result<Vec<String>, HostError> {
+        let groups = self
+            .node
+            .lock_blocking()
+            .groups()
+            .map_err(|e| HostError::Failed(e.to_string()))?;
+        groups
+            .into_iter()
+            .find(|g| g.name == group && !g.left)
+            .map(|g| meow_node::groups::member_names(&g))
+            .ok_or_else(|| HostError::NotFound(format!("no group named {group:?}")))
+    }
+
+    fn broadcast(&self, instance: &str, text: &str) -> Result<(), HostError> {
+        if text.len() > meow_proto::broadcast::MAX_BROADCAST_TEXT {
+            return Err(HostError::Invalid("a broadcast is at most 1024 bytes".into()));
+        }
+        self.queue(Command::Broadcast {
+            instance: instance.to_owned(),
+            text: text.to_owned(),
+        })
+    }
+
+    fn directory_publish(&self, instance: &str, description: &str, tags: Vec<String>) -> Result<(), HostError> {
+        if description.len() > meow_proto::directory::MAX_DESCRIPTION {
+            return Err(HostError::Invalid("a description is at most 280 bytes".into()));
+        }
+        self.queue(Command::DirectoryPublish {
+            instance: instance.to_owned(),
+            description: description.to_owned(),
+            tags,
+        })
+    }
+
+    fn directory_withdraw(&self, instance: &str) -> Result<(), HostError> {
+        self.queue(Command::DirectoryWithdraw {
+            instance: instance.to_owned(),
+        })
+    }
+
+    fn directory_search(&self, _: &str, words: &str) -> Result<Vec<DirectoryListing>, HostError> {
+        let found = smol::block_on(meow_node::sync::directory_search(&self.node, Some(words), 20))
+            .map_err(|e| HostError::Failed(e.to_string()))?;
+        Ok(found
+            .into_iter()
+            .map(|e| DirectoryListing {
+                nickname: e.card.body.nickname.clone(),
+                description: e.description.clone(),
+                tags: e.tags.clone(),
+                card: e.card.to_text(),
+            })
+            .collect())
     }
 
     fn log(&self, instance: &str, level: Level, message: &str) {
