@@ -18,13 +18,15 @@ fn cards_through_files_messages_both_ways_rotation_in_flight_and_a_server_restar
     let card = server.card.to_text();
     let alice = Home::init(tmp.path().join("alice"), "alice");
     let bob = Home::init(tmp.path().join("bob"), "bob");
+    // A long contact name: a grep of encrypted files cannot match it by chance.
+    let bob_name = "bob-the-contact";
     alice.meow(&["servers", "add", &card]).ok();
     bob.meow(&["servers", "add", &card]).ok();
 
     // Cards through files.
     let inv = tmp.path().join("for-bob.meowcard");
     let ans = tmp.path().join("for-alice.meowcard");
-    alice.meow(&["invite", "bob", "--out", inv.to_str().unwrap()]).ok();
+    alice.meow(&["invite", bob_name, "--out", inv.to_str().unwrap()]).ok();
     bob.meow(&[
         "accept",
         inv.to_str().unwrap(),
@@ -37,31 +39,50 @@ fn cards_through_files_messages_both_ways_rotation_in_flight_and_a_server_restar
     alice.meow(&["accept", ans.to_str().unwrap()]).ok();
 
     // Both directions.
-    alice.meow(&["send", "bob", "a1"]).ok();
-    alice.meow(&["send", "bob", "a2"]).ok();
-    bob.meow(&["send", "alice", "b1"]).ok();
+    alice.meow(&["send", bob_name, "a1: quokka-a1-text"]).ok();
+    alice.meow(&["send", bob_name, "a2: quokka-a2-text"]).ok();
+    bob.meow(&["send", "alice", "b1: quokka-b1-text"]).ok();
 
     // Alice rotates while messages are in flight both ways.
-    alice.meow(&["rotate", "bob"]).ok();
-    alice.meow(&["send", "bob", "a3"]).ok();
-    bob.meow(&["send", "alice", "b2"]).ok(); // sealed to Alice's old keys
+    alice.meow(&["rotate", bob_name]).ok();
+    alice.meow(&["send", bob_name, "a3: quokka-a3-text"]).ok();
+    bob.meow(&["send", "alice", "b2: quokka-b2-text"]).ok(); // sealed to Alice's old keys
 
     // The server dies in the middle: sends are queued, nothing is lost.
     server.kill9();
-    alice.meow(&["send", "bob", "a4"]).fails_with(75, "queued");
-    bob.meow(&["send", "alice", "b3"]).fails_with(75, "queued");
+    alice
+        .meow(&["send", bob_name, "a4: quokka-a4-text"])
+        .fails_with(75, "queued");
+    bob.meow(&["send", "alice", "b3: quokka-b3-text"])
+        .fails_with(75, "queued");
     let server = ServerProc::start_on(&data, port, &[]);
 
     // Bob reads (his queued b3 goes out first), learns of the rotation, acknowledges, answers.
     bob.meow(&["inbox"]).ok();
-    bob.meow(&["send", "alice", "b4"]).ok(); // to Alice's new keys
+    bob.meow(&["send", "alice", "b4: quokka-b4-text"]).ok(); // to Alice's new keys
     alice.meow(&["inbox"]).ok(); // delivers a4, reads b1..b4
     bob.meow(&["inbox"]).ok();
 
     let at_bob = bob.texts();
     let at_alice = alice.texts();
-    exactly_once(&at_bob, &["a1", "a2", "a3", "a4"]);
-    exactly_once(&at_alice, &["b1", "b2", "b3", "b4"]);
+    exactly_once(
+        &at_bob,
+        &[
+            "a1: quokka-a1-text",
+            "a2: quokka-a2-text",
+            "a3: quokka-a3-text",
+            "a4: quokka-a4-text",
+        ],
+    );
+    exactly_once(
+        &at_alice,
+        &[
+            "b1: quokka-b1-text",
+            "b2: quokka-b2-text",
+            "b3: quokka-b3-text",
+            "b4: quokka-b4-text",
+        ],
+    );
     assert_eq!(at_bob.len(), 4, "{at_bob:?}");
     assert_eq!(at_alice.len(), 4, "{at_alice:?}");
 
@@ -72,14 +93,14 @@ fn cards_through_files_messages_both_ways_rotation_in_flight_and_a_server_restar
 
     // Nothing readable in the vault: names, texts, secret key bytes.
     let node = meow_node::Node::open(&alice.dir, alice.password.as_bytes()).unwrap();
-    let conv = &node.contact("bob").unwrap().conversation;
+    let conv = &node.contact(bob_name).unwrap().conversation;
     let secrets = [
         conv.contact_key.seed().to_vec(),
         conv.current().conversation.secret_bytes().to_vec(),
         conv.current().lookup.seed().to_vec(),
     ];
     drop(node);
-    for needle in [b"bob".as_slice(), b"alice", b"a1", b"b4"]
+    for needle in [bob_name.as_bytes(), b"a1: quokka-a1-text", b"b4: quokka-b4-text"]
         .into_iter()
         .chain(secrets.iter().map(Vec::as_slice))
     {

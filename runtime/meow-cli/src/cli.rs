@@ -117,6 +117,19 @@ pub enum BenchCmd {
     /// Server throughput and latency (deposit -> poll -> ack, durable), against Mosquitto when installed.
     #[command(after_help = "Example:\n  cargo run --release -p meow-cli -- bench server")]
     Server(BenchServerArgs),
+    /// One group message to many members: time and bytes on the wire.
+    #[command(after_help = "Example:\n  cargo run --release -p meow-cli -- bench group --members 100")]
+    Group {
+        /// Members in the group.
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Sends measured (the best is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Plugin dispatch cost (WASM and Lua) and `meow run` start-up time with 10 instances.
     #[command(
         after_help = "Example:\n  cargo run --release -p meow-cli -- plugin build plugins\n  cargo run --release -p meow-cli -- bench plugins"

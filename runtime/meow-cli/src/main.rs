@@ -120,6 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             mosquitto: !a.no_mosquitto,
         })
         .map(|()| 0),
+        Command::Bench(cli::BenchCmd::Group { members, size, rounds }) => {
+            bench::group::run(members, size, rounds).map(|()| 0)
+        }
         Command::Bench(cli::BenchCmd::Plugins { bundles, events, size }) => {
             bench::plugins::run(&bundles, events, size).map(|()| 0)
         }

@@ -166,13 +166,23 @@ impl Node {
 
     /// Sends the current information of a group I own to every member (and to `also`).
     fn announce(&mut self, g: &GroupRecord, also: Option<(String, u64)>) -> Result<Vec<OutboxItem>> {
-        let mut out = Vec::new();
-        for (name, cid) in g.members.iter().cloned().chain(also) {
-            if let Some(p) = Self::info_for(g, &name) {
-                out.push(self.queue_group(cid, &p)?);
-            }
-        }
-        Ok(out)
+        let copies = g
+            .members
+            .iter()
+            .cloned()
+            .chain(also)
+            .filter_map(|(name, cid)| Self::info_for(g, &name).map(|p| (cid, p)))
+            .collect();
+        self.queue_group_many(copies)
+    }
+
+    fn queue_group_many(&mut self, copies: Vec<(u64, GroupPayload)>) -> Result<Vec<OutboxItem>> {
+        self.queue_many(
+            copies
+                .into_iter()
+                .map(|(cid, p)| (cid, ContentType::GROUP, p.to_bytes()))
+                .collect(),
+        )
     }
 
     pub(crate) fn queue_group(&mut self, contact: u64, p: &GroupPayload) -> Result<OutboxItem> {
@@ -215,13 +225,11 @@ impl Node {
         let out = if g.is_owner() {
             let members = std::mem::take(&mut g.members);
             g.epoch += 1;
-            let mut out = Vec::new();
-            for (name, cid) in members {
-                if let Some(p) = Self::info_for(&g, &name) {
-                    out.push(self.queue_group(cid, &p)?);
-                }
-            }
-            out
+            let copies = members
+                .into_iter()
+                .filter_map(|(name, cid)| Self::info_for(&g, &name).map(|p| (cid, p)))
+                .collect();
+            self.queue_group_many(copies)?
         } else {
             vec![self.queue_group(g.owner_contact, &GroupPayload::Leave { group: g.id })?]
         };

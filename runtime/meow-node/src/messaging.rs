@@ -44,34 +44,53 @@ impl Node {
     }
 
     pub(crate) fn queue_to(&mut self, id: u64, content_type: ContentType, content: Vec<u8>) -> Result<OutboxItem> {
-        let mut contact = self.contacts[&id].clone();
-        let out = contact.conversation.seal(content_type, content, now_ms(), &mut rng())?;
-        let label = if content_type == ContentType::CONTROL {
-            format!("{AUTOMATIC}key update for {}", contact.name)
-        } else {
-            contact.name.clone()
-        };
-        let item = OutboxItem {
-            seq: self.counters.next_outbox,
-            contact: id,
-            label,
-            message: out.id,
-            mailbox: out.mailbox,
-            servers: contact.servers.clone(),
-            envelope: out.envelope,
-            attempts: 0,
-            next_attempt_ms: 0,
-            last_error: None,
-            created_ms: now_ms(),
-        };
-        self.counters.next_outbox += 1;
+        let mut items = self.queue_many(vec![(id, content_type, content)])?;
+        items
+            .pop()
+            .ok_or_else(|| crate::NodeError::Invalid("nothing queued".into()))
+    }
+
+    /// Seals several messages and queues them in one durable write (one fsync for all).
+    pub(crate) fn queue_many(&mut self, messages: Vec<(u64, ContentType, Vec<u8>)>) -> Result<Vec<OutboxItem>> {
+        let mut contacts = std::collections::BTreeMap::new();
+        let mut items = Vec::with_capacity(messages.len());
+        for (id, content_type, content) in messages {
+            let contact = match contacts.get_mut(&id) {
+                Some(c) => c,
+                None => contacts.entry(id).or_insert(self.contacts[&id].clone()),
+            };
+            let out = contact.conversation.seal(content_type, content, now_ms(), &mut rng())?;
+            let label = if content_type == ContentType::CONTROL {
+                format!("{AUTOMATIC}key update for {}", contact.name)
+            } else {
+                contact.name.clone()
+            };
+            items.push(OutboxItem {
+                seq: self.counters.next_outbox,
+                contact: id,
+                label,
+                message: out.id,
+                mailbox: out.mailbox,
+                servers: contact.servers.clone(),
+                envelope: out.envelope,
+                attempts: 0,
+                next_attempt_ms: 0,
+                last_error: None,
+                created_ms: now_ms(),
+            });
+            self.counters.next_outbox += 1;
+        }
         let mut b = self.vault.batch();
-        self.put_contact(&mut b, &contact);
-        b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+        for c in contacts.values() {
+            self.put_contact(&mut b, c);
+        }
+        for item in &items {
+            b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+        }
         self.put_counters(&mut b);
         b.commit()?;
-        self.contacts.insert(id, contact);
-        Ok(item)
+        self.contacts.extend(contacts);
+        Ok(items)
     }
 
     /// The outbox, oldest first; with `due_only`, only items whose retry time has come.
@@ -88,25 +107,26 @@ impl Node {
         Ok(items)
     }
 
-    /// An outbox item was deposited: forget it.
-    pub fn outbox_done(&mut self, seq: u64) -> Result<()> {
+    /// Records delivery attempts in one write: delivered items are forgotten, failed ones kept
+    /// with a backoff (1 s, 2 s, 4 s … up to an hour, ±25 %) and their reason.
+    pub fn outbox_settle(&mut self, done: &[u64], failed: Vec<(OutboxItem, String)>) -> Result<()> {
+        if done.is_empty() && failed.is_empty() {
+            return Ok(());
+        }
         let mut b = self.vault.batch();
-        b.delete(Table::Outbox, &seq.to_be_bytes());
+        for seq in done {
+            b.delete(Table::Outbox, &seq.to_be_bytes());
+        }
+        for (mut item, error) in failed {
+            item.attempts = item.attempts.saturating_add(1);
+            let base = 1000u64.saturating_mul(1 << item.attempts.min(12)).min(MAX_BACKOFF_MS);
+            let jitter = u64::from(u16::from_le_bytes(meow_proto::crypto::random_bytes(&mut rng()))) % (base / 2 + 1);
+            item.next_attempt_ms = now_ms() + base * 3 / 4 + jitter;
+            item.last_error = Some(error);
+            b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+        }
         b.commit()?;
         Ok(())
-    }
-
-    /// An attempt failed: keep the item and back off (1 s, 2 s, 4 s … up to an hour, ±25 %).
-    pub fn outbox_failed(&mut self, mut item: OutboxItem, error: &str) -> Result<OutboxItem> {
-        item.attempts = item.attempts.saturating_add(1);
-        let base = 1000u64.saturating_mul(1 << item.attempts.min(12)).min(MAX_BACKOFF_MS);
-        let jitter = u64::from(u16::from_le_bytes(meow_proto::crypto::random_bytes(&mut rng()))) % (base / 2 + 1);
-        item.next_attempt_ms = now_ms() + base * 3 / 4 + jitter;
-        item.last_error = Some(error.to_owned());
-        let mut b = self.vault.batch();
-        b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
-        b.commit()?;
-        Ok(item)
     }
 
     /// Where to poll: my servers, and every lookup key whose mailbox may hold mail for me.
@@ -214,8 +234,13 @@ impl Node {
         self.put_counters(&mut b);
         b.commit()?;
         self.rebuild_routes();
-        for (cid, payload) in group_sends {
-            self.queue_group(cid, &payload)?;
+        if !group_sends.is_empty() {
+            self.queue_many(
+                group_sends
+                    .into_iter()
+                    .map(|(cid, p)| (cid, ContentType::GROUP, p.to_bytes()))
+                    .collect(),
+            )?;
         }
         self.after_receive(&touched, &new_contacts, &mut out)?;
         out.acks = self.group_acks(acks);

@@ -39,7 +39,12 @@ pub async fn send(node: &Mutex<Node>, name: &str, content_type: ContentType, con
 
 /// Tries each of the recipient's servers in order; updates the outbox either way.
 pub async fn deliver(node: &Mutex<Node>, item: OutboxItem) -> Result<Delivery> {
-    let pool = node.lock().await.pool();
+    let mut r = deliver_all(node, vec![item]).await?;
+    r.pop().ok_or_else(|| NodeError::Invalid("nothing delivered".into()))
+}
+
+/// Deposits one item on the first of its servers that takes it: the server, or the last reason.
+async fn try_servers(pool: &crate::pool::Pool, item: &OutboxItem) -> std::result::Result<String, String> {
     let mut reason = String::from("the contact lists no server");
     for s in &item.servers {
         let result = async {
@@ -48,12 +53,7 @@ pub async fn deliver(node: &Mutex<Node>, item: OutboxItem) -> Result<Delivery> {
         }
         .await;
         match result {
-            Ok(()) => {
-                node.lock().await.outbox_done(item.seq)?;
-                return Ok(Delivery::Delivered {
-                    server: s.address.clone(),
-                });
-            }
+            Ok(()) => return Ok(s.address.clone()),
             Err(e) => {
                 if matches!(e, ClientError::Closed(_) | ClientError::Timeout) {
                     pool.drop_client(&s.address).await;
@@ -63,8 +63,7 @@ pub async fn deliver(node: &Mutex<Node>, item: OutboxItem) -> Result<Delivery> {
             }
         }
     }
-    node.lock().await.outbox_failed(item, &reason)?;
-    Ok(Delivery::Queued { reason })
+    Err(reason)
 }
 
 /// What a flush of the outbox did.
@@ -81,12 +80,11 @@ pub struct FlushReport {
 /// Delivers what waits in the outbox (with `due_only`, only items whose retry time has come).
 pub async fn flush_outbox(node: &Mutex<Node>, due_only: bool) -> Result<FlushReport> {
     let items = node.lock().await.outbox(due_only)?;
+    let labels: Vec<String> = items.iter().map(|i| i.label.clone()).collect();
     let mut report = FlushReport::default();
-    for item in items {
-        let label = item.label.clone();
-        let automatic = label.starts_with(crate::messaging::AUTOMATIC);
-        match deliver(node, item).await? {
-            Delivery::Delivered { .. } if automatic => report.automatic += 1,
+    for (label, d) in labels.into_iter().zip(deliver_all(node, items).await?) {
+        match d {
+            Delivery::Delivered { .. } if label.starts_with(crate::messaging::AUTOMATIC) => report.automatic += 1,
             Delivery::Delivered { .. } => report.delivered += 1,
             Delivery::Queued { reason } => report.queued.push((label, reason)),
         }
@@ -239,13 +237,52 @@ pub async fn group_send(
     deliver_all(node, items).await
 }
 
-/// Delivers outbox items (group updates, relays); returns each one's fate.
+/// Delivers outbox items concurrently, so that their deposits share the servers' group commits,
+/// then records every outcome in one write; returns each one's fate, in order.
 pub async fn deliver_all(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Vec<Delivery>> {
+    let pool = node.lock().await.pool();
+    let attempts: Vec<_> = items.iter().map(|item| Box::pin(try_servers(&pool, item))).collect();
+    let results = join_all(attempts).await;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
     let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        out.push(deliver(node, item).await?);
+    for (item, r) in items.into_iter().zip(results) {
+        match r {
+            Ok(server) => {
+                done.push(item.seq);
+                out.push(Delivery::Delivered { server });
+            }
+            Err(reason) => {
+                out.push(Delivery::Queued { reason: reason.clone() });
+                failed.push((item, reason));
+            }
+        }
     }
+    node.lock().await.outbox_settle(&done, failed)?;
     Ok(out)
+}
+
+/// Polls futures together until all are done; their outputs in order.
+async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    futures_lite::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match std::pin::Pin::new(&mut *f).poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 const DIRECTORY_ENTRY_KEY: &[u8] = b"directory-entry";
