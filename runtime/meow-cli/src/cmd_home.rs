@@ -311,7 +311,19 @@ pub async fn inbox(node: &Mutex<Node>, args: InboxArgs) -> anyhow::Result<Reply>
     if flushed.delivered > 0 {
         r.note(format!("delivered {} queued message(s)", flushed.delivered));
     }
-    let report = sync::fetch(node, Duration::from_secs(args.wait)).await?;
+    // Wait (up to --wait) for something to show: a poll may return with only key updates.
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.wait);
+    let report = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let report = sync::fetch(node, left).await?;
+        let visible = report
+            .events
+            .iter()
+            .any(|e| matches!(e, meow_node::NodeEvent::Message(_)));
+        if visible || left.is_zero() || !report.unreachable.is_empty() || args.all {
+            break report;
+        }
+    };
     let items = node.lock().await.inbox(!args.all)?;
     if args.json {
         let v: Vec<_> = items.iter().map(item_json).collect();

@@ -169,3 +169,76 @@ fn sample_event_files_are_read() {
             .starts_with("ev.yaml:1:1")
     );
 }
+
+#[test]
+fn group_broadcast_schedule_and_contact_triggers() {
+    let ctx = CheckContext {
+        contacts: Some(vec!["owner".into(), "bob".into()]),
+        groups: Some(vec!["friends".into()]),
+        plugins: Some(vec!["echo".into()]),
+    };
+    let text = r#"
+version: 1
+name: many
+mode: queued
+triggers:
+  - group_message: { group: friends, contains: dinner }
+  - broadcast: { contains: flood }
+  - schedule: { cron: "0 9 * * 1-5" }
+  - contact_added: {}
+actions:
+  - group_send: { group: friends, text: "{{ trigger.kind }}: {{ trigger.text | default('') }}" }
+  - call: { plugin: echo, text: "{{ trigger.kind }}" }
+  - directory_publish: { description: "hello", tags: [a] }
+"#;
+    let r = Recipe::load(text, "many.yaml", "many", &ctx).unwrap();
+    let ev = message_event("group_message", "bob", "Dinner at 8?", Some("friends"), "1");
+    let run = dry_run(&r, &ev, false);
+    assert_eq!(
+        run.actions[0],
+        Ok(Rendered::GroupSend {
+            group: "friends".into(),
+            text: "group_message: Dinner at 8?".into()
+        })
+    );
+    let other_group = message_event("group_message", "bob", "dinner", Some("work"), "2");
+    assert!(dry_run(&r, &other_group, false).trigger.is_none());
+    let flood = TriggerEvent::new(
+        "broadcast",
+        serde_json::json!({"text": "FLOOD warning", "server": "home", "from_operator": true}),
+    );
+    assert!(dry_run(&r, &flood, false).would_run());
+    let added = TriggerEvent::new(
+        "contact_added",
+        serde_json::json!({"name": "carol", "via_directory": true}),
+    );
+    assert!(dry_run(&r, &added, false).would_run());
+    assert_eq!(r.schedules().len(), 1);
+    assert!(r.schedules()[0].next_after(chrono_now()).is_some());
+
+    let bad_group = text.replace("group: friends, contains", "group: family, contains");
+    assert!(
+        Recipe::load(&bad_group, "g.yaml", "g", &ctx)
+            .unwrap_err()
+            .to_string()
+            .contains("triggers[0].group_message.group: unknown group \"family\"")
+    );
+    let bad_plugin = text.replace("plugin: echo", "plugin: nope");
+    assert!(
+        Recipe::load(&bad_plugin, "p.yaml", "p", &ctx)
+            .unwrap_err()
+            .to_string()
+            .contains("actions[1].call.plugin: unknown plugin instance \"nope\"")
+    );
+    let reply_on_schedule = "version: 1\ntriggers:\n  - schedule: { every: 1m }\nactions:\n  - reply: { text: hi }\n";
+    assert!(
+        Recipe::load(reply_on_schedule, "r.yaml", "r", &ctx)
+            .unwrap_err()
+            .to_string()
+            .contains("reply needs every trigger to be a message trigger")
+    );
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Local> {
+    chrono::Local::now()
+}
