@@ -86,7 +86,7 @@ pub async fn run(
         if count.is_some_and(|c| sent >= c) {
             return Ok(());
         }
-        if sent % 5 == 0 {
+        if sent.is_multiple_of(5) {
             // Read acknowledgements and key updates from time to time.
             let _ = sync::fetch(node, Duration::ZERO).await;
         }

@@ -17,7 +17,7 @@ pub enum Accepted {
         /// My name for the new contact.
         name: String,
         /// My answer card.
-        answer: Card,
+        answer: Box<Card>,
     },
     /// The card answered one of my invitations: the contact is complete.
     Completed {
@@ -187,7 +187,10 @@ impl Node {
         b.commit()?;
         self.contacts.insert(contact.id, contact);
         self.rebuild_routes();
-        Ok(Accepted::Answered { name, answer })
+        Ok(Accepted::Answered {
+            name,
+            answer: Box::new(answer),
+        })
     }
 
     /// Completes invitation `id` with its answer card; returns the new contact's name.

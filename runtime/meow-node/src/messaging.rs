@@ -198,8 +198,11 @@ impl Node {
                     },
                 }
             }
-            if !handled && let Some((cid, e)) = last_err {
-                if let Some(c) = self.contacts.get_mut(&cid) {
+            if !handled
+                && let Some((cid, e)) = last_err
+                && let Some(c) = self.contacts.get_mut(&cid)
+            {
+                {
                     c.dropped_unsigned += u64::from(e == ConversationError::Envelope(EnvelopeError::NotFromContact));
                     touched.insert(cid);
                     tracing::warn!(contact = %c.name, reason = %e, "message discarded");

@@ -96,6 +96,9 @@ impl Decode for Meta {
     }
 }
 
+/// A decrypted record: logical key and value (zeroized on drop).
+pub type Record = (Vec<u8>, Zeroizing<Vec<u8>>);
+
 /// An open vault.
 pub struct Vault {
     dir: PathBuf,
@@ -280,7 +283,7 @@ impl Vault {
     }
 
     /// Every `(key, value)` of a table, in no particular order.
-    pub fn scan(&self, table: Table) -> Result<Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>, StoreError> {
+    pub fn scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::new();
         for kv in self.records.prefix(self.table_prefix(table)) {
             let (k, v) = kv.into_inner()?;

@@ -264,7 +264,7 @@ impl WasmEngine {
 
     /// Loads a compiled component from the cache.
     #[allow(unsafe_code)]
-    fn from_cache(&self, path: &Path) -> Option<Component> {
+    fn cached(&self, path: &Path) -> Option<Component> {
         if !path.exists() {
             return None;
         }
@@ -277,7 +277,7 @@ impl WasmEngine {
 
     fn component(&self, plugin: &Plugin) -> Result<Component, Failure> {
         let path = self.cache_path(&plugin.sha256);
-        if let Some(c) = path.as_deref().and_then(|p| self.from_cache(p)) {
+        if let Some(c) = path.as_deref().and_then(|p| self.cached(p)) {
             return Ok(c);
         }
         let c = Component::new(&self.engine, &plugin.code)

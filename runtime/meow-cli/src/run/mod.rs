@@ -119,7 +119,7 @@ impl Daemon {
 
     fn load_plugin(&self, inst: &InstanceConfig) -> anyhow::Result<Plugin> {
         let path = self.cfg.plugin_path(&inst.plugin)?;
-        Ok(Plugin::load(&path).with_context(|| format!("instance {}", inst.name))?)
+        Plugin::load(&path).with_context(|| format!("instance {}", inst.name))
     }
 
     fn start_instance(&self, inst: &InstanceConfig) -> anyhow::Result<Supervisor> {

@@ -17,7 +17,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 enum Msg {
     Event(Arc<Event>),
-    Reload(Plugin, String, std::sync::mpsc::Sender<Result<(), String>>),
+    Reload(Box<Plugin>, String, std::sync::mpsc::Sender<Result<(), String>>),
     Stop,
 }
 
@@ -137,7 +137,7 @@ impl Supervisor {
         let version = plugin.manifest.version.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         self.tx
-            .send(Msg::Reload(plugin, config, tx))
+            .send(Msg::Reload(Box::new(plugin), config, tx))
             .map_err(|_| "the instance is not running".to_owned())?;
         let r = rx
             .recv_timeout(Duration::from_secs(60))
@@ -173,7 +173,7 @@ fn pause(spec: &mut Spec, rx: &Receiver<Msg>, d: Duration) -> bool {
             Ok(Msg::Event(_)) => {} // the instance is down: the event is not delivered
             Ok(Msg::Reload(p, config, reply)) => {
                 // A new version of a crashing plugin is worth trying at once.
-                spec.plugin = p;
+                spec.plugin = *p;
                 spec.config = config;
                 let _ = reply.send(Ok(()));
                 return true;
@@ -237,7 +237,7 @@ fn run(mut spec: Spec, rx: Receiver<Msg>, state: Arc<std::sync::Mutex<Status>>) 
                     }
                 },
                 Msg::Reload(plugin, config, reply) => {
-                    let old = std::mem::replace(&mut spec.plugin, plugin);
+                    let old = std::mem::replace(&mut spec.plugin, *plugin);
                     let old_config = std::mem::replace(&mut spec.config, config);
                     match start(&spec) {
                         Ok(new) => {

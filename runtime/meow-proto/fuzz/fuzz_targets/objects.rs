@@ -1,10 +1,11 @@
-//! Standalone objects: server cards, broadcasts, directory entries and withdrawals, stored
-//! conversation state, key texts.
+//! Standalone objects: server cards, broadcasts, directory entries and withdrawals, group
+//! payloads, stored conversation state, key texts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use meow_proto::broadcast::UncheckedBroadcast;
 use meow_proto::codec::{Decode, Encode};
 use meow_proto::directory::{UncheckedEntry, Withdrawal};
+use meow_proto::group::GroupPayload;
 use meow_proto::{ContactPublic, Conversation, ServerCard};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +22,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(w) = Withdrawal::from_bytes(data) {
         let _ = w.check();
+    }
+    if let Ok(g) = GroupPayload::from_bytes(data) {
+        assert_eq!(g.to_bytes(), data);
+        if let GroupPayload::Info(info) = g {
+            let _ = info.verify();
+        }
     }
     if let Ok(c) = Conversation::from_bytes(data) {
         assert_eq!(c.to_bytes(), data);

@@ -147,11 +147,24 @@ proptest! {
     }
 
     #[test]
+    fn group_payloads_round_trip(group in any::<[u8; 16]>(), from in "[a-z]{1,20}", content in prop::collection::vec(any::<u8>(), 0..200), kind in 0u8..3) {
+        use meow_proto::group::GroupPayload;
+        let p = match kind {
+            0 => GroupPayload::Post { group, content_type: ContentType::TEXT, content },
+            1 => GroupPayload::Relay { group, from, content_type: ContentType::JSON, content },
+            _ => GroupPayload::Leave { group },
+        };
+        let bytes = p.to_bytes();
+        prop_assert_eq!(GroupPayload::from_bytes(&bytes).unwrap(), p);
+    }
+
+    #[test]
     fn decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let _ = RequestFrame::from_bytes(&bytes);
         let _ = ResponseFrame::from_bytes(&bytes);
         let _ = Message::from_bytes(&bytes);
         let _ = meow_proto::Conversation::from_bytes(&bytes);
+        let _ = meow_proto::group::GroupPayload::from_bytes(&bytes);
         let _ = UncheckedCard::from_bytes(&bytes).map(|c| c.check(0));
     }
 }
