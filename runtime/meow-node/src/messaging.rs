@@ -202,15 +202,13 @@ impl Node {
                 && let Some((cid, e)) = last_err
                 && let Some(c) = self.contacts.get_mut(&cid)
             {
-                {
-                    c.dropped_unsigned += u64::from(e == ConversationError::Envelope(EnvelopeError::NotFromContact));
-                    touched.insert(cid);
-                    tracing::warn!(contact = %c.name, reason = %e, "message discarded");
-                    out.events.push(NodeEvent::Dropped {
-                        contact: c.name.clone(),
-                        reason: e.to_string(),
-                    });
-                }
+                c.dropped_unsigned += u64::from(e == ConversationError::Envelope(EnvelopeError::NotFromContact));
+                touched.insert(cid);
+                tracing::warn!(contact = %c.name, reason = %e, "message discarded");
+                out.events.push(NodeEvent::Dropped {
+                    contact: c.name.clone(),
+                    reason: e.to_string(),
+                });
             }
         }
         self.take_broadcasts(server, broadcasts, &mut inbox);
