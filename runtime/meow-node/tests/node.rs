@@ -158,3 +158,56 @@ fn wrong_password_and_unknown_contact_are_clear_errors() {
     let err = Node::open(&dir.join("alice"), b"wrong").unwrap_err();
     assert_eq!(err.to_string(), "wrong password");
 }
+
+#[test]
+fn duplicates_and_messages_not_signed_by_the_contact_are_dropped() {
+    let dir = tempdir("forged");
+    let srv = server(&dir, 0);
+    let (alice, bob) = (home(&dir, "alice", &srv), home(&dir, "bob", &srv));
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+        // The same envelope deposited twice (a retry, or a replaying server) arrives once.
+        let item = bob
+            .lock()
+            .await
+            .queue_message("alice", ContentType::TEXT, b"once".to_vec())
+            .unwrap();
+        let client = meow_net::ServerClient::connect(&srv.local_addr().to_string(), &srv.card().key)
+            .await
+            .unwrap();
+        client.deposit(item.mailbox, item.envelope.clone()).await.unwrap();
+        client.deposit(item.mailbox, item.envelope.clone()).await.unwrap();
+        assert_eq!(
+            texts(&sync::fetch(&alice, Duration::ZERO).await.unwrap().events),
+            vec!["once"]
+        );
+
+        // A message to Alice's mailbox for Bob, sealed properly but signed by someone else.
+        let (mailbox, conversation) = {
+            let a = alice.lock().await;
+            let c = &a.contact("bob").unwrap().conversation;
+            (c.current().mailbox(), c.current().conversation.public())
+        };
+        let mallory = meow_proto::ContactKey::generate(&mut meow_proto::os_rng());
+        let forged = meow_proto::Message {
+            id: meow_proto::MessageId([9; 16]),
+            sent_at_ms: meow_node::now_ms(),
+            content_type: ContentType::TEXT,
+            content: b"send me your keys".to_vec(),
+            rotation: None,
+            rotation_ack: None,
+        };
+        let env = meow_proto::envelope::seal(&forged, &mallory, &conversation, &mut meow_proto::os_rng()).unwrap();
+        client.deposit(mailbox, env).await.unwrap();
+        let got = sync::fetch(&alice, Duration::ZERO).await.unwrap();
+        assert!(texts(&got.events).is_empty());
+        assert!(
+            got.events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::Dropped { contact, .. } if contact == "bob"))
+        );
+        assert_eq!(alice.lock().await.contact("bob").unwrap().dropped_unsigned, 1);
+        // It was deleted at the server: the next fetch finds nothing.
+        assert!(sync::fetch(&alice, Duration::ZERO).await.unwrap().events.is_empty());
+    });
+}
