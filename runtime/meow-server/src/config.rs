@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub message_ttl: Duration,
     /// How long a broadcast is kept.
     pub broadcast_ttl: Duration,
+    /// How often expired messages, broadcasts and directory entries are removed.
+    pub sweep_interval: Duration,
     /// Keys allowed to broadcast without limit (the operator's).
     pub operators: Vec<BroadcastPublic>,
     /// Whether anyone else may broadcast (rate limited).
@@ -93,6 +95,7 @@ impl ServerConfig {
             name: "meow".into(),
             message_ttl: Duration::from_secs(14 * 86_400),
             broadcast_ttl: Duration::from_secs(86_400),
+            sweep_interval: Duration::from_secs(60),
             operators: Vec::new(),
             allow_broadcast: false,
             limits: Limits::default(),

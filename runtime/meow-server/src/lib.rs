@@ -211,9 +211,10 @@ impl Server {
                 .detach();
         }
         let sweeper_ctx = ctx.clone();
+        let sweep_interval = cfg.sweep_interval.max(Duration::from_millis(10));
         ex.spawn(async move {
             loop {
-                smol::Timer::after(Duration::from_secs(60)).await;
+                smol::Timer::after(sweep_interval).await;
                 sweeper_ctx.engine.sweep();
             }
         })

@@ -158,6 +158,35 @@ fn quotas_and_bad_envelopes_get_clear_errors() {
 }
 
 #[test]
+fn unacknowledged_messages_expire_after_the_ttl_and_free_their_quota() {
+    let server = start("ttl", |cfg| {
+        cfg.message_ttl = Duration::from_secs(1);
+        cfg.sweep_interval = Duration::from_millis(100);
+        cfg.limits.max_messages_per_mailbox = 1;
+    });
+    smol::block_on(async {
+        let c = client(&server).await;
+        let key = LookupKey::generate(&mut TestRng::new(9));
+        let mailbox = MailboxId::of(&key.public());
+        c.deposit(mailbox, envelope(7)).await.unwrap();
+        assert!(
+            c.deposit(mailbox, envelope(8)).await.is_err(),
+            "the quota of one is used"
+        );
+        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
+        assert_eq!(got.messages.len(), 1, "kept until it expires");
+        // Expiry has a one-second granularity: two and a half seconds is past it in every case.
+        smol::Timer::after(Duration::from_millis(2500)).await;
+        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
+        assert!(got.messages.is_empty(), "expired and removed");
+        c.deposit(mailbox, envelope(9)).await.unwrap();
+        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
+        assert_eq!(got.messages.len(), 1);
+        assert_eq!(got.messages[0].envelope[1], 9, "the quota was freed for new mail");
+    });
+}
+
+#[test]
 fn broadcasts_reach_pollers_and_users_need_permission() {
     let mut rng = TestRng::new(3);
     let operator = BroadcastKey::generate(&mut rng);
