@@ -5,7 +5,7 @@ use meow_proto::codec::Encode;
 use meow_proto::invitation::{self, CardOptions, InvitationError};
 use meow_proto::{ContactPublic, envelope};
 
-use crate::records::{ContactRecord, InvitationRecord, OutboxItem, PrivacyPolicy};
+use crate::records::{ContactRecord, InvitationRecord, PrivacyPolicy};
 use crate::{Node, NodeError, Result, Route, Table, check_name, now_ms, rng};
 
 /// What accepting a card did.
@@ -166,20 +166,14 @@ impl Node {
             via_public_card: false,
         };
         self.counters.next_contact += 1;
-        let item = OutboxItem {
-            seq: self.counters.next_outbox,
-            contact: contact.id,
-            label: format!("answer card to {name}"),
-            message: message.id,
-            mailbox: meow_proto::MailboxId::of(&card.body.lookup),
-            servers: card.body.servers.clone(),
+        let item = self.new_outbox_item(
+            contact.id,
+            format!("answer card to {name}"),
+            message.id,
+            meow_proto::MailboxId::of(&card.body.lookup),
+            card.body.servers.clone(),
             envelope,
-            attempts: 0,
-            next_attempt_ms: 0,
-            last_error: None,
-            created_ms: now_ms(),
-        };
-        self.counters.next_outbox += 1;
+        );
         let mut b = self.vault.batch();
         self.put_contact(&mut b, &contact);
         b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());

@@ -8,7 +8,7 @@ use meow_proto::conversation::ConversationError;
 use meow_proto::envelope::{self, ContentType, EnvelopeError};
 use meow_proto::invitation;
 use meow_proto::wire::{BroadcastItem, StoredMessage};
-use meow_proto::{LookupKey, MailboxId, ServerCard};
+use meow_proto::{LookupKey, MailboxId, MessageId, ServerCard, ServerRef};
 
 use crate::records::{InboxItem, Origin, OutboxItem};
 use crate::{Node, NodeEvent, REPLAY_WINDOW_MS, Result, Route, Table, now_ms, rng};
@@ -65,20 +65,8 @@ impl Node {
             } else {
                 contact.name.clone()
             };
-            items.push(OutboxItem {
-                seq: self.counters.next_outbox,
-                contact: id,
-                label,
-                message: out.id,
-                mailbox: out.mailbox,
-                servers: contact.servers.clone(),
-                envelope: out.envelope,
-                attempts: 0,
-                next_attempt_ms: 0,
-                last_error: None,
-                created_ms: now_ms(),
-            });
-            self.counters.next_outbox += 1;
+            let servers = contact.servers.clone();
+            items.push(self.new_outbox_item(id, label, out.id, out.mailbox, servers, out.envelope));
         }
         let mut b = self.vault.batch();
         for c in contacts.values() {
@@ -91,6 +79,33 @@ impl Node {
         b.commit()?;
         self.contacts.extend(contacts);
         Ok(items)
+    }
+
+    /// A fresh outbox item under the next outbox sequence number (the caller stores the counters).
+    pub(crate) fn new_outbox_item(
+        &mut self,
+        contact: u64,
+        label: String,
+        message: MessageId,
+        mailbox: MailboxId,
+        servers: Vec<ServerRef>,
+        envelope: Vec<u8>,
+    ) -> OutboxItem {
+        let seq = self.counters.next_outbox;
+        self.counters.next_outbox += 1;
+        OutboxItem {
+            seq,
+            contact,
+            label,
+            message,
+            mailbox,
+            servers,
+            envelope,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: None,
+            created_ms: now_ms(),
+        }
     }
 
     /// The outbox, oldest first; with `due_only`, only items whose retry time has come.
