@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_lite::io::BufReader;
 use futures_lite::{AsyncWriteExt, FutureExt};
 use meow_proto::broadcast::Broadcast;
-use meow_proto::codec::{Decode, Encode};
+use meow_proto::codec::Decode;
 use meow_proto::directory::{DirectoryEntry, UncheckedEntry, Withdrawal};
 use meow_proto::session::{ClientHandshake, SessionError, SessionReceiver, SessionSender};
 use meow_proto::wire::{
@@ -90,24 +90,25 @@ pub struct PollResult {
     pub more: bool,
 }
 
-struct Writer {
-    stream: TcpStream,
-    session: SessionSender,
-    buf: Vec<u8>,
-}
+/// Requests queued for the writer task at most; a sender waits beyond that.
+const MAX_QUEUED: usize = 1024;
+/// Bytes the writer task gathers into one write at most.
+const MAX_WRITE: usize = 256 * 1024;
 
 type Pending = Mutex<HashMap<u64, Sender<Response>>>;
+type Closed = Arc<Mutex<Option<String>>>;
 
 /// An open session with one server.
 pub struct ServerClient {
     address: String,
-    writer: smol::lock::Mutex<Writer>,
+    outgoing: Sender<RequestFrame>,
     pending: Arc<Pending>,
-    closed: Arc<Mutex<Option<String>>>,
+    closed: Closed,
     next_id: AtomicU64,
     proven: Mutex<HashSet<MailboxId>>,
     binding: [u8; 32],
     _reader: smol::Task<()>,
+    _writer: smol::Task<()>,
 }
 
 impl std::fmt::Debug for ServerClient {
@@ -141,7 +142,7 @@ impl ServerClient {
                 })?;
             let mut w = stream.clone();
             frame::write_frame(&mut w, &hello).await.map_err(|e| connect_err(&e))?;
-            let mut reader = BufReader::new(stream.clone());
+            let mut reader = BufReader::with_capacity(64 * 1024, stream.clone());
             let mut buf = Vec::new();
             frame::read_frame(&mut reader, &mut buf, 1024)
                 .await
@@ -159,21 +160,20 @@ impl ServerClient {
         };
         let (send, recv, binding) = session.split();
         let pending: Arc<Pending> = Arc::default();
-        let closed: Arc<Mutex<Option<String>>> = Arc::default();
+        let closed: Closed = Arc::default();
+        let (outgoing, queued) = bounded(MAX_QUEUED);
         let reader_task = smol::spawn(read_responses(reader, recv, pending.clone(), closed.clone()));
+        let writer_task = smol::spawn(write_requests(stream, send, queued, closed.clone()));
         Ok(Self {
             address: address.to_owned(),
-            writer: smol::lock::Mutex::new(Writer {
-                stream,
-                session: send,
-                buf: Vec::new(),
-            }),
+            outgoing,
             pending,
             closed,
             next_id: AtomicU64::new(1),
             proven: Mutex::new(HashSet::new()),
             binding,
             _reader: reader_task,
+            _writer: writer_task,
         })
     }
 
@@ -197,21 +197,11 @@ impl ServerClient {
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id, tx);
         }
-        if let Err(e) = self.send(RequestFrame { id, request }).await {
-            self.forget(id);
-            return Err(e);
-        }
-        let closed = self.closed.clone();
         let result = with_timeout(REQUEST_TIMEOUT + extra, async {
-            rx.recv().await.map_err(|_| {
-                ClientError::Closed(
-                    closed
-                        .lock()
-                        .ok()
-                        .and_then(|c| c.clone())
-                        .unwrap_or_else(|| "closed".into()),
-                )
-            })
+            if self.outgoing.send(RequestFrame { id, request }).await.is_err() {
+                return Err(self.closed_error());
+            }
+            rx.recv().await.map_err(|_| self.closed_error())
         })
         .await;
         if result.is_err() {
@@ -226,27 +216,9 @@ impl ServerClient {
         }
     }
 
-    async fn send(&self, frame: RequestFrame) -> Result<(), ClientError> {
-        let mut w = self.writer.lock().await;
-        let Writer { stream, session, buf } = &mut *w;
-        buf.clear();
-        buf.extend_from_slice(&[0; 4]);
-        frame.encode_into(buf);
-        session.seal_in_place(buf, 4);
-        let len = (buf.len() - 4) as u32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        let res = async {
-            stream.write_all(buf).await?;
-            stream.flush().await
-        }
-        .await;
-        res.map_err(|e| {
-            let reason = e.to_string();
-            if let Ok(mut c) = self.closed.lock() {
-                c.get_or_insert(reason.clone());
-            }
-            ClientError::Closed(reason)
-        })
+    fn closed_error(&self) -> ClientError {
+        let reason = self.closed.lock().ok().and_then(|c| c.clone());
+        ClientError::Closed(reason.unwrap_or_else(|| "closed".into()))
     }
 
     fn auth(&self, key: &LookupKey) -> MailboxAuth {
@@ -400,11 +372,47 @@ fn unexpected(r: Response) -> ClientError {
     }
 }
 
+/// Seals queued requests in order and writes them, as many as are waiting in one write: requests
+/// pipelined by many tasks leave in few packets.
+async fn write_requests(
+    mut stream: TcpStream,
+    mut session: SessionSender,
+    queued: Receiver<RequestFrame>,
+    closed: Closed,
+) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    while let Ok(first) = queued.recv().await {
+        out.clear();
+        let mut next = Some(first);
+        while let Some(frame) = next {
+            frame::put_sealed(&mut out, &mut session, &frame);
+            next = if out.len() < MAX_WRITE {
+                queued.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let wrote = async {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        }
+        .await;
+        if let Err(e) = wrote {
+            if let Ok(mut c) = closed.lock() {
+                c.get_or_insert(e.to_string());
+            }
+            // The reader sees the shutdown and fails every request still waiting.
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
 async fn read_responses(
     mut reader: BufReader<TcpStream>,
     mut session: SessionReceiver,
     pending: Arc<Pending>,
-    closed: Arc<Mutex<Option<String>>>,
+    closed: Closed,
 ) {
     let mut buf = Vec::new();
     let reason = loop {

@@ -4,6 +4,8 @@
 //! reserve memory it does not send.
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use meow_proto::codec::Encode;
+use meow_proto::session::SessionSender;
 
 /// Largest frame on a session: a 128 KiB envelope with its request header and tag, with room.
 pub const MAX_FRAME_LEN: usize = 256 * 1024 + 64;
@@ -50,6 +52,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max:
     buf.resize(len, 0);
     r.read_exact(buf).await?;
     Ok(())
+}
+
+/// Appends `message`, encoded and sealed by `session`, as one frame to `out` (no copy: it is
+/// encoded and encrypted in place).
+pub fn put_sealed(out: &mut Vec<u8>, session: &mut SessionSender, message: &impl Encode) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    message.encode_into(out);
+    session.seal_in_place(out, start + 4);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Appends a frame (length then payload) to `out`.

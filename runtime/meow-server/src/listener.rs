@@ -15,7 +15,7 @@ use futures_lite::io::BufReader;
 use futures_lite::{AsyncWriteExt, FutureExt};
 use meow_net::frame::{self, FrameError};
 use meow_proto::ServerKey;
-use meow_proto::codec::{Decode, Encode};
+use meow_proto::codec::Decode;
 use meow_proto::datagram;
 use meow_proto::session::{self, CLIENT_HELLO_LEN, SessionSender};
 use meow_proto::wire::{ErrorCode, RequestFrame, Response, ResponseFrame};
@@ -168,12 +168,7 @@ async fn write_responses(
         out.clear();
         let mut next = Some(first);
         while let Some(frame) = next {
-            let start = out.len();
-            out.extend_from_slice(&[0; 4]);
-            frame.encode_into(&mut out);
-            session.seal_in_place(&mut out, start + 4);
-            let len = (out.len() - start - 4) as u32;
-            out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+            frame::put_sealed(&mut out, &mut session, &frame);
             next = if out.len() < 256 * 1024 {
                 rx.try_recv().ok()
             } else {
