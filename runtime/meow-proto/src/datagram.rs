@@ -167,32 +167,42 @@ mod tests {
     use crate::testing::TestRng;
     use crate::wire::MailboxAuth;
 
+    /// The byte accounting that docs/PROTOCOL.md §7 and BENCHMARKS.md state, for a 20-byte reading.
     #[test]
-    fn a_lora_class_deposit_fits_one_lora_frame() {
+    fn a_20_byte_reading_deposits_in_one_lora_frame_with_the_documented_overhead() {
         let mut rng = TestRng::new(31);
         let server = ServerKey::generate(&mut rng);
         let sender = ContactKey::generate(&mut rng);
         let recipient = ConversationKey::generate(&mut rng);
+        let reading = br#"{"t":21.50,"h":40.2}"#.to_vec();
+        assert_eq!(reading.len(), 20);
         let message = Message {
             id: MessageId::random(&mut rng),
             sent_at_ms: 1_800_000_000_000,
             content_type: ContentType::JSON,
-            content: br#"{"t":21.5,"h":40}"#.to_vec(),
+            content: reading,
             rotation: None,
             rotation_ack: None,
         };
+        // Message header: flags 1 + id 16 + time 6 + type 1 + content length 1.
+        assert_eq!(message.to_bytes().len() - 20, 25);
         let env = envelope::seal(&message, &sender, &recipient.public(), &mut rng).unwrap();
+        // version 1 + enc 32 + (body length 1 + body 45 + signature 64) + tag 16 = 159, padded to 176.
         assert_eq!(env.len(), LORA_CLASS);
+        assert_eq!(LORA_CLASS, 176);
         let req = Request::Deposit {
             mailbox: MailboxId([9; 16]),
             envelope: env,
         };
+        let now = 1_800_000_000;
         let (dgram, pending) = DatagramSender::new(&server.public(), &mut rng)
             .unwrap()
-            .seal_request(&req, u64::MAX / 2);
-        assert!(dgram.len() <= LORA_FRAME_MAX, "{} bytes", dgram.len());
+            .seal_request(&req, now);
+        // version 1 + 'Q' 1 + enc 32 + (time 5 + kind 1 + mailbox 16 + envelope length 2 + 176) + tag 16.
+        assert_eq!(dgram.len(), 250);
+        assert!(dgram.len() <= LORA_FRAME_MAX);
 
-        let opened = open_request(&server, &dgram, u64::MAX / 2).unwrap();
+        let opened = open_request(&server, &dgram, now).unwrap();
         assert_eq!(opened.request, req);
         let resp = opened.seal_response(&Response::Deposited);
         assert!(resp.len() <= LORA_FRAME_MAX);
