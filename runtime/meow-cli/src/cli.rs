@@ -71,7 +71,10 @@ pub enum Command {
     /// Run a MEOW server in the foreground, or print its card.
     Server(ServerCmd),
     /// Groups: create, add and remove members, send, list, leave.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meow group create friends\n  meow group add friends bob\n  meow group send friends 'dinner at 8'\n\nThe creator owns the group and relays every post to the members, each copy\nsealed to that member's own keys: members need not know each other."
+    )]
     Group(GroupCmd),
     /// Send an emergency broadcast to every user of your server.
     #[command(
@@ -85,10 +88,16 @@ pub enum Command {
     #[command(after_help = "Example:\n  meow server --data ./srv --operator \"$(meow broadcast-key)\"")]
     BroadcastKey,
     /// The "free for chat" user directory: publish yourself, search, draw at random.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meow directory publish --description 'chess, any level' --tag chess\n  meow directory search chess\n  meow accept '<the card text of an entry>' --name chessfan"
+    )]
     Directory(DirectoryCmd),
     /// Recipes: check, dry-run, traces.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meow recipe check recipes/*.yaml\n  meow recipe test recipes/sensor-alert.yaml --event hot.yaml\n  meow recipe trace sensor-alert"
+    )]
     Recipe(RecipeCmd),
     /// A simulated IoT sensor: report readings to a contact every few seconds.
     #[command(
@@ -105,10 +114,16 @@ pub enum Command {
     )]
     Run(RunArgs),
     /// Build, pin, list and reload plugins.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meow plugin build plugins\n  meow plugin pin plugins/responder\n  meow plugin list"
+    )]
     Plugin(PluginCmd),
     /// Benchmarks (run them from a release build).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cargo run --release -p meow-cli -- bench server\n  cargo run --release -p meow-cli -- bench plugins\n  cargo run --release -p meow-cli -- bench group"
+    )]
     Bench(BenchCmd),
 }
 
@@ -523,4 +538,32 @@ pub struct DemoArgs {
     /// Where the built plugins are (built on first run if missing).
     #[arg(long)]
     pub plugins: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, down to the leaves, says what it does and shows an example.
+    #[test]
+    fn every_command_has_an_about_and_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            if !help.contains("Example") {
+                missing.push(format!("{path}: no example"));
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }
