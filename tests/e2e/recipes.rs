@@ -39,7 +39,7 @@ fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_resta
     let delayed = tmp.path().join("delayed.yaml");
     std::fs::write(
         &delayed,
-        "version: 1\nname: delayed-reply\ntriggers:\n  - message: { from: owner, contains: later }\nactions:\n  - delay: 3s\n  - send: { to: owner, text: \"later: {{ trigger.text }}\" }\n",
+        "version: 1\nname: delayed-reply\nmode: restart\ntriggers:\n  - message: { from: owner, contains: later }\nactions:\n  - delay: 3s\n  - send: { to: owner, text: \"later: {{ trigger.text }}\" }\n",
     )
     .unwrap();
     let alert = repo().join("recipes/sensor-alert.yaml");
@@ -74,15 +74,21 @@ fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_resta
         "single mode: one alert per minute"
     );
 
-    // A run waiting in a delay survives a restart of the runtime.
-    owner.meow(&["send", "hub", "later please"]).ok();
+    // A run waiting in a delay survives a restart of the runtime; in mode restart a new trigger
+    // stops the waiting run for good, and the restart does not bring it back.
+    owner.meow(&["send", "hub", "later first"]).ok();
     daemon.wait_log("wait 3s -> waiting");
+    owner.meow(&["send", "hub", "later please"]).ok();
+    daemon.wait_log("run stopped (mode restart)");
     assert_eq!(daemon.terminate(), 0);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let daemon = Daemon::start(&hub, &config);
     let texts = wait_for_text(&owner, "the delayed reply", |t| t == "later: later please");
     assert_eq!(texts.iter().filter(|t| *t == "later: later please").count(), 1);
     daemon.wait_log("resuming a run");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let texts = owner.texts();
+    assert!(!texts.iter().any(|t| t == "later: later first"), "{texts:?}");
 
     // The trace shows each step.
     let trace = hub.meow(&["recipe", "trace", "delayed-reply"]);
@@ -93,6 +99,10 @@ fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_resta
         "{trace}"
     );
     assert!(trace.contains("result: done"), "{trace}");
+    assert!(
+        trace.contains("result: stopped: triggered again (mode restart)"),
+        "{trace}"
+    );
     assert_eq!(daemon.terminate(), 0);
 }
 

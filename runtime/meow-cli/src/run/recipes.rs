@@ -65,7 +65,8 @@ struct Pending {
 struct State {
     running: usize,
     queue: VecDeque<Value>,
-    tasks: HashMap<u64, smol::Task<()>>,
+    /// Runs in progress: the task and the trace it started with.
+    tasks: HashMap<u64, (smol::Task<()>, Trace)>,
 }
 
 /// The recipes of a daemon.
@@ -210,10 +211,13 @@ impl Recipes {
                 return;
             }
             Mode::Restart => {
-                for (run, _) in st.tasks.drain() {
-                    tracing::info!(recipe = %r.name, run, "run stopped (mode restart)");
-                }
+                let stopped: Vec<_> = st.tasks.drain().collect();
                 st.running = 0;
+                for (run, (task, started)) in stopped {
+                    drop(task);
+                    tracing::info!(recipe = %r.name, run, "run stopped (mode restart)");
+                    self.stopped(started);
+                }
                 None
             }
             _ => None,
@@ -257,7 +261,7 @@ impl Recipes {
     ) {
         let st = state.entry(r.name.clone()).or_default();
         st.running += 1;
-        let (me, run, name) = (self.clone(), trace.run, r.name.clone());
+        let (me, run, started) = (self.clone(), trace.run, trace.clone());
         let task = smol::spawn(async move {
             if let Some(at) = wake_at_ms {
                 smol::Timer::after(Duration::from_millis(at.saturating_sub(now_ms()))).await;
@@ -266,14 +270,28 @@ impl Recipes {
             me.finish(trace);
             me.run_done(&r, run);
         });
-        st.tasks.insert(run, task);
-        let _ = name;
+        st.tasks.insert(run, (task, started));
+    }
+
+    /// Records a run stopped by a new trigger (mode restart): its trace so far, and no delay left
+    /// to resume after a restart of the runtime.
+    fn stopped(&self, started: Trace) {
+        let waiting = self.daemon.upgrade().and_then(|d| {
+            let k = key(&["pending", &format!("{:016x}", started.run)]);
+            let v = d.vault().get(Table::Recipes, &k).ok()??;
+            serde_json::from_slice::<Pending>(&v).ok()
+        });
+        let trace = waiting.map_or(started, |p| p.trace);
+        self.finish(Trace {
+            result: "stopped: triggered again (mode restart)".into(),
+            ..trace
+        });
     }
 
     fn run_done(self: &Arc<Self>, r: &Arc<Recipe>, run: u64) {
         let Ok(mut state) = self.state.lock() else { return };
         let st = state.entry(r.name.clone()).or_default();
-        if let Some(task) = st.tasks.remove(&run) {
+        if let Some((task, _)) = st.tasks.remove(&run) {
             task.detach();
         }
         st.running = st.running.saturating_sub(1);
@@ -519,7 +537,11 @@ impl Recipes {
                     );
                 }
                 None => {
-                    tracing::warn!(recipe = %p.recipe, "a delayed run of a recipe that is no longer loaded is dropped")
+                    tracing::warn!(recipe = %p.recipe, "a delayed run of a recipe that is no longer loaded is dropped");
+                    self.finish(Trace {
+                        result: "dropped: the recipe is no longer loaded".into(),
+                        ..p.trace
+                    });
                 }
             }
         }
