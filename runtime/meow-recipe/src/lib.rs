@@ -27,6 +27,6 @@ mod recipe;
 mod templates;
 
 pub use dryrun::{DryRun, dry_run, message_event, sample_event};
-pub use model::{Level, Mode};
+pub use model::{Admission, Level, Mode};
 pub use recipe::{CheckContext, Recipe, RecipeError, Rendered, Schedule, TriggerEvent};
 pub use templates::now_context;

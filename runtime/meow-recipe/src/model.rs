@@ -17,6 +17,34 @@ pub enum Mode {
     Restart,
 }
 
+/// What to do with a new trigger, given the runs of the recipe in progress and waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Start a run now.
+    Run,
+    /// Stop every run in progress, then start one.
+    StopOthersAndRun,
+    /// Keep the trigger; run it when the current run ends.
+    Queue,
+    /// Ignore the trigger, for this reason.
+    Skip(&'static str),
+}
+
+impl Mode {
+    /// Decides about a new trigger when `running` runs are in progress and `queued` wait.
+    pub fn admit(self, max: usize, running: usize, queued: usize) -> Admission {
+        match self {
+            _ if running == 0 => Admission::Run,
+            Mode::Single => Admission::Skip("a run is in progress (mode single)"),
+            Mode::Parallel if running >= max => Admission::Skip("too many runs at once (mode parallel)"),
+            Mode::Parallel => Admission::Run,
+            Mode::Queued if queued >= max => Admission::Skip("the queue is full (mode queued)"),
+            Mode::Queued => Admission::Queue,
+            Mode::Restart => Admission::StopOthersAndRun,
+        }
+    }
+}
+
 /// Log levels for the `log` action.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -197,4 +225,22 @@ pub struct RawPublish {
     pub description: String,
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Admission, Mode};
+
+    #[test]
+    fn run_modes_admit_new_triggers_as_documented() {
+        for mode in [Mode::Single, Mode::Queued, Mode::Parallel, Mode::Restart] {
+            assert_eq!(mode.admit(2, 0, 0), Admission::Run, "{mode:?} with nothing running");
+        }
+        assert!(matches!(Mode::Single.admit(2, 1, 0), Admission::Skip(_)));
+        assert_eq!(Mode::Parallel.admit(2, 1, 0), Admission::Run);
+        assert!(matches!(Mode::Parallel.admit(2, 2, 0), Admission::Skip(_)));
+        assert_eq!(Mode::Queued.admit(2, 1, 1), Admission::Queue);
+        assert!(matches!(Mode::Queued.admit(2, 1, 2), Admission::Skip(r) if r.contains("queue is full")));
+        assert_eq!(Mode::Restart.admit(2, 3, 0), Admission::StopOthersAndRun);
+    }
 }

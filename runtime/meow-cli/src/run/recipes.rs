@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use meow_node::{NodeEvent, Origin, Table, sync};
 use meow_plugin::{Event, MessageEvent};
-use meow_recipe::{Mode, Recipe, Rendered, TriggerEvent, message_event};
+use meow_recipe::{Admission, Recipe, Rendered, TriggerEvent, message_event};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -202,15 +202,14 @@ impl Recipes {
     fn fire(self: &Arc<Self>, r: &Arc<Recipe>, trigger: Value) {
         let Ok(mut state) = self.state.lock() else { return };
         let st = state.entry(r.name.clone()).or_default();
-        let skip = match r.mode {
-            Mode::Single if st.running > 0 => Some("a run is in progress (mode single)"),
-            Mode::Parallel if st.running >= r.max => Some("too many runs at once (mode parallel)"),
-            Mode::Queued if st.running > 0 && st.queue.len() >= r.max => Some("the queue is full (mode queued)"),
-            Mode::Queued if st.running > 0 => {
+        let skip = match r.mode.admit(r.max, st.running, st.queue.len()) {
+            Admission::Run => None,
+            Admission::Skip(why) => Some(why),
+            Admission::Queue => {
                 st.queue.push_back(trigger);
                 return;
             }
-            Mode::Restart => {
+            Admission::StopOthersAndRun => {
                 let stopped: Vec<_> = st.tasks.drain().collect();
                 st.running = 0;
                 for (run, (task, started)) in stopped {
@@ -220,7 +219,6 @@ impl Recipes {
                 }
                 None
             }
-            _ => None,
         };
         if let Some(why) = skip {
             tracing::debug!(recipe = %r.name, "trigger ignored: {why}");
