@@ -158,6 +158,37 @@ fn handlers_reply_and_use_the_kv_store() {
 }
 
 #[test]
+fn message_tables_carry_every_field_to_both_handler_styles() {
+    let show =
+        r#"table.concat({m.id, m.sender, m.content_type, m.text or "-", #m.body, m.sent_at, m.group or "-"}, "|")"#;
+    let direct = format!("function on_message(m) meow.send('log', {show}) end");
+    let catch_all = format!("function handle(e) local m = e.message; meow.send('log', e.kind .. ':' .. {show}) end");
+    let binary = Event::Message(MessageEvent {
+        id: "i2".into(),
+        sender: "carol".into(),
+        content_type: "binary".into(),
+        body: vec![0, 159, 146, 150],
+        text: None,
+        sent_at: 1_800_000_000_000,
+        group: Some("friends".into()),
+    });
+    for (src, prefix) in [(direct, ""), (catch_all, "message:")] {
+        let (inst, rec) = start(&src, &[Capability::Messaging], Limits::default());
+        let mut inst = inst.unwrap();
+        inst.handle(&message("héllo")).unwrap();
+        inst.handle(&binary).unwrap();
+        let sent: Vec<String> = rec.sent.lock().unwrap().iter().map(|(_, t)| t.clone()).collect();
+        assert_eq!(
+            sent,
+            vec![
+                format!("{prefix}abc|bob|text|héllo|6|1|-"),
+                format!("{prefix}i2|carol|binary|-|4|1800000000000|friends"),
+            ]
+        );
+    }
+}
+
+#[test]
 fn capabilities_not_granted_are_denied() {
     let src = r#"function on_message(msg) local ok, err = meow.send("bob", "x"); meow.warn(err) end"#;
     let (inst, rec) = start(src, &[], Limits::default());
