@@ -382,16 +382,7 @@ async fn write_requests(
 ) {
     let mut out = Vec::with_capacity(64 * 1024);
     while let Ok(first) = queued.recv().await {
-        out.clear();
-        let mut next = Some(first);
-        while let Some(frame) = next {
-            frame::put_sealed(&mut out, &mut session, &frame);
-            next = if out.len() < MAX_WRITE {
-                queued.try_recv().ok()
-            } else {
-                None
-            };
-        }
+        frame::gather_sealed(&mut out, &mut session, first, &queued, MAX_WRITE);
         let wrote = async {
             stream.write_all(&out).await?;
             stream.flush().await

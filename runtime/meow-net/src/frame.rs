@@ -65,6 +65,23 @@ pub fn put_sealed(out: &mut Vec<u8>, session: &mut SessionSender, message: &impl
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Replaces `out` with `first` and then every message already waiting in `queue`, each sealed as
+/// a frame, until `max` bytes: what one write sends when many tasks pipeline on one connection.
+pub fn gather_sealed<T: Encode>(
+    out: &mut Vec<u8>,
+    session: &mut SessionSender,
+    first: T,
+    queue: &smol::channel::Receiver<T>,
+    max: usize,
+) {
+    out.clear();
+    let mut next = Some(first);
+    while let Some(message) = next {
+        put_sealed(out, session, &message);
+        next = if out.len() < max { queue.try_recv().ok() } else { None };
+    }
+}
+
 /// Appends a frame (length then payload) to `out`.
 pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());

@@ -165,16 +165,7 @@ async fn write_responses(
 ) {
     let mut out = Vec::with_capacity(64 * 1024);
     while let Ok(first) = rx.recv().await {
-        out.clear();
-        let mut next = Some(first);
-        while let Some(frame) = next {
-            frame::put_sealed(&mut out, &mut session, &frame);
-            next = if out.len() < 256 * 1024 {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
-        }
+        frame::gather_sealed(&mut out, &mut session, first, &rx, 256 * 1024);
         let wrote = timeout(write_timeout, async {
             stream.write_all(&out).await?;
             stream.flush().await
