@@ -383,14 +383,24 @@ async fn write_requests(
     let mut out = Vec::with_capacity(64 * 1024);
     while let Ok(first) = queued.recv().await {
         frame::gather_sealed(&mut out, &mut session, first, &queued, MAX_WRITE);
-        let wrote = async {
-            stream.write_all(&out).await?;
-            stream.flush().await
-        }
+        // A server that stops reading must not hold the connection forever: give up after the
+        // request timeout, and the connection counts as lost.
+        let wrote = with_timeout(REQUEST_TIMEOUT, async {
+            let io = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            io.await.map_err(|e| ClientError::Closed(e.to_string()))
+        })
         .await;
         if let Err(e) = wrote {
+            let reason = match e {
+                ClientError::Timeout => "the server stopped reading".to_owned(),
+                ClientError::Closed(reason) => reason,
+                other => other.to_string(),
+            };
             if let Ok(mut c) = closed.lock() {
-                c.get_or_insert(e.to_string());
+                c.get_or_insert(reason);
             }
             // The reader sees the shutdown and fails every request still waiting.
             let _ = stream.shutdown(std::net::Shutdown::Both);

@@ -1,4 +1,5 @@
-//! The YAML shape of a recipe, exactly as written (checked further in `recipe.rs`).
+//! The YAML shape of a recipe, exactly as written (checked further in `recipe.rs`), and what its run
+//! mode decides when a trigger arrives during a run.
 
 use serde::Deserialize;
 
