@@ -1,8 +1,10 @@
 //! The group-commit writer: one thread owns every write. It takes all operations waiting in its
 //! queue, checks quotas, and applies them as one fjall batch; a second thread fsyncs the journal
 //! and only then answers the callers of every batch applied before the fsync. Many deposits share
-//! one fsync, and the next batch is prepared while the previous one is being synced: that is what
-//! makes durable deposits fast.
+//! one fsync, and the next batch is prepared (quota checks, encoding) while the previous one is
+//! being synced: that is what makes durable deposits fast. fjall holds its journal lock during the
+//! fsync, so appending the next batch to the journal waits for the sync to end; BENCHMARKS.md says
+//! why we leave that as it is.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
