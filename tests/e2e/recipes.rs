@@ -1,13 +1,14 @@
 //! Recipes in a running daemon (issue: automation recipes).
 
+use std::path::PathBuf;
+
 use crate::support::{Daemon, Home, TempDir, free_port, repo, wait_for_text};
 
-#[test]
-fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_restart() {
-    let tmp = TempDir::new("recipes");
+/// A hub home with the given contacts (made through its running daemon), and its config file
+/// holding `base` (the server and poll settings; recipes are added by each test).
+fn hub_with_contacts(tmp: &TempDir, names: &[&str]) -> (Home, Vec<Home>, PathBuf, String) {
     let hub = Home::init(tmp.path().join("hub"), "hub");
-    let sensor = Home::init(tmp.path().join("sensor"), "sensor");
-    let owner = Home::init(tmp.path().join("owner"), "owner");
+    let homes: Vec<Home> = names.iter().map(|n| Home::init(tmp.path().join(n), n)).collect();
     let config = tmp.path().join("meow.yaml");
     let base = format!(
         "version: 1\nserver:\n  listen: 127.0.0.1:{}\npoll_wait: 1s\n",
@@ -19,22 +20,30 @@ fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_resta
     let daemon = Daemon::start(&hub, &config);
     let servers: serde_json::Value = serde_json::from_str(hub.meow(&["servers", "list", "--json"]).ok()).unwrap();
     let card = servers[0]["card"].as_str().unwrap().to_owned();
-    for (name, home) in [("sensor", &sensor), ("owner", &owner)] {
+    for (name, home) in names.iter().zip(&homes) {
         home.meow(&["servers", "add", &card]).ok();
         let inv = tmp.path().join(format!("{name}.meowcard"));
         hub.meow(&["invite", name, "--out", inv.to_str().unwrap()]).ok();
         home.meow(&["accept", inv.to_str().unwrap(), "--name", "hub"]).ok();
     }
-    crate::support::wait_for("both contacts at the hub", std::time::Duration::from_secs(30), || {
+    crate::support::wait_for("the contacts at the hub", std::time::Duration::from_secs(30), || {
         let c: serde_json::Value = serde_json::from_str(&hub.meow(&["contacts", "--json"]).stdout).ok()?;
-        let names: Vec<&str> = c["contacts"]
+        let have: Vec<&str> = c["contacts"]
             .as_array()?
             .iter()
             .filter_map(|x| x["name"].as_str())
             .collect();
-        (names.contains(&"sensor") && names.contains(&"owner")).then_some(())
+        names.iter().all(|n| have.contains(n)).then_some(())
     });
     assert_eq!(daemon.terminate(), 0);
+    (hub, homes, config, base)
+}
+
+#[test]
+fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_restart() {
+    let tmp = TempDir::new("recipes");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["sensor", "owner"]);
+    let [sensor, owner] = &homes[..] else { unreachable!() };
 
     let delayed = tmp.path().join("delayed.yaml");
     std::fs::write(
@@ -59,7 +68,7 @@ fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_resta
         "{}",
         out.stdout
     );
-    let texts = wait_for_text(&owner, "the temperature alert", |t| t.starts_with("ALERT: "));
+    let texts = wait_for_text(owner, "the temperature alert", |t| t.starts_with("ALERT: "));
     let alert_text = texts.iter().find(|t| t.starts_with("ALERT: ")).unwrap();
     let t: f64 = alert_text["ALERT: ".len()..]
         .split(' ')
@@ -83,7 +92,7 @@ fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_resta
     assert_eq!(daemon.terminate(), 0);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let daemon = Daemon::start(&hub, &config);
-    let texts = wait_for_text(&owner, "the delayed reply", |t| t == "later: later please");
+    let texts = wait_for_text(owner, "the delayed reply", |t| t == "later: later please");
     assert_eq!(texts.iter().filter(|t| *t == "later: later please").count(), 1);
     daemon.wait_log("resuming a run");
     std::thread::sleep(std::time::Duration::from_secs(1));
@@ -157,4 +166,68 @@ fn recipe_check_and_dry_run_from_the_command_line() {
         "{text}"
     );
     assert!(text.contains("action 4: wait 60s"), "{text}");
+}
+
+#[test]
+fn recipes_reload_while_running_all_or_nothing() {
+    let tmp = TempDir::new("recipe-reload");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["owner"]);
+    let owner = &homes[0];
+    let dir = tmp.path().join("recipes");
+    std::fs::create_dir(&dir).unwrap();
+    let reply = |name: &str, to: &str, text: &str| {
+        format!(
+            "version: 1\nname: {name}\ntriggers:\n  - message: {{ from: owner, contains: ping }}\nactions:\n  - send: {{ to: {to}, text: \"{text}\" }}\n"
+        )
+    };
+    std::fs::write(dir.join("a.yaml"), reply("first", "owner", "first answer")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{base}watch: true\nrecipes:\n  - {}/*.yaml\n", dir.display()),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    owner.meow(&["send", "hub", "ping 1"]).ok();
+    wait_for_text(owner, "the first recipe's answer", |t| t == "first answer");
+
+    // An edited file and a new one in the folder: both take effect without a restart.
+    std::fs::write(dir.join("a.yaml"), reply("first", "owner", "edited answer")).unwrap();
+    std::fs::write(dir.join("b.yaml"), reply("second", "owner", "second answer")).unwrap();
+    let out = hub.meow(&["recipe", "reload"]);
+    assert_eq!(out.ok(), "reloaded 2 recipe(s): first, second\n");
+    owner.meow(&["send", "hub", "ping 2"]).ok();
+    let texts = wait_for_text(owner, "both new answers", |t| t == "second answer");
+    wait_for_text(owner, "the edited answer", |t| t == "edited answer");
+    assert_eq!(texts.iter().filter(|t| *t == "first answer").count(), 1, "{texts:?}");
+
+    // A file that fails its checks: the reload is refused with file, line and key, and the
+    // recipes already running keep answering (the file watch refuses it as well).
+    std::fs::write(dir.join("b.yaml"), reply("second", "bob", "never")).unwrap();
+    let refused = hub.meow(&["recipe", "reload"]);
+    refused.fails_with(1, "b.yaml:6:13: actions[0].send.to: unknown contact \"bob\"");
+    owner.meow(&["send", "hub", "ping 3"]).ok();
+    crate::support::wait_for("two answers to ping 3", std::time::Duration::from_secs(30), || {
+        let texts = owner.texts();
+        (texts.iter().filter(|t| *t == "edited answer").count() == 2
+            && texts.iter().filter(|t| *t == "second answer").count() == 2)
+            .then_some(())
+    });
+    let listed = hub.meow(&["recipe", "list"]);
+    assert!(listed.ok().contains("second"), "{}", listed.stdout);
+
+    // With `watch: true`, a fixed file is picked up by itself.
+    let reloads = || {
+        daemon
+            .log_text()
+            .matches("recipes reloaded after a file change")
+            .count()
+    };
+    let before = reloads();
+    std::fs::write(dir.join("b.yaml"), reply("second", "owner", "watched answer")).unwrap();
+    crate::support::wait_for("the watch's reload", std::time::Duration::from_secs(30), || {
+        (reloads() > before).then_some(())
+    });
+    owner.meow(&["send", "hub", "ping 4"]).ok();
+    wait_for_text(owner, "the answer of the watched file", |t| t == "watched answer");
+    assert_eq!(daemon.terminate(), 0);
 }

@@ -355,7 +355,7 @@ pub struct RunArgs {
     /// The runtime configuration (default: ./meow.yaml if it exists, else built-in defaults).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Reload plugins when their files change.
+    /// Reload plugins and recipes when their files change.
     #[arg(long)]
     pub watch: bool,
 }
@@ -506,6 +506,11 @@ pub enum RecipeCmd {
     /// List the recipes the running daemon loaded.
     #[command(after_help = "Example:\n  meow recipe list")]
     List,
+    /// Make the running daemon read its recipe files again (after an edit, a new file, or a new
+    /// contact that a recipe names). All or nothing: if one file fails its checks, the error is
+    /// printed and the recipes already running stay. Runs in progress finish as they started.
+    #[command(after_help = "Example:\n  meow recipe reload")]
+    Reload,
 }
 
 #[derive(Debug, Args)]

@@ -59,7 +59,7 @@ fn is_home_command(c: &Command) -> bool {
             | Command::Broadcast { .. }
             | Command::BroadcastKey
             | Command::Directory(_)
-            | Command::Recipe(RecipeCmd::Trace { .. } | RecipeCmd::List)
+            | Command::Recipe(RecipeCmd::Trace { .. } | RecipeCmd::List | RecipeCmd::Reload)
     )
 }
 
@@ -206,6 +206,14 @@ pub async fn dispatch_home(
                 _ => r.err = "no recipes loaded (list them under `recipes:` in meow.yaml)\n".into(),
             }
             Ok(r)
+        }
+        Command::Recipe(RecipeCmd::Reload) => {
+            let d = daemon.context("no `meow run` is running on this home: recipes only run inside it")?;
+            let names = d.reload_recipes().await?;
+            Ok(Reply {
+                out: format!("reloaded {} recipe(s): {}\n", names.len(), names.join(", ")),
+                ..Reply::default()
+            })
         }
         Command::Recipe(RecipeCmd::Check { files }) => {
             let ctx = d_context(daemon).await;

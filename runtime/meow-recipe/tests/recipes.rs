@@ -126,6 +126,12 @@ fn broken_recipes_name_file_line_column_and_key() {
         error_of(unknown_contact),
         "recipes/alert.yaml:7:7: actions[1].send.to: unknown contact \"bob\""
     );
+    // In flow style, and past an earlier `to:` key of the same file.
+    let flow = "version: 1\ntriggers:\n  - message: { from: sensor }\nactions:\n  - send: { to: owner, text: a }\n  - send: { text: b, to: bob }\n";
+    assert_eq!(
+        error_of(flow),
+        "recipes/alert.yaml:6:22: actions[1].send.to: unknown contact \"bob\""
+    );
 
     let unknown_key = "version: 1\ntriggers:\n  - message: { from: sensor }\nactions:\n  - send: { to: owner, text: hi, colour: red }\n";
     let e = error_of(unknown_key);

@@ -96,23 +96,122 @@ pub fn load<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, YamlError>
     })
 }
 
-/// Where a key path sits in the text: a best-effort search for the line and column of the last
-/// key of `path` (for errors found after parsing, such as "unknown contact").
+/// Where a key path sits in the text: the line and column of the last key of `path` (like
+/// `actions[1].send.to`) that the document holds, for errors found after parsing such as
+/// "unknown contact". The document is walked along the path, in block and flow style alike;
+/// `(0, 0)` if not even the first key is found.
 pub fn locate(text: &str, path: &str) -> (usize, usize) {
-    let key = path
-        .rsplit(['.', ']'])
-        .find(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_digit()));
-    let Some(key) = key.map(|k| k.trim_start_matches('[')) else {
+    let Ok(mut node) = serde_saphyr::from_str::<Shape>(text) else {
         return (0, 0);
     };
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start().trim_start_matches("- ");
-        if trimmed.starts_with(&format!("{key}:")) {
-            let col = line.find(key).unwrap_or(0) + 1;
-            return (i + 1, col);
+    let mut at = (0, 0);
+    for segment in segments(path) {
+        let found = match (segment, node) {
+            (Segment::Key(k), Shape::Map(entries)) => entries
+                .into_iter()
+                .find(|(name, _, _)| name == k)
+                .map(|(_, l, n)| (l, n)),
+            (Segment::Index(i), Shape::Seq(items)) => items.into_iter().nth(i),
+            _ => None,
+        };
+        let Some((location, child)) = found else { break };
+        at = (location.line() as usize, location.column() as usize);
+        node = child;
+    }
+    at
+}
+
+/// One step of a key path.
+#[derive(Debug, PartialEq, Eq)]
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `actions[1].send.to` -> `actions`, `1`, `send`, `to`.
+fn segments(path: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut pieces = part.split('[');
+        if let Some(key) = pieces.next().filter(|k| !k.is_empty()) {
+            out.push(Segment::Key(key));
+        }
+        for index in pieces {
+            match index.trim_end_matches(']').parse() {
+                Ok(i) => out.push(Segment::Index(i)),
+                Err(_) => return out,
+            }
         }
     }
-    (0, 0)
+    out
+}
+
+/// A YAML document reduced to where its keys and items are.
+enum Shape {
+    Map(Vec<(String, serde_saphyr::Location, Shape)>),
+    Seq(Vec<(serde_saphyr::Location, Shape)>),
+    Leaf,
+}
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ShapeVisitor)
+    }
+}
+
+struct ShapeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<serde_saphyr::Spanned<String>>()? {
+            let value: Shape = map.next_value()?;
+            entries.push((key.value, key.referenced, value));
+        }
+        Ok(Shape::Map(entries))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<serde_saphyr::Spanned<Shape>>()? {
+            items.push((item.referenced, item.value));
+        }
+        Ok(Shape::Seq(items))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_none<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Leaf)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
+        d.deserialize_any(ShapeVisitor)
+    }
 }
 
 /// Parses a duration: `250ms`, `90s`, `15m`, `24h`, `14d` (a bare number is seconds).
@@ -191,5 +290,33 @@ mod tests {
     fn locate_finds_keys() {
         let text = "name: x\nactions:\n  - send:\n      to: bob\n";
         assert_eq!(locate(text, "actions[0].send.to"), (4, 7));
+    }
+
+    #[test]
+    fn locate_follows_the_path_in_block_and_flow_style() {
+        let text =
+            "actions:\n  - send: { to: alice, text: hi }\n  - log: x\n  - send:\n      text: yo\n      to: bob\n";
+        assert_eq!(locate(text, "actions[0].send.to"), (2, 13), "flow mapping");
+        assert_eq!(
+            locate(text, "actions[2].send.to"),
+            (6, 7),
+            "not the first `to:` of the file"
+        );
+        assert_eq!(locate(text, "actions[1]"), (3, 5));
+        assert_eq!(locate(text, "actions[2].send.colour"), (4, 5), "deepest key found");
+        assert_eq!(locate(text, "actions[9].send"), (1, 1));
+        assert_eq!(locate(text, "triggers"), (0, 0));
+        assert_eq!(locate("name: [unclosed\n", "name"), (0, 0));
+    }
+
+    #[test]
+    fn paths_split_into_keys_and_indexes() {
+        use Segment::{Index, Key};
+        assert_eq!(
+            segments("actions[1].send.to"),
+            vec![Key("actions"), Index(1), Key("send"), Key("to")]
+        );
+        assert_eq!(segments("m[0][2]"), vec![Key("m"), Index(0), Index(2)]);
+        assert_eq!(segments(""), vec![]);
     }
 }

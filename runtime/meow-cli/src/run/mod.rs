@@ -189,6 +189,16 @@ impl Daemon {
         self.vault.clone()
     }
 
+    /// Reads the recipe files again and swaps them in; on any error the loaded recipes stay.
+    /// Returns the names now loaded.
+    pub async fn reload_recipes(&self) -> anyhow::Result<Vec<String>> {
+        let recipes = self.recipes.get().context("the recipes are not started yet")?;
+        let loaded = load_recipes(&self.node, &self.cfg).await?;
+        let names = loaded.iter().map(|r| r.name.clone()).collect();
+        recipes.replace(loaded);
+        Ok(names)
+    }
+
     /// Hands an event to one plugin instance; false if there is no such instance.
     pub fn deliver_to(&self, instance: &str, event: Event) -> bool {
         let sups = self.supervisors.lock();
@@ -346,8 +356,21 @@ fn stamps(d: &Daemon) -> BTreeMap<String, std::time::SystemTime> {
         .collect()
 }
 
+/// The recipe files and their modification times (a file added or removed changes it too).
+fn recipe_stamps(d: &Daemon) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+    let files = d.cfg.recipe_files().unwrap_or_default();
+    files
+        .into_iter()
+        .map(|f| {
+            let t = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+            (f, t)
+        })
+        .collect()
+}
+
 async fn watch_loop(d: Arc<Daemon>) {
     let mut last = stamps(&d);
+    let mut last_recipes = recipe_stamps(&d);
     loop {
         smol::Timer::after(Duration::from_secs(1)).await;
         let now = stamps(&d);
@@ -360,7 +383,36 @@ async fn watch_loop(d: Arc<Daemon>) {
             }
         }
         last = now;
+        let recipes_now = recipe_stamps(&d);
+        if recipes_now != last_recipes {
+            match d.reload_recipes().await {
+                Ok(names) => tracing::info!("recipes reloaded after a file change: {}", names.join(", ")),
+                Err(e) => tracing::warn!("recipes not reloaded, the previous ones keep running: {e:#}"),
+            }
+        }
+        last_recipes = recipes_now;
     }
+}
+
+/// Loads every recipe file of the configuration, checked against the home as it is now (its
+/// contacts, groups and plugin instances).
+async fn load_recipes(node: &Mutex<Node>, cfg: &RunConfig) -> anyhow::Result<Vec<meow_recipe::Recipe>> {
+    let (contacts, groups) = {
+        let node = node.lock().await;
+        let contacts = node.contacts().iter().map(|c| c.name.clone()).collect();
+        let groups = node.groups()?.into_iter().filter(|g| !g.left).map(|g| g.name).collect();
+        (contacts, groups)
+    };
+    let check = meow_recipe::CheckContext {
+        contacts: Some(contacts),
+        groups: Some(groups),
+        plugins: Some(cfg.plugins.iter().map(|p| p.name.clone()).collect()),
+    };
+    let mut loaded = Vec::new();
+    for file in cfg.recipe_files()? {
+        loaded.push(meow_recipe::Recipe::load_file(&file, &check)?);
+    }
+    Ok(loaded)
 }
 
 /// What the caller of [`start`] gets back.
@@ -409,25 +461,9 @@ pub async fn start(home: &Path, node: Node, cfg: RunConfig, watch: bool) -> anyh
         nickname,
         fingerprint,
     ));
-    services.set_contacts(contacts.clone());
+    services.set_contacts(contacts);
     let (stop, stop_rx) = smol::channel::bounded(1);
-    let groups = node
-        .lock()
-        .await
-        .groups()?
-        .into_iter()
-        .filter(|g| !g.left)
-        .map(|g| g.name)
-        .collect();
-    let check = meow_recipe::CheckContext {
-        contacts: Some(contacts),
-        groups: Some(groups),
-        plugins: Some(cfg.plugins.iter().map(|p| p.name.clone()).collect()),
-    };
-    let mut loaded = Vec::new();
-    for file in cfg.recipe_files()? {
-        loaded.push(meow_recipe::Recipe::load_file(&file, &check)?);
-    }
+    let loaded = load_recipes(&node, &cfg).await?;
     let daemon = Arc::new(Daemon {
         node,
         services,

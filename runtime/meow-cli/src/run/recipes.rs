@@ -1,5 +1,6 @@
 //! Running recipes inside the daemon: matching node events and schedules, run modes, executing
-//! rendered actions, delays that survive a restart, and per-run traces kept in the home.
+//! rendered actions, delays that survive a restart, per-run traces kept in the home, and swapping
+//! in a new set of recipes while running (`meow recipe reload`).
 //!
 //! Stored in the vault's recipe table:
 //! - `kv/<key>`: the recipes' shared key-value store (`set` / `get` actions);
@@ -73,7 +74,7 @@ struct State {
 #[allow(missing_debug_implementations)]
 pub struct Recipes {
     daemon: Weak<Daemon>,
-    recipes: Vec<Arc<Recipe>>,
+    recipes: std::sync::RwLock<Vec<Arc<Recipe>>>,
     state: std::sync::Mutex<HashMap<String, State>>,
     next_run: AtomicU64,
     schedules: std::sync::Mutex<Vec<smol::Task<()>>>,
@@ -131,7 +132,7 @@ impl Recipes {
         let first_run = now_ms() << 8;
         Arc::new(Self {
             daemon,
-            recipes: recipes.into_iter().map(Arc::new).collect(),
+            recipes: std::sync::RwLock::new(recipes.into_iter().map(Arc::new).collect()),
             state: std::sync::Mutex::new(HashMap::new()),
             next_run: AtomicU64::new(first_run),
             schedules: std::sync::Mutex::new(Vec::new()),
@@ -139,10 +140,15 @@ impl Recipes {
         })
     }
 
+    /// The recipes loaded now.
+    fn current(&self) -> Vec<Arc<Recipe>> {
+        self.recipes.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
     /// The loaded recipes.
     pub fn list(&self) -> Vec<(String, String, usize)> {
         let state = self.state.lock();
-        self.recipes
+        self.current()
             .iter()
             .map(|r| {
                 let running = state
@@ -161,7 +167,28 @@ impl Recipes {
 
     /// Starts schedules, resumes delayed runs, fires startup triggers.
     pub fn start(self: &Arc<Self>) {
-        for r in &self.recipes {
+        self.start_schedules();
+        self.resume_pending();
+        let startup = TriggerEvent::new("startup", json!({}));
+        self.on_trigger_event(&startup);
+    }
+
+    /// Swaps in a new set of recipes: their schedules replace the old ones at once. Runs in
+    /// progress (delays included) finish with the version of the recipe they started with; a
+    /// later trigger uses the new one. Startup triggers do not fire again.
+    pub fn replace(self: &Arc<Self>, recipes: Vec<Recipe>) {
+        let fresh: Vec<Arc<Recipe>> = recipes.into_iter().map(Arc::new).collect();
+        if let Ok(mut r) = self.recipes.write() {
+            *r = fresh;
+        }
+        if let Ok(mut t) = self.schedules.lock() {
+            t.clear();
+        }
+        self.start_schedules();
+    }
+
+    fn start_schedules(self: &Arc<Self>) {
+        for r in self.current() {
             for s in r.schedules() {
                 let (me, r) = (self.clone(), r.clone());
                 let task = smol::spawn(async move {
@@ -179,9 +206,6 @@ impl Recipes {
                 }
             }
         }
-        self.resume_pending();
-        let startup = TriggerEvent::new("startup", json!({}));
-        self.on_trigger_event(&startup);
     }
 
     /// Matches a node event against every recipe.
@@ -192,9 +216,9 @@ impl Recipes {
     }
 
     fn on_trigger_event(self: &Arc<Self>, ev: &TriggerEvent) {
-        for r in &self.recipes {
+        for r in self.current() {
             if let Some(trigger) = r.matches(ev) {
-                self.fire(r, trigger);
+                self.fire(&r, trigger);
             }
         }
     }
@@ -512,6 +536,7 @@ impl Recipes {
     fn resume_pending(self: &Arc<Self>) {
         let Some(d) = self.daemon.upgrade() else { return };
         let records = d.vault().scan(Table::Recipes).unwrap_or_default();
+        let recipes = self.current();
         let Ok(mut state) = self.state.lock() else { return };
         for (k, v) in records {
             if !k.starts_with(b"pending/") {
@@ -520,7 +545,7 @@ impl Recipes {
             let Ok(p) = serde_json::from_slice::<Pending>(&v) else {
                 continue;
             };
-            match self.recipes.iter().find(|r| r.name == p.recipe) {
+            match recipes.iter().find(|r| r.name == p.recipe) {
                 Some(r) => {
                     tracing::info!(recipe = %p.recipe, "resuming a run waiting until {}", crate::util::format_time(p.wake_at_ms));
                     self.next_run.fetch_max(p.trace.run + 1, Ordering::Relaxed);
