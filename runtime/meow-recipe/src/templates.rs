@@ -8,10 +8,15 @@ use std::collections::BTreeSet;
 use chrono::{Datelike, Timelike};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
+/// Steps one template or condition may take (`range(100000) | sum` fits; a test checks it): a
+/// runaway loop ends with an error instead of holding the runtime's thread.
+pub const TEMPLATE_FUEL: u64 = 200_000;
+
 /// The environment all recipes render with.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env
 }
 
@@ -123,6 +128,9 @@ pub fn truthy(env: &Environment<'static>, condition: &str, ctx: &serde_json::Val
 }
 
 fn describe(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!("the template took more than {TEMPLATE_FUEL} steps (a loop that does not end?)");
+    }
     match e.detail() {
         Some(d) => format!("{}: {d}", e.kind()),
         None => e.kind().to_string(),

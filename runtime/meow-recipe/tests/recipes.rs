@@ -113,6 +113,17 @@ fn forward_uses_captures_and_summary_reads_vars() {
     }
 }
 
+#[test]
+fn a_runaway_template_loop_ends_with_an_error() {
+    let text = "version: 1\ntriggers:\n  - startup: {}\nconditions:\n  - \"{{ range(100000) | sum > 0 }}\"\nactions:\n  - log: { text: \"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\" }\n";
+    let recipe = Recipe::load(text, "loop.yaml", "loop", &home()).unwrap();
+    let run = dry_run(&recipe, &TriggerEvent::new("startup", serde_json::json!({})), false);
+    let (_, condition) = &run.conditions[0];
+    assert_eq!(condition, &Ok(true), "a 100 000-item sum fits the budget");
+    let err = run.actions[0].as_ref().unwrap_err();
+    assert!(err.contains("the template took more than 200000 steps"), "{err}");
+}
+
 fn error_of(text: &str) -> String {
     Recipe::load(text, "recipes/alert.yaml", "alert", &home())
         .unwrap_err()
