@@ -167,7 +167,10 @@ impl Recipes {
 
     /// Starts schedules, resumes delayed runs, fires startup triggers.
     pub fn start(self: &Arc<Self>) {
-        self.start_schedules();
+        let tasks = self.schedule_tasks();
+        if let Ok(mut t) = self.schedules.lock() {
+            *t = tasks;
+        }
         self.resume_pending();
         let startup = TriggerEvent::new("startup", json!({}));
         self.on_trigger_event(&startup);
@@ -177,21 +180,23 @@ impl Recipes {
     /// progress (delays included) finish with the version of the recipe they started with; a
     /// later trigger uses the new one. Startup triggers do not fire again.
     pub fn replace(self: &Arc<Self>, recipes: Vec<Recipe>) {
-        let fresh: Vec<Arc<Recipe>> = recipes.into_iter().map(Arc::new).collect();
+        // Held throughout, so that two reloads at once cannot leave both sets of schedules.
+        let Ok(mut schedules) = self.schedules.lock() else {
+            return;
+        };
         if let Ok(mut r) = self.recipes.write() {
-            *r = fresh;
+            *r = recipes.into_iter().map(Arc::new).collect();
         }
-        if let Ok(mut t) = self.schedules.lock() {
-            t.clear();
-        }
-        self.start_schedules();
+        *schedules = self.schedule_tasks();
     }
 
-    fn start_schedules(self: &Arc<Self>) {
+    /// One task per schedule trigger of the current recipes (dropping a task stops it).
+    fn schedule_tasks(self: &Arc<Self>) -> Vec<smol::Task<()>> {
+        let mut tasks = Vec::new();
         for r in self.current() {
             for s in r.schedules() {
                 let (me, r) = (self.clone(), r.clone());
-                let task = smol::spawn(async move {
+                tasks.push(smol::spawn(async move {
                     loop {
                         let Some(next) = s.next_after(chrono::Local::now()) else {
                             return;
@@ -200,12 +205,10 @@ impl Recipes {
                         smol::Timer::after(wait).await;
                         me.fire(&r, Recipe::schedule_trigger(&s, next));
                     }
-                });
-                if let Ok(mut t) = self.schedules.lock() {
-                    t.push(task);
-                }
+                }));
             }
         }
+        tasks
     }
 
     /// Matches a node event against every recipe.
