@@ -210,8 +210,12 @@ pub async fn dispatch_home(
         Command::Recipe(RecipeCmd::Reload) => {
             let d = daemon.context("no `meow run` is running on this home: recipes only run inside it")?;
             let names = d.reload_recipes().await?;
+            let out = match names.len() {
+                0 => "reloaded: no recipe file matches `recipes:` in meow.yaml, so none is loaded\n".to_owned(),
+                n => format!("reloaded {n} recipe(s): {}\n", names.join(", ")),
+            };
             Ok(Reply {
-                out: format!("reloaded {} recipe(s): {}\n", names.len(), names.join(", ")),
+                out,
                 ..Reply::default()
             })
         }
