@@ -93,7 +93,7 @@ pub enum Command {
         after_help = "Examples:\n  meow directory publish --description 'chess, any level' --tag chess\n  meow directory search chess\n  meow accept '<the card text of an entry>' --name chessfan"
     )]
     Directory(DirectoryCmd),
-    /// Recipes: check, dry-run, traces.
+    /// Recipes: check, dry-run, traces, reload.
     #[command(
         subcommand,
         after_help = "Examples:\n  meow recipe check recipes/*.yaml\n  meow recipe test recipes/sensor-alert.yaml --event hot.yaml\n  meow recipe trace sensor-alert"
@@ -506,9 +506,11 @@ pub enum RecipeCmd {
     /// List the recipes the running daemon loaded.
     #[command(after_help = "Example:\n  meow recipe list")]
     List,
-    /// Make the running daemon read its recipe files again (after an edit, a new file, or a new
-    /// contact that a recipe names). All or nothing: if one file fails its checks, the error is
-    /// printed and the recipes already running stay. Runs in progress finish as they started.
+    /// Make the running daemon read its recipe files again
+    ///
+    /// Use it after an edit, a new file, or a new contact that a recipe names. All or nothing: if
+    /// one file fails its checks, the error is printed and the recipes already running stay. Runs
+    /// in progress finish as they started.
     #[command(after_help = "Example:\n  meow recipe reload")]
     Reload,
 }
