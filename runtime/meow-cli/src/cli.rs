@@ -244,6 +244,10 @@ pub struct ServerRunArgs {
     /// Most simultaneous connections.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Threads serving connections (0: one per core). The store's writer and fsync threads come
+    /// on top.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ fn config(args: &ServerRunArgs) -> anyhow::Result<ServerConfig> {
     cfg.broadcast_ttl = parse_duration(&args.broadcast_ttl).context("--broadcast-ttl")?;
     cfg.limits.max_messages_per_mailbox = args.max_messages;
     cfg.limits.max_connections = args.max_connections;
+    cfg.threads = args.threads;
     for k in &args.operators {
         let key: BroadcastPublic = k.parse().with_context(|| format!("--operator {k}"))?;
         cfg.operators.push(key);
