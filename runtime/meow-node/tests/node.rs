@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use meow_node::sync::{self, Delivery};
@@ -13,10 +12,12 @@ use meow_proto::envelope::ContentType;
 use meow_server::{Server, ServerConfig, ServerHandle};
 use smol::lock::Mutex;
 
-fn tempdir(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("meow-node-{tag}-{}-{}", std::process::id(), meow_net::now_ms()));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+/// A folder removed when the returned guard drops.
+fn tempdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("meow-node-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn server(dir: &std::path::Path, port: u16) -> ServerHandle {
@@ -67,8 +68,8 @@ async fn pair(alice: &Mutex<Node>, bob: &Mutex<Node>) {
 #[test]
 fn talk_both_ways_and_rotate_with_messages_in_flight() {
     let dir = tempdir("talk");
-    let srv = server(&dir, 0);
-    let (alice, bob) = (home(&dir, "alice", &srv), home(&dir, "bob", &srv));
+    let srv = server(dir.path(), 0);
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
     smol::block_on(async {
         pair(&alice, &bob).await;
         let d = sync::send(&alice, "bob", ContentType::TEXT, b"hello bob".to_vec())
@@ -122,9 +123,9 @@ fn talk_both_ways_and_rotate_with_messages_in_flight() {
 #[test]
 fn outbox_keeps_messages_while_the_server_is_down() {
     let dir = tempdir("outbox");
-    let srv = server(&dir, 0);
+    let srv = server(dir.path(), 0);
     let port = srv.local_addr().port();
-    let (alice, bob) = (home(&dir, "alice", &srv), home(&dir, "bob", &srv));
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
     smol::block_on(async {
         pair(&alice, &bob).await;
     });
@@ -136,7 +137,7 @@ fn outbox_keeps_messages_while_the_server_is_down() {
         assert!(matches!(d, Delivery::Queued { .. }), "{d:?}");
         assert_eq!(alice.lock().await.outbox(false).unwrap().len(), 1);
     });
-    let _srv = server(&dir, port);
+    let _srv = server(dir.path(), port);
     smol::block_on(async {
         let report = sync::flush_outbox(&alice, false).await.unwrap();
         assert_eq!(report.delivered, 1);
@@ -150,20 +151,20 @@ fn outbox_keeps_messages_while_the_server_is_down() {
 #[test]
 fn wrong_password_and_unknown_contact_are_clear_errors() {
     let dir = tempdir("errors");
-    let srv = server(&dir, 0);
-    let alice = home(&dir, "alice", &srv);
+    let srv = server(dir.path(), 0);
+    let alice = home(dir.path(), "alice", &srv);
     let err = smol::block_on(sync::send(&alice, "nobody", ContentType::TEXT, vec![])).unwrap_err();
     assert_eq!(err.to_string(), "unknown contact \"nobody\" (see `meow contacts`)");
     drop(alice);
-    let err = Node::open(&dir.join("alice"), b"wrong").unwrap_err();
+    let err = Node::open(&dir.path().join("alice"), b"wrong").unwrap_err();
     assert_eq!(err.to_string(), "wrong password");
 }
 
 #[test]
 fn duplicates_and_messages_not_signed_by_the_contact_are_dropped() {
     let dir = tempdir("forged");
-    let srv = server(&dir, 0);
-    let (alice, bob) = (home(&dir, "alice", &srv), home(&dir, "bob", &srv));
+    let srv = server(dir.path(), 0);
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
     smol::block_on(async {
         pair(&alice, &bob).await;
         // The same envelope deposited twice (a retry, or a replaying server) arrives once.

@@ -341,37 +341,40 @@ pub fn pin(path: &Path) -> Result<String, PluginError> {
 mod tests {
     use super::*;
 
-    fn temp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("meow-plugin-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A folder removed when the returned guard drops.
+    fn temp(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("meow-plugin-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     const YAML: &str = "name: greeter\nversion: 1.0.0\nkind: lua\nentry: main.lua\ncapabilities: [messaging]\nconfig:\n  greeting: { type: string, default: hello }\n  limit: { type: number, required: true }\n";
 
     #[test]
     fn pinning_loading_and_tamper_detection() {
-        let d = temp("pin");
+        let tmp = temp("pin");
+        let d = tmp.path();
         std::fs::write(d.join("plugin.yaml"), YAML).unwrap();
         std::fs::write(d.join("main.lua"), "function on_message(m) end\n").unwrap();
-        assert!(matches!(Plugin::load(&d), Err(PluginError::NotPinned { .. })));
-        pin(&d).unwrap();
-        let p = Plugin::load(&d).unwrap();
+        assert!(matches!(Plugin::load(d), Err(PluginError::NotPinned { .. })));
+        pin(d).unwrap();
+        let p = Plugin::load(d).unwrap();
         assert_eq!(p.manifest.capabilities, vec![Capability::Messaging]);
         std::fs::write(d.join("main.lua"), "os.execute('rm -rf /')\n").unwrap();
-        let e = Plugin::load(&d).unwrap_err();
+        let e = Plugin::load(d).unwrap_err();
         assert!(matches!(e, PluginError::HashMismatch { .. }));
         assert!(e.to_string().contains("refusing a changed plugin"));
     }
 
     #[test]
     fn configuration_is_checked_and_defaults_filled() {
-        let d = temp("config");
+        let tmp = temp("config");
+        let d = tmp.path();
         std::fs::write(d.join("plugin.yaml"), YAML).unwrap();
         std::fs::write(d.join("main.lua"), "").unwrap();
-        pin(&d).unwrap();
-        let p = Plugin::load(&d).unwrap();
+        pin(d).unwrap();
+        let p = Plugin::load(d).unwrap();
         let cfg: Map<String, Value> = serde_json::from_str(r#"{"limit": 3}"#).unwrap();
         assert_eq!(p.configure(&cfg).unwrap(), r#"{"greeting":"hello","limit":3}"#);
         let bad: Map<String, Value> = serde_json::from_str(r#"{"limit": "x"}"#).unwrap();
@@ -386,9 +389,10 @@ mod tests {
 
     #[test]
     fn unknown_manifest_keys_are_errors_with_a_place() {
-        let d = temp("unknown");
+        let tmp = temp("unknown");
+        let d = tmp.path();
         std::fs::write(d.join("plugin.yaml"), format!("{YAML}colour: red\n")).unwrap();
-        let e = Manifest::read(&d).unwrap_err().to_string();
+        let e = Manifest::read(d).unwrap_err().to_string();
         assert!(e.contains("plugin.yaml:9:1"), "{e}");
         assert!(e.contains("unknown field `colour`"), "{e}");
     }

@@ -14,21 +14,22 @@ use meow_proto::wire::{ErrorCode, Request, Response};
 use meow_proto::*;
 use meow_server::{Server, ServerConfig, ServerHandle};
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "meow-server-{tag}-{}-{}",
-        std::process::id(),
-        meow_net::now_ms()
-    ));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+/// A folder removed when the returned guard drops.
+fn tempdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("meow-server-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
-fn start(tag: &str, f: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
-    let mut cfg = ServerConfig::new(tempdir(tag), "127.0.0.1:0".parse().unwrap());
+/// A server in a fresh folder; the folder goes when the guard drops (keep it first in a `let`
+/// pattern, so that it outlives the server).
+fn start(tag: &str, f: impl FnOnce(&mut ServerConfig)) -> (tempfile::TempDir, ServerHandle) {
+    let dir = tempdir(tag);
+    let mut cfg = ServerConfig::new(dir.path().to_owned(), "127.0.0.1:0".parse().unwrap());
     cfg.listen_udp = Some("127.0.0.1:0".parse().unwrap());
     f(&mut cfg);
-    Server::start(cfg).unwrap()
+    (dir, Server::start(cfg).unwrap())
 }
 
 async fn client(s: &ServerHandle) -> ServerClient {
@@ -45,7 +46,7 @@ fn envelope(fill: u8) -> Vec<u8> {
 
 #[test]
 fn deposit_poll_ack_and_long_poll() {
-    let server = start("basic", |_| {});
+    let (_dir, server) = start("basic", |_| {});
     smol::block_on(async {
         let c = client(&server).await;
         let key = LookupKey::generate(&mut TestRng::new(1));
@@ -81,7 +82,7 @@ fn deposit_poll_ack_and_long_poll() {
 
 #[test]
 fn polls_need_a_proof_bound_to_the_session() {
-    let server = start("auth", |_| {});
+    let (_dir, server) = start("auth", |_| {});
     smol::block_on(async {
         let c = client(&server).await;
         let key = LookupKey::generate(&mut TestRng::new(2));
@@ -124,7 +125,7 @@ fn polls_need_a_proof_bound_to_the_session() {
 
 #[test]
 fn quotas_and_bad_envelopes_get_clear_errors() {
-    let server = start("quota", |cfg| cfg.limits.max_messages_per_mailbox = 3);
+    let (_dir, server) = start("quota", |cfg| cfg.limits.max_messages_per_mailbox = 3);
     smol::block_on(async {
         let c = client(&server).await;
         let mailbox = MailboxId([5; 16]);
@@ -159,7 +160,7 @@ fn quotas_and_bad_envelopes_get_clear_errors() {
 
 #[test]
 fn unacknowledged_messages_expire_after_the_ttl_and_free_their_quota() {
-    let server = start("ttl", |cfg| {
+    let (_dir, server) = start("ttl", |cfg| {
         cfg.message_ttl = Duration::from_secs(1);
         cfg.sweep_interval = Duration::from_millis(100);
         cfg.limits.max_messages_per_mailbox = 1;
@@ -191,7 +192,7 @@ fn broadcasts_reach_pollers_and_users_need_permission() {
     let mut rng = TestRng::new(3);
     let operator = BroadcastKey::generate(&mut rng);
     let op_pub = operator.public();
-    let server = start("broadcast", |cfg| cfg.operators = vec![op_pub]);
+    let (_dir, server) = start("broadcast", |cfg| cfg.operators = vec![op_pub]);
     smol::block_on(async {
         let c = client(&server).await;
         let now = meow_net::now_secs();
@@ -231,7 +232,7 @@ fn broadcasts_reach_pollers_and_users_need_permission() {
     });
     drop(server);
 
-    let server = start("broadcast-open", |cfg| cfg.allow_broadcast = true);
+    let (_dir, server) = start("broadcast-open", |cfg| cfg.allow_broadcast = true);
     smol::block_on(async {
         let c = client(&server).await;
         let user = BroadcastKey::generate(&mut rng);
@@ -259,7 +260,7 @@ fn broadcasts_reach_pollers_and_users_need_permission() {
 
 #[test]
 fn directory_publish_search_random_withdraw() {
-    let server = start("directory", |_| {});
+    let (_dir, server) = start("directory", |_| {});
     let mut rng = TestRng::new(4);
     let now = meow_net::now_secs();
     let key = ContactKey::generate(&mut rng);
@@ -300,7 +301,7 @@ fn directory_publish_search_random_withdraw() {
 
 #[test]
 fn sealed_datagrams_deposit_and_poll_and_replays_do_nothing() {
-    let server = start("udp", |_| {});
+    let (_dir, server) = start("udp", |_| {});
     let udp = server.udp_addr().unwrap().to_string();
     let key = LookupKey::generate(&mut TestRng::new(5));
     let mailbox = MailboxId::of(&key.public());
@@ -344,7 +345,7 @@ fn messages_survive_a_restart() {
     let dir = tempdir("restart");
     let key = LookupKey::generate(&mut TestRng::new(6));
     let mailbox = MailboxId::of(&key.public());
-    let cfg = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse().unwrap());
+    let cfg = ServerConfig::new(dir.path().to_owned(), "127.0.0.1:0".parse().unwrap());
     let server = Server::start(cfg.clone()).unwrap();
     let server_key = server.card().key;
     smol::block_on(async {

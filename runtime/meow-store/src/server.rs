@@ -381,7 +381,7 @@ pub(crate) mod tests {
         let dir = tempdir();
         let a = MailboxId([1; 16]);
         {
-            let s = ServerStore::open(&dir).unwrap();
+            let s = ServerStore::open(dir.path()).unwrap();
             let mut b = s.batch();
             for seq in [5, 3, 9] {
                 s.put_message(&mut b, &msg(a, seq), 1000);
@@ -398,7 +398,7 @@ pub(crate) mod tests {
             s.put_seq_floor(&mut b, 77);
             s.commit(b).unwrap();
         }
-        let s = ServerStore::open(&dir).unwrap();
+        let s = ServerStore::open(dir.path()).unwrap();
         let r = s.read_mailbox(&a, 0, 10, 1 << 20, 500).unwrap();
         assert_eq!(r.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 5, 9]);
         assert!(!r.more);
@@ -419,19 +419,8 @@ pub(crate) mod tests {
         assert_eq!(s.expired_in(&a, 1000).unwrap().0.len(), 3);
     }
 
-    pub(crate) fn tempdir() -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!("meow-store-test-{}-{}", std::process::id(), rand_suffix()));
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    fn rand_suffix() -> u64 {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        N.fetch_add(1, Ordering::Relaxed)
-            ^ (std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64)
+    /// A folder removed when the returned guard drops.
+    pub(crate) fn tempdir() -> tempfile::TempDir {
+        tempfile::Builder::new().prefix("meow-store-test-").tempdir().unwrap()
     }
 }

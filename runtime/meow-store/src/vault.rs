@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_nothing_is_stored_in_clear() {
         let dir = tempdir();
-        let home = dir.join("home");
+        let home = dir.path().join("home");
         let mut rng = TestRng::new(1);
         {
             let v = Vault::create(&home, b"correct horse", KdfParams::TESTING, &mut rng).unwrap();
@@ -432,7 +432,7 @@ mod tests {
     #[test]
     fn wrong_password_fails_and_changes_nothing() {
         let dir = tempdir();
-        let home = dir.join("home");
+        let home = dir.path().join("home");
         let mut rng = TestRng::new(2);
         drop(Vault::create(&home, b"pw", KdfParams::TESTING, &mut rng).unwrap());
         let before = std::fs::read(home.join(META_FILE)).unwrap();
@@ -443,7 +443,7 @@ mod tests {
             Err(StoreError::VaultExists(_))
         ));
         assert!(matches!(
-            Vault::open(&dir.join("none"), b"pw"),
+            Vault::open(&dir.path().join("none"), b"pw"),
             Err(StoreError::NoVault(_))
         ));
         Vault::change_password(&home, b"pw", b"new", None, &mut rng).unwrap();

@@ -434,10 +434,16 @@ fn report(name: &str, r: &RunResult) {
     );
 }
 
-/// Runs the whole benchmark and prints the figures.
+/// Runs the whole benchmark and prints the figures; its folders go, whatever happens.
 pub fn run(w: Workload) -> anyhow::Result<()> {
     let _ = epoch();
     let base = std::env::temp_dir().join(format!("meow-bench-{}", std::process::id()));
+    let result = run_in(&base, &w);
+    let _ = std::fs::remove_dir_all(&base);
+    result
+}
+
+fn run_in(base: &Path, w: &Workload) -> anyhow::Result<()> {
     println!(
         "workload: {} messages of {} content bytes (envelope {} bytes), {} producer/consumer pairs, {} deposits in flight per producer, durable (fsync) deposits",
         w.messages,
@@ -460,9 +466,9 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
     );
     // The paced run goes first: it measures a steady load, not the compaction of the burst.
     let lat_total = w.latency_rate * w.latency_secs;
-    let paced = meow_run(&server, &w, lat_total, true)?;
+    let paced = meow_run(&server, w, lat_total, true)?;
     report(&format!("meow server (at {} msg/s)", w.latency_rate), &paced);
-    let meow = meow_run(&server, &w, w.messages, false)?;
+    let meow = meow_run(&server, w, w.messages, false)?;
     report("meow server (throughput)", &meow);
     drop(server);
 
@@ -489,16 +495,15 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
         return Ok(());
     }
     let m = Mosquitto::start(&base.join("mosquitto"))?;
-    let mq = mqtt_run(&m, &w, w.messages, false)?;
+    let mq = mqtt_run(&m, w, w.messages, false)?;
     report("mosquitto QoS 1 (throughput)", &mq);
     drop(m);
     let m = Mosquitto::start(&base.join("mosquitto2"))?;
-    let mq_paced = mqtt_run(&m, &w, lat_total, true)?;
+    let mq_paced = mqtt_run(&m, w, lat_total, true)?;
     report(&format!("mosquitto QoS 1 (at {} msg/s)", w.latency_rate), &mq_paced);
     println!(
         "ratio meow / mosquitto throughput: {:.2}x",
         rate(meow.messages, meow.elapsed) / rate(mq.messages, mq.elapsed)
     );
-    let _ = std::fs::remove_dir_all(&base);
     Ok(())
 }
