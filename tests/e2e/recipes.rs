@@ -215,19 +215,25 @@ fn recipes_reload_while_running_all_or_nothing() {
     let listed = hub.meow(&["recipe", "list"]);
     assert!(listed.ok().contains("second"), "{}", listed.stdout);
 
-    // With `watch: true`, a fixed file is picked up by itself.
-    let reloads = || {
-        daemon
-            .log_text()
-            .matches("recipes reloaded after a file change")
-            .count()
-    };
-    let before = reloads();
+    // Two files with one recipe name are refused too (traces and run modes go by name).
+    std::fs::write(dir.join("b.yaml"), reply("second", "owner", "second answer")).unwrap();
+    std::fs::write(dir.join("c.yaml"), reply("first", "owner", "never")).unwrap();
+    hub.meow(&["recipe", "reload"])
+        .fails_with(1, "c.yaml: the recipe name \"first\" is taken by");
+    std::fs::remove_file(dir.join("c.yaml")).unwrap();
+
+    // With `watch: true`, a changed file is picked up by itself (no reload command from here
+    // on); the pings repeat until the watch has reloaded.
     std::fs::write(dir.join("b.yaml"), reply("second", "owner", "watched answer")).unwrap();
-    crate::support::wait_for("the watch's reload", std::time::Duration::from_secs(30), || {
-        (reloads() > before).then_some(())
-    });
-    owner.meow(&["send", "hub", "ping 4"]).ok();
-    wait_for_text(owner, "the answer of the watched file", |t| t == "watched answer");
+    crate::support::wait_for(
+        "the answer of the watched file",
+        std::time::Duration::from_secs(30),
+        || {
+            owner.meow(&["send", "hub", "ping 4"]).ok();
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            owner.texts().iter().any(|t| t == "watched answer").then_some(())
+        },
+    );
+    daemon.wait_log("recipes reloaded after a file change");
     assert_eq!(daemon.terminate(), 0);
 }

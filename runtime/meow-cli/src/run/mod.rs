@@ -408,9 +408,19 @@ async fn load_recipes(node: &Mutex<Node>, cfg: &RunConfig) -> anyhow::Result<Vec
         groups: Some(groups),
         plugins: Some(cfg.plugins.iter().map(|p| p.name.clone()).collect()),
     };
-    let mut loaded = Vec::new();
+    let mut loaded: Vec<meow_recipe::Recipe> = Vec::new();
+    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in cfg.recipe_files()? {
-        loaded.push(meow_recipe::Recipe::load_file(&file, &check)?);
+        let recipe = meow_recipe::Recipe::load_file(&file, &check)?;
+        if let Some(first) = files.insert(recipe.name.clone(), file.clone()) {
+            anyhow::bail!(
+                "{}: the recipe name {:?} is taken by {} (traces and run modes go by name: rename one)",
+                file.display(),
+                recipe.name,
+                first.display()
+            );
+        }
+        loaded.push(recipe);
     }
     Ok(loaded)
 }
