@@ -151,6 +151,22 @@ fn recipe_check_and_dry_run_from_the_command_line() {
         out.stdout
     );
 
+    let copy = tmp.path().join("copy.yaml");
+    std::fs::copy(repo().join("recipes/sensor-alert.yaml"), &copy).unwrap();
+    let out = h.meow(&[
+        "recipe",
+        "check",
+        repo().join("recipes/sensor-alert.yaml").to_str().unwrap(),
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout
+            .contains("copy.yaml: the recipe name \"sensor-alert\" is taken by"),
+        "{}",
+        out.stdout
+    );
+
     let event = tmp.path().join("hot.yaml");
     std::fs::write(&event, "message: { from: sensor, text: '{\"t\": 33.3}' }\n").unwrap();
     let out = h.meow(&[

@@ -14,9 +14,16 @@ use crate::run::recipes::traces;
 pub fn check(files: &[std::path::PathBuf], ctx: &CheckContext, note: &str) -> anyhow::Result<Reply> {
     let mut r = Reply::default();
     let mut failed = 0;
+    let mut names: std::collections::BTreeMap<String, std::path::PathBuf> = std::collections::BTreeMap::new();
     for f in files {
         match Recipe::load_file(f, ctx) {
+            Ok(recipe) if names.contains_key(&recipe.name) => {
+                failed += 1;
+                r.out
+                    .push_str(&format!("{}\n", name_taken(f, &recipe.name, &names[&recipe.name])));
+            }
             Ok(recipe) => {
+                names.insert(recipe.name.clone(), f.clone());
                 let kinds: Vec<_> = recipe.trigger_kinds().into_iter().collect();
                 r.out.push_str(&format!(
                     "{}: ok ({}, triggers: {}, {} actions)\n",
@@ -40,6 +47,15 @@ pub fn check(files: &[std::path::PathBuf], ctx: &CheckContext, note: &str) -> an
         r.error = Some(format!("{failed} of {} recipe(s) have errors", files.len()));
     }
     Ok(r)
+}
+
+/// The error for a second recipe with a name already used: traces and run modes go by name.
+pub fn name_taken(file: &Path, name: &str, first: &Path) -> String {
+    format!(
+        "{}: the recipe name {name:?} is taken by {} (traces and run modes go by name: rename one)",
+        file.display(),
+        first.display()
+    )
 }
 
 /// Dry-runs a recipe against a sample event file.

@@ -413,12 +413,7 @@ async fn load_recipes(node: &Mutex<Node>, cfg: &RunConfig) -> anyhow::Result<Vec
     for file in cfg.recipe_files()? {
         let recipe = meow_recipe::Recipe::load_file(&file, &check)?;
         if let Some(first) = files.insert(recipe.name.clone(), file.clone()) {
-            anyhow::bail!(
-                "{}: the recipe name {:?} is taken by {} (traces and run modes go by name: rename one)",
-                file.display(),
-                recipe.name,
-                first.display()
-            );
+            anyhow::bail!(crate::cmd_recipe::name_taken(&file, &recipe.name, &first));
         }
         loaded.push(recipe);
     }
