@@ -1,43 +1,6 @@
 //! Recipes in a running daemon (issue: automation recipes).
 
-use std::path::PathBuf;
-
-use crate::support::{Daemon, Home, TempDir, free_port, repo, wait_for_text};
-
-/// A hub home with the given contacts (made through its running daemon), and its config file
-/// holding `base` (the server and poll settings; recipes are added by each test).
-fn hub_with_contacts(tmp: &TempDir, names: &[&str]) -> (Home, Vec<Home>, PathBuf, String) {
-    let hub = Home::init(tmp.path().join("hub"), "hub");
-    let homes: Vec<Home> = names.iter().map(|n| Home::init(tmp.path().join(n), n)).collect();
-    let config = tmp.path().join("meow.yaml");
-    let base = format!(
-        "version: 1\nserver:\n  listen: 127.0.0.1:{}\npoll_wait: 1s\n",
-        free_port()
-    );
-    std::fs::write(&config, &base).unwrap();
-
-    // Contacts first (recipes name them): the hub invites through its running daemon.
-    let daemon = Daemon::start(&hub, &config);
-    let servers: serde_json::Value = serde_json::from_str(hub.meow(&["servers", "list", "--json"]).ok()).unwrap();
-    let card = servers[0]["card"].as_str().unwrap().to_owned();
-    for (name, home) in names.iter().zip(&homes) {
-        home.meow(&["servers", "add", &card]).ok();
-        let inv = tmp.path().join(format!("{name}.meowcard"));
-        hub.meow(&["invite", name, "--out", inv.to_str().unwrap()]).ok();
-        home.meow(&["accept", inv.to_str().unwrap(), "--name", "hub"]).ok();
-    }
-    crate::support::wait_for("the contacts at the hub", std::time::Duration::from_secs(30), || {
-        let c: serde_json::Value = serde_json::from_str(&hub.meow(&["contacts", "--json"]).stdout).ok()?;
-        let have: Vec<&str> = c["contacts"]
-            .as_array()?
-            .iter()
-            .filter_map(|x| x["name"].as_str())
-            .collect();
-        names.iter().all(|n| have.contains(n)).then_some(())
-    });
-    assert_eq!(daemon.terminate(), 0);
-    (hub, homes, config, base)
-}
+use crate::support::{Daemon, Home, TempDir, hub_with_contacts, repo, wait_for_text};
 
 #[test]
 fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_restart() {

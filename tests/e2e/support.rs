@@ -165,7 +165,16 @@ impl Home {
     }
 
     pub fn meow(&self, args: &[&str]) -> Out {
-        let o = self.command().args(args).stdin(Stdio::null()).output().unwrap();
+        self.run(self.command().args(args))
+    }
+
+    /// `meow` run from the folder `cwd` (for commands given with relative paths).
+    pub fn meow_in(&self, cwd: &Path, args: &[&str]) -> Out {
+        self.run(self.command().args(args).current_dir(cwd))
+    }
+
+    fn run(&self, c: &mut Command) -> Out {
+        let o = c.stdin(Stdio::null()).output().unwrap();
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -306,4 +315,39 @@ pub fn wait_for_text(home: &Home, what: &str, pred: impl Fn(&str) -> bool) -> Ve
         let texts = home.texts();
         texts.iter().any(|t| pred(t)).then_some(texts)
     })
+}
+
+/// A hub home with the given contacts (made through its running daemon), and its config file
+/// holding `base` (the server and poll settings; recipes are added by each test).
+pub fn hub_with_contacts(tmp: &TempDir, names: &[&str]) -> (Home, Vec<Home>, PathBuf, String) {
+    let hub = Home::init(tmp.path().join("hub"), "hub");
+    let homes: Vec<Home> = names.iter().map(|n| Home::init(tmp.path().join(n), n)).collect();
+    let config = tmp.path().join("meow.yaml");
+    let base = format!(
+        "version: 1\nserver:\n  listen: 127.0.0.1:{}\npoll_wait: 1s\n",
+        free_port()
+    );
+    std::fs::write(&config, &base).unwrap();
+
+    // Contacts first (recipes name them): the hub invites through its running daemon.
+    let daemon = Daemon::start(&hub, &config);
+    let servers: serde_json::Value = serde_json::from_str(hub.meow(&["servers", "list", "--json"]).ok()).unwrap();
+    let card = servers[0]["card"].as_str().unwrap().to_owned();
+    for (name, home) in names.iter().zip(&homes) {
+        home.meow(&["servers", "add", &card]).ok();
+        let inv = tmp.path().join(format!("{name}.meowcard"));
+        hub.meow(&["invite", name, "--out", inv.to_str().unwrap()]).ok();
+        home.meow(&["accept", inv.to_str().unwrap(), "--name", "hub"]).ok();
+    }
+    wait_for("the contacts at the hub", Duration::from_secs(30), || {
+        let c: serde_json::Value = serde_json::from_str(&hub.meow(&["contacts", "--json"]).stdout).ok()?;
+        let have: Vec<&str> = c["contacts"]
+            .as_array()?
+            .iter()
+            .filter_map(|x| x["name"].as_str())
+            .collect();
+        names.iter().all(|n| have.contains(n)).then_some(())
+    });
+    assert_eq!(daemon.terminate(), 0);
+    (hub, homes, config, base)
 }

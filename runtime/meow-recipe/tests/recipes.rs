@@ -124,6 +124,68 @@ fn a_runaway_template_loop_ends_with_an_error() {
     assert!(err.contains("the template took more than 200000 steps"), "{err}");
 }
 
+/// The YAML blocks of docs/RECIPES.md, each with the `## ` section it sits in.
+fn guide_blocks() -> Vec<(String, String)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/RECIPES.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (mut section, mut block, mut out) = (String::new(), None::<String>, Vec::new());
+    for line in doc.lines() {
+        match &mut block {
+            Some(b) if line.starts_with("```") => {
+                out.push((section.clone(), std::mem::take(b)));
+                block = None;
+            }
+            Some(b) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            None if line == "```yaml" => block = Some(String::new()),
+            None if line.starts_with("## ") => section = line.to_owned(),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Every YAML example of the recipes guide loads: whole recipes as they are, trigger, condition
+/// and action snippets inside a minimal recipe, the sample event through the dry-run reader.
+#[test]
+fn every_example_in_the_recipes_guide_loads() {
+    let ctx = CheckContext {
+        contacts: Some(vec!["sensor".into(), "owner".into()]),
+        groups: Some(vec!["friends".into()]),
+        plugins: Some(vec!["echo".into()]),
+    };
+    let (mut recipes, mut snippets) = (0, 0);
+    for (section, block) in guide_blocks() {
+        let text = if block.starts_with("# meow.yaml") {
+            continue;
+        } else if section == "## Tools" {
+            sample_event(&block, "guide").unwrap_or_else(|e| panic!("{e}\n{block}"));
+            continue;
+        } else if block.contains("version: 1") {
+            recipes += 1;
+            block.clone()
+        } else if section == "## Triggers" {
+            let triggers = if block.starts_with("triggers:") {
+                block.clone()
+            } else {
+                format!("triggers:\n{block}")
+            };
+            format!("version: 1\n{triggers}actions:\n  - log: {{ text: x }}\n")
+        } else if section == "## Conditions" {
+            format!("version: 1\ntriggers:\n  - message: {{}}\n{block}actions:\n  - log: {{ text: x }}\n")
+        } else if section == "## Actions" {
+            format!("version: 1\ntriggers:\n  - message: {{}}\nactions:\n{block}")
+        } else {
+            panic!("a YAML block in section {section:?} that this test does not know:\n{block}");
+        };
+        snippets += 1;
+        Recipe::load(&text, "guide.yaml", "guide", &ctx).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
+    assert!(recipes >= 1 && snippets >= 15, "{recipes} recipes, {snippets} snippets");
+}
+
 fn error_of(text: &str) -> String {
     Recipe::load(text, "recipes/alert.yaml", "alert", &home())
         .unwrap_err()
