@@ -10,37 +10,42 @@ fn guide() -> String {
     std::fs::read_to_string(repo().join("docs/PLUGINS.md")).unwrap()
 }
 
+/// Where `marker` first appears in the guide.
+fn find(doc: &str, marker: &str) -> usize {
+    doc.find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} is not in the guide"))
+}
+
+/// The body of the fenced code block whose opening fence is at `open`.
+fn fenced(doc: &str, open: usize) -> String {
+    let body = open + doc[open..].find('\n').unwrap() + 1;
+    let end = body + doc[body..].find("```").unwrap();
+    doc[body..end].to_owned()
+}
+
 /// The body of the first fenced code block after the first line containing `marker`.
 fn block_after(doc: &str, marker: &str) -> String {
-    let at = doc
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} is not in the guide"));
-    let rest = &doc[at..];
-    let fence = rest.find("```").unwrap();
-    let body = fence + rest[fence..].find('\n').unwrap() + 1;
-    let end = body + rest[body..].find("```").unwrap();
-    rest[body..end].to_owned()
+    let at = find(doc, marker);
+    fenced(doc, at + doc[at..].find("```").unwrap())
 }
 
 /// The body of the fenced code block that contains `marker`.
 fn block_with(doc: &str, marker: &str) -> String {
-    let at = doc
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} is not in the guide"));
-    let open = doc[..at].rfind("```").unwrap();
-    let body = open + doc[open..].find('\n').unwrap() + 1;
-    let end = at + doc[at..].find("```").unwrap();
-    doc[body..end].to_owned()
+    fenced(doc, doc[..find(doc, marker)].rfind("```").unwrap())
 }
 
 /// What the guide says the bot answers: the text after `bot: ` on the first line that has it,
 /// from the line containing `marker` on.
 fn expected_answer(doc: &str, marker: &str) -> String {
-    let at = doc
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} is not in the guide"));
-    let line = doc[at..].lines().find(|l| l.contains("bot: ")).unwrap();
+    let line = doc[find(doc, marker)..].lines().find(|l| l.contains("bot: ")).unwrap();
     line.split_once("bot: ").unwrap().1.trim().to_owned()
+}
+
+/// Writes `file` (a path under `root`, as the guide names it) with the block the guide gives.
+fn write_from_guide(doc: &str, root: &Path, file: &str) {
+    let path = root.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, block_after(doc, &format!("`{file}`:"))).unwrap();
 }
 
 /// Runs a daemon on `hub` with the guide's instance lines, sends `text` from `me` and waits for
@@ -58,18 +63,10 @@ fn the_lua_plugin_of_the_guide_runs_as_written() {
     let doc = guide();
     let tmp = TempDir::new("guide-lua");
     let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
+    for file in ["greeter.lua", "plugin.yaml"] {
+        write_from_guide(&doc, tmp.path(), &format!("my-plugins/greeter/{file}"));
+    }
     let dir = tmp.path().join("my-plugins/greeter");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("greeter.lua"),
-        block_after(&doc, "`my-plugins/greeter/greeter.lua`:"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("plugin.yaml"),
-        block_after(&doc, "`my-plugins/greeter/plugin.yaml`:"),
-    )
-    .unwrap();
     hub.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
     let instance = block_after(&doc, "Add an instance to `meow.yaml`");
     let answer = expected_answer(&doc, "meow send bot hi");
@@ -82,24 +79,16 @@ fn the_rust_plugin_of_the_guide_builds_and_runs_as_written() {
     let doc = guide();
     let tmp = TempDir::new("guide-rust");
     let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
-    let dir = tmp.path().join("my-plugins/shout");
-    std::fs::create_dir_all(dir.join("src")).unwrap();
+    for file in ["Cargo.toml", "src/lib.rs", "plugin.yaml"] {
+        write_from_guide(&doc, tmp.path(), &format!("my-plugins/shout/{file}"));
+    }
     // The guide's Cargo.toml names the SDK by a path relative to this repository.
-    let sdk = repo().join("sdk/rust");
-    let cargo_toml = block_after(&doc, "`my-plugins/shout/Cargo.toml`:")
-        .replace("\"../../sdk/rust\"", &format!("{:?}", sdk.display().to_string()));
-    assert!(cargo_toml.contains(&sdk.display().to_string()), "{cargo_toml}");
-    std::fs::write(dir.join("Cargo.toml"), cargo_toml).unwrap();
-    std::fs::write(
-        dir.join("src/lib.rs"),
-        block_after(&doc, "`my-plugins/shout/src/lib.rs`:"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("plugin.yaml"),
-        block_after(&doc, "`my-plugins/shout/plugin.yaml`:"),
-    )
-    .unwrap();
+    let cargo_toml = tmp.path().join("my-plugins/shout/Cargo.toml");
+    let sdk = repo().join("sdk/rust").display().to_string();
+    let text = std::fs::read_to_string(&cargo_toml).unwrap();
+    let patched = text.replace("\"../../sdk/rust\"", &format!("{sdk:?}"));
+    assert_ne!(patched, text, "the guide's Cargo.toml names ../../sdk/rust");
+    std::fs::write(&cargo_toml, patched).unwrap();
 
     let build = block_with(&doc, "meow plugin build my-plugins/shout");
     let args: Vec<&str> = build.split_whitespace().skip(1).collect();

@@ -26,6 +26,15 @@ fn home() -> CheckContext {
     }
 }
 
+/// A home with these contacts, the group `friends` and the plugin instance `echo`.
+fn with_friends_and_echo(contacts: &[&str]) -> CheckContext {
+    CheckContext {
+        contacts: Some(contacts.iter().map(|c| (*c).to_owned()).collect()),
+        groups: Some(vec!["friends".into()]),
+        plugins: Some(vec!["echo".into()]),
+    }
+}
+
 fn events() -> Vec<(TriggerEvent, bool)> {
     vec![
         (
@@ -151,11 +160,7 @@ fn guide_blocks() -> Vec<(String, String)> {
 /// and action snippets inside a minimal recipe, the sample event through the dry-run reader.
 #[test]
 fn every_example_in_the_recipes_guide_loads() {
-    let ctx = CheckContext {
-        contacts: Some(vec!["sensor".into(), "owner".into()]),
-        groups: Some(vec!["friends".into()]),
-        plugins: Some(vec!["echo".into()]),
-    };
+    let ctx = with_friends_and_echo(&["sensor", "owner"]);
     let (mut recipes, mut snippets) = (0, 0);
     for (section, block) in guide_blocks() {
         let text = if block.starts_with("# meow.yaml") {
@@ -251,11 +256,7 @@ fn sample_event_files_are_read() {
 
 #[test]
 fn group_broadcast_schedule_and_contact_triggers() {
-    let ctx = CheckContext {
-        contacts: Some(vec!["owner".into(), "bob".into()]),
-        groups: Some(vec!["friends".into()]),
-        plugins: Some(vec!["echo".into()]),
-    };
+    let ctx = with_friends_and_echo(&["owner", "bob"]);
     let text = r#"
 version: 1
 name: many
