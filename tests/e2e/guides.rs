@@ -76,6 +76,7 @@ fn the_lua_plugin_of_the_guide_runs_as_written() {
 
 #[test]
 fn the_rust_plugin_of_the_guide_builds_and_runs_as_written() {
+    crate::support::plugins(); // the wasm32-wasip2 target, added if missing
     let doc = guide();
     let tmp = TempDir::new("guide-rust");
     let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);

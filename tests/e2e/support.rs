@@ -220,19 +220,28 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
-/// Builds the first-party plugins once per test run; returns the bundle folder.
+/// Builds the first-party plugins once per test run; returns the bundle folder. Like the demo,
+/// it adds the `wasm32-wasip2` target when the toolchain lacks it, so that the README's test
+/// command works on a fresh machine.
 pub fn plugins() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
             let out = repo().join("target/plugins");
-            let o = Command::new(meow_bin())
-                .args(["plugin", "build"])
-                .arg(repo().join("plugins"))
-                .arg("--out")
-                .arg(&out)
-                .output()
-                .unwrap();
+            let build = || {
+                Command::new(meow_bin())
+                    .args(["plugin", "build"])
+                    .arg(repo().join("plugins"))
+                    .arg("--out")
+                    .arg(&out)
+                    .output()
+                    .unwrap()
+            };
+            let mut o = build();
+            if !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("rustup target add wasm32-wasip2") {
+                let _ = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+                o = build();
+            }
             assert!(
                 o.status.success(),
                 "building plugins failed: {}",
