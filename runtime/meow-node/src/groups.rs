@@ -41,6 +41,14 @@ impl GroupRecord {
     pub fn is_owner(&self) -> bool {
         self.key.is_some()
     }
+
+    /// Where a message in this group comes from, for the inbox.
+    fn origin(&self) -> Origin {
+        Origin::Group {
+            group: self.id,
+            name: self.name.clone(),
+        }
+    }
 }
 
 impl Encode for GroupRecord {
@@ -342,10 +350,7 @@ impl Node {
                     from,
                     content_type,
                     content,
-                    origin: Origin::Group {
-                        group: g.id,
-                        name: g.name.clone(),
-                    },
+                    origin: g.origin(),
                     ..base.clone()
                 });
             }
@@ -370,10 +375,7 @@ impl Node {
                 out.item = Some(InboxItem {
                     content_type,
                     content,
-                    origin: Origin::Group {
-                        group: g.id,
-                        name: g.name.clone(),
-                    },
+                    origin: g.origin(),
                     ..base.clone()
                 });
             }
