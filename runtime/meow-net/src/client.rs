@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_lite::FutureExt;
 use futures_lite::io::BufReader;
-use futures_lite::{AsyncWriteExt, FutureExt};
 use meow_proto::broadcast::Broadcast;
 use meow_proto::codec::Decode;
 use meow_proto::directory::{DirectoryEntry, UncheckedEntry, Withdrawal};
@@ -374,38 +374,17 @@ fn unexpected(r: Response) -> ClientError {
 
 /// Seals queued requests in order and writes them, as many as are waiting in one write: requests
 /// pipelined by many tasks leave in few packets.
-async fn write_requests(
-    mut stream: TcpStream,
-    mut session: SessionSender,
-    queued: Receiver<RequestFrame>,
-    closed: Closed,
-) {
-    let mut out = Vec::with_capacity(64 * 1024);
-    while let Ok(first) = queued.recv().await {
-        frame::gather_sealed(&mut out, &mut session, first, &queued, MAX_WRITE);
-        // A server that stops reading must not hold the connection forever: give up after the
-        // request timeout, and the connection counts as lost.
-        let wrote = with_timeout(REQUEST_TIMEOUT, async {
-            let io = async {
-                stream.write_all(&out).await?;
-                stream.flush().await
-            };
-            io.await.map_err(|e| ClientError::Closed(e.to_string()))
-        })
-        .await;
-        if let Err(e) = wrote {
-            let reason = match e {
-                ClientError::Timeout => "the server stopped reading".to_owned(),
-                ClientError::Closed(reason) => reason,
-                other => other.to_string(),
-            };
-            if let Ok(mut c) = closed.lock() {
-                c.get_or_insert(reason);
-            }
-            // The reader sees the shutdown and fails every request still waiting.
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            return;
-        }
+async fn write_requests(stream: TcpStream, session: SessionSender, queued: Receiver<RequestFrame>, closed: Closed) {
+    // A server that stops reading must not hold the connection forever: after the request
+    // timeout the connection counts as lost, and the reader, seeing the shutdown, fails every
+    // request still waiting.
+    let reason = match frame::write_queued(stream, session, queued, MAX_WRITE, REQUEST_TIMEOUT).await {
+        frame::WriteStop::Done => return,
+        frame::WriteStop::TimedOut => "the server stopped reading".to_owned(),
+        frame::WriteStop::Failed(e) => e.to_string(),
+    };
+    if let Ok(mut c) = closed.lock() {
+        c.get_or_insert(reason);
     }
 }
 

@@ -82,6 +82,51 @@ pub fn gather_sealed<T: Encode>(
     }
 }
 
+/// Why [`write_queued`] stopped writing.
+#[derive(Debug)]
+pub enum WriteStop {
+    /// The queue was closed: nothing more to send.
+    Done,
+    /// A write took longer than the timeout: the peer stopped reading.
+    TimedOut,
+    /// A write failed.
+    Failed(std::io::Error),
+}
+
+/// The writer of one session connection: seals the messages queued on `queue` in order and writes
+/// them, as many as are waiting in one write (up to `max` bytes), until the queue closes or a
+/// write fails or takes longer than `timeout`. A peer that stops reading cannot hold the
+/// connection forever: on a failure the stream is shut down, so that its reader sees the end too.
+pub async fn write_queued<T: Encode>(
+    mut stream: smol::net::TcpStream,
+    mut session: SessionSender,
+    queue: smol::channel::Receiver<T>,
+    max: usize,
+    timeout: std::time::Duration,
+) -> WriteStop {
+    use futures_lite::FutureExt;
+    let mut out = Vec::with_capacity(64 * 1024);
+    while let Ok(first) = queue.recv().await {
+        gather_sealed(&mut out, &mut session, first, &queue, max);
+        let write = async {
+            let wrote = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            wrote.await.map_err(WriteStop::Failed)
+        };
+        let expire = async {
+            smol::Timer::after(timeout).await;
+            Err(WriteStop::TimedOut)
+        };
+        if let Err(stop) = write.or(expire).await {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return stop;
+        }
+    }
+    WriteStop::Done
+}
+
 /// Appends a frame (length then payload) to `out`.
 pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -99,6 +144,57 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meow_proto::codec::Writer;
+    use meow_proto::session::{self, ClientHandshake};
+
+    /// Bytes written as they are.
+    struct Blob(Vec<u8>);
+
+    impl Encode for Blob {
+        fn encode(&self, w: &mut Writer) {
+            w.raw(&self.0);
+        }
+    }
+
+    fn sender() -> SessionSender {
+        let key = meow_proto::ServerKey::generate(&mut meow_proto::os_rng());
+        let (_, hello) = ClientHandshake::start(&key.public(), &mut meow_proto::os_rng()).unwrap();
+        let (server, _) = session::accept(&key, &hello, &mut meow_proto::os_rng()).unwrap();
+        server.split().0
+    }
+
+    /// A connected pair on 127.0.0.1: ours, and the peer's end (which the test may never read).
+    async fn pair() -> (smol::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = smol::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (ours, listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn the_writer_gives_up_on_a_peer_that_stops_reading_and_ends_with_its_queue() {
+        smol::block_on(async {
+            let (ours, _peer) = pair().await;
+            let (tx, rx) = smol::channel::unbounded();
+            for _ in 0..256 {
+                tx.send(Blob(vec![7; 64 * 1024])).await.unwrap();
+            }
+            let timeout = std::time::Duration::from_millis(200);
+            let stop = write_queued(ours, sender(), rx, 256 * 1024, timeout).await;
+            assert!(matches!(stop, WriteStop::TimedOut), "{stop:?}");
+
+            let (ours, mut peer) = pair().await;
+            let (tx, rx) = smol::channel::unbounded();
+            tx.send(Blob(b"hello".to_vec())).await.unwrap();
+            drop(tx);
+            let stop = write_queued(ours, sender(), rx, 256 * 1024, timeout).await;
+            assert!(matches!(stop, WriteStop::Done), "{stop:?}");
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut peer, &mut got).unwrap();
+            assert_eq!(got.len(), 4 + 5 + 16, "one sealed frame: length, bytes, AEAD tag");
+        });
+    }
 
     #[test]
     fn frames_round_trip_and_limits_hold() {

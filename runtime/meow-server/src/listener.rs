@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_lite::FutureExt;
 use futures_lite::io::BufReader;
-use futures_lite::{AsyncWriteExt, FutureExt};
 use meow_net::frame::{self, FrameError};
 use meow_proto::ServerKey;
 use meow_proto::codec::Decode;
 use meow_proto::datagram;
-use meow_proto::session::{self, CLIENT_HELLO_LEN, SessionSender};
+use meow_proto::session::{self, CLIENT_HELLO_LEN};
 use meow_proto::wire::{ErrorCode, RequestFrame, Response, ResponseFrame};
 use smol::Executor;
-use smol::channel::{Receiver, bounded};
+use smol::channel::bounded;
 use smol::lock::Semaphore;
 use smol::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -108,10 +108,13 @@ async fn serve(
 
     let peer_ctx = Arc::new(Peer::new(binding, peer.ip(), limits.max_mailboxes_per_connection));
     let (out_tx, out_rx) = bounded::<ResponseFrame>(limits.max_in_flight);
-    let writer =
-        ex.upgrade()
-            .ok_or("shutting down")?
-            .spawn(write_responses(stream, sender, out_rx, limits.write_timeout));
+    let writer = ex.upgrade().ok_or("shutting down")?.spawn(frame::write_queued(
+        stream,
+        sender,
+        out_rx,
+        256 * 1024,
+        limits.write_timeout,
+    ));
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let idle = limits.idle_timeout + limits.max_poll_wait;
 
@@ -155,27 +158,6 @@ async fn serve(
     drop(out_tx);
     writer.cancel().await;
     result
-}
-
-async fn write_responses(
-    mut stream: TcpStream,
-    mut session: SessionSender,
-    rx: Receiver<ResponseFrame>,
-    write_timeout: Duration,
-) {
-    let mut out = Vec::with_capacity(64 * 1024);
-    while let Ok(first) = rx.recv().await {
-        frame::gather_sealed(&mut out, &mut session, first, &rx, 256 * 1024);
-        let wrote = timeout(write_timeout, async {
-            stream.write_all(&out).await?;
-            stream.flush().await
-        })
-        .await;
-        if !matches!(wrote, Some(Ok(()))) {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-    }
 }
 
 /// Answers sealed datagrams on a UDP socket.
