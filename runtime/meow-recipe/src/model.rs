@@ -108,6 +108,8 @@ pub struct RawMessageTrigger {
     pub pattern: Option<String>,
 }
 
+/// A message trigger's fields plus `group`, written out: serde's `flatten` would turn
+/// `deny_unknown_fields` off, and a misspelt key must stay an error.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGroupTrigger {
