@@ -194,3 +194,127 @@ fn help_explains_every_home_command_with_an_example() {
     }
     assert!(h.meow(&["--help"]).ok().contains("Examples"));
 }
+
+#[test]
+fn a_damaged_home_or_server_store_is_refused_with_one_line_and_doctor_says_why() {
+    for truncate in [true, false] {
+        let tmp = TempDir::new("damaged");
+        let data = tmp.path().join("server");
+        let server = ServerProc::start(&data, &[]);
+        let home = Home::init(tmp.path().join("home"), "home");
+        let friend = Home::init(tmp.path().join("friend"), "friend");
+        for h in [&home, &friend] {
+            h.meow(&["servers", "add", &server.card.to_text()]).ok();
+        }
+        let inv = tmp.path().join("inv.meowcard");
+        home.meow(&["invite", "friend", "--out", inv.to_str().unwrap()]).ok();
+        friend.meow(&["accept", inv.to_str().unwrap(), "--name", "home"]).ok();
+        for i in 0..30 {
+            // Deposits waiting in the server's store, and records in the home's vault.
+            friend.meow(&["send", "home", &format!("note {i}")]).ok();
+            home.meow(&["invite", &format!("friend-{i}")]).ok();
+        }
+        server.kill9();
+        meow_store::testing::damage_journal(&home.dir, truncate);
+        home.meow(&["contacts"])
+            .fails_with(1, "is damaged: its journal lost its last");
+        let doctor = home.meow(&["doctor"]);
+        assert_eq!(doctor.code, 1, "{}{}", doctor.stdout, doctor.stderr);
+        assert!(
+            doctor.stdout.contains("problem: the vault: its journal lost"),
+            "{}",
+            doctor.stdout
+        );
+        home.meow(&["doctor", "--accept-loss"]).ok();
+        let listed = home.meow(&["contacts", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(listed.ok()).unwrap();
+        let kept = v["invitations"].as_array().unwrap().len();
+        assert!(kept < 31, "truncate={truncate}: {kept} invitations kept");
+        assert!(home.meow(&["doctor"]).ok().contains("no problem found"));
+
+        // The server's store: refused at start, explained by the doctor.
+        meow_store::testing::damage_journal(&data, truncate);
+        let out = home.run_raw(&[
+            "-q",
+            "server",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stderr.contains("is damaged: its journal lost"), "{}", out.stderr);
+        let doctor = home.run_raw(&["doctor", "--server", data.to_str().unwrap()]);
+        assert_eq!(doctor.code, 1, "{}", doctor.stdout);
+        assert!(
+            doctor.stdout.contains("problem: the store: its journal lost"),
+            "{}",
+            doctor.stdout
+        );
+    }
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// `tests/fixtures/legacy-v1` was made by the release before typed addresses, durable events and
+/// integrity marks: two homes (password `legacy`) and their server on 127.0.0.1:17391, with a
+/// message waiting at the server, one in bob's outbox, and a key rotation of alice's in flight.
+#[test]
+fn homes_made_by_the_previous_release_keep_talking() {
+    let tmp = TempDir::new("legacy");
+    copy_tree(&crate::support::repo().join("tests/fixtures/legacy-v1"), tmp.path());
+    let _server = ServerProc::start_on(&tmp.path().join("server"), 17391, &[]);
+    let home = |name: &str| Home {
+        dir: tmp.path().join(name),
+        password: "legacy".into(),
+    };
+    let (alice, bob) = (home("alice"), home("bob"));
+    let waiting = bob.meow(&["inbox"]);
+    assert!(
+        waiting
+            .ok()
+            .contains("alice: sealed before the upgrade, waiting at the server"),
+        "{}",
+        waiting.stdout
+    );
+    assert!(
+        waiting.stderr.contains("delivered 1 queued message"),
+        "{}",
+        waiting.stderr
+    );
+    crate::support::wait_for_text(&alice, "bob's queued message", |t| {
+        t == "queued in the outbox while the server is down"
+    });
+    alice.meow(&["send", "bob", "after the upgrade"]).ok();
+    crate::support::wait_for_text(&bob, "a message sealed by the new release", |t| {
+        t == "after the upgrade"
+    });
+    bob.meow(&["send", "alice", "and back"]).ok();
+    crate::support::wait_for_text(&alice, "the answer", |t| t == "and back");
+    // On the way the two moved their conversation to version 2 in band (offer, accept, first
+    // version-2 message), with no new card exchange; the ratchet carries the next messages.
+    alice.meow(&["send", "bob", "ratcheted"]).ok();
+    crate::support::wait_for_text(&bob, "a version-2 message", |t| t == "ratcheted");
+    bob.meow(&["send", "alice", "ratcheted back"]).ok();
+    crate::support::wait_for_text(&alice, "a version-2 answer", |t| t == "ratcheted back");
+    for (h, other) in [(&alice, "bob"), (&bob, "alice")] {
+        let c: serde_json::Value = serde_json::from_str(h.meow(&["contacts", "--json"]).ok()).unwrap();
+        assert_eq!(c["contacts"][0]["name"], other);
+        assert_eq!(
+            c["contacts"][0]["protocol"], "v2 (double ratchet, post-quantum start)",
+            "{other}'s contact"
+        );
+        assert!(h.meow(&["contacts"]).ok().contains("v2 (double ratchet"));
+        assert!(h.meow(&["doctor"]).ok().contains("no problem found"));
+    }
+}

@@ -1,61 +1,6 @@
 //! `meow run` with WASM and Lua plugins (issue: plugin runtime).
 
-use std::path::{Path, PathBuf};
-
-use crate::support::{Daemon, Home, TempDir, free_port, plugins, repo, wait_for_text};
-
-struct Setup {
-    tmp: TempDir,
-    bot: Home,
-    user: Home,
-    config: PathBuf,
-}
-
-fn setup(tag: &str, instances: &str) -> Setup {
-    let tmp = TempDir::new(tag);
-    let bot = Home::init(tmp.path().join("bot"), "bot");
-    let user = Home::init(tmp.path().join("user"), "user");
-    let local = tmp.path().join("local-plugins");
-    std::fs::create_dir_all(&local).unwrap();
-    let config = tmp.path().join("meow.yaml");
-    let instances = instances.replace("{local}", &local.display().to_string());
-    std::fs::write(
-        &config,
-        format!(
-            "version: 1\nserver:\n  listen: 127.0.0.1:{}\nplugin_dirs: [{}, {}]\npoll_wait: 1s\nplugins:\n{instances}",
-            free_port(),
-            plugins().display(),
-            local.display()
-        ),
-    )
-    .unwrap();
-    Setup { tmp, bot, user, config }
-}
-
-impl Setup {
-    /// The bot invites the user through the running daemon; the user accepts.
-    fn pair(&self) {
-        let servers: serde_json::Value =
-            serde_json::from_str(self.bot.meow(&["servers", "list", "--json"]).ok()).unwrap();
-        self.user
-            .meow(&["servers", "add", servers[0]["card"].as_str().unwrap()])
-            .ok();
-        let inv = self.tmp.path().join("inv.meowcard");
-        self.bot.meow(&["invite", "user", "--out", inv.to_str().unwrap()]).ok();
-        self.user.meow(&["accept", inv.to_str().unwrap(), "--name", "bot"]).ok();
-    }
-
-    fn local(&self) -> PathBuf {
-        self.tmp.path().join("local-plugins")
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
+use crate::support::{Daemon, copy_dir, plugins, repo, setup, wait_for_text};
 
 #[test]
 fn echo_and_lua_answer_while_hostile_plugins_are_stopped() {

@@ -145,6 +145,32 @@ fn recipe_check_and_dry_run_from_the_command_line() {
         "{text}"
     );
     assert!(text.contains("action 4: wait 60s"), "{text}");
+
+    // --at makes a dry run reproducible: `now` in templates is the given time.
+    let timed = tmp.path().join("timed.yaml");
+    std::fs::write(
+        &timed,
+        "version: 1\nname: timed\ntriggers: [message: {}]\nactions:\n  - reply: { text: \"at {{ now.date }} {{ now.time }}\" }\n",
+    )
+    .unwrap();
+    let test_at = |at: &str| {
+        h.meow(&[
+            "recipe",
+            "test",
+            timed.to_str().unwrap(),
+            "--event",
+            event.to_str().unwrap(),
+            "--at",
+            at,
+        ])
+    };
+    let first = test_at("2026-12-02 08:30");
+    let text = first.ok();
+    assert!(text.contains("reply: \"at 2026-12-02 08:30:00\""), "{text}");
+    assert_eq!(test_at("2026-12-02 08:30").ok(), text);
+    let bad = test_at("tomorrow");
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("\"tomorrow\" is not a time"), "{}", bad.stderr);
 }
 
 #[test]
@@ -214,5 +240,84 @@ fn recipes_reload_while_running_all_or_nothing() {
         },
     );
     daemon.wait_log("recipes reloaded after a file change");
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// Readings through a link session with the hub's embedded gateway, in the compact form: 110
+/// bytes on the air each, and the alert recipe still sees them (issue 13, "a compact form").
+#[test]
+fn sensor_readings_over_a_gateway_link_take_110_bytes_and_reach_the_recipes() {
+    let tmp = TempDir::new("recipes-link");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["sensor", "owner"]);
+    let [sensor, owner] = &homes[..] else { unreachable!() };
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let base = base.replacen("poll_wait:", &format!("  udp: {udp}\npoll_wait:"), 1);
+    let alert = repo().join("recipes/sensor-alert.yaml");
+    std::fs::write(&config, format!("{base}recipes:\n  - {}\n", alert.display())).unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    let link = format!("udp:{udp}");
+    let sensor_args = |count: &str, hot: &str| {
+        vec![
+            "sensor", "--to", "hub", "--link", &link, "--every", "100ms", "--count", count, "--hot-at", hot,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<String>>()
+    };
+    let args = sensor_args("1", "99");
+    let first = sensor.meow(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        first.ok().contains("not at version 2 yet: sent the usual way"),
+        "{}",
+        first.stdout
+    );
+    crate::support::wait_for(
+        "the sensor's conversation at version 2",
+        std::time::Duration::from_secs(30),
+        || {
+            sensor.meow(&["inbox"]).ok();
+            sensor.meow(&["contacts"]).stdout.contains("v2 (").then_some(())
+        },
+    );
+
+    let args = sensor_args("6", "2");
+    let out = sensor.meow(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("83-byte compact envelope, 110 bytes on the air, answer 26")),
+        "{}",
+        out.stdout
+    );
+    assert!(lines[0].contains("session opened with 71 + 21 bytes"), "{}", lines[0]);
+    let texts = wait_for_text(owner, "the alert from a reading sent over the link", |t| {
+        t.starts_with("ALERT: ")
+    });
+    assert_eq!(
+        texts.iter().filter(|t| t.starts_with("ALERT: ")).count(),
+        1,
+        "{texts:?}"
+    );
+    let readings = |n: usize| {
+        crate::support::wait_for("the readings at the hub", std::time::Duration::from_secs(30), || {
+            let texts = hub.texts();
+            (texts.iter().filter(|t| t.starts_with("{\"t\":")).count() == n).then_some(())
+        })
+    };
+    readings(7);
+
+    // A gateway that forgot the session (a restart): the sensor opens a new one and loses nothing.
+    assert_eq!(daemon.terminate(), 0);
+    let daemon = Daemon::start(&hub, &config);
+    let args = sensor_args("2", "99");
+    let out = sensor.meow(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.ok().lines().all(|l| l.contains("110 bytes on the air")),
+        "{}",
+        out.stdout
+    );
+    readings(9);
     assert_eq!(daemon.terminate(), 0);
 }

@@ -29,7 +29,9 @@ fn tag_of(envelope: &[u8]) -> u64 {
 #[test]
 fn every_acknowledged_deposit_survives_sigkill_and_is_delivered_once() {
     let data = TempDir::new("sigkill");
-    let server = ServerProc::start(data.path(), &[]);
+    // A crash test, not a budget test: the writers must still be running when the server dies.
+    let unlimited = ["--address-deposits", "0", "--session-deposits", "0"];
+    let server = ServerProc::start(data.path(), &unlimited);
     let keys: Vec<LookupKey> = (0..8)
         .map(|i| LookupKey::generate(&mut TestRng::new(100 + i)))
         .collect();
@@ -42,7 +44,7 @@ fn every_acknowledged_deposit_survives_sigkill_and_is_delivered_once() {
             let mailbox = MailboxId::of(&keys[w as usize].public());
             std::thread::spawn(move || {
                 smol::block_on(async {
-                    let Ok(c) = ServerClient::connect(&address, &key).await else {
+                    let Ok(c) = ServerClient::connect(&address.parse().unwrap(), &key).await else {
                         return;
                     };
                     for i in 0.. {
@@ -71,7 +73,7 @@ fn every_acknowledged_deposit_survives_sigkill_and_is_delivered_once() {
     // Restart on the same data and collect everything.
     let server = ServerProc::start(data.path(), &[]);
     smol::block_on(async {
-        let c = ServerClient::connect(&server.address(), &server.card.key)
+        let c = ServerClient::connect(&server.card.address, &server.card.key)
             .await
             .unwrap();
         let mut seen = HashSet::new();
@@ -130,7 +132,7 @@ fn garbage_truncated_oversized_and_forged_input_leave_good_clients_served() {
         let (address, stop) = (address.clone(), stop.clone());
         std::thread::spawn(move || {
             smol::block_on(async {
-                let c = ServerClient::connect(&address, &key).await.unwrap();
+                let c = ServerClient::connect(&address.parse().unwrap(), &key).await.unwrap();
                 let lk = LookupKey::generate(&mut TestRng::new(7));
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -174,7 +176,7 @@ fn garbage_truncated_oversized_and_forged_input_leave_good_clients_served() {
 
     // A forged poll: a proof bound to another session is refused, the session stays usable.
     smol::block_on(async {
-        let c = ServerClient::connect(&address, &key).await.unwrap();
+        let c = ServerClient::connect(&address.parse().unwrap(), &key).await.unwrap();
         let victim = LookupKey::generate(&mut TestRng::new(8));
         let forged = MailboxAuth::prove(&victim, &[9u8; 32]);
         let resp = c
@@ -210,4 +212,162 @@ fn garbage_truncated_oversized_and_forged_input_leave_good_clients_served() {
     let rounds = good.join().unwrap();
     assert!(rounds > 10, "the good client made progress ({rounds} rounds)");
     drop(silent);
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn thousands_of_idle_sockets_from_one_address_do_not_lock_a_good_client_out() {
+    let data = TempDir::new("idle-sockets");
+    let server = ServerProc::start(data.path(), &["--max-connections", "1024"]);
+    let address = server.address();
+    // Twice as many sockets as the whole server may hold, none saying hello, all from
+    // 127.0.0.1 like the good client.
+    let idle: Vec<TcpStream> = (0..2048).filter_map(|_| TcpStream::connect(&address).ok()).collect();
+    assert!(idle.len() > 2000, "only {} sockets opened", idle.len());
+    let t = std::time::Instant::now();
+    smol::block_on(async {
+        let c = ServerClient::connect(&address.parse().unwrap(), &server.card.key)
+            .await
+            .unwrap();
+        let key = LookupKey::generate(&mut TestRng::new(9));
+        c.deposit(MailboxId::of(&key.public()), envelope(1)).await.unwrap();
+    });
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the good client waited {:?}",
+        t.elapsed()
+    );
+    drop(idle);
+}
+
+#[test]
+fn frames_announced_but_not_sent_take_no_memory() {
+    let data = TempDir::new("unsent-frames");
+    let server = ServerProc::start(data.path(), &[]);
+    let pid = server.proc.0.id();
+    let before = rss_kib(pid);
+    // 300 sessions each complete the handshake, then announce a 256 KiB frame and send nothing.
+    let sessions: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.address()).unwrap();
+            let (hs, hello) = ClientHandshake::start(&server.card.key, &mut meow_proto::os_rng()).unwrap();
+            let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&hello);
+            s.write_all(&frame).unwrap();
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            let mut reply = vec![0; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut reply).unwrap();
+            drop(hs.finish(&reply).unwrap());
+            s.write_all(&(256 * 1024u32).to_be_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_kib(pid).saturating_sub(before);
+    // Reserving the announced frames would take 300 x 256 KiB = 75 MiB.
+    assert!(grown < 30 * 1024, "the server grew by {grown} KiB");
+    drop(sessions);
+}
+
+/// `meow bench lora` as a user runs it: its last line is the figure issue 13 asks for.
+#[test]
+fn bench_lora_puts_a_20_byte_reading_in_at_most_120_bytes_on_the_air() {
+    let out = std::process::Command::new(crate::support::meow_bin())
+        .args(["-q", "bench", "lora", "--readings", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().unwrap();
+    let n: usize = last.strip_prefix("on-air bytes: ").unwrap().parse().unwrap();
+    assert!(n <= 120, "{stdout}");
+    assert!(
+        stdout.contains("sealed datagram (no session): 250 + 250 up"),
+        "{stdout}"
+    );
+}
+
+/// Link sessions on the server's UDP side, tried by a hostile radio: garbage, cut frames, forged
+/// and replayed frames, unknown sessions. Each is dropped or answered "unknown", and a good
+/// client's session works throughout.
+#[test]
+fn hostile_link_datagrams_leave_a_good_session_working() {
+    use meow_proto::link::{self, LinkOpener, LinkStatus};
+    let tmp = TempDir::new("link-hostile");
+    let udp_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let udp = format!("127.0.0.1:{udp_port}");
+    let server = ServerProc::start(tmp.path(), &["--udp", &udp]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(&udp).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut recv = || socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec());
+    let now = meow_net::now_secs();
+    let mut rng = TestRng::new(77);
+
+    let mailbox = MailboxId([4; 16]);
+    let (opener, open) = LinkOpener::new(&server.card.key, vec![mailbox], now, &mut rng).unwrap();
+    socket.send(&open).unwrap();
+    let mut client = opener.finish(&recv().expect("the open's answer")).unwrap();
+    socket.send(&open).unwrap();
+    assert_eq!(recv(), None, "a replayed open is ignored");
+
+    for i in 0..300u32 {
+        let len = (i as usize * 37) % 300;
+        let mut junk: Vec<u8> = (0..len).map(|k| (k as u32 * 31 + i) as u8).collect();
+        if let Some(first) = junk.first_mut() {
+            *first = [link::OPEN, link::FRAME, b'Q', 1][i as usize % 4];
+        }
+        socket.send(&junk).unwrap();
+        if i % 50 == 49 {
+            // A UDP flood past the socket buffer is dropped, good frames with it: let the
+            // server drain, answering "unknown session" to the frame-shaped junk.
+            while recv().is_some_and(|a| a[0] == link::UNKNOWN && a.len() == link::HEADER_LEN) {}
+        }
+    }
+    let (counter, frame) = client.deposit(0, &[3; 83]).unwrap();
+    let mut forged = frame.clone();
+    forged[20] ^= 1;
+    socket.send(&forged).unwrap();
+    socket.send(&frame[..12]).unwrap();
+    socket.send(&frame).unwrap();
+    let answer = recv().expect("an answer to the good frame");
+    // A compact envelope's layout (the server cannot open it): stored.
+    assert_eq!(client.read_answer(counter, &answer), Ok(LinkStatus::Deposited));
+    let (counter, bad) = client.deposit(0, &[2; 83]).unwrap();
+    socket.send(&bad).unwrap();
+    let answer = recv().expect("an answer to a bad envelope");
+    assert_eq!(
+        client.read_answer(counter, &answer),
+        Ok(LinkStatus::Refused(ErrorCode::InvalidEnvelope)),
+        "not a size class: refused, and said so"
+    );
+    socket.send(&frame).unwrap();
+    while let Some(a) = recv() {
+        assert_ne!(a.first(), Some(&link::ANSWER), "a replayed frame is not answered");
+    }
+
+    let mut other = [0u8; 20];
+    other[0] = link::FRAME;
+    socket.send(&other).unwrap();
+    assert_eq!(
+        recv().map(|a| a[0]),
+        Some(link::UNKNOWN),
+        "an unknown session is told so"
+    );
+    drop(server);
 }

@@ -70,6 +70,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Where a server process's log goes: nowhere, or to the file `MEOW_E2E_SERVER_LOG` names
+/// (for debugging a test: `MEOW_E2E_SERVER_LOG=/tmp/s.log RUST_LOG=debug cargo test …`).
+fn server_log() -> Stdio {
+    match std::env::var_os("MEOW_E2E_SERVER_LOG") {
+        Some(path) => std::fs::File::create(path).map_or(Stdio::null(), Stdio::from),
+        None => Stdio::null(),
+    }
+}
+
 impl ServerProc {
     pub fn start(data: &Path, extra: &[&str]) -> Self {
         Self::start_on(data, 0, extra)
@@ -84,7 +93,7 @@ impl ServerProc {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(server_log())
             .spawn()
             .unwrap();
         let proc = Proc(child);
@@ -95,14 +104,15 @@ impl ServerProc {
         let key = meow_server::load_or_create_key(data).unwrap().public();
         let card = meow_proto::ServerCard {
             name: v["name"].as_str().unwrap().into(),
-            address: v["address"].as_str().unwrap().into(),
+            address: v["address"].as_str().unwrap().parse().unwrap(),
             key,
         };
         Self { proc, card }
     }
 
+    /// The server's `host:port`.
     pub fn address(&self) -> String {
-        self.card.address.clone()
+        self.card.address.to_string()
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -166,6 +176,13 @@ impl Home {
 
     pub fn meow(&self, args: &[&str]) -> Out {
         self.run(self.command().args(args))
+    }
+
+    /// `meow` with these arguments and no home or password in the environment.
+    pub fn run_raw(&self, args: &[&str]) -> Out {
+        let mut c = Command::new(meow_bin());
+        c.env_remove("MEOW_HOME").env_remove("MEOW_PASSWORD").args(args);
+        self.run(&mut c)
     }
 
     /// `meow` run from the folder `cwd` (for commands given with relative paths).
@@ -302,11 +319,36 @@ impl Daemon {
 
     /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str) {
-        wait_for(
-            &format!("{needle:?} in the daemon log"),
-            Duration::from_secs(30),
-            || self.log_text().contains(needle).then_some(()),
-        );
+        let start = Instant::now();
+        while !self.log_text().contains(needle) {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {needle:?} in the daemon log; its last lines, newest first:\n{}",
+                tail.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's resident memory, KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then the exit status and how long the daemon took to exit.
+    pub fn terminate_timed(mut self) -> (i32, Duration) {
+        let pid = self.proc.0.id() as i32;
+        let t = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let status = self.proc.0.wait().unwrap();
+        (status.code().unwrap_or(-1), t.elapsed())
     }
 
     /// SIGTERM, then the exit status.
@@ -359,4 +401,65 @@ pub fn hub_with_contacts(tmp: &TempDir, names: &[&str]) -> (Home, Vec<Home>, Pat
     });
     assert_eq!(daemon.terminate(), 0);
     (hub, homes, config, base)
+}
+
+/// A bot home with plugin instances in its meow.yaml, and a user home.
+pub struct Setup {
+    pub tmp: TempDir,
+    pub bot: Home,
+    pub user: Home,
+    pub config: PathBuf,
+}
+
+/// `instances` is the `plugins:` list of meow.yaml; `{local}` names a folder for local plugins.
+pub fn setup(tag: &str, instances: &str) -> Setup {
+    let tmp = TempDir::new(tag);
+    let bot = Home::init(tmp.path().join("bot"), "bot");
+    let user = Home::init(tmp.path().join("user"), "user");
+    let local = tmp.path().join("local-plugins");
+    std::fs::create_dir_all(&local).unwrap();
+    let config = tmp.path().join("meow.yaml");
+    let instances = instances.replace("{local}", &local.display().to_string());
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nserver:\n  listen: 127.0.0.1:{}\nplugin_dirs: [{}, {}]\npoll_wait: 1s\nplugins:\n{instances}",
+            free_port(),
+            plugins().display(),
+            local.display()
+        ),
+    )
+    .unwrap();
+    Setup { tmp, bot, user, config }
+}
+
+impl Setup {
+    /// The bot invites the user through the running daemon; the user accepts.
+    pub fn pair(&self) {
+        self.pair_with(&self.user, "user");
+    }
+
+    /// The bot invites `home` (named `name` at the bot) through the running daemon, and `home`,
+    /// using the bot's server, accepts.
+    pub fn pair_with(&self, home: &Home, name: &str) {
+        let servers: serde_json::Value =
+            serde_json::from_str(self.bot.meow(&["servers", "list", "--json"]).ok()).unwrap();
+        home.meow(&["servers", "add", servers[0]["card"].as_str().unwrap()])
+            .ok();
+        let inv = self.tmp.path().join(format!("{name}.meowcard"));
+        self.bot.meow(&["invite", name, "--out", inv.to_str().unwrap()]).ok();
+        home.meow(&["accept", inv.to_str().unwrap(), "--name", "bot"]).ok();
+    }
+
+    pub fn local(&self) -> PathBuf {
+        self.tmp.path().join("local-plugins")
+    }
+}
+
+/// Copies the files of a folder.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }

@@ -67,6 +67,9 @@ pub enum Command {
     /// Fetch, store and print new messages.
     #[command(after_help = "Examples:\n  meow inbox\n  meow inbox --wait 30 --json")]
     Inbox(InboxArgs),
+    /// The running daemon: server, plugins, recipes, what waits in the outbox.
+    #[command(after_help = "Examples:\n  meow status\n  meow status --json")]
+    Status(JsonArgs),
     /// Rotate my conversation and lookup keys for a contact (effective once they acknowledge).
     #[command(after_help = "Example:\n  meow rotate bob")]
     Rotate(NameArg),
@@ -103,7 +106,7 @@ pub enum Command {
     Recipe(RecipeCmd),
     /// A simulated IoT sensor: report readings to a contact every few seconds.
     #[command(
-        after_help = "Example:\n  MEOW_HOME=./sensor meow sensor --to hub --every 5s\n\nEach reading is compact JSON ({\"t\":21.4,\"h\":41,\"n\":3}) sealed in the\nsmallest envelope class: 176 bytes, one LoRa frame when sent per packet."
+        after_help = "Example:\n  MEOW_HOME=./sensor meow sensor --to hub --every 5s\n\nEach reading is compact JSON ({\"t\":21.4,\"h\":41,\"n\":3}) sealed in the\nsmallest envelope class: 176 bytes, one LoRa frame when sent per packet.\nWith --link udp:HOST:PORT, readings go through a link session with the\ngateway in the compact form: 110 bytes on the air each."
     )]
     Sensor(SensorArgs),
     /// The main job, with no setup: a hub runtime (server, plugins, recipes), a sensor and an
@@ -121,6 +124,11 @@ pub enum Command {
         after_help = "Examples:\n  meow plugin build plugins\n  meow plugin pin plugins/responder\n  meow plugin list"
     )]
     Plugin(PluginCmd),
+    /// Check a home (or a server's data folder) for damage: every record, the integrity mark.
+    #[command(
+        after_help = "Examples:\n  meow doctor                        the home (MEOW_HOME, asks its password)\n  meow doctor --server ./srv         a server's data folder (stop the server first)\n  meow doctor --accept-loss          accept a home that lost writes, as it is now\n\nA home or server whose journal lost writes (a truncated or overwritten file)\nrefuses to open until it is restored from a backup or accepted as it is."
+    )]
+    Doctor(DoctorArgs),
     /// Benchmarks (run them from a release build).
     #[command(
         subcommand,
@@ -146,6 +154,16 @@ pub enum BenchCmd {
         /// Sends measured (the best is reported).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+    },
+    /// Bytes on a radio link for a 20-byte sensor reading: the compact form in a link session
+    /// and a sealed datagram, counted by a UDP relay on 127.0.0.1 in front of a running server.
+    #[command(
+        after_help = "Example:\n  cargo run --release -p meow-cli -- bench lora\n\nThe last line is `on-air bytes: N`: the frame that carries one reading."
+    )]
+    Lora {
+        /// Readings sent each way.
+        #[arg(long, default_value_t = 3)]
+        readings: usize,
     },
     /// Plugin dispatch cost (WASM and Lua) and `meow run` start-up time with 10 instances.
     #[command(
@@ -246,6 +264,34 @@ pub struct ServerRunArgs {
     /// Most simultaneous connections.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Most connections from one source address.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// Most connections still in their handshake; past it the oldest (from the same address
+    /// first) is closed to make room, so idle sockets cannot lock good clients out.
+    #[arg(long, default_value_t = 512)]
+    pub max_unauthenticated: usize,
+    /// Time a new connection has to complete its handshake.
+    #[arg(long, default_value = "3s")]
+    pub handshake_timeout: String,
+    /// Envelope bytes the whole store may hold (0: no limit).
+    #[arg(long, default_value = "1GiB")]
+    pub max_store: String,
+    /// Deposits one source address may make per minute (0: no limit).
+    #[arg(long, default_value_t = 6000)]
+    pub address_deposits: u32,
+    /// Envelope bytes one source address may deposit per minute (0: no limit).
+    #[arg(long, default_value = "64MiB")]
+    pub address_deposit_bytes: String,
+    /// Deposits one session may make per minute (0: no limit).
+    #[arg(long, default_value_t = 3000)]
+    pub session_deposits: u32,
+    /// Envelope bytes one session may deposit per minute (0: no limit).
+    #[arg(long, default_value = "32MiB")]
+    pub session_deposit_bytes: String,
+    /// Mailboxes one source address may create per hour by depositing into them (0: no limit).
+    #[arg(long, default_value_t = 2000)]
+    pub new_mailboxes_per_hour: u32,
     /// Threads serving connections (0: one per core). The store's writer and fsync threads come
     /// on top.
     #[arg(long, default_value_t = 0)]
@@ -491,7 +537,7 @@ pub enum RecipeCmd {
     },
     /// Dry-run a recipe against a sample event: what would it do? Nothing is sent.
     #[command(
-        after_help = "Example:\n  meow recipe test recipes/sensor-alert.yaml --event hot.yaml\n  (hot.yaml: message: { from: sensor, text: '{\"t\": 31.5}' })"
+        after_help = "Example:\n  meow recipe test recipes/sensor-alert.yaml --event hot.yaml\n  (hot.yaml: message: { from: sensor, text: '{\"t\": 31.5}' })\n  meow recipe test recipes/morning.yaml --event hi.yaml --at '2026-12-02 08:30'\n  (the same event at the same --at always gives the same report)"
     )]
     Test {
         /// The recipe.
@@ -499,6 +545,10 @@ pub enum RecipeCmd {
         /// The sample event (YAML).
         #[arg(long)]
         event: PathBuf,
+        /// When the event happens (local time 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DD HH:MM:SS', or RFC 3339 with an
+        /// offset); it sets `now` in templates and which schedule fires. Default: now.
+        #[arg(long, value_name = "TIME", value_parser = crate::util::parse_time_ms)]
+        at: Option<u64>,
     },
     /// Show the last runs of a recipe, step by step.
     #[command(after_help = "Example:\n  meow recipe trace sensor-alert")]
@@ -538,6 +588,22 @@ pub struct SensorArgs {
     /// Reading from which a heat spike (over 30 °C) is simulated.
     #[arg(long, default_value_t = 6)]
     pub hot_at: u64,
+    /// Send each reading through a link session with this gateway (the contact's server,
+    /// started with --udp), in the compact form: 110 bytes on the air for a 20-byte reading.
+    /// The conversation must be at version 2 (after one exchange); until then readings go the
+    /// usual way.
+    #[arg(long, value_name = "udp:HOST:PORT")]
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check this server data folder instead of the home.
+    #[arg(long, value_name = "DIR")]
+    pub server: Option<PathBuf>,
+    /// After the report, accept a store that lost writes as it is now (what was lost stays lost).
+    #[arg(long)]
+    pub accept_loss: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,8 +15,10 @@ use meow_node::{InitOptions, Node, NodeEvent, Origin};
 use meow_proto::crypto::KdfParams;
 use smol::lock::Mutex;
 
+use meow_runtime::config::{EmbeddedServer, InstanceConfig, RunConfig};
+use meow_runtime::{Runtime, RuntimeEvent};
+
 use crate::cli::DemoArgs;
-use crate::run::config::{EmbeddedServer, InstanceConfig, RunConfig};
 
 const PASSWORD: &str = "demo";
 
@@ -120,6 +122,7 @@ fn config(dir: &Path, bundles: &Path, plugins: &[&str], port: u16, with_recipes:
                 grant: vec![meow_plugin::Capability::Messaging, meow_plugin::Capability::Kv],
                 config: Default::default(),
                 limits: Default::default(),
+                accept_automatic: false,
             })
             .collect(),
         recipes: if with_recipes { files } else { Vec::new() },
@@ -142,22 +145,18 @@ async fn demo(dir: &Path, bundles: &Path, plugins: &[&str], length: Duration) ->
 
     // First the contacts: the hub invites the sensor and the owner, they answer through the hub's
     // server. (Recipes name these contacts, so they load once the contacts exist.)
-    let first = crate::run::start(&hub_dir, open_hub()?, config(dir, bundles, plugins, port, false), false).await?;
+    let first = Runtime::builder(&hub_dir, open_hub()?, config(dir, bundles, plugins, port, false))
+        .engines(crate::engines(&hub_dir))
+        .start()
+        .await?;
     let card = first
-        .server
-        .as_ref()
-        .map(|s| s.card().clone())
+        .server_card()
+        .cloned()
         .context("the embedded server did not start")?;
-    let (ev_tx, ev_rx) = smol::channel::unbounded();
-    first
-        .daemon
-        .listeners
-        .lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .push(ev_tx.clone());
+    let ev_rx = first.subscribe();
     for (name, node) in [("sensor", &sensor), ("owner", &owner)] {
         node.lock().await.add_server(&card.to_text())?;
-        let invitation = first.daemon.node.lock().await.invite(name, false)?;
+        let invitation = first.node().lock().await.invite(name, false)?;
         node.lock().await.accept(invitation.to_text().as_bytes(), Some("hub"))?;
         sync::flush_outbox(node, false).await?;
     }
@@ -170,7 +169,7 @@ async fn demo(dir: &Path, bundles: &Path, plugins: &[&str], length: Duration) ->
             })
             .await
             .context("the hub did not receive the answer cards")?;
-        if let NodeEvent::ContactAdded { name, .. } = ev {
+        if let RuntimeEvent::Node(NodeEvent::ContactAdded { name, .. }) = ev {
             feed.say(
                 "hub",
                 &format!("+ contact {name} (its answer card arrived through the hub's mailbox)"),
@@ -178,57 +177,49 @@ async fn demo(dir: &Path, bundles: &Path, plugins: &[&str], length: Duration) ->
             added += 1;
         }
     }
-    first.shutdown(&hub_dir).await?;
+    first.shutdown().await?;
 
     // Then the runtime with everything.
-    let running = crate::run::start(&hub_dir, open_hub()?, config(dir, bundles, plugins, port, true), false).await?;
-    let d = running.daemon.clone();
-    let recipes: Vec<String> = d
-        .recipes
-        .get()
-        .map(|r| r.list().into_iter().map(|(n, _, _)| n).collect())
-        .unwrap_or_default();
+    let running = Runtime::builder(&hub_dir, open_hub()?, config(dir, bundles, plugins, port, true))
+        .engines(crate::engines(&hub_dir))
+        .start()
+        .await?;
+    let recipes: Vec<String> = running.recipes().into_iter().map(|r| r.name).collect();
     println!("  hub:    runtime with its in-process server on {}", card.address);
     println!(
         "          plugins: {}",
-        d.instances()
+        running
+            .instances()
             .iter()
-            .map(|(n, p, _)| format!("{n} ({p})"))
+            .map(|i| format!("{} ({})", i.instance, i.plugin))
             .collect::<Vec<_>>()
             .join(", ")
     );
     println!("          recipes: {}", recipes.join(", "));
     println!("  sensor: reports a reading every second (a heat spike comes after a few)");
     println!("  owner:  a person: receives alerts, talks to the hub's plugins\n");
-    d.listeners.lock().map_err(|_| anyhow::anyhow!("lock"))?.push(ev_tx);
-    let (step_tx, step_rx) = smol::channel::unbounded();
-    if let Some(r) = d.recipes.get() {
-        r.observers.lock().map_err(|_| anyhow::anyhow!("lock"))?.push(step_tx);
-    }
+    let ev_rx = running.subscribe();
 
     let mut tasks = Vec::new();
     let (f, c) = (feed.clone(), counts.clone());
     tasks.push(smol::spawn(async move {
         while let Ok(ev) = ev_rx.recv().await {
-            if let NodeEvent::Message(item) = ev
-                && item.from == "sensor"
-            {
-                c.readings_received.fetch_add(1, Ordering::Relaxed);
+            match ev {
+                RuntimeEvent::Node(NodeEvent::Message(item)) if item.from == "sensor" => {
+                    c.readings_received.fetch_add(1, Ordering::Relaxed);
+                }
+                RuntimeEvent::RecipeStep { recipe, step } => {
+                    c.recipe_steps.fetch_add(1, Ordering::Relaxed);
+                    if recipe == "sensor-alert" && step.what.starts_with("send") {
+                        c.alerts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    f.say(
+                        &format!("recipe {recipe}"),
+                        &format!("{} -> {}", step.what, step.outcome),
+                    );
+                }
+                _ => {}
             }
-        }
-        drop(f);
-    }));
-    let (f, c) = (feed.clone(), counts.clone());
-    tasks.push(smol::spawn(async move {
-        while let Ok((recipe, step)) = step_rx.recv().await {
-            c.recipe_steps.fetch_add(1, Ordering::Relaxed);
-            if recipe == "sensor-alert" && step.what.starts_with("send") {
-                c.alerts.fetch_add(1, Ordering::Relaxed);
-            }
-            f.say(
-                &format!("recipe {recipe}"),
-                &format!("{} -> {}", step.what, step.outcome),
-            );
         }
     }));
     let (f, c, o) = (feed.clone(), counts.clone(), owner.clone());
@@ -303,7 +294,7 @@ async fn demo(dir: &Path, bundles: &Path, plugins: &[&str], length: Duration) ->
     for t in tasks {
         t.cancel().await;
     }
-    running.shutdown(&hub_dir).await?;
+    running.shutdown().await?;
     let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
         "\n{}summary after {:.0}s:",

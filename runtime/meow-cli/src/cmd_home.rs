@@ -1,27 +1,23 @@
-//! The home commands: init, servers, invite, accept, contacts, send, inbox, rotate.
-//!
-//! Each handler works on a node behind a lock and returns its output as a [`Reply`], so the same
-//! code serves the terminal directly and, while `meow run` holds the home, the control socket.
+//! The home commands: each becomes a typed [`Request`], runs in the daemon that holds the home
+//! (over its control socket) or on the home directly, and its [`Response`] is printed here.
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use meow_node::sync::{self, Delivery};
-use meow_node::{Accepted, InboxItem, Node, Origin};
+use meow_node::Node;
 use meow_proto::card::Card;
-use meow_proto::envelope::ContentType;
-use serde_json::json;
+use meow_runtime::control::{self, AcceptView, Answer, ControlError, Request, Response};
+use meow_runtime::views::{DeliveryView, MessageView, OriginView};
 use smol::lock::Mutex;
 
-use crate::cli::{AcceptArgs, InboxArgs, InviteArgs, JsonArgs, SendArgs, ServersCmd};
+use crate::cli::{Command, DirectoryCmd, GroupCmd, PluginCmd, RecipeCmd, ServersCmd};
 use crate::util::format_time;
 
 /// Exit status of `send` when the message was queued instead of delivered.
 pub const EXIT_QUEUED: u8 = 75;
 
 /// What a command prints and how it exits.
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone)]
 pub struct Reply {
     /// Standard output.
     pub out: String,
@@ -34,14 +30,24 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn line(&mut self, s: impl AsRef<str>) {
+    pub fn line(&mut self, s: impl AsRef<str>) {
         self.out.push_str(s.as_ref());
         self.out.push('\n');
     }
 
-    fn note(&mut self, s: impl AsRef<str>) {
+    pub fn note(&mut self, s: impl AsRef<str>) {
         self.err.push_str(s.as_ref());
         self.err.push('\n');
+    }
+
+    pub fn json(&mut self, v: &impl serde::Serialize) -> anyhow::Result<()> {
+        self.line(serde_json::to_string_pretty(v)?);
+        Ok(())
+    }
+
+    pub fn fail(&mut self, error: impl Into<String>) {
+        self.code = 1;
+        self.error = Some(error.into());
     }
 
     /// Prints the reply and returns the exit status.
@@ -88,73 +94,277 @@ pub fn write_card(path: &Path, card: &Card) -> anyhow::Result<()> {
     std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
 }
 
-pub async fn servers(node: &Mutex<Node>, cmd: ServersCmd) -> anyhow::Result<Reply> {
+/// A card this home just made, from its text form.
+fn parse_card(text: &str) -> anyhow::Result<Card> {
+    Ok(meow_proto::UncheckedCard::from_text(text)?.check_signature()?)
+}
+
+fn text_arg(text: &str) -> anyhow::Result<String> {
+    if text == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the message from stdin")
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_owned())
+}
+
+/// The request a home command makes (reading its files and standard input here); `None` for
+/// commands that do not work on a home.
+pub fn request(c: &Command) -> anyhow::Result<Option<Request>> {
+    Ok(Some(match c {
+        Command::Servers(ServersCmd::Add { card }) => Request::ServerAdd {
+            card: String::from_utf8(read_card_arg(card)?).context("a server card is text")?,
+        },
+        Command::Servers(ServersCmd::List(_)) => Request::ServerList,
+        Command::Servers(ServersCmd::Remove { server }) => Request::ServerRemove { server: server.clone() },
+        Command::Invite(a) => Request::Invite { name: a.name.clone() },
+        Command::Accept(a) => Request::Accept {
+            card: read_card_arg(&a.card)?,
+            name: a.name.clone(),
+        },
+        Command::Contacts(_) => Request::Contacts,
+        Command::Send(a) => Request::Send {
+            to: a.name.clone(),
+            text: text_arg(&a.text)?,
+        },
+        Command::Inbox(a) => Request::Inbox {
+            wait_secs: a.wait,
+            all: a.all,
+        },
+        Command::Rotate(a) => Request::Rotate { name: a.name.clone() },
+        Command::Group(g) => match g {
+            GroupCmd::Create { name } => Request::GroupCreate { name: name.clone() },
+            GroupCmd::Add { group, contact } => Request::GroupAdd {
+                group: group.clone(),
+                contact: contact.clone(),
+            },
+            GroupCmd::Remove { group, contact } => Request::GroupRemove {
+                group: group.clone(),
+                contact: contact.clone(),
+            },
+            GroupCmd::Send { group, text } => Request::GroupSend {
+                group: group.clone(),
+                text: text_arg(text)?,
+            },
+            GroupCmd::Leave { group } => Request::GroupLeave { group: group.clone() },
+            GroupCmd::List(_) => Request::GroupList,
+        },
+        Command::Broadcast { text } => Request::Broadcast { text: text.clone() },
+        Command::BroadcastKey => Request::BroadcastKey,
+        Command::Directory(d) => match d {
+            DirectoryCmd::Publish { description, tags } => Request::DirectoryPublish {
+                description: description.clone(),
+                tags: tags.clone(),
+            },
+            DirectoryCmd::Search { words, .. } => Request::DirectorySearch { words: words.join(" ") },
+            DirectoryCmd::Random { count, .. } => Request::DirectoryRandom { count: *count },
+            DirectoryCmd::Withdraw => Request::DirectoryWithdraw,
+        },
+        Command::Recipe(RecipeCmd::Trace { name, .. }) => Request::RecipeTrace { name: name.clone() },
+        Command::Recipe(RecipeCmd::List) => Request::RecipeList,
+        Command::Recipe(RecipeCmd::Reload) => Request::RecipeReload,
+        Command::Recipe(RecipeCmd::Check { files }) => Request::RecipeCheck {
+            files: files.iter().map(|f| absolute(f)).collect(),
+        },
+        Command::Recipe(RecipeCmd::Test { file, event, at }) => Request::RecipeTest {
+            file: absolute(file),
+            event: absolute(event),
+            at_ms: *at,
+        },
+        Command::Plugin(PluginCmd::List(_)) => Request::PluginList,
+        Command::Plugin(PluginCmd::Reload { name }) => Request::PluginReload { name: name.clone() },
+        Command::Status(_) => Request::Status,
+        _ => return Ok(None),
+    }))
+}
+
+/// Runs a request in the daemon holding `home`, or on the home itself.
+pub fn call(home: &Path, pw_file: Option<&Path>, request: Request) -> anyhow::Result<Answer> {
+    if let Some(answer) = control::forward(home, &request)? {
+        return Ok(answer);
+    }
+    let password = crate::util::password(pw_file, false)?;
+    let node = Mutex::new(Node::open(home, password.as_bytes())?);
+    drop(password);
+    Ok(smol::block_on(meow_runtime::handle_direct(&node, request)).map_err(ControlError::from))
+}
+
+/// Formats the answer to a home command.
+pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
     let mut r = Reply::default();
-    match cmd {
-        ServersCmd::Add { card } => {
-            let text = String::from_utf8(read_card_arg(&card)?).context("a server card is text")?;
-            let card = node.lock().await.add_server(&text)?;
-            r.line(format!(
-                "added server {} at {} (key {})",
-                card.name,
-                card.address,
-                card.key.fingerprint()
-            ));
+    let response = match answer {
+        Ok(resp) => resp,
+        Err(e) => {
+            r.fail(e.message);
+            return Ok(r);
         }
-        ServersCmd::List(JsonArgs { json }) => {
-            let servers = node.lock().await.servers();
-            if json {
-                let v: Vec<_> = servers
-                    .iter()
-                    .map(|s| json!({"name": s.name, "address": s.address, "key": s.key.to_text(), "card": s.to_text()}))
-                    .collect();
-                r.line(serde_json::to_string_pretty(&v)?);
-            } else if servers.is_empty() {
+    };
+    match (c, response) {
+        (Command::Servers(ServersCmd::List(a)), Response::Servers(list)) => {
+            if a.json {
+                r.json(&list)?;
+            } else if list.is_empty() {
                 r.note("no servers (add one with `meow servers add <card>`)");
-            } else {
-                for s in servers {
-                    r.line(format!("{:<16} {:<24} key {}", s.name, s.address, s.key.fingerprint()));
+            }
+            if !a.json {
+                for s in list {
+                    r.line(format!("{:<16} {:<24} key {}", s.name, s.address, s.fingerprint));
                 }
             }
         }
-        ServersCmd::Remove { server } => {
-            let card = node.lock().await.remove_server(&server)?;
-            r.line(format!("removed server {} ({})", card.name, card.address));
-        }
-    }
-    Ok(r)
-}
-
-pub async fn invite(node: &Mutex<Node>, args: InviteArgs) -> anyhow::Result<Reply> {
-    let card = node.lock().await.invite(&args.name, false)?;
-    let mut r = Reply::default();
-    if let Some(out) = &args.out {
-        write_card(out, &card)?;
-        r.note(format!("invitation for {} written to {}", args.name, out.display()));
-    }
-    r.line(card.to_text());
-    if args.qr {
-        r.line(meow_proto::qr::terminal(&card.to_text())?);
-    }
-    r.note(format!(
-        "give this card to {} (file, text or QR); their answer completes the contact (valid until {} UTC)",
-        args.name,
-        format_time(card.body.expires * 1000)
-    ));
-    Ok(r)
-}
-
-pub async fn accept(node: &Mutex<Node>, args: AcceptArgs, data: Vec<u8>) -> anyhow::Result<Reply> {
-    let accepted = node.lock().await.accept(&data, args.name.as_deref())?;
-    let mut r = Reply::default();
-    match accepted {
-        Accepted::Answered { name, answer } => {
-            if let Some(out) = &args.out {
-                write_card(out, &answer)?;
+        (_, Response::ServerAdded(s)) => r.line(format!(
+            "added server {} at {} (key {})",
+            s.name, s.address, s.fingerprint
+        )),
+        (_, Response::ServerRemoved(s)) => r.line(format!("removed server {} ({})", s.name, s.address)),
+        (Command::Invite(a), Response::Invitation { card, expires }) => {
+            if let Some(out) = &a.out {
+                write_card(out, &parse_card(&card)?)?;
+                r.note(format!("invitation for {} written to {}", a.name, out.display()));
             }
-            let report = sync::flush_outbox(node, false).await?;
+            r.line(&card);
+            if a.qr {
+                r.line(meow_proto::qr::terminal(&card)?);
+            }
+            r.note(format!(
+                "give this card to {} (file, text or QR); their answer completes the contact (valid until {} UTC)",
+                a.name,
+                format_time(expires * 1000)
+            ));
+        }
+        (Command::Accept(a), Response::Accepted(view)) => accepted(&mut r, a.out.as_deref(), view)?,
+        (Command::Contacts(a), Response::Contacts { contacts, invitations }) => {
+            if a.json {
+                r.json(&serde_json::json!({"contacts": contacts, "invitations": invitations}))?;
+                return Ok(r);
+            }
+            if contacts.is_empty() && invitations.is_empty() {
+                r.note("no contacts yet (start with `meow invite NAME`)");
+            }
+            for c in contacts {
+                let rot = c
+                    .rotation_pending
+                    .map(|p| format!(", rotation {p} pending"))
+                    .unwrap_or_default();
+                r.line(format!(
+                    "{:<16} {}  via {} ({}){rot}, {}",
+                    c.name,
+                    c.fingerprint,
+                    c.servers.join(", "),
+                    c.policy,
+                    c.protocol
+                ));
+            }
+            for p in invitations {
+                let kind = if p.public { "public card" } else { "invitation" };
+                r.line(format!(
+                    "{:<16} ({kind} waiting for an answer, until {} UTC)",
+                    p.name,
+                    format_time(p.expires * 1000)
+                ));
+            }
+        }
+        (Command::Send(a), Response::Sent { earlier, delivery }) => {
+            if earlier > 0 {
+                r.note(format!("delivered {earlier} queued message(s)"));
+            }
+            match delivery {
+                DeliveryView::Delivered { server } => r.note(format!("sent to {} (via {server})", a.name)),
+                DeliveryView::Queued { reason } => {
+                    r.code = EXIT_QUEUED;
+                    r.error = Some(format!(
+                        "queued for {}: {reason}; it is delivered by the next send, inbox or run",
+                        a.name
+                    ));
+                }
+            }
+        }
+        (
+            Command::Inbox(a),
+            Response::Inbox {
+                items,
+                earlier,
+                completed,
+                unreachable,
+            },
+        ) => {
+            if earlier > 0 {
+                r.note(format!("delivered {earlier} queued message(s)"));
+            }
+            if a.json {
+                r.json(&items)?;
+            } else {
+                for i in &items {
+                    r.line(item_line(i));
+                }
+                if items.is_empty() && unreachable.is_empty() {
+                    r.note("no new messages");
+                }
+            }
+            for name in completed {
+                r.note(format!("contact {name} completed (their answer arrived)"));
+            }
+            if let Some((server, reason)) = unreachable.first() {
+                r.fail(format!(
+                    "cannot fetch from server {server}: {reason} (nothing was lost; try again later)"
+                ));
+            }
+        }
+        (Command::Rotate(a), Response::Rotated { serial, delivery }) => match delivery {
+            DeliveryView::Delivered { .. } => r.line(format!(
+                "rotation {serial} for {} started; it takes effect when {} acknowledges it",
+                a.name, a.name
+            )),
+            DeliveryView::Queued { reason } => r.line(format!(
+                "rotation {serial} for {} started; the offer is queued ({reason}) and takes effect when {} acknowledges it",
+                a.name, a.name
+            )),
+        },
+        (Command::Status(a), Response::Status(s)) => {
+            if a.json {
+                r.json(&s)?;
+            } else {
+                r.line(format!("home     {}", s.home));
+                r.line(format!("server   {}", s.server.as_deref().unwrap_or("none (not embedded)")));
+                r.line(format!("outbox   {} message(s) waiting", s.outbox));
+                r.line(format!("events   {} waiting for plugins and recipes", s.events_waiting));
+                r.line(format!("plugins  {}", s.instances.len()));
+                for i in &s.instances {
+                    r.line(format!("  {}", crate::cmd_plugin::instance_line(i)));
+                }
+                r.line(format!(
+                    "recipes  {}",
+                    s.recipes.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        (c @ (Command::Group(_) | Command::Broadcast { .. } | Command::BroadcastKey | Command::Directory(_)), resp) => {
+            crate::cmd_social::show(&mut r, c, resp)?
+        }
+        (Command::Recipe(cmd), resp) => crate::cmd_recipe::show(&mut r, cmd, resp)?,
+        (Command::Plugin(cmd), resp) => crate::cmd_plugin::show(&mut r, cmd, resp)?,
+        (_, other) => bail!("internal: unexpected answer {other:?}"),
+    }
+    Ok(r)
+}
+
+fn accepted(r: &mut Reply, out: Option<&Path>, view: AcceptView) -> anyhow::Result<()> {
+    match view {
+        AcceptView::Answered {
+            name,
+            answer,
+            delivered,
+        } => {
+            if let Some(out) = out {
+                write_card(out, &parse_card(&answer)?)?;
+            }
             r.line(format!("added contact {name}"));
-            if report.queued.is_empty() {
+            if delivered {
                 r.note(format!(
                     "your answer was delivered to {name}'s server; you can write to {name} now"
                 ));
@@ -163,205 +373,39 @@ pub async fn accept(node: &Mutex<Node>, args: AcceptArgs, data: Vec<u8>) -> anyh
                     "could not reach {name}'s server yet: hand over your answer card, or it is sent later"
                 ));
             }
-            match &args.out {
+            match out {
                 Some(out) => r.note(format!("answer card written to {}", out.display())),
-                None => r.line(answer.to_text()),
+                None => r.line(answer),
             }
         }
-        Accepted::Completed { name } => r.line(format!("contact {name} completed: you can write to {name} now")),
-        Accepted::AlreadyDone { name } => r.line(format!(
+        AcceptView::Completed { name } => r.line(format!("contact {name} completed: you can write to {name} now")),
+        AcceptView::AlreadyDone { name } => r.line(format!(
             "contact {name} was already completed (its answer came through your server)"
         )),
     }
-    Ok(r)
-}
-
-pub async fn contacts(node: &Mutex<Node>, args: JsonArgs) -> anyhow::Result<Reply> {
-    let n = node.lock().await;
-    let mut r = Reply::default();
-    let list: Vec<_> = n
-        .contacts()
-        .into_iter()
-        .map(|c| {
-            let conv = &c.conversation;
-            json!({
-                "name": c.name,
-                "their_key": conv.peer.to_text(),
-                "fingerprint": conv.peer.fingerprint(),
-                "my_key": conv.contact_key.public().to_text(),
-                "servers": c.servers.iter().map(|s| s.address.clone()).collect::<Vec<_>>(),
-                "policy": c.policy.name(),
-                "key_serial": conv.current().serial,
-                "rotation_pending": conv.pending().map(|p| p.serial),
-                "dropped_unsigned": c.dropped_unsigned,
-                "via_directory": c.via_public_card,
-                "added": format_time(c.added_ms),
-            })
-        })
-        .collect();
-    let pending = n.pending_invitations();
-    if args.json {
-        let inv: Vec<_> = pending
-            .iter()
-            .map(|p| json!({"name": p.name, "public": p.public, "expires": format_time(p.expires * 1000)}))
-            .collect();
-        r.line(serde_json::to_string_pretty(
-            &json!({"contacts": list, "invitations": inv}),
-        )?);
-        return Ok(r);
-    }
-    if list.is_empty() && pending.is_empty() {
-        r.note("no contacts yet (start with `meow invite NAME`)");
-    }
-    for c in n.contacts() {
-        let conv = &c.conversation;
-        let rot = conv
-            .pending()
-            .map(|p| format!(", rotation {} pending", p.serial))
-            .unwrap_or_default();
-        let servers: Vec<_> = c.servers.iter().map(|s| s.address.as_str()).collect();
-        r.line(format!(
-            "{:<16} {}  via {} ({}){rot}",
-            c.name,
-            conv.peer.fingerprint(),
-            servers.join(", "),
-            c.policy.name()
-        ));
-    }
-    for p in pending {
-        let kind = if p.public { "public card" } else { "invitation" };
-        r.line(format!(
-            "{:<16} ({kind} waiting for an answer, until {} UTC)",
-            p.name,
-            format_time(p.expires * 1000)
-        ));
-    }
-    Ok(r)
-}
-
-pub async fn send(node: &Mutex<Node>, args: SendArgs, text: String) -> anyhow::Result<Reply> {
-    // Whatever waits in the outbox goes first.
-    let earlier = sync::flush_outbox(node, false).await?;
-    let mut r = Reply::default();
-    if earlier.delivered > 0 {
-        r.note(format!("delivered {} queued message(s)", earlier.delivered));
-    }
-    match sync::send(node, &args.name, ContentType::TEXT, text.into_bytes()).await? {
-        Delivery::Delivered { server } => r.note(format!("sent to {} (via {server})", args.name)),
-        Delivery::Queued { reason } => {
-            r.code = EXIT_QUEUED;
-            r.error = Some(format!(
-                "queued for {}: {reason}; it is delivered by the next send, inbox or run",
-                args.name
-            ));
-        }
-    }
-    Ok(r)
-}
-
-fn item_json(i: &InboxItem) -> serde_json::Value {
-    let text = matches!(i.content_type, ContentType::TEXT | ContentType::JSON)
-        .then(|| String::from_utf8_lossy(&i.content).into_owned());
-    let origin = match &i.origin {
-        Origin::Contact => json!({"kind": "contact"}),
-        Origin::Group { name, .. } => json!({"kind": "group", "group": name}),
-        Origin::Broadcast {
-            server,
-            from_operator,
-            signer,
-        } => {
-            json!({"kind": "broadcast", "server": server, "from_operator": from_operator, "signer": signer.to_text()})
-        }
-    };
-    json!({
-        "seq": i.seq,
-        "from": i.from,
-        "id": i.message.to_hex(),
-        "sent_at": format_time(i.sent_at_ms),
-        "received_at": format_time(i.received_ms),
-        "type": i.content_type.name(),
-        "text": text,
-        "bytes": i.content.len(),
-        "origin": origin,
-    })
+    Ok(())
 }
 
 /// One line per message for people.
-pub fn item_line(i: &InboxItem) -> String {
-    let body = match i.content_type {
-        ContentType::TEXT | ContentType::JSON => String::from_utf8_lossy(&i.content).into_owned(),
-        t => format!("<{} bytes of {}>", i.content.len(), t.name()),
+pub fn item_line(i: &MessageView) -> String {
+    let body = match &i.text {
+        Some(t) => t.clone(),
+        None => format!("<{} bytes of {}>", i.bytes, i.content_type),
     };
     let who = match &i.origin {
-        Origin::Contact => i.from.clone(),
-        Origin::Group { name, .. } => format!("{} in #{name}", i.from),
-        Origin::Broadcast {
+        OriginView::Contact => i.from.clone(),
+        OriginView::Group { group } => format!("{} in #{group}", i.from),
+        OriginView::Broadcast {
             from_operator: true,
             server,
             ..
         } => format!("BROADCAST from the operator of {server}"),
-        Origin::Broadcast { signer, server, .. } => format!("BROADCAST from {} on {server}", signer.fingerprint()),
+        OriginView::Broadcast {
+            signer_fingerprint,
+            server,
+            ..
+        } => format!("BROADCAST from {signer_fingerprint} on {server}"),
     };
-    format!("[{}] {who}: {body}", format_time(i.sent_at_ms))
-}
-
-pub async fn inbox(node: &Mutex<Node>, args: InboxArgs) -> anyhow::Result<Reply> {
-    let mut r = Reply::default();
-    let flushed = sync::flush_outbox(node, false).await?;
-    if flushed.delivered > 0 {
-        r.note(format!("delivered {} queued message(s)", flushed.delivered));
-    }
-    // Wait (up to --wait) for something to show: a poll may return with only key updates.
-    let deadline = std::time::Instant::now() + Duration::from_secs(args.wait);
-    let report = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let report = sync::fetch(node, left).await?;
-        let visible = report
-            .events
-            .iter()
-            .any(|e| matches!(e, meow_node::NodeEvent::Message(_)));
-        if visible || left.is_zero() || !report.unreachable.is_empty() || args.all {
-            break report;
-        }
-    };
-    let items = node.lock().await.inbox(!args.all)?;
-    if args.json {
-        let v: Vec<_> = items.iter().map(item_json).collect();
-        r.line(serde_json::to_string_pretty(&v)?);
-    } else {
-        for i in &items {
-            r.line(item_line(i));
-        }
-        if items.is_empty() && report.unreachable.is_empty() {
-            r.note("no new messages");
-        }
-    }
-    node.lock().await.mark_read(&items)?;
-    for e in &report.events {
-        if let meow_node::NodeEvent::ContactAdded { name, .. } = e {
-            r.note(format!("contact {name} completed (their answer arrived)"));
-        }
-    }
-    if let Some((server, reason)) = report.unreachable.first() {
-        r.code = 1;
-        r.error = Some(format!(
-            "cannot fetch from server {server}: {reason} (nothing was lost; try again later)"
-        ));
-    }
-    Ok(r)
-}
-
-pub async fn rotate(node: &Mutex<Node>, name: &str) -> anyhow::Result<Reply> {
-    let serial = node.lock().await.rotate(name)?;
-    let mut r = Reply::default();
-    // The offer rides on a control message so the contact learns of it without waiting.
-    match sync::send(node, name, ContentType::CONTROL, Vec::new()).await? {
-        Delivery::Delivered { .. } => {
-            r.line(format!("rotation {serial} for {name} started; it takes effect when {name} acknowledges it"))
-        }
-        Delivery::Queued { reason } => r.line(format!(
-            "rotation {serial} for {name} started; the offer is queued ({reason}) and takes effect when {name} acknowledges it"
-        )),
-    }
-    Ok(r)
+    let auto = if i.automatic { " (automatic)" } else { "" };
+    format!("[{}] {who}{auto}: {body}", format_time(i.sent_at_ms))
 }

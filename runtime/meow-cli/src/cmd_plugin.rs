@@ -117,3 +117,45 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
     }
     Ok(done)
 }
+
+/// One line about a plugin instance.
+pub fn instance_line(i: &meow_runtime::views::InstanceView) -> String {
+    let s = &i.status;
+    let state = if s.running { "running" } else { "restarting" };
+    let last = s
+        .last_stop
+        .as_ref()
+        .map(|l| format!(", last stopped: {l}"))
+        .unwrap_or_default();
+    let dropped = if s.dropped > 0 {
+        format!(", {} events dropped (queue full)", s.dropped)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<16} {:<20} {state}, {} events, {} restarts{dropped}{last}",
+        i.instance, i.plugin, s.handled, s.restarts
+    )
+}
+
+/// Prints the answer to `meow plugin list` or `reload`.
+pub fn show(
+    r: &mut crate::cmd_home::Reply,
+    cmd: &crate::cli::PluginCmd,
+    resp: meow_runtime::control::Response,
+) -> anyhow::Result<()> {
+    use meow_runtime::control::Response;
+    match (cmd, resp) {
+        (crate::cli::PluginCmd::List(a), Response::Plugins(list)) => {
+            if a.json {
+                return r.json(&list);
+            }
+            for i in &list {
+                r.line(instance_line(i));
+            }
+        }
+        (_, Response::PluginReloaded { name, version }) => r.line(format!("reloaded {name} (version {version})")),
+        (_, other) => bail!("internal: unexpected answer {other:?}"),
+    }
+    Ok(())
+}

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+use meow_net::gateway::GatewayClient;
 use meow_node::Node;
 use meow_node::sync::{self, Delivery};
+use meow_proto::Address;
 use meow_proto::envelope::ContentType;
 use meow_proto::padding::LORA_CLASS;
 use smol::lock::Mutex;
@@ -50,38 +53,95 @@ impl Simulator {
 
 /// Seals a reading to `to`, delivers it; returns the envelope size and what became of it.
 pub async fn report(node: &Mutex<Node>, to: &str, reading: &str) -> anyhow::Result<(usize, Delivery)> {
-    let item = node
+    let items = node
         .lock()
         .await
         .queue_message(to, ContentType::JSON, reading.as_bytes().to_vec())?;
-    let size = item.envelope.len();
-    Ok((size, sync::deliver(node, item).await?))
+    let size = items.last().map_or(0, |i| i.envelope.len());
+    Ok((size, sync::deliver_message(node, items).await?))
 }
 
-/// Runs the sensor loop.
+/// One reading the usual way: the line to print.
+async fn report_line(node: &Mutex<Node>, to: &str, reading: &str) -> anyhow::Result<String> {
+    let (size, d) = report(node, to, reading).await?;
+    let class = if size == LORA_CLASS {
+        "LoRa class"
+    } else {
+        "larger class"
+    };
+    Ok(match d {
+        Delivery::Delivered { server } => format!("{reading} -> {to} ({size}-byte envelope, {class}, via {server})"),
+        Delivery::Queued { reason } => format!("{reading} -> {to} queued: {reason}"),
+    })
+}
+
+/// One reading in the compact form through a gateway link (the usual way while the
+/// conversation is not at version 2): the line to print.
+async fn report_over_link(
+    node: &Mutex<Node>,
+    to: &str,
+    reading: &str,
+    address: &Address,
+    gateway: &mut Option<GatewayClient>,
+) -> anyhow::Result<String> {
+    let item = node
+        .lock()
+        .await
+        .queue_compact(to, ContentType::JSON, reading.as_bytes().to_vec())?;
+    let Some(item) = item else {
+        let line = report_line(node, to, reading).await?;
+        return Ok(format!(
+            "{line} [conversation not at version 2 yet: sent the usual way]"
+        ));
+    };
+    let size = item.envelope.len();
+    let client = match gateway {
+        Some(g) => g,
+        None => {
+            let server = item
+                .servers
+                .first()
+                .with_context(|| format!("{to} lists no server to use as the gateway"))?;
+            gateway.insert(GatewayClient::connect(address, server.key, LINK_TIMEOUT).await?)
+        }
+    };
+    Ok(match sync::deliver_over_link(node, item, client).await? {
+        Ok(air) => {
+            let open = air
+                .open
+                .map(|(o, a)| format!("; session opened with {o} + {a} bytes"))
+                .unwrap_or_default();
+            format!(
+                "{reading} -> {to} ({size}-byte compact envelope, {} bytes on the air, answer {}{open}, via {address})",
+                air.frame, air.answer
+            )
+        }
+        Err(e) => format!("{reading} -> {to} queued: {e} (the next send or sync delivers it)"),
+    })
+}
+
+/// How long the sensor waits for the gateway's answer.
+const LINK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the sensor loop; with `link`, readings go through a link session with that gateway.
 pub async fn run(
     node: &Mutex<Node>,
     to: &str,
     every: Duration,
     count: Option<u64>,
     sim: &mut Simulator,
+    link: Option<&Address>,
 ) -> anyhow::Result<()> {
     node.lock().await.contact(to)?;
+    let mut gateway = None;
     let mut sent = 0u64;
     loop {
         let (_, reading) = sim.next_reading();
-        let (size, d) = report(node, to, &reading).await?;
-        let class = if size == LORA_CLASS {
-            "LoRa class"
-        } else {
-            "larger class"
+        let line = match link {
+            Some(address) => report_over_link(node, to, &reading, address, &mut gateway).await?,
+            None => report_line(node, to, &reading).await?,
         };
-        match d {
-            Delivery::Delivered { server } => {
-                println!("{reading} -> {to} ({size}-byte envelope, {class}, via {server})")
-            }
-            Delivery::Queued { reason } => println!("{reading} -> {to} queued: {reason}"),
-        }
+        println!("{line}");
         sent += 1;
         if count.is_some_and(|c| sent >= c) {
             return Ok(());

@@ -31,8 +31,30 @@ fn config(args: &ServerRunArgs) -> anyhow::Result<ServerConfig> {
     cfg.allow_broadcast = args.allow_broadcast;
     cfg.message_ttl = parse_duration(&args.ttl).context("--ttl")?;
     cfg.broadcast_ttl = parse_duration(&args.broadcast_ttl).context("--broadcast-ttl")?;
-    cfg.limits.max_messages_per_mailbox = args.max_messages;
-    cfg.limits.max_connections = args.max_connections;
+    let size = |text: &str, flag: &str| {
+        meow_yaml::size(text)
+            .map_err(anyhow::Error::msg)
+            .context(flag.to_owned())
+    };
+    let l = &mut cfg.limits;
+    l.max_messages_per_mailbox = args.max_messages;
+    l.max_connections = args.max_connections;
+    l.max_connections_per_address = args.max_connections_per_address;
+    l.max_unauthenticated = args.max_unauthenticated;
+    l.handshake_timeout = parse_duration(&args.handshake_timeout).context("--handshake-timeout")?;
+    l.max_store_bytes = size(&args.max_store, "--max-store")?;
+    let minute = std::time::Duration::from_secs(60);
+    l.address_deposits = meow_server::Budget {
+        count: args.address_deposits,
+        bytes: size(&args.address_deposit_bytes, "--address-deposit-bytes")?,
+        window: minute,
+    };
+    l.session_deposits = meow_server::Budget {
+        count: args.session_deposits,
+        bytes: size(&args.session_deposit_bytes, "--session-deposit-bytes")?,
+        window: minute,
+    };
+    l.new_mailboxes_per_hour = args.new_mailboxes_per_hour;
     cfg.threads = args.threads;
     for k in &args.operators {
         let key: BroadcastPublic = k.parse().with_context(|| format!("--operator {k}"))?;
@@ -47,9 +69,10 @@ fn serve(args: ServerRunArgs) -> anyhow::Result<()> {
     let card = server.card().clone();
     let last = LastRun {
         name: card.name.clone(),
-        address: card.address.clone(),
+        address: card.address.to_string(),
     };
-    std::fs::write(args.data.join("last-run.json"), serde_json::to_vec_pretty(&last)?)
+    // Atomically: a reader (`meow server card`, a test) never sees half a file.
+    meow_server::write_private(&args.data.join("last-run.json"), &serde_json::to_vec_pretty(&last)?)
         .context("writing last-run.json")?;
     tracing::info!(name = %card.name, address = %card.address, key = %card.key, "meow server ready");
     tracing::info!(
@@ -80,6 +103,7 @@ fn card(args: ServerCardArgs) -> anyhow::Result<()> {
         (None, None) => bail!("the server has never run; pass --address HOST:PORT"),
     };
     let name = last.map(|l| l.name).unwrap_or_else(|| "meow".into());
+    let address = address.parse().with_context(|| format!("--address {address}"))?;
     let card = ServerCard {
         name,
         address,

@@ -1,21 +1,16 @@
-//! Groups, broadcasts and the directory, from the command line.
+//! Groups, broadcasts and the directory: printing their answers.
 
-use anyhow::Context;
-use meow_node::Node;
-use meow_node::groups::member_names;
-use meow_node::sync::{self, Delivery};
-use meow_proto::codec::Encode;
-use meow_proto::envelope::ContentType;
-use serde_json::json;
-use smol::lock::Mutex;
+use anyhow::bail;
+use meow_runtime::control::Response;
+use meow_runtime::views::{DeliveryView, EntryView};
 
-use crate::cli::{DirectoryCmd, GroupCmd};
+use crate::cli::{Command, DirectoryCmd, GroupCmd};
 use crate::cmd_home::Reply;
 
-fn summary(deliveries: &[Delivery]) -> String {
+fn summary(deliveries: &[DeliveryView]) -> String {
     let queued = deliveries
         .iter()
-        .filter(|d| matches!(d, Delivery::Queued { .. }))
+        .filter(|d| matches!(d, DeliveryView::Queued { .. }))
         .count();
     match (deliveries.len(), queued) {
         (0, _) => "nobody to send to".into(),
@@ -27,133 +22,83 @@ fn summary(deliveries: &[Delivery]) -> String {
     }
 }
 
-pub async fn group(node: &Mutex<Node>, cmd: GroupCmd, stdin: Option<String>) -> anyhow::Result<Reply> {
-    let mut r = Reply::default();
-    match cmd {
-        GroupCmd::Create { name } => {
-            node.lock().await.create_group(&name)?;
-            r.out = format!("created group {name}; add members with `meow group add {name} CONTACT`\n");
-        }
-        GroupCmd::Add { group, contact } => {
-            let items = node.lock().await.group_add(&group, &contact)?;
-            let d = sync::deliver_all(node, items).await?;
-            r.out = format!("added {contact} to {group}: members told ({})\n", summary(&d));
-        }
-        GroupCmd::Remove { group, contact } => {
-            let items = node.lock().await.group_remove(&group, &contact)?;
-            let d = sync::deliver_all(node, items).await?;
-            r.out = format!("removed {contact} from {group} ({})\n", summary(&d));
-        }
-        GroupCmd::Send { group, text } => {
-            let text = if text == "-" {
-                stdin.context("no standard input")?
-            } else {
-                text
-            };
-            let d = sync::group_send(node, &group, ContentType::TEXT, text.into_bytes()).await?;
-            r.err = format!("sent to {group}: {}\n", summary(&d));
-        }
-        GroupCmd::Leave { group } => {
-            let items = node.lock().await.group_leave(&group)?;
-            let d = sync::deliver_all(node, items).await?;
-            r.out = format!("left {group} ({})\n", summary(&d));
-        }
-        GroupCmd::List(args) => {
-            let groups = node.lock().await.groups()?;
-            if args.json {
-                let v: Vec<_> = groups
-                    .iter()
-                    .map(|g| json!({"name": g.name, "owner": g.is_owner(), "members": member_names(g), "left": g.left, "epoch": g.epoch}))
-                    .collect();
-                r.out = serde_json::to_string_pretty(&v)? + "\n";
-            } else if groups.is_empty() {
-                r.err = "no groups (create one with `meow group create NAME`)\n".into();
-            } else {
-                for g in groups {
-                    let role = match (g.is_owner(), g.left) {
-                        (_, true) => "left",
-                        (true, _) => "owner",
-                        (false, _) => "member",
-                    };
-                    r.out.push_str(&format!(
-                        "{:<16} {role:<7} members: {}\n",
-                        g.name,
-                        member_names(&g).join(", ")
-                    ));
-                }
-            }
-        }
+fn entries(r: &mut Reply, entries: &[EntryView], json: bool) -> anyhow::Result<()> {
+    if json {
+        return r.json(&entries);
     }
-    Ok(r)
+    if entries.is_empty() {
+        r.note("no entry found");
+        return Ok(());
+    }
+    for e in entries {
+        let nick = e.nickname.clone().unwrap_or_else(|| "(no name)".into());
+        r.line(format!(
+            "{nick} [{}]: {}\n  {}",
+            e.tags.join(", "),
+            e.description,
+            e.card
+        ));
+    }
+    r.note("to start a contact: meow accept '<card text>' --name NAME");
+    Ok(())
 }
 
-pub async fn broadcast(node: &Mutex<Node>, text: &str) -> anyhow::Result<Reply> {
-    let (server, id) = sync::broadcast(node, text).await?;
-    Ok(Reply {
-        err: format!("broadcast {id} accepted by {server}\n"),
-        ..Reply::default()
-    })
-}
-
-pub async fn broadcast_key(node: &Mutex<Node>) -> anyhow::Result<Reply> {
-    Ok(Reply {
-        out: format!("{}\n", node.lock().await.broadcast_key().public()),
-        ..Reply::default()
-    })
-}
-
-fn entry_json(e: &meow_proto::directory::DirectoryEntry) -> serde_json::Value {
-    json!({
-        "nickname": e.card.body.nickname,
-        "description": e.description,
-        "tags": e.tags,
-        "fingerprint": e.publisher().fingerprint(),
-        "card": e.card.to_text(),
-    })
-}
-
-pub async fn directory(node: &Mutex<Node>, cmd: DirectoryCmd) -> anyhow::Result<Reply> {
-    let mut r = Reply::default();
-    let list = |r: &mut Reply, entries: Vec<meow_proto::directory::DirectoryEntry>, json: bool| -> anyhow::Result<()> {
-        if json {
-            r.out = serde_json::to_string_pretty(&entries.iter().map(entry_json).collect::<Vec<_>>())? + "\n";
-        } else if entries.is_empty() {
-            r.err = "no entry found\n".into();
-        } else {
-            for e in &entries {
-                let nick = e.card.body.nickname.clone().unwrap_or_else(|| "(no name)".into());
-                r.out.push_str(&format!(
-                    "{nick} [{}]: {}\n  {}\n",
-                    e.tags.join(", "),
-                    e.description,
-                    e.card.to_text()
-                ));
+/// Prints the answer to a group, broadcast or directory command.
+pub fn show(r: &mut Reply, c: &Command, resp: Response) -> anyhow::Result<()> {
+    match (c, resp) {
+        (Command::Group(GroupCmd::Create { name }), Response::GroupCreated { .. }) => r.line(format!(
+            "created group {name}; add members with `meow group add {name} CONTACT`"
+        )),
+        (Command::Group(g), Response::GroupDelivered { deliveries }) => {
+            let s = summary(&deliveries);
+            match g {
+                GroupCmd::Add { group, contact } => r.line(format!("added {contact} to {group}: members told ({s})")),
+                GroupCmd::Remove { group, contact } => r.line(format!("removed {contact} from {group} ({s})")),
+                GroupCmd::Send { group, .. } => r.note(format!("sent to {group}: {s}")),
+                GroupCmd::Leave { group } => r.line(format!("left {group} ({s})")),
+                _ => bail!("internal: unexpected group answer"),
             }
-            r.err = "to start a contact: meow accept '<card text>' --name NAME\n".into();
         }
-        Ok(())
-    };
-    match cmd {
-        DirectoryCmd::Publish { description, tags } => {
-            let (server, entry) = sync::directory_publish(node, &description, &tags).await?;
-            r.out = format!("published on {server}: {}\n", entry.description);
-            r.err = format!(
-                "entry of {} bytes; people who accept its card become your contacts\n",
-                entry.to_bytes().len()
+        (Command::Group(GroupCmd::List(a)), Response::Groups(groups)) => {
+            if a.json {
+                return r.json(&groups);
+            }
+            if groups.is_empty() {
+                r.note("no groups (create one with `meow group create NAME`)");
+            }
+            for g in groups {
+                let role = match (g.owner, g.left) {
+                    (_, true) => "left",
+                    (true, _) => "owner",
+                    (false, _) => "member",
+                };
+                r.line(format!("{:<16} {role:<7} members: {}", g.name, g.members.join(", ")));
+            }
+        }
+        (_, Response::Broadcasted { server, id }) => r.note(format!("broadcast {id} accepted by {server}")),
+        (_, Response::BroadcastKey { key }) => r.line(key),
+        (
+            _,
+            Response::DirectoryPublished {
+                server,
+                description,
+                bytes,
+            },
+        ) => {
+            r.line(format!("published on {server}: {description}"));
+            r.note(format!(
+                "entry of {bytes} bytes; people who accept its card become your contacts"
+            ));
+        }
+        (Command::Directory(d), Response::Directory(found)) => {
+            let json = matches!(
+                d,
+                DirectoryCmd::Search { json: true, .. } | DirectoryCmd::Random { json: true, .. }
             );
+            entries(r, &found, json)?;
         }
-        DirectoryCmd::Search { words, json } => {
-            let entries = sync::directory_search(node, Some(&words.join(" ")), 20).await?;
-            list(&mut r, entries, json)?;
-        }
-        DirectoryCmd::Random { count, json } => {
-            let entries = sync::directory_search(node, None, count).await?;
-            list(&mut r, entries, json)?;
-        }
-        DirectoryCmd::Withdraw => {
-            let server = sync::directory_withdraw(node).await?;
-            r.out = format!("withdrawn from {server}\n");
-        }
+        (_, Response::DirectoryWithdrawn { server }) => r.line(format!("withdrawn from {server}")),
+        (_, other) => bail!("internal: unexpected answer {other:?}"),
     }
-    Ok(r)
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! `meow`: the command-line front end of the MEOW runtime, server and tools.
 //!
-//! Each subcommand lives in its own module; this file parses arguments, sets up logging, sends
-//! home commands to a running daemon when there is one, and turns every failure into one line on
-//! stderr and a non-zero exit code.
+//! Each subcommand lives in its own module; this file parses arguments, sets up logging, turns
+//! home commands into typed requests for the runtime library (sent to a running daemon when
+//! there is one), and turns every failure into one line on stderr and a non-zero exit code.
 
 mod bench;
 mod cli;
@@ -13,21 +13,20 @@ mod cmd_recipe;
 mod cmd_sensor;
 mod cmd_server;
 mod cmd_social;
-mod run;
 mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
 use meow_node::{InitOptions, Node};
 use meow_proto::crypto::KdfParams;
+use meow_runtime::{Engines, RunConfig, Runtime};
 use smol::lock::Mutex;
 
 use crate::cli::{Cli, Command, InitArgs, PluginCmd, RecipeCmd};
-use crate::cmd_home::Reply;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -43,69 +42,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether a command works on a home (and can be forwarded to a running daemon).
-fn is_home_command(c: &Command) -> bool {
-    matches!(
-        c,
-        Command::Servers(_)
-            | Command::Invite(_)
-            | Command::Accept(_)
-            | Command::Contacts(_)
-            | Command::Send(_)
-            | Command::Inbox(_)
-            | Command::Rotate(_)
-            | Command::Plugin(PluginCmd::List(_) | PluginCmd::Reload { .. })
-            | Command::Group(_)
-            | Command::Broadcast { .. }
-            | Command::BroadcastKey
-            | Command::Directory(_)
-            | Command::Recipe(RecipeCmd::Trace { .. } | RecipeCmd::List | RecipeCmd::Reload)
-    )
-}
-
-/// Input a command needs from this process (files, stdin), read before forwarding.
-fn client_data(c: &Command) -> anyhow::Result<Option<Vec<u8>>> {
-    Ok(match c {
-        Command::Accept(a) => Some(cmd_home::read_card_arg(&a.card)?),
-        Command::Servers(cli::ServersCmd::Add { card }) => Some(cmd_home::read_card_arg(card)?),
-        Command::Send(a) if a.text == "-" => Some(
-            std::io::read_to_string(std::io::stdin())
-                .context("reading the message from stdin")?
-                .into_bytes(),
-        ),
-        _ => None,
-    })
-}
-
-/// The command line with `--out` paths made absolute (the daemon may run elsewhere).
-fn forwarded_argv() -> Vec<String> {
-    let mut argv: Vec<String> = std::env::args().collect();
-    let cwd = std::env::current_dir().unwrap_or_default();
-    for i in 0..argv.len() {
-        if argv[i] == "--out" && i + 1 < argv.len() {
-            argv[i + 1] = cwd.join(&argv[i + 1]).display().to_string();
-        } else if let Some(p) = argv[i].strip_prefix("--out=") {
-            argv[i] = format!("--out={}", cwd.join(p).display());
-        }
-    }
-    argv
+/// The plugin engines of this program: Lua, and WASM with its compile cache in the home.
+pub fn engines(home: &Path) -> Engines {
+    let cache = home.join("cache").join("wasm");
+    Engines::new()
+        .with(meow_plugin::Kind::Lua, || Ok(Arc::new(meow_lua::LuaEngine)))
+        .with(meow_plugin::Kind::Wasm, move || {
+            meow_wasm::WasmEngine::new(Some(cache.clone()))
+                .map(|e| Arc::new(e) as Arc<dyn meow_plugin::Engine>)
+                .map_err(|e| e.to_string())
+        })
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let home = util::home_dir(cli.home.as_deref());
     let pw_file = cli.password_file.clone();
-    if is_home_command(&cli.command) {
-        let data = client_data(&cli.command)?;
-        let req = run::control::Request {
-            argv: forwarded_argv(),
-            data: data.clone(),
-        };
-        if let Some(reply) = run::control::forward(&home, &req)? {
-            return Ok(reply.emit());
-        }
-        let password = util::password(pw_file.as_deref(), false)?;
-        let node = Mutex::new(Node::open(&home, password.as_bytes())?);
-        return smol::block_on(dispatch_home(&node, cli.command, data, None)).map(Reply::emit);
+    if let Command::Recipe(RecipeCmd::Check { .. } | RecipeCmd::Test { .. }) = &cli.command
+        && let Some(request) = cmd_home::request(&cli.command)?
+    {
+        return Ok(cmd_recipe::local(&home, pw_file.as_deref(), &cli.command, request)?.emit());
+    }
+    if let Some(request) = cmd_home::request(&cli.command)? {
+        let answer = cmd_home::call(&home, pw_file.as_deref(), request)?;
+        return Ok(cmd_home::show(&cli.command, answer)?.emit());
     }
     match cli.command {
         Command::Server(args) => cmd_server::run(args).map(|()| 0),
@@ -123,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(cli::BenchCmd::Group { members, size, rounds }) => {
             bench::group::run(members, size, rounds).map(|()| 0)
         }
+        Command::Bench(cli::BenchCmd::Lora { readings }) => bench::lora::run(readings).map(|()| 0),
         Command::Bench(cli::BenchCmd::Plugins { bundles, events, size }) => {
             bench::plugins::run(&bundles, events, size).map(|()| 0)
         }
@@ -134,7 +94,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let password = util::password(pw_file.as_deref(), false)?;
             let node = Mutex::new(Node::open(&home, password.as_bytes())?);
             let mut sim = cmd_sensor::Simulator::new(args.seed, args.hot_at);
-            smol::block_on(cmd_sensor::run(&node, &args.to, every, args.count, &mut sim)).map(|()| 0)
+            let link = args
+                .link
+                .as_deref()
+                .map(str::parse::<meow_proto::Address>)
+                .transpose()?;
+            smol::block_on(cmd_sensor::run(
+                &node,
+                &args.to,
+                every,
+                args.count,
+                &mut sim,
+                link.as_ref(),
+            ))
+            .map(|()| 0)
         }
         Command::Plugin(PluginCmd::Build { sources, out }) => {
             for line in cmd_plugin::build(&sources, &out)? {
@@ -142,12 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Recipe(RecipeCmd::Check { files }) => recipe_local(&home, pw_file.as_deref(), |ctx, note| {
-            cmd_recipe::check(&files, ctx, note)
-        }),
-        Command::Recipe(RecipeCmd::Test { file, event }) => {
-            recipe_local(&home, pw_file.as_deref(), |ctx, _| cmd_recipe::test(&file, &event, ctx))
-        }
+        Command::Doctor(args) => doctor(&home, pw_file.as_deref(), args),
         Command::Plugin(PluginCmd::Pin { dir }) => {
             let hash = meow_plugin::pin(&dir)?;
             println!("pinned {} to sha256 {hash}", dir.display());
@@ -157,178 +125,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Runs a home command against a node (directly, or inside the daemon for a socket client).
-pub async fn dispatch_home(
-    node: &Mutex<Node>,
-    command: Command,
-    data: Option<Vec<u8>>,
-    daemon: Option<&Arc<run::Daemon>>,
-) -> anyhow::Result<Reply> {
-    let data_text = |d: Option<Vec<u8>>| String::from_utf8(d.unwrap_or_default()).context("input is not UTF-8 text");
-    match command {
-        Command::Servers(cli::ServersCmd::Add { .. }) => {
-            cmd_home::servers(node, cli::ServersCmd::Add { card: data_text(data)? }).await
-        }
-        Command::Servers(cmd) => cmd_home::servers(node, cmd).await,
-        Command::Invite(args) => cmd_home::invite(node, args).await,
-        Command::Accept(args) => {
-            let data = data.context("no card given")?;
-            cmd_home::accept(node, args, data).await
-        }
-        Command::Contacts(args) => cmd_home::contacts(node, args).await,
-        Command::Send(args) => {
-            let text = if args.text == "-" {
-                data_text(data)?
-            } else {
-                args.text.clone()
-            };
-            cmd_home::send(node, args, text).await
-        }
-        Command::Inbox(args) => cmd_home::inbox(node, args).await,
-        Command::Rotate(args) => cmd_home::rotate(node, &args.name).await,
-        Command::Group(cmd) => {
-            cmd_social::group(node, cmd, data.map(|d| String::from_utf8_lossy(&d).into_owned())).await
-        }
-        Command::Broadcast { text } => cmd_social::broadcast(node, &text).await,
-        Command::BroadcastKey => cmd_social::broadcast_key(node).await,
-        Command::Directory(cmd) => cmd_social::directory(node, cmd).await,
-        Command::Recipe(RecipeCmd::Trace { name, json }) => cmd_recipe::trace(node, &name, json).await,
-        Command::Recipe(RecipeCmd::List) => {
-            let d = daemon.context("no `meow run` is running on this home: recipes only run inside it")?;
-            let mut r = Reply::default();
-            match d.recipes.get() {
-                Some(recipes) if !recipes.list().is_empty() => {
-                    for (name, triggers, running) in recipes.list() {
-                        r.out
-                            .push_str(&format!("{name:<20} triggers: {triggers:<30} running now: {running}\n"));
-                    }
-                }
-                _ => r.err = "no recipes loaded (list them under `recipes:` in meow.yaml)\n".into(),
-            }
-            Ok(r)
-        }
-        Command::Recipe(RecipeCmd::Reload) => {
-            let d = daemon.context("no `meow run` is running on this home: recipes only run inside it")?;
-            let names = d.reload_recipes().await?;
-            let out = match names.len() {
-                0 => "reloaded: no recipe file matches `recipes:` in meow.yaml, so none is loaded\n".to_owned(),
-                n => format!("reloaded {n} recipe(s): {}\n", names.join(", ")),
-            };
-            Ok(Reply {
-                out,
-                ..Reply::default()
-            })
-        }
-        Command::Recipe(RecipeCmd::Check { files }) => {
-            let ctx = d_context(daemon).await;
-            cmd_recipe::check(&files, &ctx, "")
-        }
-        Command::Recipe(RecipeCmd::Test { file, event }) => {
-            let ctx = d_context(daemon).await;
-            cmd_recipe::test(&file, &event, &ctx)
-        }
-        Command::Plugin(PluginCmd::List(args)) => {
-            let d = daemon.context("no `meow run` is running on this home: plugins only run inside it")?;
-            Ok(plugin_list(d, args.json))
-        }
-        Command::Plugin(PluginCmd::Reload { name }) => {
-            let d = daemon.context("no `meow run` is running on this home: start it first")?;
-            let version = d.reload(&name)?;
-            Ok(Reply {
-                out: format!("reloaded {name} (version {version})\n"),
-                ..Reply::default()
-            })
-        }
-        _ => bail!("this command does not work on a home"),
-    }
-}
-
-/// What a running daemon knows for recipe checks.
-async fn d_context(daemon: Option<&Arc<run::Daemon>>) -> meow_recipe::CheckContext {
-    match daemon {
-        Some(d) => meow_recipe::CheckContext {
-            contacts: Some(d.node.lock().await.contacts().iter().map(|c| c.name.clone()).collect()),
-            groups: None,
-            plugins: Some(d.instances().into_iter().map(|(n, _, _)| n).collect()),
-        },
-        None => meow_recipe::CheckContext::default(),
-    }
-}
-
-/// Recipe checks and dry runs: inside a running daemon (which knows the contacts and plugins),
-/// else here, reading the home's contacts if the password is available without a prompt.
-fn recipe_local(
-    home: &Path,
-    pw_file: Option<&Path>,
-    f: impl FnOnce(&meow_recipe::CheckContext, &str) -> anyhow::Result<Reply>,
-) -> anyhow::Result<u8> {
-    let argv: Vec<String> = {
-        let cwd = std::env::current_dir().unwrap_or_default();
-        std::env::args()
-            .map(|a| {
-                if !a.starts_with('-') && Path::new(&a).exists() {
-                    cwd.join(&a).display().to_string()
-                } else {
-                    a
-                }
-            })
-            .collect()
-    };
-    if let Some(reply) = run::control::forward(home, &run::control::Request { argv, data: None })? {
-        return Ok(reply.emit());
-    }
-    let can_open = std::env::var_os("MEOW_PASSWORD").is_some() || pw_file.is_some();
-    let contacts = if can_open && Node::exists(home) {
-        util::password(pw_file, false)
-            .ok()
-            .and_then(|pw| Node::open(home, pw.as_bytes()).ok())
-            .map(|n| n.contacts().iter().map(|c| c.name.clone()).collect::<Vec<_>>())
-    } else {
-        None
-    };
-    let note = if contacts.is_some() {
-        ""
-    } else {
-        "note: contact names were not checked (no readable home; `meow run` checks them when it loads recipes)"
-    };
-    let ctx = meow_recipe::CheckContext {
-        contacts,
-        groups: None,
-        plugins: None,
-    };
-    Ok(f(&ctx, note)?.emit())
-}
-
-fn plugin_list(d: &run::Daemon, json: bool) -> Reply {
-    let list = d.instances();
-    let mut r = Reply::default();
-    if json {
-        let v: Vec<_> = list
-            .iter()
-            .map(|(n, p, s)| serde_json::json!({"instance": n, "plugin": p, "status": s}))
-            .collect();
-        r.out = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-    } else {
-        for (n, p, s) in list {
-            let state = if s.running { "running" } else { "restarting" };
-            let last = s.last_stop.map(|l| format!(", last stopped: {l}")).unwrap_or_default();
-            r.out.push_str(&format!(
-                "{n:<16} {p:<20} {state}, {} events, {} restarts{last}\n",
-                s.handled, s.restarts
-            ));
-        }
-    }
-    r
-}
-
 fn run_daemon(home: Option<&Path>, pw_file: Option<&Path>, args: cli::RunArgs) -> anyhow::Result<()> {
     let config_path = args
         .config
         .clone()
         .or_else(|| Some(PathBuf::from("meow.yaml")).filter(|p| p.exists()));
     let cfg = match &config_path {
-        Some(p) => run::config::RunConfig::load(p)?,
-        None => run::config::RunConfig::default(),
+        Some(p) => RunConfig::load(p)?,
+        None => RunConfig::default(),
     };
     let home = match (home, &cfg.home) {
         (Some(h), _) => h.to_owned(),
@@ -342,21 +146,82 @@ fn run_daemon(home: Option<&Path>, pw_file: Option<&Path>, args: cli::RunArgs) -
     let node = Node::open(&home, password.as_bytes())?;
     drop(password);
     smol::block_on(async {
-        let running = run::start(&home, node, cfg, args.watch).await?;
-        let plugins = running
-            .daemon
+        let running = Runtime::builder(&home, node, cfg)
+            .engines(engines(&home))
+            .watch(args.watch)
+            .start()
+            .await?;
+        let plugins: Vec<String> = running
             .instances()
             .iter()
-            .map(|(n, p, _)| format!("{n} ({p})"))
-            .collect::<Vec<_>>();
+            .map(|i| format!("{} ({})", i.instance, i.plugin))
+            .collect();
         let server = running
-            .server
-            .as_ref()
-            .map(|s| s.local_addr().to_string())
+            .server_address()
+            .map(|a| a.to_string())
             .unwrap_or_else(|| "none".into());
         tracing::info!(home = %home.display(), %server, "meow run ready; plugins: {}", if plugins.is_empty() { "none".to_owned() } else { plugins.join(", ") });
-        running.wait_and_stop(&home).await
+        running.run_until_stopped().await?;
+        Ok(())
     })
+}
+
+fn doctor(home: &Path, pw_file: Option<&Path>, args: cli::DoctorArgs) -> anyhow::Result<u8> {
+    let password = match &args.server {
+        Some(_) => None,
+        None if !Node::exists(home) => bail!(
+            "no MEOW home at {} (give --home, or --server DIR for a server)",
+            home.display()
+        ),
+        None => Some(util::password(pw_file, false)?),
+    };
+    let check = |accept: bool| -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        Ok(match (&args.server, &password) {
+            (Some(dir), _) => {
+                let r = meow_server::doctor::check(dir, accept)?;
+                (r.found, r.problems)
+            }
+            (None, pw) => {
+                let pw = pw.as_ref().map(|p| p.as_bytes()).unwrap_or_default();
+                let r = meow_node::doctor::check(home, pw, accept)?;
+                (r.found, r.problems)
+            }
+        })
+    };
+    let what = match &args.server {
+        Some(dir) => format!("the server data in {}", dir.display()),
+        None => format!("the home at {}", home.display()),
+    };
+    let (found, problems) = check(args.accept_loss)?;
+    println!("checked {what}");
+    for f in &found {
+        println!("  {f}");
+    }
+    for p in &problems {
+        println!("  problem: {p}");
+    }
+    if problems.is_empty() {
+        println!("no problem found");
+        return Ok(0);
+    }
+    if args.accept_loss {
+        // What accepting cannot fix (a journal the engine cannot read) is still there.
+        let (_, left) = check(false)?;
+        if left.is_empty() {
+            println!("the loss is accepted: the data opens as it is now");
+            return Ok(0);
+        }
+        eprintln!(
+            "meow: {} problem(s) remain that accepting cannot fix: restore from a backup",
+            left.len()
+        );
+        return Ok(1);
+    }
+    eprintln!(
+        "meow: {} problem(s) found: restore from a backup, or accept the loss with `meow doctor --accept-loss`",
+        problems.len()
+    );
+    Ok(1)
 }
 
 fn init(home: &std::path::Path, pw_file: Option<&std::path::Path>, args: InitArgs) -> anyhow::Result<()> {

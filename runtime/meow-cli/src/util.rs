@@ -13,12 +13,18 @@ pub fn init_logging(verbose: u8, quiet: bool, chatty: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},fjall=warn,lsm_tree=warn")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_target(false)
+        .with_target(false);
+    // Every repeated line is cut to a few per interval, with a count of what was held back.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(meow_runtime::log::RateLimitLayer::default())
+        .with(fmt)
         .try_init();
 }
 
@@ -37,6 +43,32 @@ pub fn one_line(e: &anyhow::Error) -> String {
 /// Parses `90s`, `15m`, `24h`, `14d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     meow_yaml::duration(text).map_err(anyhow::Error::msg)
+}
+
+/// Parses a point in time for `--at`: RFC 3339 (`2026-12-02T08:30:00+01:00`), or local time
+/// `YYYY-MM-DD HH:MM[:SS]` (a `T` between them works too); Unix milliseconds out.
+pub fn parse_time_ms(text: &str) -> Result<u64, String> {
+    use chrono::{DateTime, Local, NaiveDateTime};
+    let t = text.trim();
+    let at = if let Ok(t) = DateTime::parse_from_rfc3339(t) {
+        t.timestamp_millis()
+    } else {
+        let naive = [
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%dT%H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .ok_or_else(|| format!("{t:?} is not a time: write 2026-12-02 08:30, 2026-12-02 08:30:15 or RFC 3339"))?;
+        naive
+            .and_local_timezone(Local)
+            .earliest()
+            .ok_or_else(|| format!("{t:?} does not exist in the local time zone (a clock change)"))?
+            .timestamp_millis()
+    };
+    u64::try_from(at).map_err(|_| format!("{t:?} is before 1970"))
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -4,29 +4,56 @@
 //!   `string` (without `dump`), `table`, `math`, `utf8`, `coroutine`. No `io`, `os`, `package`,
 //!   `debug`; source text only, never bytecode.
 //! - A memory limit, and an instruction-count hook that also watches the wall clock: a script that
-//!   loops or hoards memory is stopped with a clear reason.
+//!   loops or hoards memory is stopped with a clear reason. The hook is global, so it holds in
+//!   every coroutine; its error cannot be caught (`pcall`, `xpcall` and `coroutine.resume`
+//!   re-raise it); host calls charge the same budget; and the pattern functions of `string`
+//!   run in Rust on that budget too (see [`patterns`]), so no C function can run for long.
 //! - The same capabilities as WASM plugins, through a `meow` table (see `sdk/lua/meow.lua`).
 //!
 //! A script defines any of `init(config)`, `on_startup()`, `on_message(msg)`, `on_timer(timer)`,
 //! `on_contact_added(name, via_directory)`, `on_broadcast(b)`, or a catch-all `handle(event)`.
 
+mod budget;
+pub mod patterns;
+mod strings;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::Instant;
+use std::time::Duration;
 
 use meow_plugin::{Event, Failure, Host, HostError, Instance, Level, Limits, Plugin};
 use mlua::chunk::ChunkMode;
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{
+    FromLuaMulti, Function, HookTriggers, IntoLuaMulti, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState,
+};
+
+use crate::budget::Budget;
 
 /// Instructions between two checks of the budget.
 const HOOK_EVERY: u32 = 10_000;
-/// Marks an error raised by the budget hook.
-const OUT_OF_TIME: &str = "meow: call budget exhausted";
+/// Wraps the functions that catch errors so that the budget's error goes through them: the
+/// raw functions stay in the chunk's locals, out of the script's reach. Each wrapper refuses to
+/// run once the budget is gone, and `xpcall` never runs the script's message handler for the
+/// budget's error: Lua runs a handler where the error was raised, and an error raised by the
+/// hook leaves hooks off there, so the script's handler would run unwatched.
+///
+/// Finalizers (`__gc`) are refused: Lua runs them with hooks off, so a looping finalizer could
+/// never be stopped; an object is only marked for finalization when `setmetatable` sees `__gc`.
+const PRELUDE: &str = "local exhausted, raw_pcall, raw_xpcall, raw_resume, raw_close, error, raw_setmetatable, rawget, type = ... \
+    setmetatable = function(t, mt) if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then \
+        error('__gc metamethods are not available to plugins', 2) end return raw_setmetatable(t, mt) end \
+    local function gone() if exhausted() then error('meow: call budget exhausted', 0) end end \
+    local function check(ok, ...) if exhausted() then error(ok and 'meow: call budget exhausted' or (...), 0) end return ok, ... end \
+    pcall = function(f, ...) gone() return check(raw_pcall(f, ...)) end \
+    xpcall = function(f, h, ...) gone() \
+        return check(raw_xpcall(f, function(e) if exhausted() then return e end return h(e) end, ...)) end \
+    coroutine.resume = function(co, ...) gone() return check(raw_resume(co, ...)) end \
+    coroutine.close = function(co) gone() return check(raw_close(co)) end";
+
 /// Builds the message table of `on_message` in one call: a Lua table constructor with constant
-/// keys costs a fraction of setting seven fields one by one through the C API.
-const MESSAGE_TABLE: &str = "return function(id, sender, content_type, text, body, sent_at, group) \
+/// keys costs a fraction of setting the fields one by one through the C API.
+const MESSAGE_TABLE: &str = "return function(id, sender, content_type, text, body, sent_at, group, automatic) \
     return { id = id, sender = sender, content_type = content_type, text = text, body = body, \
-    sent_at = sent_at, group = group } end";
+    sent_at = sent_at, group = group, automatic = automatic } end";
 
 /// Runs Lua plugins.
 #[derive(Debug, Default)]
@@ -37,9 +64,7 @@ pub struct LuaInstance {
     lua: Lua,
     name: String,
     limits: Limits,
-    budget: Arc<AtomicI64>,
-    started: Arc<std::sync::Mutex<Instant>>,
-    timed_out: Arc<AtomicBool>,
+    budget: Arc<Budget>,
     message_table: Function,
 }
 
@@ -51,6 +76,21 @@ impl std::fmt::Debug for LuaInstance {
 
 fn lua_err(e: HostError) -> mlua::Error {
     mlua::Error::RuntimeError(e.to_string())
+}
+
+/// A host function that charges the call's budget before it runs (a script that loops on host
+/// calls is stopped as surely as one that loops on arithmetic).
+fn func<A, R, F>(lua: &Lua, b: &Arc<Budget>, f: F) -> mlua::Result<Function>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> mlua::Result<R> + Send + 'static,
+{
+    let b = b.clone();
+    lua.create_function(move |lua, a: A| {
+        b.charge(100)?;
+        f(lua, a)
+    })
 }
 
 /// `true`, or `nil, "reason"`: the Lua idiom for calls that may fail.
@@ -112,25 +152,25 @@ fn sandbox(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-fn register_messaging(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+fn register_messaging(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
     let h = host.clone();
     meow.set(
         "send",
-        lua.create_function(move |lua, (to, text): (String, String)| {
+        func(lua, b, move |lua, (to, text): (String, String)| {
             outcome(lua, h.send(&to, "text", text.into_bytes()))
         })?,
     )?;
     let h = host.clone();
     meow.set(
         "send_typed",
-        lua.create_function(move |lua, (to, ct, body): (String, String, mlua::LuaString)| {
+        func(lua, b, move |lua, (to, ct, body): (String, String, mlua::LuaString)| {
             outcome(lua, h.send(&to, &ct, body.as_bytes().to_vec()))
         })?,
     )?;
     let h = host.clone();
     meow.set(
         "reply",
-        lua.create_function(move |lua, (msg, text): (Value, String)| {
+        func(lua, b, move |lua, (msg, text): (Value, String)| {
             let id = match msg {
                 Value::Table(t) => t.get::<String>("id")?,
                 Value::String(s) => s.to_str()?.to_owned(),
@@ -142,98 +182,103 @@ fn register_messaging(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> 
     Ok(())
 }
 
-fn register_kv(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+fn register_kv(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
     let kv = lua.create_table()?;
     let h = host.clone();
     kv.set(
         "get",
-        lua.create_function(move |lua, key: String| match h.kv_get(&key).map_err(lua_err)? {
-            Some(v) => Ok(Value::String(lua.create_string(&v)?)),
-            None => Ok(Value::Nil),
+        func(lua, b, move |lua, key: String| {
+            match h.kv_get(&key).map_err(lua_err)? {
+                Some(v) => Ok(Value::String(lua.create_string(&v)?)),
+                None => Ok(Value::Nil),
+            }
         })?,
     )?;
     let h = host.clone();
     kv.set(
         "set",
-        lua.create_function(move |lua, (key, value): (String, mlua::LuaString)| {
+        func(lua, b, move |lua, (key, value): (String, mlua::LuaString)| {
             outcome(lua, h.kv_set(&key, &value.as_bytes()))
         })?,
     )?;
     let h = host.clone();
     kv.set(
         "delete",
-        lua.create_function(move |lua, key: String| outcome(lua, h.kv_delete(&key)))?,
+        func(lua, b, move |lua, key: String| outcome(lua, h.kv_delete(&key)))?,
     )?;
     let h = host.clone();
     kv.set(
         "keys",
-        lua.create_function(move |_, prefix: Option<String>| {
+        func(lua, b, move |_, prefix: Option<String>| {
             h.kv_list(prefix.as_deref().unwrap_or("")).map_err(lua_err)
         })?,
     )?;
     meow.set("kv", kv)
 }
 
-fn register_timers(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+fn register_timers(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
     let timers = lua.create_table()?;
     let h = host.clone();
     timers.set(
         "timeout",
-        lua.create_function(move |_, (name, ms): (String, u64)| h.set_timer(&name, ms, false).map_err(lua_err))?,
+        func(lua, b, move |_, (name, ms): (String, u64)| {
+            h.set_timer(&name, ms, false).map_err(lua_err)
+        })?,
     )?;
     let h = host.clone();
     timers.set(
         "interval",
-        lua.create_function(move |_, (name, ms): (String, u64)| h.set_timer(&name, ms, true).map_err(lua_err))?,
+        func(lua, b, move |_, (name, ms): (String, u64)| {
+            h.set_timer(&name, ms, true).map_err(lua_err)
+        })?,
     )?;
     let h = host.clone();
     timers.set(
         "cancel",
-        lua.create_function(move |lua, id: u64| outcome(lua, h.cancel_timer(id)))?,
+        func(lua, b, move |lua, id: u64| outcome(lua, h.cancel_timer(id)))?,
     )?;
     meow.set("timers", timers)
 }
 
-fn register_social(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+fn register_social(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
     let groups = lua.create_table()?;
     let h = host.clone();
     groups.set(
         "send",
-        lua.create_function(move |lua, (g, text): (String, String)| outcome(lua, h.group_send(&g, &text)))?,
+        func(lua, b, move |lua, (g, text): (String, String)| {
+            outcome(lua, h.group_send(&g, &text))
+        })?,
     )?;
     let h = host.clone();
-    groups.set(
-        "names",
-        lua.create_function(move |_, ()| h.group_names().map_err(lua_err))?,
-    )?;
+    groups.set("names", func(lua, b, move |_, ()| h.group_names().map_err(lua_err))?)?;
     let h = host.clone();
     groups.set(
         "members",
-        lua.create_function(move |_, g: String| h.group_members(&g).map_err(lua_err))?,
+        func(lua, b, move |_, g: String| h.group_members(&g).map_err(lua_err))?,
     )?;
     meow.set("groups", groups)?;
     let h = host.clone();
     meow.set(
         "broadcast",
-        lua.create_function(move |lua, text: String| outcome(lua, h.broadcast(&text)))?,
+        func(lua, b, move |lua, text: String| outcome(lua, h.broadcast(&text)))?,
     )?;
     let directory = lua.create_table()?;
     let h = host.clone();
     directory.set(
         "publish",
-        lua.create_function(move |lua, (d, tags): (String, Option<Vec<String>>)| {
+        func(lua, b, move |lua, (d, tags): (String, Option<Vec<String>>)| {
             outcome(lua, h.directory_publish(&d, tags.unwrap_or_default()))
         })?,
     )?;
     let h = host.clone();
     directory.set(
         "withdraw",
-        lua.create_function(move |lua, ()| outcome(lua, h.directory_withdraw()))?,
+        func(lua, b, move |lua, ()| outcome(lua, h.directory_withdraw()))?,
     )?;
     let h = host.clone();
     directory.set(
         "search",
-        lua.create_function(move |lua, words: String| {
+        func(lua, b, move |lua, words: String| {
             let found = h.directory_search(&words).map_err(lua_err)?;
             let out = lua.create_table()?;
             for (i, e) in found.into_iter().enumerate() {
@@ -250,7 +295,7 @@ fn register_social(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
     meow.set("directory", directory)
 }
 
-fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<()> {
+fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
     for (name, level) in [
         ("debug", Level::Debug),
         ("info", Level::Info),
@@ -260,7 +305,7 @@ fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<(
         let h = host.clone();
         meow.set(
             name,
-            lua.create_function(move |_, msg: String| {
+            func(lua, b, move |_, msg: String| {
                 h.log(level, &msg);
                 Ok(())
             })?,
@@ -269,7 +314,7 @@ fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<(
     let h = host.clone();
     lua.globals().set(
         "print",
-        lua.create_function(move |_, args: MultiValue| {
+        func(lua, b, move |_, args: MultiValue| {
             let parts: Vec<String> = args
                 .iter()
                 .map(|v| v.to_string().unwrap_or_else(|_| "?".into()))
@@ -281,7 +326,7 @@ fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<(
     let h = host.clone();
     meow.set(
         "node",
-        lua.create_function(move |lua, ()| {
+        func(lua, b, move |lua, ()| {
             let i = h.node_info();
             let t = lua.create_table()?;
             t.set("instance", i.instance)?;
@@ -293,6 +338,29 @@ fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host) -> mlua::Result<(
         })?,
     )?;
     Ok(())
+}
+
+/// Installs the wrappers of [`PRELUDE`] around the functions that catch errors.
+fn guard_catchers(lua: &Lua, budget: &Arc<Budget>) -> mlua::Result<()> {
+    let b = budget.clone();
+    let exhausted = lua.create_function(move |_, ()| Ok(b.exhausted()))?;
+    let g = lua.globals();
+    let co: Table = g.get("coroutine")?;
+    let args = (
+        exhausted,
+        g.get::<Function>("pcall")?,
+        g.get::<Function>("xpcall")?,
+        co.get::<Function>("resume")?,
+        co.get::<Function>("close")?,
+        g.get::<Function>("error")?,
+        g.get::<Function>("setmetatable")?,
+        g.get::<Function>("rawget")?,
+        g.get::<Function>("type")?,
+    );
+    lua.load(PRELUDE)
+        .set_name("=meow")
+        .set_mode(ChunkMode::Text)
+        .call::<()>(args)
 }
 
 /// The arguments of an event's handler.
@@ -315,6 +383,7 @@ fn handler_args(lua: &Lua, message_table: &Function, e: &Event) -> mlua::Result<
                 body,
                 m.sent_at,
                 m.group.as_deref(),
+                m.automatic,
             ))?;
             MultiValue::from_vec(vec![Value::Table(t)])
         }
@@ -375,8 +444,8 @@ impl LuaInstance {
                 "exceeded its memory limit of {} MiB",
                 self.limits.memory_bytes >> 20
             ))
-        } else if text.contains(OUT_OF_TIME) {
-            if self.timed_out.load(Ordering::Relaxed) {
+        } else if self.budget.exhausted() {
+            if self.budget.timed_out() {
                 Failure::Stopped(format!(
                     "exceeded its time budget of {} ms for one call",
                     self.limits.call_ms
@@ -393,12 +462,7 @@ impl LuaInstance {
     }
 
     fn arm(&self) {
-        self.budget
-            .store(self.limits.lua_instructions as i64, Ordering::Relaxed);
-        self.timed_out.store(false, Ordering::Relaxed);
-        if let Ok(mut s) = self.started.lock() {
-            *s = Instant::now();
-        }
+        self.budget.arm();
     }
 
     fn call(&self, f: Function, args: MultiValue) -> Result<(), Failure> {
@@ -450,32 +514,35 @@ impl meow_plugin::Engine for LuaEngine {
         let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE;
         let lua = Lua::new_with(libs, LuaOptions::new()).map_err(stop)?;
         sandbox(&lua).map_err(stop)?;
+        let budget = Arc::new(Budget::new(
+            limits.lua_instructions,
+            Duration::from_millis(limits.call_ms),
+        ));
+        guard_catchers(&lua, &budget).map_err(stop)?;
+        strings::install(&lua, &budget, limits.memory_bytes).map_err(stop)?;
         let meow = lua.create_table().map_err(stop)?;
-        register_messaging(&lua, &meow, &host).map_err(stop)?;
-        register_kv(&lua, &meow, &host).map_err(stop)?;
-        register_timers(&lua, &meow, &host).map_err(stop)?;
-        register_log_and_node(&lua, &meow, &host).map_err(stop)?;
-        register_social(&lua, &meow, &host).map_err(stop)?;
+        register_messaging(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_kv(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_timers(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_log_and_node(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_social(&lua, &meow, &host, &budget).map_err(stop)?;
         lua.globals().set("meow", meow).map_err(stop)?;
         lua.set_memory_limit(limits.memory_bytes).map_err(stop)?;
 
-        let budget = Arc::new(AtomicI64::new(limits.lua_instructions as i64));
-        let started = Arc::new(std::sync::Mutex::new(Instant::now()));
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let (b, s, t, call_ms) = (budget.clone(), started.clone(), timed_out.clone(), limits.call_ms);
-        lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |_, _| {
-            let left = b.fetch_sub(i64::from(HOOK_EVERY), Ordering::Relaxed);
-            let late = s
-                .lock()
-                .map(|s| s.elapsed().as_millis() as u64 > call_ms)
-                .unwrap_or(false);
-            if late {
-                t.store(true, Ordering::Relaxed);
+        // Global: coroutines the script creates inherit it (a per-thread hook they would not).
+        let b = budget.clone();
+        let main = lua.current_thread().to_pointer() as usize;
+        lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |lua, _| {
+            match b.tick(i64::from(HOOK_EVERY)) {
+                Ok(()) => Ok(VmState::Continue),
+                // In a coroutine, suspend it rather than kill it: a coroutine killed from a
+                // hook keeps hooks off, and could run its `__close` handlers unwatched later.
+                // The resume wrappers refuse to resume it and re-raise in the caller. Where the
+                // coroutine cannot yield (inside a host function) the yield does not happen and
+                // the hook comes back: then the error it is.
+                Err(_) if lua.current_thread().to_pointer() as usize != main && b.try_yield() => Ok(VmState::Yield),
+                Err(e) => Err(e),
             }
-            if left <= 0 || late {
-                return Err(mlua::Error::RuntimeError(OUT_OF_TIME.into()));
-            }
-            Ok(VmState::Continue)
         })
         .map_err(stop)?;
 
@@ -491,8 +558,6 @@ impl meow_plugin::Engine for LuaEngine {
             name: plugin.name().to_owned(),
             limits,
             budget,
-            started,
-            timed_out,
             message_table,
         };
         inst.arm();

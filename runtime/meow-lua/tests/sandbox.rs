@@ -3,94 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use meow_lua::LuaEngine;
-use meow_plugin::{
-    Capability, Engine, Event, Failure, Host, HostError, Kind, Level, Limits, Manifest, MessageEvent, NodeInfo, Plugin,
-    Services,
-};
-
-#[derive(Default)]
-struct Recorder {
-    sent: Mutex<Vec<(String, String)>>,
-    logs: Mutex<Vec<String>>,
-    kv: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
-}
-
-impl Services for Recorder {
-    fn send(&self, _: &str, to: &str, _: &str, body: Vec<u8>) -> Result<(), HostError> {
-        self.sent
-            .lock()
-            .unwrap()
-            .push((to.into(), String::from_utf8(body).unwrap()));
-        Ok(())
-    }
-    fn reply(&self, _: &str, id: &str, text: &str) -> Result<(), HostError> {
-        self.sent.lock().unwrap().push((format!("reply:{id}"), text.into()));
-        Ok(())
-    }
-    fn kv_get(&self, _: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(self.kv.lock().unwrap().get(key).cloned())
-    }
-    fn kv_set(&self, _: &str, key: &str, value: &[u8]) -> Result<(), HostError> {
-        self.kv.lock().unwrap().insert(key.into(), value.to_vec());
-        Ok(())
-    }
-    fn kv_delete(&self, _: &str, key: &str) -> Result<(), HostError> {
-        self.kv.lock().unwrap().remove(key);
-        Ok(())
-    }
-    fn kv_list(&self, _: &str, prefix: &str) -> Result<Vec<String>, HostError> {
-        Ok(self
-            .kv
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-    fn set_timer(&self, _: &str, _: &str, _: u64, _: bool) -> Result<u64, HostError> {
-        Ok(7)
-    }
-    fn cancel_timer(&self, _: &str, _: u64) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn node_info(&self, instance: &str) -> NodeInfo {
-        NodeInfo {
-            instance: instance.into(),
-            nickname: None,
-            fingerprint: "f".into(),
-            contacts: vec![],
-            now: 1,
-        }
-    }
-    fn log(&self, _: &str, _: Level, message: &str) {
-        self.logs.lock().unwrap().push(message.into());
-    }
-    fn group_send(&self, _: &str, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn group_names(&self, _: &str) -> Result<Vec<String>, HostError> {
-        Ok(vec![])
-    }
-    fn group_members(&self, _: &str, _: &str) -> Result<Vec<String>, HostError> {
-        Ok(vec![])
-    }
-    fn broadcast(&self, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn directory_publish(&self, _: &str, _: &str, _: Vec<String>) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn directory_withdraw(&self, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn directory_search(&self, _: &str, _: &str) -> Result<Vec<meow_plugin::DirectoryListing>, HostError> {
-        Ok(vec![])
-    }
-}
+use meow_plugin::{Capability, Engine, Event, Failure, Host, Kind, Limits, Manifest, MessageEvent, Plugin};
+use meow_testkit::RecordingServices as Recorder;
 
 fn plugin(source: &str) -> Plugin {
     Plugin {
@@ -129,6 +46,7 @@ fn message(text: &str) -> Event {
         text: Some(text.into()),
         sent_at: 1,
         group: None,
+        automatic: false,
     })
 }
 
@@ -148,13 +66,13 @@ fn handlers_reply_and_use_the_kv_store() {
     inst.handle(&message("hi")).unwrap();
     inst.handle(&message("again")).unwrap();
     assert_eq!(
-        *rec.sent.lock().unwrap(),
+        rec.sent(),
         vec![
             ("reply:abc".into(), "> hi #1".into()),
             ("reply:abc".into(), "> again #2".into())
         ]
     );
-    assert_eq!(rec.logs.lock().unwrap()[0], "prefix > ");
+    assert_eq!(rec.logs()[0], "prefix > ");
 }
 
 #[test]
@@ -171,13 +89,14 @@ fn message_tables_carry_every_field_to_both_handler_styles() {
         text: None,
         sent_at: 1_800_000_000_000,
         group: Some("friends".into()),
+        automatic: true,
     });
     for (src, prefix) in [(direct, ""), (catch_all, "message:")] {
         let (inst, rec) = start(&src, &[Capability::Messaging], Limits::default());
         let mut inst = inst.unwrap();
         inst.handle(&message("héllo")).unwrap();
         inst.handle(&binary).unwrap();
-        let sent: Vec<String> = rec.sent.lock().unwrap().iter().map(|(_, t)| t.clone()).collect();
+        let sent: Vec<String> = rec.sent().iter().map(|(_, t)| t.clone()).collect();
         assert_eq!(
             sent,
             vec![
@@ -193,11 +112,11 @@ fn capabilities_not_granted_are_denied() {
     let src = r#"function on_message(msg) local ok, err = meow.send("bob", "x"); meow.warn(err) end"#;
     let (inst, rec) = start(src, &[], Limits::default());
     inst.unwrap().handle(&message("x")).unwrap();
-    assert!(rec.sent.lock().unwrap().is_empty());
+    assert!(rec.sent().is_empty());
     assert!(
-        rec.logs.lock().unwrap()[0].contains("capability 'messaging' is not granted"),
+        rec.logs()[0].contains("capability 'messaging' is not granted"),
         "{:?}",
-        rec.logs.lock().unwrap()
+        rec.logs()
     );
 }
 
@@ -260,5 +179,119 @@ fn ordinary_errors_keep_the_instance() {
     let mut inst = inst.unwrap();
     assert!(matches!(inst.handle(&message("bad")), Err(Failure::Error(e)) if e.contains("boom")));
     inst.handle(&message("fine")).unwrap();
-    assert_eq!(rec.logs.lock().unwrap().as_slice(), ["ok"]);
+    assert_eq!(rec.logs().as_slice(), ["ok"]);
+}
+
+/// Runs one call on its own thread; what it returned and how long it took (`None`: still
+/// running after 10 s, an escape).
+fn timed(src: &str, limits: Limits, caps: &[Capability]) -> Option<(Result<(), Failure>, std::time::Duration)> {
+    let (inst, _) = start(src, caps, limits);
+    let mut inst = inst.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = inst.handle(&message("x"));
+        let _ = tx.send((r, t.elapsed()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10)).ok()
+}
+
+#[test]
+fn no_escape_from_the_budget_coroutines_pcall_error_handlers_patterns_or_host_calls() {
+    let limits = Limits {
+        call_ms: 300,
+        ..Limits::default()
+    };
+    for (name, src) in [
+        (
+            "coroutine",
+            "function on_message(m) coroutine.resume(coroutine.create(function() while true do end end)) end",
+        ),
+        (
+            "coroutine.wrap",
+            "function on_message(m) while true do pcall(coroutine.wrap(function() while true do end end)) end end",
+        ),
+        (
+            "pcall",
+            "function on_message(m) while true do pcall(function() while true do end end) end end",
+        ),
+        (
+            "xpcall",
+            "function on_message(m) while true do xpcall(function() while true do end end, function(e) while true do end end) end end",
+        ),
+        (
+            "error value",
+            "function on_message(m) while true do pcall(error, {}) end end",
+        ),
+        (
+            "pattern",
+            "function on_message(m) local s = string.rep('a', 5000) while true do string.find(s, '(.-)(.-)(.-)(.-)(.-)b') end end",
+        ),
+        (
+            "gsub callback",
+            "function on_message(m) string.gsub(string.rep('a', 100000), '.', function() while true do end end) end",
+        ),
+        (
+            "host calls",
+            "function on_message(m) while true do meow.kv.set('k', 'v') end end",
+        ),
+        (
+            "to-be-closed in a dead coroutine",
+            "function on_message(m) \
+               local co = coroutine.create(function() \
+                 local x <close> = setmetatable({}, {__close = function() while true do end end}) \
+                 while true do end end) \
+               local guard <close> = setmetatable({}, {__close = function() coroutine.close(co) end}) \
+               coroutine.resume(co) end",
+        ),
+        (
+            "to-be-closed in a coroutine stopped where it cannot yield",
+            "function on_message(m) \
+               local co = coroutine.create(function() \
+                 local x <close> = setmetatable({}, {__close = function() while true do end end}) \
+                 string.gsub('aaaa', '.', function() while true do end end) end) \
+               local guard <close> = setmetatable({}, {__close = function() coroutine.close(co) end}) \
+               coroutine.resume(co) end",
+        ),
+    ] {
+        let (r, took) = timed(src, limits, &[Capability::Kv]).unwrap_or_else(|| panic!("{name}: escaped the budget"));
+        assert!(
+            matches!(&r, Err(Failure::Stopped(reason)) if reason.contains("budget")),
+            "{name}: {r:?}"
+        );
+        assert!(took < std::time::Duration::from_secs(2), "{name} ran for {took:?}");
+    }
+}
+
+#[test]
+fn finalizers_are_refused_because_lua_runs_them_unwatched() {
+    let (inst, rec) = start(
+        "function on_message(m) local ok, err = pcall(setmetatable, {}, {__gc = function() while true do end end}) \
+         meow.info(tostring(ok) .. ' ' .. err) local mt = {} setmetatable({}, mt) mt.__gc = function() end \
+         meow.info('later __gc fields are inert') end",
+        &[],
+        Limits::default(),
+    );
+    inst.unwrap().handle(&message("x")).unwrap();
+    let logs = rec.logs();
+    assert!(logs[0].starts_with("false") && logs[0].contains("__gc"), "{logs:?}");
+    assert_eq!(logs[1], "later __gc fields are inert");
+}
+
+#[test]
+fn pcall_still_catches_ordinary_errors_and_patterns_still_work() {
+    let src = r#"
+        function on_message(m)
+            local ok, err = pcall(error, "plain")
+            local ok2, err2 = xpcall(function() error({code = 7}) end, function(e) return e.code end)
+            local co = coroutine.create(function(a) local b = coroutine.yield(a + 1) error("in co " .. b) end)
+            local _, one = coroutine.resume(co, 1)
+            local okc, errc = coroutine.resume(co, "x")
+            local k, v = string.match("key = value", "(%w+)%s*=%s*(%w+)")
+            meow.info(table.concat({tostring(ok), err, tostring(ok2), tostring(err2), one, tostring(okc), errc:match("in co x"), k, v}, " "))
+        end
+    "#;
+    let (inst, rec) = start(src, &[], Limits::default());
+    inst.unwrap().handle(&message("x")).unwrap();
+    assert_eq!(rec.logs().as_slice(), ["false plain false 7 2 false in co x key value"]);
 }

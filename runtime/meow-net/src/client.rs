@@ -1,29 +1,55 @@
-//! The client side of a server session over TCP: connect, handshake, pipelined requests.
+//! The client side of a server session over any stream [`Link`](crate::transport::Link): connect, handshake, pipelined
+//! requests. The bookkeeping (ids, mailbox proofs, deadlines) is the sans-IO
+//! [`ClientCore`]; this is its async shell.
 //!
 //! Many requests may be in flight on one connection; a reader task matches responses to requests
 //! by id. Mailbox proofs are sent the first time a lookup key is used on the connection, then the
 //! session remembers them.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::FutureExt;
 use futures_lite::io::BufReader;
+use meow_clock::{SharedClock, SystemClock};
 use meow_proto::broadcast::Broadcast;
 use meow_proto::codec::Decode;
+use meow_proto::crypto::SharedRng;
 use meow_proto::directory::{DirectoryEntry, UncheckedEntry, Withdrawal};
 use meow_proto::session::{ClientHandshake, SessionError, SessionReceiver, SessionSender};
 use meow_proto::wire::{
     AckItem, BroadcastItem, ErrorCode, MailboxAuth, Request, RequestFrame, Response, ResponseFrame, ServerInfo,
     StoredMessage,
 };
-use meow_proto::{LookupKey, MailboxId, ServerPublic};
+use meow_proto::{Address, LookupKey, MailboxId, ServerPublic};
 use smol::channel::{Receiver, Sender, bounded};
-use smol::net::TcpStream;
 
+use crate::client_core::ClientCore;
 use crate::frame::{self, FrameError, MAX_FRAME_LEN};
+use crate::transport::Transports;
+
+/// What a client takes from its program: transports, a clock, a random generator.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How addresses are reached.
+    pub transports: Transports,
+    /// Request and connect timeouts run on it.
+    pub clock: SharedClock,
+    /// Handshake keys come from it.
+    pub rng: SharedRng,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            transports: Transports::system(),
+            clock: SystemClock::shared(),
+            rng: SharedRng::os(),
+        }
+    }
+}
 
 /// How long connecting and the handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +58,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request to a server failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The server could not be reached.
     #[error("cannot reach server {address}: {reason}")]
@@ -54,7 +81,7 @@ pub enum ClientError {
     },
     /// The connection is gone.
     #[error("connection lost: {0}")]
-    Closed(String),
+    Closed(CloseReason),
     /// The server answered something that makes no sense for the request.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -79,6 +106,27 @@ impl ClientError {
     }
 }
 
+/// Why a connection to a server ended.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The server closed the stream between frames.
+    #[error("the server closed the connection")]
+    ByServer,
+    /// A write took longer than the request timeout.
+    #[error("the server stopped reading")]
+    StoppedReading,
+    /// Reading or writing failed, or a frame was too large.
+    #[error("{0}")]
+    Link(Arc<FrameError>),
+    /// A frame did not open under the session key (tampering, or a broken server).
+    #[error("a frame from the server failed authentication")]
+    Unauthenticated,
+    /// A frame opened but did not decode as a response.
+    #[error("an undecodable response: {0}")]
+    Undecodable(meow_proto::codec::DecodeError),
+}
+
 /// What a poll returned.
 #[derive(Debug, Clone, Default)]
 pub struct PollResult {
@@ -96,17 +144,16 @@ const MAX_QUEUED: usize = 1024;
 const MAX_WRITE: usize = 256 * 1024;
 
 type Pending = Mutex<HashMap<u64, Sender<Response>>>;
-type Closed = Arc<Mutex<Option<String>>>;
+type Closed = Arc<Mutex<Option<CloseReason>>>;
 
 /// An open session with one server.
 pub struct ServerClient {
-    address: String,
+    address: Address,
     outgoing: Sender<RequestFrame>,
     pending: Arc<Pending>,
     closed: Closed,
-    next_id: AtomicU64,
-    proven: Mutex<HashSet<MailboxId>>,
-    binding: [u8; 32],
+    core: Mutex<ClientCore>,
+    clock: SharedClock,
     _reader: smol::Task<()>,
     _writer: smol::Task<()>,
 }
@@ -117,44 +164,59 @@ impl std::fmt::Debug for ServerClient {
     }
 }
 
-async fn with_timeout<T>(d: Duration, fut: impl Future<Output = Result<T, ClientError>>) -> Result<T, ClientError> {
+async fn with_timeout<T>(
+    clock: &SharedClock,
+    d: Duration,
+    fut: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
     fut.or(async {
-        smol::Timer::after(d).await;
+        clock.sleep(d).await;
         Err(ClientError::Timeout)
     })
     .await
 }
 
 impl ServerClient {
-    /// Connects to `address` (`host:port`) and authenticates the server by `key`.
-    pub async fn connect(address: &str, key: &ServerPublic) -> Result<Self, ClientError> {
+    /// Connects to `address` over TCP and authenticates the server by `key` (the system clock
+    /// and generator; [`ServerClient::connect_with`] takes others).
+    pub async fn connect(address: &Address, key: &ServerPublic) -> Result<Self, ClientError> {
+        Self::connect_with(address, key, &ClientOptions::default()).await
+    }
+
+    /// Connects to `address` by its transport and authenticates the server by `key`.
+    pub async fn connect_with(
+        address: &Address,
+        key: &ServerPublic,
+        opts: &ClientOptions,
+    ) -> Result<Self, ClientError> {
         let connect_err = |e: &dyn std::fmt::Display| ClientError::Connect {
-            address: address.to_owned(),
+            address: address.to_string(),
             reason: e.to_string(),
         };
-        let result = with_timeout(CONNECT_TIMEOUT, async {
-            let stream = TcpStream::connect(address).await.map_err(|e| connect_err(&e))?;
-            stream.set_nodelay(true).map_err(|e| connect_err(&e))?;
+        let result = with_timeout(&opts.clock, CONNECT_TIMEOUT, async {
+            let link = opts.transports.connect(address).await.map_err(|e| connect_err(&e))?;
             let (hs, hello) =
-                ClientHandshake::start(key, &mut meow_proto::os_rng()).map_err(|source| ClientError::Handshake {
-                    address: address.to_owned(),
+                ClientHandshake::start(key, &mut opts.rng.clone()).map_err(|source| ClientError::Handshake {
+                    address: address.to_string(),
                     source,
                 })?;
-            let mut w = stream.clone();
-            frame::write_frame(&mut w, &hello).await.map_err(|e| connect_err(&e))?;
-            let mut reader = BufReader::with_capacity(64 * 1024, stream.clone());
+            let (reader, mut writer, close) = link.split();
+            frame::write_frame(&mut writer, &hello)
+                .await
+                .map_err(|e| connect_err(&e))?;
+            let mut reader = BufReader::with_capacity(64 * 1024, reader);
             let mut buf = Vec::new();
             frame::read_frame(&mut reader, &mut buf, 1024)
                 .await
                 .map_err(|e| connect_err(&e))?;
             let session = hs.finish(&buf).map_err(|source| ClientError::Handshake {
-                address: address.to_owned(),
+                address: address.to_string(),
                 source,
             })?;
-            Ok((stream, reader, session))
+            Ok((reader, writer, close, session))
         })
         .await;
-        let (stream, reader, session) = match result {
+        let (reader, writer, close, session) = match result {
             Err(ClientError::Timeout) => return Err(connect_err(&"timed out")),
             other => other?,
         };
@@ -163,81 +225,72 @@ impl ServerClient {
         let closed: Closed = Arc::default();
         let (outgoing, queued) = bounded(MAX_QUEUED);
         let reader_task = smol::spawn(read_responses(reader, recv, pending.clone(), closed.clone()));
-        let writer_task = smol::spawn(write_requests(stream, send, queued, closed.clone()));
+        let writer_task = smol::spawn(write_requests(
+            writer,
+            close,
+            send,
+            queued,
+            closed.clone(),
+            opts.clock.clone(),
+        ));
         Ok(Self {
-            address: address.to_owned(),
+            address: address.clone(),
             outgoing,
             pending,
             closed,
-            next_id: AtomicU64::new(1),
-            proven: Mutex::new(HashSet::new()),
-            binding,
+            core: Mutex::new(ClientCore::new(binding)),
+            clock: opts.clock.clone(),
             _reader: reader_task,
             _writer: writer_task,
         })
     }
 
     /// The server address.
-    pub fn address(&self) -> &str {
+    pub fn address(&self) -> &Address {
         &self.address
     }
 
     /// Whether the connection has failed.
     pub fn is_closed(&self) -> bool {
-        self.closed.lock().map(|c| c.is_some()).unwrap_or(true)
+        self.closed.lock().is_some()
     }
 
     /// Sends a request and waits for its response (up to the request timeout plus `extra`).
     pub async fn request(&self, request: Request, extra: Duration) -> Result<Response, ClientError> {
-        if let Some(reason) = self.closed.lock().ok().and_then(|c| c.clone()) {
+        if let Some(reason) = self.closed.lock().clone() {
             return Err(ClientError::Closed(reason));
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let timeout = REQUEST_TIMEOUT + extra;
+        let frame = self.core.lock().start(self.clock.now_ms(), request, timeout);
+        let id = frame.id;
         let (tx, rx): (Sender<Response>, Receiver<Response>) = bounded(1);
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(id, tx);
-        }
-        let result = with_timeout(REQUEST_TIMEOUT + extra, async {
-            if self.outgoing.send(RequestFrame { id, request }).await.is_err() {
+        self.pending.lock().insert(id, tx);
+        let result = with_timeout(&self.clock, timeout, async {
+            if self.outgoing.send(frame).await.is_err() {
                 return Err(self.closed_error());
             }
             rx.recv().await.map_err(|_| self.closed_error())
         })
         .await;
+        self.core.lock().forget(id);
         if result.is_err() {
-            self.forget(id);
+            self.pending.lock().remove(&id);
         }
         result
     }
 
-    fn forget(&self, id: u64) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(&id);
-        }
-    }
-
     fn closed_error(&self) -> ClientError {
-        let reason = self.closed.lock().ok().and_then(|c| c.clone());
-        ClientError::Closed(reason.unwrap_or_else(|| "closed".into()))
+        // No reason recorded yet: the reader dropped the waiters as it stopped.
+        let reason = self.closed.lock().clone();
+        ClientError::Closed(reason.unwrap_or(CloseReason::ByServer))
     }
 
     fn auth(&self, key: &LookupKey) -> MailboxAuth {
-        let proven = self
-            .proven
-            .lock()
-            .map(|p| p.contains(&MailboxId::of(&key.public())))
-            .unwrap_or(false);
-        if proven {
-            MailboxAuth::proven(key)
-        } else {
-            MailboxAuth::prove(key, &self.binding)
-        }
+        self.core.lock().auth(key)
     }
 
     fn mark_proven<'a>(&self, keys: impl IntoIterator<Item = &'a LookupKey>) {
-        if let Ok(mut p) = self.proven.lock() {
-            p.extend(keys.into_iter().map(|k| MailboxId::of(&k.public())));
-        }
+        self.core.lock().mark_proven(keys);
     }
 
     /// Deposits an envelope; returns once the server has it on disk.
@@ -374,22 +427,28 @@ fn unexpected(r: Response) -> ClientError {
 
 /// Seals queued requests in order and writes them, as many as are waiting in one write: requests
 /// pipelined by many tasks leave in few packets.
-async fn write_requests(stream: TcpStream, session: SessionSender, queued: Receiver<RequestFrame>, closed: Closed) {
+async fn write_requests(
+    writer: std::pin::Pin<Box<dyn futures_lite::AsyncWrite + Send>>,
+    close: Box<dyn Fn() + Send + Sync>,
+    session: SessionSender,
+    queued: Receiver<RequestFrame>,
+    closed: Closed,
+    clock: SharedClock,
+) {
     // A server that stops reading must not hold the connection forever: after the request
     // timeout the connection counts as lost, and the reader, seeing the shutdown, fails every
     // request still waiting.
-    let reason = match frame::write_queued(stream, session, queued, MAX_WRITE, REQUEST_TIMEOUT).await {
+    let stop = frame::write_queued(writer, close, session, queued, MAX_WRITE, REQUEST_TIMEOUT, &clock).await;
+    let reason = match stop {
         frame::WriteStop::Done => return,
-        frame::WriteStop::TimedOut => "the server stopped reading".to_owned(),
-        frame::WriteStop::Failed(e) => e.to_string(),
+        frame::WriteStop::TimedOut => CloseReason::StoppedReading,
+        frame::WriteStop::Failed(e) => CloseReason::Link(Arc::new(FrameError::Io(e))),
     };
-    if let Ok(mut c) = closed.lock() {
-        c.get_or_insert(reason);
-    }
+    closed.lock().get_or_insert(reason);
 }
 
 async fn read_responses(
-    mut reader: BufReader<TcpStream>,
+    mut reader: BufReader<std::pin::Pin<Box<dyn futures_lite::AsyncRead + Send>>>,
     mut session: SessionReceiver,
     pending: Arc<Pending>,
     closed: Closed,
@@ -398,27 +457,23 @@ async fn read_responses(
     let reason = loop {
         match frame::read_frame(&mut reader, &mut buf, MAX_FRAME_LEN).await {
             Ok(()) => {}
-            Err(FrameError::Closed) => break "server closed the connection".to_owned(),
-            Err(e) => break e.to_string(),
+            Err(FrameError::Closed) => break CloseReason::ByServer,
+            Err(e) => break CloseReason::Link(Arc::new(e)),
         }
         if session.open_in_place(&mut buf).is_err() {
-            break "frame from server failed authentication".to_owned();
+            break CloseReason::Unauthenticated;
         }
         let frame = match ResponseFrame::from_bytes(&buf) {
             Ok(f) => f,
-            Err(e) => break format!("undecodable response: {e}"),
+            Err(e) => break CloseReason::Undecodable(e),
         };
-        let waiter = pending.lock().ok().and_then(|mut p| p.remove(&frame.id));
+        let waiter = pending.lock().remove(&frame.id);
         if let Some(tx) = waiter {
             let _ = tx.try_send(frame.response);
         }
     };
     tracing::debug!(%reason, "server connection closed");
-    if let Ok(mut c) = closed.lock() {
-        c.get_or_insert(reason);
-    }
+    closed.lock().get_or_insert(reason);
     // Dropping the senders wakes every waiting request with an error.
-    if let Ok(mut p) = pending.lock() {
-        p.clear();
-    }
+    pending.lock().clear();
 }

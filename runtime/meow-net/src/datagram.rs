@@ -17,15 +17,24 @@ pub const MAX_DATAGRAM: usize = 65_507;
 /// Sends one sealed request to `address` over UDP and waits for the response. `prove` lists lookup
 /// keys whose mailbox proofs the request needs; `make` builds the request from those proofs.
 pub async fn request(
-    address: &str,
+    address: &meow_proto::Address,
     server: &ServerPublic,
     prove: &[&LookupKey],
     make: impl FnOnce(Vec<MailboxAuth>) -> Request,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let err = |e: std::io::Error| ClientError::Connect {
-        address: address.to_owned(),
+        address: address.to_string(),
         reason: e.to_string(),
+    };
+    let host_port = match address {
+        meow_proto::Address::Udp(a) => a.as_str(),
+        other => {
+            return Err(ClientError::Connect {
+                address: other.to_string(),
+                reason: "sealed datagrams go to a udp: address".into(),
+            });
+        }
     };
     let sender =
         DatagramSender::new(server, &mut meow_proto::os_rng()).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -33,7 +42,7 @@ pub async fn request(
     let auths = prove.iter().map(|k| MailboxAuth::prove(k, &binding)).collect();
     let (dgram, pending) = sender.seal_request(&make(auths), crate::now_secs());
     let socket = UdpSocket::bind("0.0.0.0:0").await.map_err(err)?;
-    socket.connect(address).await.map_err(err)?;
+    socket.connect(host_port).await.map_err(err)?;
     socket.send(&dgram).await.map_err(err)?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let n = async { socket.recv(&mut buf).await.map_err(err) }

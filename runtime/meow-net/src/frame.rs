@@ -1,7 +1,7 @@
 //! Length-delimited frames on a byte stream: `length:u32 (big-endian) | payload`.
 //!
-//! The reader checks the length against a maximum before allocating, so a peer cannot make us
-//! reserve memory it does not send.
+//! The reader checks the length against a maximum, then grows its buffer only as the bytes
+//! arrive, so a peer cannot make us reserve memory it does not send.
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use meow_proto::codec::Encode;
@@ -12,6 +12,7 @@ pub const MAX_FRAME_LEN: usize = 256 * 1024 + 64;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The peer closed the stream between frames.
     #[error("connection closed")]
@@ -49,10 +50,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, max:
         return Err(FrameError::TooLarge { len, max });
     }
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf).await?;
+    let mut got = 0;
+    while got < len {
+        // At most 16 KiB ahead of what has arrived (or as much again as has arrived).
+        let want = (len - got).min(GROW.max(got));
+        buf.resize(got + want, 0);
+        r.read_exact(&mut buf[got..]).await?;
+        got += want;
+    }
     Ok(())
 }
+
+/// The step by which a frame buffer grows ahead of the bytes received.
+const GROW: usize = 16 * 1024;
 
 /// Appends `message`, encoded and sealed by `session`, as one frame to `out` (no copy: it is
 /// encoded and encrypted in place).
@@ -95,14 +105,17 @@ pub enum WriteStop {
 
 /// The writer of one session connection: seals the messages queued on `queue` in order and writes
 /// them, as many as are waiting in one write (up to `max` bytes), until the queue closes or a
-/// write fails or takes longer than `timeout`. A peer that stops reading cannot hold the
-/// connection forever: on a failure the stream is shut down, so that its reader sees the end too.
-pub async fn write_queued<T: Encode>(
-    mut stream: smol::net::TcpStream,
+/// write fails or takes longer than `timeout` on `clock`. A peer that stops reading cannot hold
+/// the connection forever: on a failure `close` shuts the link down, so that its reader sees the
+/// end too.
+pub async fn write_queued<T: Encode, W: AsyncWrite + Unpin>(
+    mut writer: W,
+    close: impl Fn(),
     mut session: SessionSender,
     queue: smol::channel::Receiver<T>,
     max: usize,
     timeout: std::time::Duration,
+    clock: &meow_clock::SharedClock,
 ) -> WriteStop {
     use futures_lite::FutureExt;
     let mut out = Vec::with_capacity(64 * 1024);
@@ -110,17 +123,17 @@ pub async fn write_queued<T: Encode>(
         gather_sealed(&mut out, &mut session, first, &queue, max);
         let write = async {
             let wrote = async {
-                stream.write_all(&out).await?;
-                stream.flush().await
+                writer.write_all(&out).await?;
+                writer.flush().await
             };
             wrote.await.map_err(WriteStop::Failed)
         };
         let expire = async {
-            smol::Timer::after(timeout).await;
+            clock.sleep(timeout).await;
             Err(WriteStop::TimedOut)
         };
         if let Err(stop) = write.or(expire).await {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            close();
             return stop;
         }
     }
@@ -181,14 +194,17 @@ mod tests {
                 tx.send(Blob(vec![7; 64 * 1024])).await.unwrap();
             }
             let timeout = std::time::Duration::from_millis(200);
-            let stop = write_queued(ours, sender(), rx, 256 * 1024, timeout).await;
+            let clock = meow_clock::SystemClock::shared();
+            let closer = ours.clone();
+            let close = move || drop(closer.shutdown(std::net::Shutdown::Both));
+            let stop = write_queued(ours, close, sender(), rx, 256 * 1024, timeout, &clock).await;
             assert!(matches!(stop, WriteStop::TimedOut), "{stop:?}");
 
             let (ours, mut peer) = pair().await;
             let (tx, rx) = smol::channel::unbounded();
             tx.send(Blob(b"hello".to_vec())).await.unwrap();
             drop(tx);
-            let stop = write_queued(ours, sender(), rx, 256 * 1024, timeout).await;
+            let stop = write_queued(ours, || {}, sender(), rx, 256 * 1024, timeout, &clock).await;
             assert!(matches!(stop, WriteStop::Done), "{stop:?}");
             let mut got = Vec::new();
             std::io::Read::read_to_end(&mut peer, &mut got).unwrap();

@@ -1,4 +1,5 @@
-//! Transports for MEOW: stream framing, the TCP client, and sealed datagrams over UDP.
+//! Transports for MEOW: links by address kind (TCP, in-process memory), stream framing, the
+//! session client (its sans-IO core and async shell), and sealed datagrams over UDP.
 //!
 //! Framing lives here and nowhere else: on a stream, every frame is a big-endian `u32` length
 //! followed by that many bytes ([`frame`]). The encryption inside frames is
@@ -7,10 +8,15 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod client_core;
 pub mod datagram;
 pub mod frame;
+pub mod gateway;
+pub mod transport;
 
-pub use client::{ClientError, PollResult, ServerClient};
+pub use client::{ClientError, ClientOptions, CloseReason, PollResult, ServerClient};
+pub use client_core::ClientCore;
+pub use transport::{Closer, Link, LinkReader, LinkWriter, MemoryListener, MemoryNetwork, Transports};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -6,7 +6,7 @@ use meow_proto::invitation::{self, CardOptions, InvitationError};
 use meow_proto::{ContactPublic, envelope};
 
 use crate::records::{ContactRecord, InvitationRecord, PrivacyPolicy};
-use crate::{Node, NodeError, Result, Route, Table, check_name, now_ms, rng};
+use crate::{Node, NodeError, Result, Route, Table, check_name};
 
 /// What accepting a card did.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ impl Node {
         Ok(CardOptions {
             servers: self.my_server_refs()?,
             nickname: self.profile.display_name.clone(),
-            now: now_ms() / 1000,
+            now: self.env.now_ms() / 1000,
             ttl: self.profile.card_ttl_secs,
         })
     }
@@ -67,7 +67,7 @@ impl Node {
         if !public && self.name_taken(name) {
             return Err(NodeError::ContactExists(name.to_owned()));
         }
-        let (keys, card) = invitation::invite(&self.card_options()?, public, &mut rng());
+        let (keys, card) = invitation::invite(&self.card_options()?, public, &mut self.env.rng());
         let rec = InvitationRecord {
             name: name.to_owned(),
             keys,
@@ -77,13 +77,14 @@ impl Node {
             expires: card.body.expires,
         };
         let mut b = self.vault.batch();
-        b.put(Table::Invitations, &rec.id.0, &rec.to_bytes(), &mut rng());
+        b.put(Table::Invitations, &rec.id.0, &rec.to_bytes(), &mut self.env.rng());
         b.commit()?;
         self.routes
             .entry(rec.keys.keys.mailbox())
             .or_default()
             .push(Route::Invitation(rec.id.0));
         self.invitations.insert(rec.id.0, rec);
+        self.note_plan();
         Ok(card)
     }
 
@@ -113,7 +114,7 @@ impl Node {
 
     /// Accepts a card: answers an invitation, or completes mine with its answer.
     pub fn accept(&mut self, data: &[u8], name: Option<&str>) -> Result<Accepted> {
-        let card = UncheckedCard::from_file_contents(data)?.check(now_ms() / 1000)?;
+        let card = UncheckedCard::from_file_contents(data)?.check(self.env.now_ms() / 1000)?;
         match card.body.role {
             CardRole::Invitation | CardRole::Public => self.answer_card(&card, name),
             CardRole::Answer => {
@@ -122,10 +123,7 @@ impl Node {
                     if let Some(c) = self.contact_with_peer(&card.contact) {
                         return Ok(Accepted::AlreadyDone { name: c.name.clone() });
                     }
-                    return Err(NodeError::Invalid(
-                        "this answer does not match any invitation of mine (it was made for another home, or the invitation was already answered)"
-                            .into(),
-                    ));
+                    return Err(NodeError::UnmatchedAnswer);
                 }
                 let name = self.complete_invitation(invitation.0, &card)?;
                 Ok(Accepted::Completed { name })
@@ -135,33 +133,33 @@ impl Node {
 
     fn answer_card(&mut self, card: &Card, name: Option<&str>) -> Result<Accepted> {
         if let Some(c) = self.contact_with_peer(&card.contact) {
-            return Err(NodeError::Invalid(format!(
-                "this card was already accepted: the contact is {:?}",
-                c.name
-            )));
+            return Err(NodeError::AlreadyAccepted(c.name.clone()));
         }
         let name = match name.or(card.body.nickname.as_deref()) {
             Some(n) => n.to_owned(),
             None => {
-                return Err(NodeError::Invalid(
-                    "the card has no nickname: choose a name with --name NAME".into(),
-                ));
+                return Err(NodeError::NoNickname);
             }
         };
         check_name(&name)?;
         if self.name_taken(&name) {
             return Err(NodeError::ContactExists(name));
         }
-        let (conversation, answer) = invitation::answer(card, &self.card_options()?, &mut rng())?;
-        let message = invitation::answer_message(&answer, now_ms(), &mut rng());
-        let envelope = envelope::seal(&message, &conversation.contact_key, &card.body.conversation, &mut rng())?;
+        let (conversation, answer) = invitation::answer(card, &self.card_options()?, &mut self.env.rng())?;
+        let message = invitation::answer_message(&answer, self.env.now_ms(), &mut self.env.rng());
+        let envelope = envelope::seal(
+            &message,
+            &conversation.contact_key,
+            &card.body.conversation,
+            &mut self.env.rng(),
+        )?;
         let contact = ContactRecord {
             id: self.counters.next_contact,
             name: name.clone(),
             conversation,
             servers: card.body.servers.clone(),
             policy: PrivacyPolicy::ServerBased,
-            added_ms: now_ms(),
+            added_ms: self.env.now_ms(),
             dropped_unsigned: 0,
             via_public_card: false,
         };
@@ -176,9 +174,15 @@ impl Node {
         );
         let mut b = self.vault.batch();
         self.put_contact(&mut b, &contact);
-        b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+        b.put(
+            Table::Outbox,
+            &item.seq.to_be_bytes(),
+            &item.to_bytes(),
+            &mut self.env.rng(),
+        );
         self.put_counters(&mut b);
         b.commit()?;
+        self.outbox.insert(item.seq, None);
         self.contacts.insert(contact.id, contact);
         self.rebuild_routes();
         Ok(Accepted::Answered {
@@ -203,7 +207,7 @@ impl Node {
         if inv.public {
             // Everyone answering a public card shares its first keys: move this contact to
             // private keys at once (the offer rides on the first message to them).
-            conversation.rotate(&mut rng())?;
+            conversation.rotate(&mut self.env.rng())?;
         }
         let contact = ContactRecord {
             id: self.counters.next_contact,
@@ -211,7 +215,7 @@ impl Node {
             conversation,
             servers: answer.body.servers.clone(),
             policy: PrivacyPolicy::ServerBased,
-            added_ms: now_ms(),
+            added_ms: self.env.now_ms(),
             dropped_unsigned: 0,
             via_public_card: inv.public,
         };
@@ -267,7 +271,7 @@ impl Node {
     pub fn rotate(&mut self, name: &str) -> Result<u32> {
         let id = self.contact_id(name)?;
         let mut contact = self.contacts[&id].clone();
-        let serial = contact.conversation.rotate(&mut rng())?;
+        let serial = contact.conversation.rotate(&mut self.env.rng())?;
         let mut b = self.vault.batch();
         self.put_contact(&mut b, &contact);
         b.commit()?;

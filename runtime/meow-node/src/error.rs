@@ -10,6 +10,7 @@ use meow_store::StoreError;
 
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NodeError {
     /// The home is locked by another process.
     #[error("this home is in use by another meow process (is `meow run` running on it?)")]
@@ -53,9 +54,74 @@ pub enum NodeError {
     /// A server could not be used.
     #[error(transparent)]
     Network(#[from] meow_net::ClientError),
-    /// Something else that can't be used as given.
-    #[error("{0}")]
-    Invalid(String),
+    /// The outbox holds its maximum of messages waiting for delivery.
+    #[error("the outbox is full ({limit} messages wait for delivery): nothing more is queued until servers take some")]
+    OutboxFull {
+        /// The bound.
+        limit: usize,
+    },
+    /// A stored record is missing or its key is damaged.
+    #[error("damaged home: {0}; `meow doctor` says more")]
+    DamagedRecord(&'static str),
+    /// A broadcast text is too long.
+    #[error("a broadcast is at most {max} bytes ({len} given)")]
+    BroadcastTooLong {
+        /// The limit.
+        max: usize,
+        /// The text's length.
+        len: usize,
+    },
+    /// The directory needs a public card and there is none.
+    #[error("you have no public card (make one with `meow invite --public`)")]
+    NoPublicCard,
+    /// Nothing to withdraw from the directory.
+    #[error("you have no directory entry")]
+    NoDirectoryEntry,
+    /// An answer card that answers no invitation of mine.
+    #[error(
+        "this answer does not match any invitation of mine (it was made for another home, or the invitation was already answered)"
+    )]
+    UnmatchedAnswer,
+    /// A card accepted before.
+    #[error("this card was already accepted: the contact is {0:?}")]
+    AlreadyAccepted(String),
+    /// A card without a nickname, and no name given.
+    #[error("the card has no nickname: choose a name with --name NAME")]
+    NoNickname,
+    /// No configured server matches.
+    #[error("no server {0:?} (see `meow servers list`)")]
+    UnknownServer(String),
+    /// No group has this name.
+    #[error("unknown group {0:?} (see `meow group list`)")]
+    UnknownGroup(String),
+    /// A group already has this name.
+    #[error("a group named {0:?} already exists")]
+    GroupExists(String),
+    /// Changing members needs the group's owner.
+    #[error("only the owner of {0:?} can change its members")]
+    NotGroupOwner(String),
+    /// The contact is a member already.
+    #[error("{contact} is already in {group}")]
+    AlreadyMember {
+        /// The contact.
+        contact: String,
+        /// The group.
+        group: String,
+    },
+    /// The contact is not a member.
+    #[error("{contact} is not in {group}")]
+    NotMember {
+        /// The contact.
+        contact: String,
+        /// The group.
+        group: String,
+    },
+    /// A broken invariant: a bug, reported instead of a panic.
+    #[error("internal error: {0} (please report it)")]
+    Internal(&'static str),
+    /// I left the group (or it was dissolved, or I was removed).
+    #[error("you are no longer in {0:?}")]
+    LeftGroup(String),
 }
 
 impl From<StoreError> for NodeError {

@@ -12,8 +12,9 @@ use meow_proto::envelope::ContentType;
 use meow_proto::group::{GroupId, GroupInfo, GroupPayload};
 use meow_proto::{GroupKey, GroupPublic};
 
+use crate::messaging::Queued;
 use crate::records::{InboxItem, Origin, OutboxItem};
-use crate::{Node, NodeError, NodeEvent, Result, Table, check_name, rng};
+use crate::{Node, NodeError, NodeEvent, Result, Table, check_name};
 
 /// A group as this home sees it.
 #[derive(Debug, Clone)]
@@ -94,8 +95,8 @@ impl Decode for GroupRecord {
 pub(crate) struct GroupOutcome {
     pub item: Option<InboxItem>,
     pub events: Vec<NodeEvent>,
-    /// (contact id, payload) to queue once the received batch is stored.
-    pub sends: Vec<(u64, GroupPayload)>,
+    /// (contact id, automatic, payload) to queue once the received batch is stored.
+    pub sends: Vec<(u64, bool, GroupPayload)>,
 }
 
 impl Node {
@@ -116,7 +117,7 @@ impl Node {
             .into_iter()
             .filter(|g| g.name == name)
             .min_by_key(|g| g.left)
-            .ok_or_else(|| NodeError::Invalid(format!("unknown group {name:?} (see `meow group list`)")))
+            .ok_or_else(|| NodeError::UnknownGroup(name.to_owned()))
     }
 
     pub(crate) fn group_by_id(&self, id: &GroupId) -> Result<Option<GroupRecord>> {
@@ -128,7 +129,7 @@ impl Node {
 
     fn save_group(&self, g: &GroupRecord) -> Result<()> {
         let mut b = self.vault.batch();
-        b.put(Table::Groups, &g.id, &g.to_bytes(), &mut rng());
+        b.put(Table::Groups, &g.id, &g.to_bytes(), &mut self.env.rng());
         b.commit()?;
         Ok(())
     }
@@ -137,11 +138,11 @@ impl Node {
     pub fn create_group(&mut self, name: &str) -> Result<GroupRecord> {
         check_name(name)?;
         if self.groups()?.iter().any(|g| g.name == name && !g.left) {
-            return Err(NodeError::Invalid(format!("a group named {name:?} already exists")));
+            return Err(NodeError::GroupExists(name.to_owned()));
         }
-        let key = GroupKey::generate(&mut rng());
+        let key = GroupKey::generate(&mut self.env.rng());
         let g = GroupRecord {
-            id: meow_proto::crypto::random_bytes(&mut rng()),
+            id: meow_proto::crypto::random_bytes(&mut self.env.rng()),
             name: name.to_owned(),
             owner_key: key.public(),
             key: Some(key),
@@ -157,9 +158,7 @@ impl Node {
     fn owned(&self, group: &str) -> Result<GroupRecord> {
         let g = self.group_by_name(group)?;
         if !g.is_owner() || g.left {
-            return Err(NodeError::Invalid(format!(
-                "only the owner of {group:?} can change its members"
-            )));
+            return Err(NodeError::NotGroupOwner(group.to_owned()));
         }
         Ok(g)
     }
@@ -202,7 +201,10 @@ impl Node {
         let mut g = self.owned(group)?;
         let cid = self.contact_id(contact)?;
         if g.members.iter().any(|(_, c)| *c == cid) {
-            return Err(NodeError::Invalid(format!("{contact} is already in {group}")));
+            return Err(NodeError::AlreadyMember {
+                contact: contact.to_owned(),
+                group: group.to_owned(),
+            });
         }
         g.members.push((contact.to_owned(), cid));
         g.epoch += 1;
@@ -217,7 +219,10 @@ impl Node {
             .members
             .iter()
             .position(|(n, _)| n == contact)
-            .ok_or_else(|| NodeError::Invalid(format!("{contact} is not in {group}")))?;
+            .ok_or_else(|| NodeError::NotMember {
+                contact: contact.to_owned(),
+                group: group.to_owned(),
+            })?;
         let removed = g.members.remove(pos);
         g.epoch += 1;
         self.save_group(&g)?;
@@ -228,7 +233,7 @@ impl Node {
     pub fn group_leave(&mut self, group: &str) -> Result<Vec<OutboxItem>> {
         let mut g = self.group_by_name(group)?;
         if g.left {
-            return Err(NodeError::Invalid(format!("you already left {group:?}")));
+            return Err(NodeError::LeftGroup(group.to_owned()));
         }
         let out = if g.is_owner() {
             let members = std::mem::take(&mut g.members);
@@ -248,31 +253,53 @@ impl Node {
 
     /// Sends content to a group: to every member if I own it, else to the owner, who relays.
     pub fn group_post(&mut self, group: &str, content_type: ContentType, content: Vec<u8>) -> Result<Vec<OutboxItem>> {
+        self.group_post_as(group, content_type, content, None)
+    }
+
+    /// [`Node::group_post`] for a program: marked automatic, counted against `by`'s quota.
+    pub fn group_post_as(
+        &mut self,
+        group: &str,
+        content_type: ContentType,
+        content: Vec<u8>,
+        by: Option<&str>,
+    ) -> Result<Vec<OutboxItem>> {
         let g = self.group_by_name(group)?;
         if g.left {
-            return Err(NodeError::Invalid(format!("you are no longer in {group:?}")));
+            return Err(NodeError::LeftGroup(group.to_owned()));
         }
-        if g.is_owner() {
+        let copies: Vec<(u64, GroupPayload)> = if g.is_owner() {
             let from = self.display_name().unwrap_or("owner").to_owned();
-            let mut out = Vec::new();
-            for (_, cid) in &g.members {
-                let p = GroupPayload::Relay {
-                    group: g.id,
-                    from: from.clone(),
-                    content_type,
-                    content: content.clone(),
-                };
-                out.push(self.queue_group(*cid, &p)?);
-            }
-            Ok(out)
+            g.members
+                .iter()
+                .map(|(_, cid)| {
+                    let p = GroupPayload::Relay {
+                        group: g.id,
+                        from: from.clone(),
+                        content_type,
+                        content: content.clone(),
+                    };
+                    (*cid, p)
+                })
+                .collect()
         } else {
             let p = GroupPayload::Post {
                 group: g.id,
                 content_type,
                 content,
             };
-            Ok(vec![self.queue_group(g.owner_contact, &p)?])
-        }
+            vec![(g.owner_contact, p)]
+        };
+        self.queue_all(
+            copies
+                .into_iter()
+                .map(|(cid, p)| Queued {
+                    automatic: by.is_some(),
+                    by: by.map(str::to_owned),
+                    ..Queued::new(cid, ContentType::GROUP, p.to_bytes())
+                })
+                .collect(),
+        )
     }
 
     /// Applies a group message from contact `cid` (called while receiving).
@@ -370,7 +397,7 @@ impl Node {
                         content_type,
                         content: content.clone(),
                     };
-                    out.sends.push((*other, p));
+                    out.sends.push((*other, base.automatic, p));
                 }
                 out.item = Some(InboxItem {
                     content_type,
@@ -387,7 +414,7 @@ impl Node {
                     self.save_group(&g)?;
                     for (name, other) in &g.members {
                         if let Some(p) = Self::info_for(&g, name) {
-                            out.sends.push((*other, p));
+                            out.sends.push((*other, false, p));
                         }
                     }
                     out.events.push(changed(&g, format!("{sender} left")));

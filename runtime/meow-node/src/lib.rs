@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 mod contacts;
+pub mod doctor;
+mod env;
 mod error;
 mod events;
 pub mod groups;
@@ -21,6 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use contacts::{Accepted, PendingInvitation};
+pub use env::Env;
 pub use error::{NodeError, Result};
 pub use events::NodeEvent;
 use meow_proto::codec::{Decode, Encode};
@@ -28,8 +31,8 @@ use meow_proto::crypto::KdfParams;
 use meow_proto::{BroadcastKey, MailboxId, ServerCard, UserKey};
 pub use meow_store::vault::Table;
 use meow_store::vault::{self, Vault, VaultBatch};
-pub use messaging::{AUTOMATIC, RETIRE_GRACE_MS, Received};
-pub use records::{ContactRecord, InboxItem, Origin, PrivacyPolicy};
+pub use messaging::{AUTOMATIC, Queued, RETIRE_GRACE_MS, Received};
+pub use records::{ContactRecord, EventRecord, InboxItem, Origin, OutboxItem, PrivacyPolicy};
 use records::{Counters, InvitationRecord, Profile, ServerRecord};
 
 use crate::pool::Pool;
@@ -41,6 +44,11 @@ const COUNTERS_KEY: &[u8] = b"counters";
 pub const REPLAY_WINDOW_MS: u64 = 15 * 86_400 * 1000;
 /// How long a card stays valid by default.
 pub const DEFAULT_CARD_TTL_SECS: u64 = 7 * 86_400;
+/// Messages the outbox holds at most unless told otherwise ([`Node::set_outbox_limit`]).
+pub const DEFAULT_OUTBOX_LIMIT: usize = 10_000;
+/// Events kept for bots at most: past this, the oldest are dropped (with a warning), so that a
+/// home read for months by `meow inbox` alone does not grow without bound.
+pub const MAX_PENDING_EVENTS: usize = 10_000;
 
 /// Where a mailbox's messages go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +85,19 @@ pub struct Node {
     invitations: BTreeMap<[u8; 32], InvitationRecord>,
     routes: HashMap<MailboxId, Vec<Route>>,
     pool: Arc<Pool>,
+    /// Outbox sequence numbers and who queued each (for quotas).
+    outbox: BTreeMap<u64, Option<String>>,
+    outbox_limit: usize,
+    /// Whether upgrade offers to version 2 carry an X-Wing key (the post-quantum start).
+    post_quantum: bool,
+    /// Sequence numbers of the stored events, oldest first.
+    events: std::collections::BTreeSet<u64>,
+    event_signal: Option<smol::channel::Sender<()>>,
+    /// Gets a value when the set of mailboxes to poll changes (a long poll should start over).
+    plan_signal: Option<smol::channel::Sender<()>>,
+    /// A digest of the mailboxes polled, to see when they change.
+    planned: u64,
+    env: Env,
 }
 
 impl std::fmt::Debug for Node {
@@ -85,13 +106,16 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Now, Unix ms.
+/// Now, Unix ms, on the system clock (a home reads its own [`Env`]).
 pub fn now_ms() -> u64 {
     meow_net::now_ms()
 }
 
-fn rng() -> impl meow_proto::CryptoRng {
-    meow_proto::os_rng()
+/// The sequence number in a record key (8 bytes, big-endian).
+fn key_seq(k: &[u8]) -> Result<u64> {
+    k.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| NodeError::DamagedRecord("a record key is not a sequence number"))
 }
 
 /// Checks a contact, group or plugin name.
@@ -108,16 +132,22 @@ pub fn check_name(name: &str) -> Result<()> {
 impl Node {
     /// Creates a new home in `dir`.
     pub fn init(dir: &Path, password: &[u8], opts: InitOptions) -> Result<Node> {
+        Self::init_with(dir, password, opts, Env::system())
+    }
+
+    /// [`Node::init`] with a given clock and generator.
+    pub fn init_with(dir: &Path, password: &[u8], opts: InitOptions, env: Env) -> Result<Node> {
         if let Some(n) = &opts.display_name {
             check_name(n)?;
         }
-        let vault = Vault::create(dir, password, opts.kdf, &mut rng())?;
+        let mut rng = env.rng();
+        let vault = Vault::create(dir, password, opts.kdf, &mut rng)?;
         let profile = Profile {
-            user_key: UserKey::generate(&mut rng()),
-            broadcast_key: BroadcastKey::generate(&mut rng()),
+            user_key: UserKey::generate(&mut rng),
+            broadcast_key: BroadcastKey::generate(&mut rng),
             display_name: opts.display_name,
             card_ttl_secs: DEFAULT_CARD_TTL_SECS,
-            created_ms: now_ms(),
+            created_ms: env.now_ms(),
         };
         let counters = Counters {
             next_inbox: 1,
@@ -126,15 +156,25 @@ impl Node {
             ..Counters::default()
         };
         let mut b = vault.batch();
-        b.put(Table::Profile, PROFILE_KEY, &profile.to_bytes(), &mut rng());
-        b.put(Table::State, COUNTERS_KEY, &counters.to_bytes(), &mut rng());
+        b.put(Table::Profile, PROFILE_KEY, &profile.to_bytes(), &mut rng);
+        b.put(Table::State, COUNTERS_KEY, &counters.to_bytes(), &mut rng);
         b.commit()?;
-        Self::load(vault)
+        Self::load(vault, env)
     }
 
     /// Opens the home in `dir`.
     pub fn open(dir: &Path, password: &[u8]) -> Result<Node> {
-        Self::load(Vault::open(dir, password)?)
+        Self::open_with(dir, password, Env::system())
+    }
+
+    /// [`Node::open`] with a given clock and generator.
+    pub fn open_with(dir: &Path, password: &[u8], env: Env) -> Result<Node> {
+        Self::load(Vault::open(dir, password)?, env)
+    }
+
+    /// The home's clock and generator.
+    pub fn env(&self) -> &Env {
+        &self.env
     }
 
     /// Whether `dir` holds a home.
@@ -142,10 +182,10 @@ impl Node {
         vault::exists(dir)
     }
 
-    fn load(vault: Vault) -> Result<Node> {
+    fn load(vault: Vault, env: Env) -> Result<Node> {
         let profile = match vault.get(Table::Profile, PROFILE_KEY)? {
             Some(b) => Profile::from_bytes(&b)?,
-            None => return Err(NodeError::Invalid("the home has no profile record".into())),
+            None => return Err(NodeError::DamagedRecord("the home has no profile record")),
         };
         let counters = match vault.get(Table::State, COUNTERS_KEY)? {
             Some(b) => Counters::from_bytes(&b)?,
@@ -167,6 +207,16 @@ impl Node {
             .iter()
             .map(|(_, v)| InvitationRecord::from_bytes(v).map(|i| (i.id.0, i)))
             .collect::<Result<_, _>>()?;
+        let outbox = vault
+            .scan(Table::Outbox)?
+            .iter()
+            .map(|(_, v)| OutboxItem::from_bytes(v).map(|i| (i.seq, i.by)))
+            .collect::<Result<_, _>>()?;
+        let events = vault
+            .scan(Table::Events)?
+            .iter()
+            .map(|(k, _)| key_seq(k))
+            .collect::<Result<_, _>>()?;
         let mut node = Node {
             vault: Arc::new(vault),
             profile,
@@ -175,7 +225,15 @@ impl Node {
             contacts,
             invitations,
             routes: HashMap::new(),
-            pool: Arc::new(Pool::default()),
+            pool: Arc::new(Pool::new(env.client_options())),
+            outbox,
+            outbox_limit: DEFAULT_OUTBOX_LIMIT,
+            post_quantum: true,
+            events,
+            event_signal: None,
+            plan_signal: None,
+            planned: 0,
+            env,
         };
         node.rebuild_routes();
         node.prune_seen()?;
@@ -229,14 +287,42 @@ impl Node {
             }
         }
         self.routes = routes;
+        self.note_plan();
+    }
+
+    /// Signals a change of the mailboxes to poll, if they changed.
+    pub(crate) fn note_plan(&mut self) {
+        use std::hash::{Hash, Hasher};
+        let mut ids: Vec<&MailboxId> = self.routes.keys().collect();
+        ids.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ids.hash(&mut h);
+        let digest = h.finish();
+        if digest != self.planned {
+            self.planned = digest;
+            if let Some(s) = &self.plan_signal {
+                let _ = s.try_send(());
+            }
+        }
+    }
+
+    /// Gets a value on `signal` whenever the mailboxes to poll change (a new invitation, a
+    /// contact, a rotation): a long poll that waits on the old set should start again.
+    pub fn set_plan_signal(&mut self, signal: smol::channel::Sender<()>) {
+        self.plan_signal = Some(signal);
     }
 
     fn put_counters(&self, b: &mut VaultBatch<'_>) {
-        b.put(Table::State, COUNTERS_KEY, &self.counters.to_bytes(), &mut rng());
+        b.put(
+            Table::State,
+            COUNTERS_KEY,
+            &self.counters.to_bytes(),
+            &mut self.env.rng(),
+        );
     }
 
     fn put_contact(&self, b: &mut VaultBatch<'_>, c: &ContactRecord) {
-        b.put(Table::Contacts, &c.id.to_be_bytes(), &c.to_bytes(), &mut rng());
+        b.put(Table::Contacts, &c.id.to_be_bytes(), &c.to_bytes(), &mut self.env.rng());
     }
 
     // ------------------------------------------------------------------ servers
@@ -245,14 +331,19 @@ impl Node {
     pub fn add_server(&mut self, text: &str) -> Result<ServerCard> {
         let card = ServerCard::from_text(text)?;
         if self.servers.iter().any(|s| s.card.address == card.address) {
-            return Err(NodeError::ServerExists(card.address));
+            return Err(NodeError::ServerExists(card.address.to_string()));
         }
         let rec = ServerRecord {
             card: card.clone(),
-            added_ms: now_ms(),
+            added_ms: self.env.now_ms(),
         };
         let mut b = self.vault.batch();
-        b.put(Table::Servers, card.address.as_bytes(), &rec.to_bytes(), &mut rng());
+        b.put(
+            Table::Servers,
+            card.address.to_string().as_bytes(),
+            &rec.to_bytes(),
+            &mut self.env.rng(),
+        );
         b.commit()?;
         self.servers.push(rec);
         Ok(card)
@@ -265,13 +356,18 @@ impl Node {
         }
         let mut b = self.vault.batch();
         if let Some(old) = self.servers.iter().find(|s| s.card.key == card.key) {
-            b.delete(Table::Servers, old.card.address.as_bytes());
+            b.delete(Table::Servers, old.card.address.to_string().as_bytes());
         }
         let rec = ServerRecord {
             card: card.clone(),
-            added_ms: now_ms(),
+            added_ms: self.env.now_ms(),
         };
-        b.put(Table::Servers, card.address.as_bytes(), &rec.to_bytes(), &mut rng());
+        b.put(
+            Table::Servers,
+            card.address.to_string().as_bytes(),
+            &rec.to_bytes(),
+            &mut self.env.rng(),
+        );
         b.commit()?;
         match self.servers.iter_mut().find(|s| s.card.key == card.key) {
             Some(s) => s.card = card.clone(),
@@ -285,10 +381,10 @@ impl Node {
         let i = self
             .servers
             .iter()
-            .position(|s| s.card.address == which || s.card.name == which)
-            .ok_or_else(|| NodeError::Invalid(format!("no server {which:?} (see `meow servers list`)")))?;
+            .position(|s| s.card.address.to_string() == which || s.card.name == which)
+            .ok_or_else(|| NodeError::UnknownServer(which.to_owned()))?;
         let mut b = self.vault.batch();
-        b.delete(Table::Servers, self.servers[i].card.address.as_bytes());
+        b.delete(Table::Servers, self.servers[i].card.address.to_string().as_bytes());
         b.commit()?;
         Ok(self.servers.remove(i).card)
     }
@@ -305,6 +401,107 @@ impl Node {
         Ok(self.servers.iter().map(|s| s.card.server_ref()).collect())
     }
 
+    // ------------------------------------------------------------------ events
+
+    /// Starts recording events for bots (the runtime calls this when it starts): from now on,
+    /// what any command receives on this home is kept until the runtime hands it on. Events
+    /// from before the first call are not recorded, so a first `meow run` does not replay the
+    /// whole history to its plugins.
+    pub fn record_events_from_now(&mut self) -> Result<()> {
+        if self.counters.record_events {
+            return Ok(());
+        }
+        self.counters.record_events = true;
+        let mut b = self.vault.batch();
+        self.put_counters(&mut b);
+        b.commit()?;
+        Ok(())
+    }
+
+    /// Gets a value on `signal` whenever new events are stored.
+    pub fn set_event_signal(&mut self, signal: smol::channel::Sender<()>) {
+        self.event_signal = Some(signal);
+    }
+
+    /// Adds event records to a batch (if events are recorded), dropping the oldest past the
+    /// bound. The caller commits and then calls `signal_events`.
+    pub(crate) fn record_events(&mut self, b: &mut VaultBatch<'_>, records: Vec<EventRecord>) {
+        if !self.counters.record_events || records.is_empty() {
+            return;
+        }
+        for r in records {
+            let seq = self.counters.next_event;
+            self.counters.next_event += 1;
+            b.put(Table::Events, &seq.to_be_bytes(), &r.to_bytes(), &mut self.env.rng());
+            self.events.insert(seq);
+        }
+        let mut dropped = 0;
+        while self.events.len() > MAX_PENDING_EVENTS {
+            if let Some(old) = self.events.pop_first() {
+                b.delete(Table::Events, &old.to_be_bytes());
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "{MAX_PENDING_EVENTS} events wait for plugins and recipes (is `meow run` stopped?): the oldest are dropped"
+            );
+        }
+    }
+
+    pub(crate) fn signal_events(&self) {
+        if let Some(s) = &self.event_signal {
+            let _ = s.try_send(());
+        }
+    }
+
+    /// Up to `max` stored events, oldest first, with what they report (an event whose inbox
+    /// item was deleted since reports nothing and is only returned for removal).
+    pub fn pending_events(&self, max: usize) -> Result<Vec<(u64, Option<NodeEvent>)>> {
+        let mut out = Vec::new();
+        for &seq in self.events.iter().take(max) {
+            let Some(bytes) = self.vault.get(Table::Events, &seq.to_be_bytes())? else {
+                out.push((seq, None));
+                continue;
+            };
+            let event = match EventRecord::from_bytes(&bytes)? {
+                EventRecord::Message { inbox } => self
+                    .vault
+                    .get(Table::Inbox, &inbox.to_be_bytes())?
+                    .map(|b| InboxItem::from_bytes(&b))
+                    .transpose()?
+                    .map(NodeEvent::Message),
+                EventRecord::ContactAdded { name, via_public_card } => {
+                    Some(NodeEvent::ContactAdded { name, via_public_card })
+                }
+            };
+            out.push((seq, event));
+        }
+        Ok(out)
+    }
+
+    /// Events stored and not yet handed on.
+    pub fn events_waiting(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Forgets events handed on.
+    pub fn events_done(&mut self, seqs: &[u64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut b = self.vault.batch();
+        for seq in seqs {
+            b.delete(Table::Events, &seq.to_be_bytes());
+        }
+        b.commit()?;
+        for seq in seqs {
+            self.events.remove(seq);
+        }
+        Ok(())
+    }
+
     // ------------------------------------------------------------------ duplicates
 
     fn seen_key(contact: u64, id: &meow_proto::MessageId) -> Vec<u8> {
@@ -318,7 +515,7 @@ impl Node {
     }
 
     fn prune_seen(&self) -> Result<()> {
-        let floor = now_ms().saturating_sub(REPLAY_WINDOW_MS);
+        let floor = self.env.now_ms().saturating_sub(REPLAY_WINDOW_MS);
         let mut b = self.vault.batch();
         for (k, v) in self.vault.scan(Table::Seen)? {
             let t = v

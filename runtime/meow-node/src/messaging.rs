@@ -7,11 +7,12 @@ use meow_proto::codec::{Decode, Encode};
 use meow_proto::conversation::ConversationError;
 use meow_proto::envelope::{self, ContentType, EnvelopeError};
 use meow_proto::invitation;
+use meow_proto::ratchet::RatchetError;
 use meow_proto::wire::{BroadcastItem, StoredMessage};
 use meow_proto::{LookupKey, MailboxId, MessageId, ServerCard, ServerRef};
 
-use crate::records::{InboxItem, Origin, OutboxItem};
-use crate::{Node, NodeEvent, REPLAY_WINDOW_MS, Result, Route, Table, now_ms, rng};
+use crate::records::{ContactRecord, EventRecord, InboxItem, Origin, OutboxItem};
+use crate::{Node, NodeEvent, REPLAY_WINDOW_MS, Result, Route, Table};
 
 /// Retired keys are dropped once their mailbox was found empty this long after the rotation.
 pub const RETIRE_GRACE_MS: u64 = 10 * 60 * 1000;
@@ -24,7 +25,8 @@ const MAX_BACKOFF_MS: u64 = 3600 * 1000;
 struct Taken {
     item: Option<InboxItem>,
     events: Vec<NodeEvent>,
-    sends: Vec<(u64, meow_proto::group::GroupPayload)>,
+    /// Group relays to queue: member, whether the post was automatic, payload.
+    sends: Vec<(u64, bool, meow_proto::group::GroupPayload)>,
 }
 
 /// What taking in a poll result did.
@@ -36,49 +38,228 @@ pub struct Received {
     pub acks: Vec<(LookupKey, Vec<u64>)>,
 }
 
+/// A message to seal and queue.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The contact.
+    pub contact: u64,
+    /// What `content` is.
+    pub content_type: ContentType,
+    /// The content.
+    pub content: Vec<u8>,
+    /// Sent by a program: marked as automatic in the message.
+    pub automatic: bool,
+    /// The plugin instance or recipe that asked (counts against its outbox quota).
+    pub by: Option<String>,
+}
+
+impl Queued {
+    /// A message the node sends on its own account (key updates, group upkeep), or for a person.
+    pub fn new(contact: u64, content_type: ContentType, content: Vec<u8>) -> Self {
+        Self {
+            contact,
+            content_type,
+            content,
+            automatic: false,
+            by: None,
+        }
+    }
+}
+
 impl Node {
-    /// Seals a message to `name` and queues it durably; returns the outbox item to deliver.
-    pub fn queue_message(&mut self, name: &str, content_type: ContentType, content: Vec<u8>) -> Result<OutboxItem> {
+    /// Seals a message to `name` and queues it durably; returns the outbox items to deliver: the
+    /// message last, after what the conversation owes first (an offer of version 2).
+    pub fn queue_message(
+        &mut self,
+        name: &str,
+        content_type: ContentType,
+        content: Vec<u8>,
+    ) -> Result<Vec<OutboxItem>> {
         let id = self.contact_id(name)?;
-        self.queue_to(id, content_type, content)
+        self.queue_all(vec![Queued::new(id, content_type, content)])
+    }
+
+    /// Like [`Node::queue_message`] for a message a program sends: marked automatic, and counted
+    /// against the outbox quota of `by` (a plugin instance or recipe).
+    pub fn queue_automatic(
+        &mut self,
+        name: &str,
+        content_type: ContentType,
+        content: Vec<u8>,
+        by: &str,
+    ) -> Result<Vec<OutboxItem>> {
+        let contact = self.contact_id(name)?;
+        self.queue_all(vec![Queued {
+            contact,
+            content_type,
+            content,
+            automatic: true,
+            by: Some(by.to_owned()),
+        }])
     }
 
     pub(crate) fn queue_to(&mut self, id: u64, content_type: ContentType, content: Vec<u8>) -> Result<OutboxItem> {
-        let mut items = self.queue_many(vec![(id, content_type, content)])?;
+        let mut items = self.queue_all(vec![Queued::new(id, content_type, content)])?;
         items
             .pop()
-            .ok_or_else(|| crate::NodeError::Invalid("nothing queued".into()))
+            .ok_or(crate::NodeError::Internal("queue_all queued no item"))
     }
 
     /// Seals several messages and queues them in one durable write (one fsync for all).
     pub(crate) fn queue_many(&mut self, messages: Vec<(u64, ContentType, Vec<u8>)>) -> Result<Vec<OutboxItem>> {
+        self.queue_all(messages.into_iter().map(|(c, t, m)| Queued::new(c, t, m)).collect())
+    }
+
+    /// Seals and queues messages in one durable write. Refused as a whole when the outbox would
+    /// grow past its bound (key updates excepted: they are small and keep conversations alive).
+    pub(crate) fn queue_all(&mut self, messages: Vec<Queued>) -> Result<Vec<OutboxItem>> {
+        let adding = messages
+            .iter()
+            .filter(|m| m.content_type != ContentType::CONTROL)
+            .count();
+        if adding > 0 && self.outbox.len() + adding > self.outbox_limit {
+            return Err(crate::NodeError::OutboxFull {
+                limit: self.outbox_limit,
+            });
+        }
+        let messages = self.with_upgrade_offers(messages);
+        self.queue_relays(messages)
+    }
+
+    /// Puts a version-2 offer in front of the messages to each contact still on version 1 (and
+    /// not offered in the last day). The offer's secrets are stored with the messages.
+    fn with_upgrade_offers(&mut self, messages: Vec<Queued>) -> Vec<Queued> {
+        let now = self.env.now_ms();
+        let mut out = Vec::with_capacity(messages.len() + 1);
+        for m in messages {
+            if self.offer_upgrade_to(m.contact, now) {
+                out.push(Queued::new(m.contact, ContentType::CONTROL, Vec::new()));
+            }
+            out.push(m);
+        }
+        out
+    }
+
+    /// Makes the conversation with `contact` owe a version-2 offer if it should send one now
+    /// (see `Conversation::wants_offer`); returns whether it does.
+    fn offer_upgrade_to(&mut self, contact: u64, now: u64) -> bool {
+        let pq = self.post_quantum;
+        let Some(c) = self.contacts.get_mut(&contact) else {
+            return false;
+        };
+        let offered = c.conversation.offer_upgrade(pq, now, &mut self.env.rng());
+        if offered {
+            tracing::info!(contact = %c.name, post_quantum = pq, "offering conversation version 2");
+        }
+        offered
+    }
+
+    /// Queues without the outbox bound: for copies that would be lost if refused.
+    fn queue_relays(&mut self, messages: Vec<Queued>) -> Result<Vec<OutboxItem>> {
         let mut contacts = std::collections::BTreeMap::new();
         let mut items = Vec::with_capacity(messages.len());
-        for (id, content_type, content) in messages {
+        for m in messages {
+            let id = m.contact;
             let contact = match contacts.get_mut(&id) {
                 Some(c) => c,
                 None => contacts.entry(id).or_insert(self.contacts[&id].clone()),
             };
-            let out = contact.conversation.seal(content_type, content, now_ms(), &mut rng())?;
-            let label = if content_type == ContentType::CONTROL {
+            let out = contact.conversation.seal_as(
+                m.content_type,
+                m.content,
+                m.automatic,
+                self.env.now_ms(),
+                &mut self.env.rng(),
+            )?;
+            let label = if m.content_type == ContentType::CONTROL {
                 format!("{AUTOMATIC}key update for {}", contact.name)
             } else {
                 contact.name.clone()
             };
             let servers = contact.servers.clone();
-            items.push(self.new_outbox_item(id, label, out.id, out.mailbox, servers, out.envelope));
+            let mut item = self.new_outbox_item(id, label, out.id, out.mailbox, servers, out.envelope);
+            item.by = m.by;
+            items.push(item);
         }
+        self.store_queued(contacts, items)
+    }
+
+    /// Seals a message to `name` in the compact form (for a radio link: `meow_proto::compact`)
+    /// and queues it durably, as [`Node::queue_message`] does; `None` when the conversation is
+    /// not at version 2 yet (or owes an upgrade step), so the message goes the usual way. Queued
+    /// like any message, it is delivered by the next sync if the link does not take it.
+    pub fn queue_compact(
+        &mut self,
+        name: &str,
+        content_type: ContentType,
+        content: Vec<u8>,
+    ) -> Result<Option<OutboxItem>> {
+        let id = self.contact_id(name)?;
+        if self.outbox.len() >= self.outbox_limit {
+            return Err(crate::NodeError::OutboxFull {
+                limit: self.outbox_limit,
+            });
+        }
+        let mut contact = self.contacts[&id].clone();
+        let out = match contact
+            .conversation
+            .seal_compact_as(content_type, content, false, self.env.now_ms())
+        {
+            Ok(out) => out,
+            Err(meow_proto::ConversationError::NotUpgraded) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (name, servers) = (contact.name.clone(), contact.servers.clone());
+        let item = self.new_outbox_item(id, name, out.id, out.mailbox, servers, out.envelope);
+        let contacts = std::collections::BTreeMap::from([(id, contact)]);
+        Ok(self.store_queued(contacts, vec![item])?.pop())
+    }
+
+    /// Writes sealed messages and their contacts' new states in one batch.
+    fn store_queued(
+        &mut self,
+        contacts: std::collections::BTreeMap<u64, ContactRecord>,
+        items: Vec<OutboxItem>,
+    ) -> Result<Vec<OutboxItem>> {
         let mut b = self.vault.batch();
         for c in contacts.values() {
             self.put_contact(&mut b, c);
         }
         for item in &items {
-            b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+            b.put(
+                Table::Outbox,
+                &item.seq.to_be_bytes(),
+                &item.to_bytes(),
+                &mut self.env.rng(),
+            );
         }
         self.put_counters(&mut b);
         b.commit()?;
         self.contacts.extend(contacts);
+        for item in &items {
+            self.outbox.insert(item.seq, item.by.clone());
+        }
         Ok(items)
+    }
+
+    /// Messages waiting in the outbox: all of them, or those queued by `by`.
+    pub fn outbox_len(&self, by: Option<&str>) -> usize {
+        match by {
+            None => self.outbox.len(),
+            Some(b) => self.outbox.values().filter(|v| v.as_deref() == Some(b)).count(),
+        }
+    }
+
+    /// The most messages the outbox holds (people, plugins and recipes alike).
+    pub fn set_outbox_limit(&mut self, limit: usize) {
+        self.outbox_limit = limit;
+    }
+
+    /// Whether offers to move a contact to conversation version 2 carry an X-Wing key (the
+    /// default: a post-quantum start, whose offer and answer are 1.2 KB each). Off gives a classical
+    /// start with steps of a few dozen bytes, for homes that reach their server over a small link.
+    pub fn set_post_quantum_upgrades(&mut self, on: bool) {
+        self.post_quantum = on;
     }
 
     /// A fresh outbox item under the next outbox sequence number (the caller stores the counters).
@@ -104,13 +285,14 @@ impl Node {
             attempts: 0,
             next_attempt_ms: 0,
             last_error: None,
-            created_ms: now_ms(),
+            created_ms: self.env.now_ms(),
+            by: None,
         }
     }
 
     /// The outbox, oldest first; with `due_only`, only items whose retry time has come.
     pub fn outbox(&self, due_only: bool) -> Result<Vec<OutboxItem>> {
-        let now = now_ms();
+        let now = self.env.now_ms();
         let mut items: Vec<OutboxItem> = self
             .vault
             .scan(Table::Outbox)?
@@ -135,12 +317,22 @@ impl Node {
         for (mut item, error) in failed {
             item.attempts = item.attempts.saturating_add(1);
             let base = 1000u64.saturating_mul(1 << item.attempts.min(12)).min(MAX_BACKOFF_MS);
-            let jitter = u64::from(u16::from_le_bytes(meow_proto::crypto::random_bytes(&mut rng()))) % (base / 2 + 1);
-            item.next_attempt_ms = now_ms() + base * 3 / 4 + jitter;
+            let jitter = u64::from(u16::from_le_bytes(meow_proto::crypto::random_bytes(
+                &mut self.env.rng(),
+            ))) % (base / 2 + 1);
+            item.next_attempt_ms = self.env.now_ms() + base * 3 / 4 + jitter;
             item.last_error = Some(error);
-            b.put(Table::Outbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+            b.put(
+                Table::Outbox,
+                &item.seq.to_be_bytes(),
+                &item.to_bytes(),
+                &mut self.env.rng(),
+            );
         }
         b.commit()?;
+        for seq in done {
+            self.outbox.remove(seq);
+        }
         Ok(())
     }
 
@@ -227,21 +419,34 @@ impl Node {
             }
         }
         self.take_broadcasts(server, broadcasts, &mut inbox);
-        let mut b = self.vault.batch();
+        let vault = self.vault.clone();
+        let mut b = vault.batch();
         for (cid, id, sent_at) in &seen {
             b.put(
                 Table::Seen,
                 &Self::seen_key(*cid, id),
                 &sent_at.to_be_bytes(),
-                &mut rng(),
+                &mut self.env.rng(),
             );
         }
+        let mut records = Vec::new();
         for mut item in inbox {
             item.seq = self.counters.next_inbox;
             self.counters.next_inbox += 1;
-            b.put(Table::Inbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng());
+            b.put(
+                Table::Inbox,
+                &item.seq.to_be_bytes(),
+                &item.to_bytes(),
+                &mut self.env.rng(),
+            );
+            records.push(EventRecord::Message { inbox: item.seq });
             out.events.push(NodeEvent::Message(item));
         }
+        records.extend(new_contacts.iter().map(|(name, public)| EventRecord::ContactAdded {
+            name: name.clone(),
+            via_public_card: *public,
+        }));
+        self.record_events(&mut b, records);
         for cid in &touched {
             if let Some(c) = self.contacts.get(cid) {
                 self.put_contact(&mut b, c);
@@ -249,14 +454,19 @@ impl Node {
         }
         self.put_counters(&mut b);
         b.commit()?;
+        self.signal_events();
         self.rebuild_routes();
         if !group_sends.is_empty() {
-            self.queue_many(
-                group_sends
-                    .into_iter()
-                    .map(|(cid, p)| (cid, ContentType::GROUP, p.to_bytes()))
-                    .collect(),
-            )?;
+            // Relays of a member's post: what the outbox bound refuses is lost for the other
+            // members, so it is the one place the bound gives way.
+            let copies = group_sends
+                .into_iter()
+                .map(|(cid, automatic, p)| Queued {
+                    automatic,
+                    ..Queued::new(cid, ContentType::GROUP, p.to_bytes())
+                })
+                .collect();
+            self.queue_relays(copies)?;
         }
         self.after_receive(&touched, &new_contacts, &mut out)?;
         out.acks = self.group_acks(acks);
@@ -271,10 +481,15 @@ impl Node {
         new_contacts: &[(String, bool)],
         out: &mut Received,
     ) -> Result<()> {
+        let now = self.env.now_ms();
+        for id in touched {
+            // Owed through control_due() below, like an acknowledgement.
+            self.offer_upgrade_to(*id, now);
+        }
         let mut owe: Vec<u64> = touched
             .iter()
             .copied()
-            .filter(|id| self.contacts[id].conversation.ack_due().is_some())
+            .filter(|id| self.contacts[id].conversation.control_due())
             .collect();
         for (name, public) in new_contacts {
             if *public {
@@ -313,7 +528,7 @@ impl Node {
         let Ok(unverified) = envelope::open(sealed, &inv.keys.keys.conversation) else {
             return Ok(None);
         };
-        match invitation::read_answer(unverified, now_ms() / 1000) {
+        match invitation::read_answer(unverified, self.env.now_ms() / 1000) {
             Ok(card) if card.body.answers == Some(inv.id) => Ok(Some(self.complete_invitation(id, &card)?)),
             Ok(_) => Ok(None),
             Err(e) => {
@@ -340,15 +555,26 @@ impl Node {
         let Some(contact) = self.contacts.get_mut(&cid) else {
             return Ok(Err(ConversationError::UnknownMailbox));
         };
-        let now = now_ms();
-        let incoming = match contact.conversation.open(&m.mailbox, &m.envelope, now) {
+        let now = self.env.now_ms();
+        let incoming = match contact
+            .conversation
+            .open(&m.mailbox, &m.envelope, now, &mut self.env.rng())
+        {
             Ok(i) => i,
+            // A version-2 message the ratchet already opened: a repeated deposit, like a known id.
+            Err(ConversationError::Envelope(EnvelopeError::Ratchet(RatchetError::Replay))) => return Ok(Ok(nothing())),
             Err(e) => return Ok(Err(e)),
         };
         touched.insert(cid);
         let (name, msg) = (contact.name.clone(), incoming.message);
         if let Some(serial) = incoming.rotation_confirmed {
             tracing::info!(contact = %name, serial, "key rotation confirmed");
+        }
+        if let Some(status) = incoming.version_changed {
+            tracing::info!(contact = %name, "conversation: {}", status.describe());
+        }
+        if let Some(e) = incoming.upgrade_refused {
+            tracing::warn!(contact = %name, error = %e, "upgrade step refused; the conversation stays as it was");
         }
         if msg.sent_at_ms + REPLAY_WINDOW_MS < now {
             tracing::warn!(contact = %name, "message older than the replay window discarded");
@@ -375,6 +601,7 @@ impl Node {
             content: msg.content,
             read: false,
             origin: Origin::Contact,
+            automatic: msg.automatic,
         };
         if item.content_type == ContentType::GROUP {
             let g = self.take_group(cid, &item.from, &item.content, &item)?;
@@ -412,7 +639,7 @@ impl Node {
                 contact: 0,
                 message: meow_proto::MessageId([0; 16]),
                 sent_at_ms: b.sent_at * 1000,
-                received_ms: now_ms(),
+                received_ms: self.env.now_ms(),
                 content_type: ContentType::TEXT,
                 content: b.text.into_bytes(),
                 read: false,
@@ -421,6 +648,7 @@ impl Node {
                     from_operator: item.from_operator,
                     signer: b.signer,
                 },
+                automatic: false,
             });
         }
         self.counters.broadcasts_seen.insert(server.to_owned(), seen);
@@ -429,7 +657,7 @@ impl Node {
     /// Drops retired keys whose mailboxes were just found empty on every server, once the grace
     /// period after the rotation has passed.
     pub fn retire_drained(&mut self, empty: &HashSet<MailboxId>) -> Result<()> {
-        let now = now_ms();
+        let now = self.env.now_ms();
         let mut changed = Vec::new();
         for c in self.contacts.values_mut() {
             let drained: Vec<MailboxId> = c
@@ -477,7 +705,7 @@ impl Node {
         for i in items.iter().filter(|i| !i.read) {
             let mut i = i.clone();
             i.read = true;
-            b.put(Table::Inbox, &i.seq.to_be_bytes(), &i.to_bytes(), &mut rng());
+            b.put(Table::Inbox, &i.seq.to_be_bytes(), &i.to_bytes(), &mut self.env.rng());
         }
         b.commit()?;
         Ok(())

@@ -12,8 +12,22 @@ use meow_proto::invitation::NewContact;
 use meow_proto::{BroadcastKey, BroadcastPublic, ContactKey, MailboxId, ServerCard, UserKey};
 
 fn version(r: &mut Reader<'_>, what: &'static str) -> Result<(), DecodeError> {
+    versions(r, what, 1).map(drop)
+}
+
+/// The reader of a server reference in a record of version `v` (typed addresses from 2 on).
+fn server_ref(v: u8) -> fn(&mut Reader<'_>) -> Result<ServerRef, DecodeError> {
+    if v >= 2 {
+        ServerRef::decode
+    } else {
+        ServerRef::decode_v1
+    }
+}
+
+/// Reads a version byte from 1 up to `latest`.
+fn versions(r: &mut Reader<'_>, what: &'static str, latest: u8) -> Result<u8, DecodeError> {
     match r.u8(what)? {
-        1 => Ok(()),
+        v @ 1.. if v <= latest => Ok(v),
         version => Err(DecodeError::UnsupportedVersion { what, version }),
     }
 }
@@ -78,11 +92,16 @@ pub struct Counters {
     pub next_contact: u64,
     /// Highest broadcast id seen per server address.
     pub broadcasts_seen: BTreeMap<String, u64>,
+    /// Next event sequence number (version 2).
+    pub next_event: u64,
+    /// A runtime (`meow run`) has used this home, so events are recorded for its bots even
+    /// when another command fetches the mail (version 2).
+    pub record_events: bool,
 }
 
 impl Encode for Counters {
     fn encode(&self, w: &mut Writer) {
-        w.u8(1)
+        w.u8(2)
             .varint(self.next_inbox)
             .varint(self.next_outbox)
             .varint(self.next_contact);
@@ -90,22 +109,29 @@ impl Encode for Counters {
         w.list(&seen, |w, (a, id)| {
             w.string(a).varint(**id);
         });
+        w.varint(self.next_event).bool(self.record_events);
     }
 }
 
 impl Decode for Counters {
     const WHAT: &'static str = "counters";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        version(r, "counters")?;
+        let v = versions(r, "counters", 2)?;
         let next_inbox = r.varint("next inbox")?;
         let next_outbox = r.varint("next outbox")?;
         let next_contact = r.varint("next contact")?;
         let seen = r.list(1024, "broadcasts seen", |r| Ok((string(r, "server")?, r.varint("id")?)))?;
+        let (next_event, record_events) = match v {
+            1 => (1, false),
+            _ => (r.varint("next event")?, r.bool("record events")?),
+        };
         Ok(Self {
             next_inbox,
             next_outbox,
             next_contact,
             broadcasts_seen: seen.into_iter().collect(),
+            next_event,
+            record_events,
         })
     }
 }
@@ -206,7 +232,7 @@ pub struct ContactRecord {
 
 impl Encode for ContactRecord {
     fn encode(&self, w: &mut Writer) {
-        w.u8(1).varint(self.id).string(&self.name);
+        w.u8(2).varint(self.id).string(&self.name);
         w.bytes(&self.conversation.to_bytes());
         w.list(&self.servers, |w, s| s.encode(w));
         w.u8(self.policy.to_u8())
@@ -219,12 +245,13 @@ impl Encode for ContactRecord {
 impl Decode for ContactRecord {
     const WHAT: &'static str = "contact record";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        version(r, "contact record")?;
+        // Version 2: servers with typed addresses; version 1: plain TCP `host:port`.
+        let v = versions(r, "contact record", 2)?;
         Ok(Self {
             id: r.varint("contact id")?,
             name: string(r, "contact name")?,
             conversation: Conversation::from_bytes(r.bytes(64 * 1024, "conversation")?)?,
-            servers: r.list(16, "contact servers", ServerRef::decode)?,
+            servers: r.list(16, "contact servers", server_ref(v))?,
             policy: PrivacyPolicy::from_u8(r.u8("policy")?)?,
             added_ms: r.varint("added")?,
             dropped_unsigned: r.varint("dropped")?,
@@ -316,11 +343,14 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
     /// Queued at, Unix ms.
     pub created_ms: u64,
+    /// The plugin instance or recipe that queued it (`plugin:NAME`, `recipe:NAME`); `None` for
+    /// a person's message or the node's own key updates. Version 2 of the record.
+    pub by: Option<String>,
 }
 
 impl Encode for OutboxItem {
     fn encode(&self, w: &mut Writer) {
-        w.u8(1)
+        w.u8(2)
             .varint(self.seq)
             .varint(self.contact)
             .string(&self.label)
@@ -334,25 +364,32 @@ impl Encode for OutboxItem {
             w.string(e);
         });
         w.varint(self.created_ms);
+        w.option(self.by.as_ref(), |w, b| {
+            w.string(b);
+        });
     }
 }
 
 impl Decode for OutboxItem {
     const WHAT: &'static str = "outbox item";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        version(r, "outbox item")?;
+        let v = versions(r, "outbox item", 2)?;
         Ok(Self {
             seq: r.varint("seq")?,
             contact: r.varint("contact")?,
             label: string(r, "label")?,
             message: MessageId(r.array("message id")?),
             mailbox: MailboxId::decode(r)?,
-            servers: r.list(16, "servers", ServerRef::decode)?,
+            servers: r.list(16, "servers", server_ref(v))?,
             envelope: r.bytes(meow_proto::padding::MAX_ENVELOPE, "envelope")?.to_vec(),
             attempts: u32v(r, "attempts")?,
             next_attempt_ms: r.varint("next attempt")?,
             last_error: r.option("last error", |r| string(r, "last error"))?,
             created_ms: r.varint("created")?,
+            by: match v {
+                1 => None,
+                _ => r.option("queued by", |r| string(r, "queued by"))?,
+            },
         })
     }
 }
@@ -403,11 +440,13 @@ pub struct InboxItem {
     pub read: bool,
     /// Direct, group or broadcast.
     pub origin: Origin,
+    /// Sent by a program, not a person (the message's automatic flag). Version 2 of the record.
+    pub automatic: bool,
 }
 
 impl Encode for InboxItem {
     fn encode(&self, w: &mut Writer) {
-        w.u8(1)
+        w.u8(2)
             .varint(self.seq)
             .string(&self.from)
             .varint(self.contact)
@@ -432,13 +471,14 @@ impl Encode for InboxItem {
                 signer.encode(w);
             }
         }
+        w.bool(self.automatic);
     }
 }
 
 impl Decode for InboxItem {
     const WHAT: &'static str = "inbox item";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        version(r, "inbox item")?;
+        let v = versions(r, "inbox item", 2)?;
         let seq = r.varint("seq")?;
         let from = string(r, "from")?;
         let contact = r.varint("contact")?;
@@ -466,6 +506,7 @@ impl Decode for InboxItem {
                 });
             }
         };
+        let automatic = v >= 2 && r.bool("automatic")?;
         Ok(Self {
             seq,
             from,
@@ -477,6 +518,62 @@ impl Decode for InboxItem {
             content,
             read,
             origin,
+            automatic,
+        })
+    }
+}
+
+/// Something bots must hear of, stored in the same write as what it reports, so that it
+/// reaches them whichever command fetched the mail (`meow inbox` as well as the daemon's own
+/// polling) and after a crash. The runtime deletes each once it has handed it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRecord {
+    /// The inbox item with this sequence number arrived.
+    Message {
+        /// Its inbox sequence number.
+        inbox: u64,
+    },
+    /// A contact was added.
+    ContactAdded {
+        /// My name for them.
+        name: String,
+        /// Through my public (directory) card.
+        via_public_card: bool,
+    },
+}
+
+impl Encode for EventRecord {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(1);
+        match self {
+            EventRecord::Message { inbox } => {
+                w.u8(0).varint(*inbox);
+            }
+            EventRecord::ContactAdded { name, via_public_card } => {
+                w.u8(1).string(name).bool(*via_public_card);
+            }
+        }
+    }
+}
+
+impl Decode for EventRecord {
+    const WHAT: &'static str = "event";
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        version(r, "event")?;
+        Ok(match r.u8("event kind")? {
+            0 => EventRecord::Message {
+                inbox: r.varint("inbox seq")?,
+            },
+            1 => EventRecord::ContactAdded {
+                name: string(r, "contact name")?,
+                via_public_card: r.bool("via public card")?,
+            },
+            value => {
+                return Err(DecodeError::UnknownValue {
+                    what: "event kind",
+                    value: value.into(),
+                });
+            }
         })
     }
 }

@@ -22,7 +22,7 @@ pub enum Delivery {
     /// A server of the recipient has it on disk.
     Delivered {
         /// The server's address.
-        server: String,
+        server: meow_proto::Address,
     },
     /// No server of the recipient could take it: it waits in the outbox.
     Queued {
@@ -33,19 +33,52 @@ pub enum Delivery {
 
 /// Seals `content` to `name`, queues it, and tries to deliver it now.
 pub async fn send(node: &Mutex<Node>, name: &str, content_type: ContentType, content: Vec<u8>) -> Result<Delivery> {
-    let item = node.lock().await.queue_message(name, content_type, content)?;
-    deliver(node, item).await
+    let items = node.lock().await.queue_message(name, content_type, content)?;
+    deliver_message(node, items).await
 }
 
-/// Tries each of the recipient's servers in order; updates the outbox either way.
-pub async fn deliver(node: &Mutex<Node>, item: OutboxItem) -> Result<Delivery> {
-    let mut r = deliver_all(node, vec![item]).await?;
-    r.pop().ok_or_else(|| NodeError::Invalid("nothing delivered".into()))
+/// Delivers what [`Node::queue_message`] queued, each item to the first of its servers that
+/// takes it (the outbox updated either way); what became of the message (the last item).
+pub async fn deliver_message(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Delivery> {
+    let mut r = deliver_all(node, items).await?;
+    r.pop().ok_or(NodeError::Internal("deliver_all answered no item"))
+}
+
+/// Delivers an item [`Node::queue_compact`] queued through a gateway link; what crossed the link
+/// when the gateway took it. An item the link does not take stays in the outbox, for the next
+/// send or sync (over any transport).
+pub async fn deliver_over_link(
+    node: &Mutex<Node>,
+    item: OutboxItem,
+    gateway: &mut meow_net::gateway::GatewayClient,
+) -> Result<std::result::Result<meow_net::gateway::Airtime, ClientError>> {
+    let result = gateway.deposit(item.mailbox, &item.envelope).await;
+    let mut n = node.lock().await;
+    match &result {
+        Ok(_) => n.outbox_settle(&[item.seq], Vec::new())?,
+        Err(e) => {
+            let reason = format!("gateway link: {e}");
+            n.outbox_settle(&[], vec![(item, reason)])?
+        }
+    }
+    Ok(result)
+}
+
+/// Why an item stays in the outbox.
+#[derive(Debug, thiserror::Error)]
+enum Undelivered {
+    #[error("the contact lists no server")]
+    NoServer,
+    #[error(transparent)]
+    Refused(ClientError),
 }
 
 /// Deposits one item on the first of its servers that takes it: the server, or the last reason.
-async fn try_servers(pool: &crate::pool::Pool, item: &OutboxItem) -> std::result::Result<String, String> {
-    let mut reason = String::from("the contact lists no server");
+async fn try_servers(
+    pool: &crate::pool::Pool,
+    item: &OutboxItem,
+) -> std::result::Result<meow_proto::Address, Undelivered> {
+    let mut reason = Undelivered::NoServer;
     for s in &item.servers {
         let result = async {
             let client = pool.get(&s.address, &s.key).await?;
@@ -59,7 +92,7 @@ async fn try_servers(pool: &crate::pool::Pool, item: &OutboxItem) -> std::result
                     pool.drop_client(&s.address).await;
                 }
                 tracing::debug!(server = %s.address, error = %e, "deposit failed");
-                reason = e.to_string();
+                reason = Undelivered::Refused(e);
             }
         }
     }
@@ -122,7 +155,7 @@ async fn fetch_server(
         let refs: Vec<&LookupKey> = chunk.iter().collect();
         let mut nonempty = HashSet::new();
         loop {
-            let after = node.lock().await.broadcasts_seen(&server.address);
+            let after = node.lock().await.broadcasts_seen(&server.address.to_string());
             let got = client.poll(&refs, 512, wait, after).await?;
             wait = Duration::ZERO;
             nonempty.extend(got.messages.iter().map(|m| m.mailbox));
@@ -130,7 +163,7 @@ async fn fetch_server(
             let received = node
                 .lock()
                 .await
-                .receive(&server.address, got.messages, got.broadcasts)
+                .receive(&server.address.to_string(), got.messages, got.broadcasts)
                 .map_err(|e| ClientError::Protocol(format!("storing received messages: {e}")))?;
             if !received.acks.is_empty() {
                 let acks: Vec<(&LookupKey, Vec<u64>)> = received.acks.iter().map(|(k, s)| (k, s.clone())).collect();
@@ -178,7 +211,7 @@ pub async fn fetch(node: &Mutex<Node>, wait: Duration) -> Result<FetchReport> {
             }
             Err(e) => {
                 node.lock().await.pool().drop_client(&server.address).await;
-                report.unreachable.push((server.address.clone(), e.to_string()));
+                report.unreachable.push((server.address.to_string(), e.to_string()));
             }
         }
     }
@@ -196,26 +229,23 @@ pub async fn fetch(node: &Mutex<Node>, wait: Duration) -> Result<FetchReport> {
 /// Publishes an emergency broadcast on my first reachable server, signed with my broadcast key;
 /// returns the server's id for it.
 pub async fn broadcast(node: &Mutex<Node>, text: &str) -> Result<(String, u64)> {
-    let (servers, key, pool) = {
+    let (servers, key, pool, env) = {
         let n = node.lock().await;
-        (n.servers(), n.broadcast_key().clone(), n.pool())
+        (n.servers(), n.broadcast_key().clone(), n.pool(), n.env().clone())
     };
     if servers.is_empty() {
         return Err(NodeError::NoServers);
     }
     let max = meow_proto::broadcast::MAX_BROADCAST_TEXT;
     if text.len() > max {
-        return Err(NodeError::Invalid(format!(
-            "a broadcast is at most {max} bytes ({} given)",
-            text.len()
-        )));
+        return Err(NodeError::BroadcastTooLong { max, len: text.len() });
     }
-    let b = meow_proto::broadcast::Broadcast::sign(&key, crate::now_ms() / 1000, text);
+    let b = meow_proto::broadcast::Broadcast::sign(&key, env.now_ms() / 1000, text);
     let mut last = None;
     for s in &servers {
         match pool.get(&s.address, &s.key).await {
             Ok(client) => match client.broadcast(b.clone()).await {
-                Ok(id) => return Ok((s.address.clone(), id)),
+                Ok(id) => return Ok((s.address.to_string(), id)),
                 // A refusal is an answer: other servers would have their own rules.
                 Err(e @ ClientError::Server { .. }) => return Err(e.into()),
                 Err(e) => last = Some(e),
@@ -233,7 +263,18 @@ pub async fn group_send(
     content_type: ContentType,
     content: Vec<u8>,
 ) -> Result<Vec<Delivery>> {
-    let items = node.lock().await.group_post(group, content_type, content)?;
+    group_send_as(node, group, content_type, content, None).await
+}
+
+/// [`group_send`] for a program (`by`: the plugin instance or recipe), marked automatic.
+pub async fn group_send_as(
+    node: &Mutex<Node>,
+    group: &str,
+    content_type: ContentType,
+    content: Vec<u8>,
+    by: Option<&str>,
+) -> Result<Vec<Delivery>> {
+    let items = node.lock().await.group_post_as(group, content_type, content, by)?;
     deliver_all(node, items).await
 }
 
@@ -253,6 +294,7 @@ pub async fn deliver_all(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<V
                 out.push(Delivery::Delivered { server });
             }
             Err(reason) => {
+                let reason = reason.to_string();
                 out.push(Delivery::Queued { reason: reason.clone() });
                 failed.push((item, reason));
             }
@@ -299,22 +341,21 @@ pub async fn directory_publish(
             Some(c) => c,
             None => {
                 n.invite("directory", true)?;
-                n.public_card()
-                    .ok_or_else(|| NodeError::Invalid("could not make a public card".into()))?
+                n.public_card().ok_or(NodeError::NoPublicCard)?
             }
         };
         let expires = card.body.expires;
         let entry = DirectoryEntry::sign(&key, card, description, tags, expires);
         let vault = n.vault();
         let mut b = vault.batch();
-        b.put(Table::State, DIRECTORY_ENTRY_KEY, &entry.to_bytes(), &mut crate::rng());
+        b.put(Table::State, DIRECTORY_ENTRY_KEY, &entry.to_bytes(), &mut n.env().rng());
         b.commit()?;
         (entry, n.servers(), n.pool())
     };
     let server = servers.first().ok_or(NodeError::NoServers)?;
     let client = pool.get(&server.address, &server.key).await?;
     client.directory_publish(entry.clone()).await?;
-    Ok((server.address.clone(), entry))
+    Ok((server.address.to_string(), entry))
 }
 
 /// Withdraws my directory entry.
@@ -324,14 +365,11 @@ pub async fn directory_withdraw(node: &Mutex<Node>) -> Result<String> {
         let bytes = n
             .vault()
             .get(Table::State, DIRECTORY_ENTRY_KEY)?
-            .ok_or_else(|| NodeError::Invalid("you have no directory entry".into()))?;
+            .ok_or(NodeError::NoDirectoryEntry)?;
         let entry = meow_proto::directory::UncheckedEntry::from_bytes(&bytes)?
             .check(0)
-            .map_err(|e| NodeError::Invalid(format!("stored directory entry: {e}")))?;
-        let key = n
-            .public_card()
-            .map(|(_, k)| k)
-            .ok_or_else(|| NodeError::Invalid("your public card is gone".into()))?;
+            .map_err(|_| NodeError::DamagedRecord("the stored directory entry does not verify"))?;
+        let key = n.public_card().map(|(_, k)| k).ok_or(NodeError::NoPublicCard)?;
         (entry, key, n.servers(), n.pool())
     };
     let server = servers.first().ok_or(NodeError::NoServers)?;
@@ -343,15 +381,15 @@ pub async fn directory_withdraw(node: &Mutex<Node>) -> Result<String> {
     let mut b = vault.batch();
     b.delete(Table::State, DIRECTORY_ENTRY_KEY);
     b.commit()?;
-    Ok(server.address.clone())
+    Ok(server.address.to_string())
 }
 
 /// Searches (or, with no words, samples at random) the directory of my first server; returns the
 /// entries that check out.
 pub async fn directory_search(node: &Mutex<Node>, words: Option<&str>, limit: u32) -> Result<Vec<DirectoryEntry>> {
-    let (servers, pool) = {
+    let (servers, pool, env) = {
         let n = node.lock().await;
-        (n.servers(), n.pool())
+        (n.servers(), n.pool(), n.env().clone())
     };
     let server = servers.first().ok_or(NodeError::NoServers)?;
     let client = pool.get(&server.address, &server.key).await?;
@@ -359,6 +397,6 @@ pub async fn directory_search(node: &Mutex<Node>, words: Option<&str>, limit: u3
         Some(w) => client.directory_search(w, limit).await?,
         None => client.directory_random(limit).await?,
     };
-    let now = crate::now_ms() / 1000;
+    let now = env.now_ms() / 1000;
     Ok(found.into_iter().filter_map(|e| e.check(now).ok()).collect())
 }

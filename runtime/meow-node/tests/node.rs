@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use meow_node::sync::{self, Delivery};
 use meow_node::{Accepted, InitOptions, Node, NodeEvent};
+use meow_proto::conversation::VersionStatus;
 use meow_proto::crypto::KdfParams;
 use meow_proto::envelope::ContentType;
 use meow_server::{Server, ServerConfig, ServerHandle};
@@ -113,10 +114,27 @@ fn talk_both_ways_and_rotate_with_messages_in_flight() {
         let mut t = texts(&got.events);
         t.sort();
         assert_eq!(t, vec!["b1 to old keys", "b2 to old keys", "b3 to new keys"]);
-        let a = alice.lock().await;
-        let conv = &a.contact("bob").unwrap().conversation;
-        assert_eq!(conv.current().serial, 1, "rotation confirmed");
-        assert!(conv.pending().is_none());
+        {
+            let a = alice.lock().await;
+            let conv = &a.contact("bob").unwrap().conversation;
+            assert_eq!(conv.current().serial, 1, "rotation confirmed");
+            assert!(conv.pending().is_none());
+        }
+
+        // Meanwhile both offered version 2 (crossed offers): one more exchange settles it.
+        for _ in 0..2 {
+            sync::fetch(&bob, Duration::ZERO).await.unwrap();
+            sync::fetch(&alice, Duration::ZERO).await.unwrap();
+        }
+        for (home, peer) in [(&alice, "bob"), (&bob, "alice")] {
+            let status = home.lock().await.contact(peer).unwrap().conversation.version_status();
+            assert_eq!(status, VersionStatus::V2 { post_quantum: true }, "{peer}'s contact");
+        }
+        sync::send(&alice, "bob", ContentType::TEXT, b"ratcheted".to_vec())
+            .await
+            .unwrap();
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        assert_eq!(texts(&got.events), vec!["ratcheted"]);
     });
 }
 
@@ -135,12 +153,19 @@ fn outbox_keeps_messages_while_the_server_is_down() {
             .await
             .unwrap();
         assert!(matches!(d, Delivery::Queued { .. }), "{d:?}");
-        assert_eq!(alice.lock().await.outbox(false).unwrap().len(), 1);
+        // The message, behind the offer to move the conversation to version 2.
+        let outbox = alice.lock().await.outbox(false).unwrap();
+        assert_eq!(outbox.len(), 2);
+        assert!(outbox[0].label.starts_with(meow_node::AUTOMATIC), "{}", outbox[0].label);
     });
     let _srv = server(dir.path(), port);
     smol::block_on(async {
         let report = sync::flush_outbox(&alice, false).await.unwrap();
-        assert_eq!(report.delivered, 1);
+        assert_eq!(
+            (report.delivered, report.automatic),
+            (1, 1),
+            "the message, and the offer"
+        );
         assert_eq!(
             texts(&sync::fetch(&bob, Duration::ZERO).await.unwrap().events),
             vec!["while down"]
@@ -168,15 +193,18 @@ fn duplicates_and_messages_not_signed_by_the_contact_are_dropped() {
     smol::block_on(async {
         pair(&alice, &bob).await;
         // The same envelope deposited twice (a retry, or a replaying server) arrives once.
-        let item = bob
+        let items = bob
             .lock()
             .await
             .queue_message("alice", ContentType::TEXT, b"once".to_vec())
             .unwrap();
-        let client = meow_net::ServerClient::connect(&srv.local_addr().to_string(), &srv.card().key)
+        let client = meow_net::ServerClient::connect(&srv.card().address, &srv.card().key)
             .await
             .unwrap();
-        client.deposit(item.mailbox, item.envelope.clone()).await.unwrap();
+        for item in &items {
+            client.deposit(item.mailbox, item.envelope.clone()).await.unwrap();
+        }
+        let item = items.last().unwrap();
         client.deposit(item.mailbox, item.envelope.clone()).await.unwrap();
         assert_eq!(
             texts(&sync::fetch(&alice, Duration::ZERO).await.unwrap().events),
@@ -197,6 +225,7 @@ fn duplicates_and_messages_not_signed_by_the_contact_are_dropped() {
             content: b"send me your keys".to_vec(),
             rotation: None,
             rotation_ack: None,
+            automatic: false,
         };
         let env = meow_proto::envelope::seal(&forged, &mallory, &conversation, &mut meow_proto::os_rng()).unwrap();
         client.deposit(mailbox, env).await.unwrap();

@@ -17,6 +17,9 @@ pub struct MessageEvent {
     pub sent_at: u64,
     /// The group, if it was sent to one.
     pub group: Option<String>,
+    /// Sent by a program (another bot), not a person. Instances only see such messages when
+    /// `accept_automatic: true` is set for them in meow.yaml.
+    pub automatic: bool,
 }
 
 /// An emergency broadcast.

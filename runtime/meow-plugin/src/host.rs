@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::manifest::Capability;
 
-/// Why a host call failed (mirrors the WIT `error` variant).
+/// Why a host call failed. It mirrors the WIT `error` variant, so it is deliberately exhaustive:
+/// a new kind needs a new WIT case, and the hosts' matches say where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     /// The capability is not granted.

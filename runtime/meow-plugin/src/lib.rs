@@ -15,7 +15,8 @@ pub use event::{BroadcastEvent, Event, MessageEvent};
 pub use host::{DirectoryListing, Host, HostError, Level, NodeInfo, Services};
 pub use manifest::{Capability, ConfigField, FieldType, Kind, Manifest, Plugin, PluginError, pin, sha256_hex};
 
-/// Why a call into a plugin failed.
+/// Why a call into a plugin failed. Deliberately exhaustive: the supervisor must decide what
+/// each kind of failure means for the instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// The plugin returned an error: it is logged, the instance keeps running.

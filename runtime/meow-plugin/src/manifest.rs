@@ -144,6 +144,7 @@ pub struct Manifest {
 
 /// Why a plugin cannot be loaded or configured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PluginError {
     /// A file could not be read.
     #[error("{path}: {reason}")]

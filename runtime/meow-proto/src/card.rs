@@ -16,6 +16,7 @@ use core::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::address::Address;
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::{self, Domain, SIGNATURE_LEN};
 use crate::keys::{ContactKey, ContactPublic, ConversationPublic, LookupPublic, ServerPublic};
@@ -25,7 +26,7 @@ pub const MAGIC: &[u8; 4] = b"MEOW";
 /// Object type byte of a card.
 const CARD_TYPE: u8 = b'C';
 /// Card format version written by this implementation.
-pub const CARD_VERSION: u8 = 1;
+pub const CARD_VERSION: u8 = 2;
 /// Prefix of the text form.
 pub const CARD_TEXT_PREFIX: &str = "meow:card:";
 /// Largest card accepted, in bytes.
@@ -33,7 +34,7 @@ pub const MAX_CARD_LEN: usize = 4096;
 /// Most servers a card may list.
 pub const MAX_SERVERS: usize = 8;
 /// Longest server address, in bytes.
-pub const MAX_ADDRESS_LEN: usize = 255;
+pub use crate::address::MAX_ADDRESS_LEN;
 /// Longest nickname hint, in bytes.
 pub const MAX_NICKNAME_LEN: usize = 64;
 
@@ -43,6 +44,7 @@ const MIN_CARD_LEN: usize = SIGNER_END + SIGNATURE_LEN;
 
 /// Why a card is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CardError {
     /// The input is too short or too long to be a card.
     #[error("not a MEOW card: {len} bytes (a card is {MIN_CARD_LEN} to {MAX_CARD_LEN} bytes)")]
@@ -84,7 +86,7 @@ pub const CLOCK_SKEW_SECS: u64 = 600;
 pub enum CardRole {
     /// An invitation: whoever reads it may answer with a card of their own.
     Invitation,
-    /// An answer to one invitation (its id is in [`Card::answers`]).
+    /// An answer to one invitation (its id is in [`CardBody::answers`]).
     Answer,
     /// A public card (directory entry): anyone may answer it, many times.
     Public,
@@ -115,15 +117,15 @@ impl CardRole {
 /// A server a card's author reads their mail on: its address and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerRef {
-    /// `host:port` (TCP), or another transport's address.
-    pub address: String,
+    /// Where and how it is reached.
+    pub address: Address,
     /// The server's public key.
     pub key: ServerPublic,
 }
 
 impl Encode for ServerRef {
     fn encode(&self, w: &mut Writer) {
-        w.string(&self.address);
+        self.address.encode(w);
         self.key.encode(w);
     }
 }
@@ -131,15 +133,18 @@ impl Encode for ServerRef {
 impl Decode for ServerRef {
     const WHAT: &'static str = "server";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let address = r.string(MAX_ADDRESS_LEN, "server address")?.to_owned();
-        if address.is_empty() {
-            return Err(DecodeError::Invalid {
-                what: "server address",
-                reason: "empty",
-            });
-        }
         Ok(Self {
-            address,
+            address: Address::decode(r)?,
+            key: ServerPublic::decode(r)?,
+        })
+    }
+}
+
+impl ServerRef {
+    /// Reads a version-1 card's server: a plain `host:port` string, always TCP.
+    pub fn decode_v1(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            address: Address::decode_v1(r)?,
             key: ServerPublic::decode(r)?,
         })
     }
@@ -204,11 +209,16 @@ impl CardBody {
         });
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    fn decode(r: &mut Reader<'_>, version: u8) -> Result<Self, DecodeError> {
         let role = CardRole::from_u8(r.u8("card role")?)?;
         let conversation = ConversationPublic::decode(r)?;
         let lookup = LookupPublic::decode(r)?;
-        let servers = r.list(MAX_SERVERS, "card servers", ServerRef::decode)?;
+        let server = if version == 1 {
+            ServerRef::decode_v1
+        } else {
+            ServerRef::decode
+        };
+        let servers = r.list(MAX_SERVERS, "card servers", server)?;
         let nickname = r.option("nickname", |r| Ok(r.string(MAX_NICKNAME_LEN, "nickname")?.to_owned()))?;
         let created = r.varint("created")?;
         let expires = r.varint("expires")?;
@@ -353,11 +363,11 @@ impl UncheckedCard {
             return Err(CardError::Malformed(DecodeError::BadMagic { what: "card" }));
         }
         let version = r.u8("version").map_err(CardError::Malformed)?;
-        if version != CARD_VERSION {
+        if !(1..=CARD_VERSION).contains(&version) {
             return Err(CardError::UnsupportedVersion(version));
         }
         let contact = ContactPublic::decode(&mut r).map_err(CardError::Malformed)?;
-        let body = CardBody::decode(&mut r).map_err(CardError::Malformed)?;
+        let body = CardBody::decode(&mut r, version).map_err(CardError::Malformed)?;
         r.finish("card").map_err(CardError::Malformed)?;
         Ok(Card {
             contact,
@@ -381,7 +391,7 @@ mod tests {
             conversation: ConversationKey::generate(rng).public(),
             lookup: LookupKey::generate(rng).public(),
             servers: vec![ServerRef {
-                address: "127.0.0.1:7070".into(),
+                address: Address::Tcp("127.0.0.1:7070".into()),
                 key: ServerKey::generate(rng).public(),
             }],
             nickname: Some("alice".into()),

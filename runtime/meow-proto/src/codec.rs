@@ -9,6 +9,7 @@ use core::fmt;
 
 /// Why bytes could not be decoded. `what` names the field being read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input ended inside a field.
     #[error("truncated input while reading {what}")]

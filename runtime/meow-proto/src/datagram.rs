@@ -29,6 +29,7 @@ pub const MAX_SKEW_SECS: u64 = 120;
 
 /// Why a datagram was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DatagramError {
     /// Not a MEOW datagram of a known version.
     #[error("not a MEOW datagram")]
@@ -75,7 +76,7 @@ pub struct PendingDatagram {
 }
 
 /// Client side, step 1: the binding for mailbox proofs and the HPKE context. Step 2 is
-/// [`seal_request`]. Split so proofs can be computed before the request is encoded.
+/// [`DatagramSender::seal_request`]. Split so proofs can be computed before the request is encoded.
 #[derive(Debug)]
 pub struct DatagramSender {
     enc: [u8; ENC_LEN],
@@ -183,6 +184,7 @@ mod tests {
             content: reading,
             rotation: None,
             rotation_ack: None,
+            automatic: false,
         };
         // Message header: flags 1 + id 16 + time 6 + type 1 + content length 1.
         assert_eq!(message.to_bytes().len() - 20, 25);
@@ -190,6 +192,16 @@ mod tests {
         // version 1 + enc 32 + (body length 1 + body 45 + signature 64) + tag 16 = 159, padded to 176.
         assert_eq!(env.len(), LORA_CLASS);
         assert_eq!(LORA_CLASS, 176);
+        // Version 2: version 1 + sealed ratchet header 80 + (body length 1 + body 45) + tag 16
+        // = 143, padded to the same class, so the same 250 bytes on the air.
+        let root = crate::crypto::SecretKey::generate(&mut rng);
+        let peer = crate::crypto::DhSecret::generate(&mut rng).public();
+        let mut ratchet =
+            crate::ratchet::Ratchet::start_first(&root, crate::crypto::DhSecret::generate(&mut rng), peer).unwrap();
+        assert_eq!(envelope::ENVELOPE_V2_OVERHEAD + 1 + 45, 143);
+        let me = sender.public();
+        let v2 = envelope::seal_v2(&message, &mut ratchet, &me, &me, &mut rng).unwrap();
+        assert_eq!(v2.len(), LORA_CLASS);
         let req = Request::Deposit {
             mailbox: MailboxId([9; 16]),
             envelope: env,

@@ -24,6 +24,7 @@ pub const MAX_TAG: usize = 32;
 
 /// Why a directory object is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DirectoryError {
     /// The embedded card is not valid.
     #[error("directory entry card: {0}")]

@@ -22,15 +22,22 @@ use crate::codec::{Decode, DecodeError, Encode, Reader, Writer, varint_len};
 use crate::crypto::{self, CryptoRng, Domain, ENC_LEN, SIGNATURE_LEN, TAG_LEN};
 use crate::keys::{ContactKey, ContactPublic, ConversationKey, ConversationPublic, LookupPublic};
 use crate::padding;
+use crate::ratchet::{self, Ratchet, RatchetError};
 
-/// Envelope format version written by this implementation.
+/// Envelope format version 1: HPKE to the conversation key, signed by the contact key.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// Envelope format version 2: a Double Ratchet message ([`seal_v2`]).
+pub const ENVELOPE_V2: u8 = 2;
+/// Bytes a version-2 envelope adds around its plaintext.
+pub const ENVELOPE_V2_OVERHEAD: usize = 1 + ratchet::OVERHEAD;
+const V2_AD_LABEL: &[u8] = b"meow/v2/envelope";
 const HPKE_INFO: &[u8] = b"meow/v1/envelope";
 /// Bytes an envelope adds around its plaintext.
 pub const ENVELOPE_OVERHEAD: usize = 1 + ENC_LEN + TAG_LEN;
 
 /// Why a message could not be sealed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// The message does not fit the largest size class.
     #[error("message too large: {len} bytes of content, at most {max}")]
@@ -52,6 +59,9 @@ pub enum EnvelopeError {
     /// The recipient key is unusable.
     #[error("invalid recipient conversation key")]
     BadRecipient,
+    /// A version-2 envelope the conversation's ratchet refused.
+    #[error("version 2 envelope refused: {0}")]
+    Ratchet(#[from] RatchetError),
 }
 
 /// A message identifier: 16 random bytes chosen by the sender, used to drop duplicates.
@@ -128,6 +138,7 @@ pub struct RotationOffer {
 
 const FLAG_ROTATION: u8 = 1;
 const FLAG_ROTATION_ACK: u8 = 2;
+pub(crate) const FLAG_AUTOMATIC: u8 = 4;
 
 /// A user message: what is signed and sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,10 +155,26 @@ pub struct Message {
     pub rotation: Option<RotationOffer>,
     /// The serial of a rotation of the recipient that the sender acknowledges.
     pub rotation_ack: Option<u32>,
+    /// Sent by a program (a plugin or a recipe), not typed by a person: RFC 3834's
+    /// `Auto-Submitted: auto-replied` in one bit. Bots do not answer such messages by default,
+    /// which ends loops between two auto-answering homes.
+    pub automatic: bool,
 }
 
 impl Encode for Message {
     fn encode(&self, w: &mut Writer) {
+        w.u8(self.flags())
+            .raw(&self.id.0)
+            .varint(self.sent_at_ms)
+            .varint(self.content_type.0.into());
+        w.bytes(&self.content);
+        self.encode_rotation_fields(w);
+    }
+}
+
+impl Message {
+    /// The flags byte: which optional fields follow, and the automatic mark.
+    pub(crate) fn flags(&self) -> u8 {
         let mut flags = 0;
         if self.rotation.is_some() {
             flags |= FLAG_ROTATION;
@@ -155,11 +182,14 @@ impl Encode for Message {
         if self.rotation_ack.is_some() {
             flags |= FLAG_ROTATION_ACK;
         }
-        w.u8(flags)
-            .raw(&self.id.0)
-            .varint(self.sent_at_ms)
-            .varint(self.content_type.0.into());
-        w.bytes(&self.content);
+        if self.automatic {
+            flags |= FLAG_AUTOMATIC;
+        }
+        flags
+    }
+
+    /// The rotation offer and acknowledgement, those present.
+    pub(crate) fn encode_rotation_fields(&self, w: &mut Writer) {
         if let Some(r) = &self.rotation {
             w.varint(r.serial.into());
             r.conversation.encode(w);
@@ -171,34 +201,49 @@ impl Encode for Message {
     }
 }
 
+/// Reads a flags byte, refusing unknown flags.
+pub(crate) fn read_flags(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
+    let flags = r.u8("message flags")?;
+    if flags & !(FLAG_ROTATION | FLAG_ROTATION_ACK | FLAG_AUTOMATIC) != 0 {
+        return Err(DecodeError::UnknownValue {
+            what: "message flags",
+            value: flags.into(),
+        });
+    }
+    Ok(flags)
+}
+
+/// Reads the rotation offer and acknowledgement that `flags` announce.
+pub(crate) fn read_rotation_fields(
+    flags: u8,
+    r: &mut Reader<'_>,
+) -> Result<(Option<RotationOffer>, Option<u32>), DecodeError> {
+    let rotation = if flags & FLAG_ROTATION != 0 {
+        Some(RotationOffer {
+            serial: r.varint_max(u32::MAX.into(), "rotation serial")? as u32,
+            conversation: ConversationPublic::decode(r)?,
+            lookup: LookupPublic::decode(r)?,
+        })
+    } else {
+        None
+    };
+    let rotation_ack = if flags & FLAG_ROTATION_ACK != 0 {
+        Some(r.varint_max(u32::MAX.into(), "rotation ack")? as u32)
+    } else {
+        None
+    };
+    Ok((rotation, rotation_ack))
+}
+
 impl Decode for Message {
     const WHAT: &'static str = "message";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let flags = r.u8("message flags")?;
-        if flags & !(FLAG_ROTATION | FLAG_ROTATION_ACK) != 0 {
-            return Err(DecodeError::UnknownValue {
-                what: "message flags",
-                value: flags.into(),
-            });
-        }
+        let flags = read_flags(r)?;
         let id = MessageId(r.array("message id")?);
         let sent_at_ms = r.varint("sent_at")?;
         let content_type = ContentType(r.varint_max(u16::MAX.into(), "content type")? as u16);
         let content = r.bytes(padding::MAX_ENVELOPE, "content")?.to_vec();
-        let rotation = if flags & FLAG_ROTATION != 0 {
-            Some(RotationOffer {
-                serial: r.varint_max(u32::MAX.into(), "rotation serial")? as u32,
-                conversation: ConversationPublic::decode(r)?,
-                lookup: LookupPublic::decode(r)?,
-            })
-        } else {
-            None
-        };
-        let rotation_ack = if flags & FLAG_ROTATION_ACK != 0 {
-            Some(r.varint_max(u32::MAX.into(), "rotation ack")? as u32)
-        } else {
-            None
-        };
+        let (rotation, rotation_ack) = read_rotation_fields(flags, r)?;
         Ok(Self {
             id,
             sent_at_ms,
@@ -206,6 +251,7 @@ impl Decode for Message {
             content,
             rotation,
             rotation_ack,
+            automatic: flags & FLAG_AUTOMATIC != 0,
         })
     }
 }
@@ -255,12 +301,88 @@ pub fn seal(
     Ok(out)
 }
 
+/// What a version-2 envelope authenticates besides itself: its version and who writes to whom.
+fn v2_ad(sender: &ContactPublic, recipient: &ContactPublic) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(V2_AD_LABEL.len() + 1 + 64);
+    ad.extend_from_slice(V2_AD_LABEL);
+    ad.push(ENVELOPE_V2);
+    ad.extend_from_slice(sender.as_bytes());
+    ad.extend_from_slice(recipient.as_bytes());
+    ad
+}
+
+/// The envelope size a message would be sealed into as version 2.
+pub fn sealed_size_v2(message: &Message) -> Option<usize> {
+    let body_len = message.to_bytes().len();
+    padding::class_for(ENVELOPE_V2_OVERHEAD + varint_len(body_len as u64) + body_len)
+}
+
+/// Seals `message` with the conversation's ratchet, padded to its size class:
+/// `version (=2) | ratchet message`, whose plaintext is `body:bytes | zero padding`. No signature:
+/// only the holder of the ratchet, started from the two signed cards' keys, can make one.
+pub fn seal_v2(
+    message: &Message,
+    ratchet: &mut Ratchet,
+    sender: &ContactPublic,
+    recipient: &ContactPublic,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let body = message.to_bytes();
+    let class = sealed_size_v2(message).ok_or(EnvelopeError::TooLarge {
+        len: message.content.len(),
+        max: max_content_len(),
+    })?;
+    let mut plain = Writer::with_capacity(class);
+    plain.bytes(&body);
+    let mut plain = zeroize::Zeroizing::new(plain.into_bytes());
+    plain.resize(class - ENVELOPE_V2_OVERHEAD, 0);
+    let sealed = ratchet.seal(&v2_ad(sender, recipient), &plain, rng)?;
+    let mut out = Vec::with_capacity(class);
+    out.push(ENVELOPE_V2);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a version-2 envelope from `sender` to me (`recipient`). The ratchet changes only if the
+/// whole message is good.
+pub fn open_v2(
+    envelope: &[u8],
+    ratchet: &mut Ratchet,
+    sender: &ContactPublic,
+    recipient: &ContactPublic,
+    rng: &mut impl CryptoRng,
+) -> Result<Message, EnvelopeError> {
+    check_layout(envelope)?;
+    if envelope[0] != ENVELOPE_V2 {
+        return Err(EnvelopeError::Malformed(DecodeError::UnsupportedVersion {
+            what: "version 2 envelope",
+            version: envelope[0],
+        }));
+    }
+    let mut next = ratchet.clone();
+    let plain = next.open(&v2_ad(sender, recipient), &envelope[1..], rng)?;
+    let mut r = Reader::new(&plain);
+    let body = r.bytes(plain.len(), "message body").map_err(EnvelopeError::Malformed)?;
+    if r.rest().iter().any(|&b| b != 0) {
+        return Err(EnvelopeError::Malformed(DecodeError::Invalid {
+            what: "padding",
+            reason: "not zero",
+        }));
+    }
+    let message = Message::from_bytes(body).map_err(EnvelopeError::Malformed)?;
+    *ratchet = next;
+    Ok(message)
+}
+
 /// Checks an envelope's outer layout (what a server can check): version and size class.
 pub fn check_layout(envelope: &[u8]) -> Result<(), EnvelopeError> {
     let Some(&version) = envelope.first() else {
         return Err(EnvelopeError::Malformed(DecodeError::Truncated { what: "envelope" }));
     };
-    if version != ENVELOPE_VERSION {
+    if version == crate::compact::ENVELOPE_COMPACT {
+        return crate::compact::check_layout(envelope);
+    }
+    if version != ENVELOPE_VERSION && version != ENVELOPE_V2 {
         return Err(EnvelopeError::Malformed(DecodeError::UnsupportedVersion {
             what: "envelope",
             version,
@@ -278,6 +400,12 @@ pub fn check_layout(envelope: &[u8]) -> Result<(), EnvelopeError> {
 /// Decrypts an envelope with one of my conversation keys. The result is unusable until verified.
 pub fn open(envelope: &[u8], recipient: &ConversationKey) -> Result<UnverifiedMessage, EnvelopeError> {
     check_layout(envelope)?;
+    if envelope[0] != ENVELOPE_VERSION {
+        return Err(EnvelopeError::Malformed(DecodeError::UnsupportedVersion {
+            what: "version 1 envelope",
+            version: envelope[0],
+        }));
+    }
     let enc: [u8; ENC_LEN] = envelope[1..1 + ENC_LEN]
         .try_into()
         .map_err(|_| EnvelopeError::Decrypt)?;
@@ -352,6 +480,7 @@ mod tests {
             content: content.to_vec(),
             rotation: None,
             rotation_ack: None,
+            automatic: false,
         }
     }
 
@@ -367,6 +496,7 @@ mod tests {
                 lookup: LookupKey::generate(&mut rng).public(),
             }),
             rotation_ack: Some(4),
+            automatic: true,
             ..msg(b"hello bob")
         };
         let env = seal(&m, &alice, &bob_conv.public(), &mut rng).unwrap();

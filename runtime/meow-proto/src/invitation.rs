@@ -16,6 +16,7 @@ use crate::keys::ContactKey;
 
 /// Why an invitation step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvitationError {
     /// The card cannot be answered (it is itself an answer).
     #[error("this card is an answer, not an invitation: give it to `accept` on the inviting side")]
@@ -137,6 +138,7 @@ pub fn answer_message(answer: &Card, now_ms: u64, rng: &mut impl CryptoRng) -> M
         content: answer.as_bytes().to_vec(),
         rotation: None,
         rotation_ack: None,
+        automatic: false,
     }
 }
 
@@ -182,12 +184,19 @@ mod tests {
         let mut alice = complete(&alice_new, &invitation, &got).unwrap();
         let out = bob.seal(ContentType::TEXT, b"hi alice".to_vec(), 5, &mut rng).unwrap();
         assert_eq!(
-            alice.open(&out.mailbox, &out.envelope, 6).unwrap().message.content,
+            alice
+                .open(&out.mailbox, &out.envelope, 6, &mut rng)
+                .unwrap()
+                .message
+                .content,
             b"hi alice"
         );
         let out = alice.seal(ContentType::TEXT, b"hi bob".to_vec(), 7, &mut rng).unwrap();
         assert_eq!(
-            bob.open(&out.mailbox, &out.envelope, 8).unwrap().message.content,
+            bob.open(&out.mailbox, &out.envelope, 8, &mut rng)
+                .unwrap()
+                .message
+                .content,
             b"hi bob"
         );
     }

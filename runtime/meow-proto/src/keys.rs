@@ -26,6 +26,7 @@ use crate::crypto::{self, CryptoError, CryptoRng, DhSecret, Domain, SigningSecre
 
 /// A public key's text or bytes could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The text does not start with the expected `<kind>:` prefix.
     #[error("expected a {expected} key (text starting with \"{expected}:\")")]

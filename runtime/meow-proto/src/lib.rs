@@ -9,9 +9,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod broadcast;
 pub mod card;
 pub mod codec;
+pub mod compact;
 pub mod conversation;
 pub mod crypto;
 pub mod datagram;
@@ -20,14 +22,18 @@ pub mod envelope;
 pub mod group;
 pub mod invitation;
 pub mod keys;
+pub mod link;
 pub mod padding;
 pub mod qr;
+pub mod ratchet;
 pub mod server_card;
 pub mod session;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod upgrade;
 pub mod wire;
 
+pub use address::{Address, LinkKind};
 pub use card::{Card, CardError, CardRole, ServerRef, UncheckedCard};
 pub use codec::{Decode, DecodeError, Encode};
 pub use conversation::{Conversation, ConversationError, Incoming, KeySet, Outgoing, PeerKeys, ReplayWindow};

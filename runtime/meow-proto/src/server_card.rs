@@ -1,7 +1,8 @@
 //! Server cards: how a server is introduced to clients (name, address, public key).
 //!
 //! ```text
-//! server card = "MEOW" 'S' version:u8 (=1) | name:bytes | address:bytes | key:[32]
+//! server card = "MEOW" 'S' version:u8 (=2) | name:bytes | address | key:[32]
+//!   (version 1, still read: the address is a plain TCP `host:port` string)
 //! text form   = "meow:server:" base64url(server card)
 //! ```
 //! A server card is not signed: its integrity comes from the channel it is shared on (like an SSH
@@ -10,12 +11,13 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::card::{MAGIC, MAX_ADDRESS_LEN, ServerRef};
+use crate::address::Address;
+use crate::card::{MAGIC, ServerRef};
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::keys::ServerPublic;
 
 const SERVER_TYPE: u8 = b'S';
-const SERVER_CARD_VERSION: u8 = 1;
+const SERVER_CARD_VERSION: u8 = 2;
 /// Prefix of the text form.
 pub const SERVER_TEXT_PREFIX: &str = "meow:server:";
 /// Longest server name.
@@ -26,14 +28,15 @@ pub const MAX_SERVER_NAME: usize = 64;
 pub struct ServerCard {
     /// A name for people.
     pub name: String,
-    /// `host:port`.
-    pub address: String,
+    /// Where and how it is reached.
+    pub address: Address,
     /// The server's public key.
     pub key: ServerPublic,
 }
 
 /// A server card text could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerCardError {
     /// Not `meow:server:` followed by base64url.
     #[error("not a MEOW server card (expected text starting with \"{SERVER_TEXT_PREFIX}\")")]
@@ -71,7 +74,8 @@ impl ServerCard {
 impl Encode for ServerCard {
     fn encode(&self, w: &mut Writer) {
         w.raw(MAGIC).u8(SERVER_TYPE).u8(SERVER_CARD_VERSION);
-        w.string(&self.name).string(&self.address);
+        w.string(&self.name);
+        self.address.encode(w);
         self.key.encode(w);
     }
 }
@@ -83,20 +87,18 @@ impl Decode for ServerCard {
             return Err(DecodeError::BadMagic { what: "server card" });
         }
         let version = r.u8("version")?;
-        if version != SERVER_CARD_VERSION {
+        if !(1..=SERVER_CARD_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion {
                 what: "server card",
                 version,
             });
         }
         let name = r.string(MAX_SERVER_NAME, "server name")?.to_owned();
-        let address = r.string(MAX_ADDRESS_LEN, "server address")?.to_owned();
-        if address.is_empty() {
-            return Err(DecodeError::Invalid {
-                what: "server address",
-                reason: "empty",
-            });
-        }
+        let address = if version == 1 {
+            Address::decode_v1(r)?
+        } else {
+            Address::decode(r)?
+        };
         Ok(Self {
             name,
             address,
@@ -115,7 +117,7 @@ mod tests {
     fn text_round_trip() {
         let card = ServerCard {
             name: "home".into(),
-            address: "127.0.0.1:7070".into(),
+            address: Address::Tcp("127.0.0.1:7070".into()),
             key: ServerKey::generate(&mut TestRng::new(1)).public(),
         };
         let text = card.to_text();

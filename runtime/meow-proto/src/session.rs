@@ -38,6 +38,7 @@ pub const SERVER_HELLO_LEN: usize = ENC_LEN + READY.len() + TAG_LEN;
 
 /// Why a handshake or frame failed. Any of these ends the session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The hello is not a MEOW session hello.
     #[error("not a MEOW session hello")]

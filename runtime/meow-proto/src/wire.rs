@@ -188,6 +188,7 @@ pub struct ServerInfo {
 
 /// Error codes a server answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The request could not be decoded.
     Malformed,
@@ -215,10 +216,14 @@ pub enum ErrorCode {
     Internal,
     /// The server is shutting down or overloaded: retry later.
     Unavailable,
+    /// The server's storage quota is used up.
+    StorageFull,
+    /// A code this version does not know (a newer server): shown with the server's message.
+    Other(u8),
 }
 
 impl ErrorCode {
-    fn to_u8(self) -> u8 {
+    pub(crate) fn to_u8(self) -> u8 {
         match self {
             ErrorCode::Malformed => 1,
             ErrorCode::UnsupportedVersion => 2,
@@ -233,10 +238,12 @@ impl ErrorCode {
             ErrorCode::InvalidEntry => 11,
             ErrorCode::Internal => 12,
             ErrorCode::Unavailable => 13,
+            ErrorCode::StorageFull => 14,
+            ErrorCode::Other(v) => v,
         }
     }
 
-    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+    pub(crate) fn from_u8(v: u8) -> Result<Self, DecodeError> {
         Ok(match v {
             1 => ErrorCode::Malformed,
             2 => ErrorCode::UnsupportedVersion,
@@ -251,12 +258,14 @@ impl ErrorCode {
             11 => ErrorCode::InvalidEntry,
             12 => ErrorCode::Internal,
             13 => ErrorCode::Unavailable,
-            value => {
+            14 => ErrorCode::StorageFull,
+            0 => {
                 return Err(DecodeError::UnknownValue {
                     what: "error code",
-                    value: value.into(),
+                    value: 0,
                 });
             }
+            other => ErrorCode::Other(other),
         })
     }
 
@@ -264,7 +273,7 @@ impl ErrorCode {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable
+            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::StorageFull
         )
     }
 }
@@ -610,8 +619,16 @@ mod tests {
             Response::from_bytes(&[0]),
             Err(DecodeError::UnknownValue { .. })
         ));
+        // An error code from a newer server is still an error the client can show.
         assert!(matches!(
             Response::from_bytes(&[9, 99, 0]),
+            Ok(Response::Error {
+                code: ErrorCode::Other(99),
+                ..
+            })
+        ));
+        assert!(matches!(
+            Response::from_bytes(&[9, 0, 0]),
             Err(DecodeError::UnknownValue { .. })
         ));
     }

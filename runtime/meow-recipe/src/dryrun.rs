@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::model::Empty;
-use crate::recipe::{Recipe, RecipeError, Rendered, TriggerEvent};
+use crate::recipe::{Recipe, RecipeError, Rendered, TriggerEvent, TriggerKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -52,7 +52,7 @@ struct SampleBroadcast {
 }
 
 /// A message event as the runtime builds it.
-pub fn message_event(kind: &str, sender: &str, text: &str, group: Option<&str>, id: &str) -> TriggerEvent {
+pub fn message_event(kind: TriggerKind, sender: &str, text: &str, group: Option<&str>, id: &str) -> TriggerEvent {
     let ty = if serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object() || v.is_array()) {
         "json"
     } else {
@@ -68,10 +68,13 @@ pub fn message_event(kind: &str, sender: &str, text: &str, group: Option<&str>, 
 pub fn sample_event(text: &str, file: &str) -> Result<(TriggerEvent, bool), RecipeError> {
     let e: SampleEvent = meow_yaml::load(text, file)?;
     Ok(match e {
-        SampleEvent::Message(m) => (message_event("message", &m.from, &m.text, None, "dry-run"), false),
+        SampleEvent::Message(m) => (
+            message_event(TriggerKind::Message, &m.from, &m.text, None, "dry-run"),
+            false,
+        ),
         SampleEvent::GroupMessage(m) => (
             message_event(
-                "group_message",
+                TriggerKind::GroupMessage,
                 &m.from,
                 &m.text,
                 Some(m.group.as_deref().unwrap_or("group")),
@@ -79,18 +82,18 @@ pub fn sample_event(text: &str, file: &str) -> Result<(TriggerEvent, bool), Reci
             ),
             false,
         ),
-        SampleEvent::Schedule(_) => (TriggerEvent::new("schedule", json!({})), true),
-        SampleEvent::Startup(_) => (TriggerEvent::new("startup", json!({})), false),
+        SampleEvent::Schedule(_) => (TriggerEvent::new(TriggerKind::Schedule, json!({})), true),
+        SampleEvent::Startup(_) => (TriggerEvent::new(TriggerKind::Startup, json!({})), false),
         SampleEvent::ContactAdded(c) => (
             TriggerEvent::new(
-                "contact_added",
+                TriggerKind::ContactAdded,
                 json!({"name": c.name, "via_directory": c.via_directory}),
             ),
             false,
         ),
         SampleEvent::Broadcast(b) => (
             TriggerEvent::new(
-                "broadcast",
+                TriggerKind::Broadcast,
                 json!({"text": b.text, "server": b.server.unwrap_or_else(|| "home".into()), "from_operator": b.from_operator}),
             ),
             false,
@@ -146,14 +149,12 @@ impl std::fmt::Display for DryRun {
     }
 }
 
-/// Runs a recipe against an event without side effects. `get` actions read nothing: the
+/// Runs a recipe against an event without side effects, as if it happened at `now` (so the
+/// same event at the same time always gives the same report). `get` actions read nothing: the
 /// variable takes its default, or `<KEY>`.
-pub fn dry_run(recipe: &Recipe, event: &TriggerEvent, schedule: bool) -> DryRun {
+pub fn dry_run(recipe: &Recipe, event: &TriggerEvent, schedule: bool, now: chrono::DateTime<chrono::Local>) -> DryRun {
     let trigger = if schedule {
-        recipe
-            .schedules()
-            .first()
-            .map(|s| Recipe::schedule_trigger(s, chrono::Local::now()))
+        recipe.schedules().first().map(|s| Recipe::schedule_trigger(s, now))
     } else {
         recipe.matches(event)
     };
@@ -164,7 +165,7 @@ pub fn dry_run(recipe: &Recipe, event: &TriggerEvent, schedule: bool) -> DryRun 
     };
     let Some(trigger) = trigger else { return run };
     let mut vars = Map::new();
-    let ctx = recipe.context(&trigger, &vars);
+    let ctx = recipe.context(&trigger, &vars, now);
     for (i, c) in recipe.conditions().iter().enumerate() {
         let r = match recipe.condition_holds(i, &ctx) {
             Ok(v) => Ok(v),
@@ -177,7 +178,7 @@ pub fn dry_run(recipe: &Recipe, event: &TriggerEvent, schedule: bool) -> DryRun 
         }
     }
     for i in 0..recipe.action_count() {
-        let ctx = recipe.context(&trigger, &vars);
+        let ctx = recipe.context(&trigger, &vars, now);
         let r = recipe.render(i, &ctx).map_err(|e| e.to_string());
         if let Ok(Rendered::Get { key, into, default }) = &r {
             vars.insert(

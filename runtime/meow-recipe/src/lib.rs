@@ -28,5 +28,5 @@ mod templates;
 
 pub use dryrun::{DryRun, dry_run, message_event, sample_event};
 pub use model::{Admission, Level, Mode};
-pub use recipe::{CheckContext, Recipe, RecipeError, Rendered, Schedule, TriggerEvent};
+pub use recipe::{CheckContext, Recipe, RecipeError, Rendered, Schedule, TriggerEvent, TriggerKind};
 pub use templates::now_context;

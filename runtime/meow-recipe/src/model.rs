@@ -106,6 +106,10 @@ pub struct RawMessageTrigger {
     /// A regular expression the text must match; named groups become `trigger.captures`.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// Also react to messages marked automatic (sent by plugins and recipes of other homes).
+    /// Off by default, which ends loops between auto-answering homes.
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 /// A message trigger's fields plus `group`, written out: serde's `flatten` would turn
@@ -122,6 +126,8 @@ pub struct RawGroupTrigger {
     pub contains: Option<String>,
     #[serde(default)]
     pub pattern: Option<String>,
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -14,6 +14,7 @@ use crate::templates::{self, Scope};
 
 /// Why a recipe could not be loaded or run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecipeError {
     /// The file is not a valid recipe (with its place).
     #[error("{0}")]
@@ -76,6 +77,8 @@ enum Trigger {
         from: Option<String>,
         contains: Option<String>,
         pattern: Option<Regex>,
+        /// Also messages marked automatic (sent by other bots).
+        automatic: bool,
     },
     Schedule(Schedule),
     Startup,
@@ -86,15 +89,54 @@ enum Trigger {
 }
 
 impl Trigger {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> TriggerKind {
         match self {
-            Trigger::Message { group: None, .. } => "message",
-            Trigger::Message { group: Some(_), .. } => "group_message",
-            Trigger::Schedule(_) => "schedule",
-            Trigger::Startup => "startup",
-            Trigger::ContactAdded => "contact_added",
-            Trigger::Broadcast { .. } => "broadcast",
+            Trigger::Message { group: None, .. } => TriggerKind::Message,
+            Trigger::Message { group: Some(_), .. } => TriggerKind::GroupMessage,
+            Trigger::Schedule(_) => TriggerKind::Schedule,
+            Trigger::Startup => TriggerKind::Startup,
+            Trigger::ContactAdded => TriggerKind::ContactAdded,
+            Trigger::Broadcast { .. } => TriggerKind::Broadcast,
         }
+    }
+}
+
+/// What kind of event starts a run: the key a trigger is written under, and `trigger.kind` in
+/// templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TriggerKind {
+    /// A contact's message.
+    Message,
+    /// A message in a group.
+    GroupMessage,
+    /// A schedule fired.
+    Schedule,
+    /// The runtime started.
+    Startup,
+    /// A contact was added.
+    ContactAdded,
+    /// An emergency broadcast arrived.
+    Broadcast,
+}
+
+impl TriggerKind {
+    /// The name recipes use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Message => "message",
+            TriggerKind::GroupMessage => "group_message",
+            TriggerKind::Schedule => "schedule",
+            TriggerKind::Startup => "startup",
+            TriggerKind::ContactAdded => "contact_added",
+            TriggerKind::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -188,17 +230,17 @@ impl std::fmt::Display for Rendered {
 /// An event a recipe may react to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerEvent {
-    /// `message`, `group_message`, `startup`, `contact_added`, `broadcast`.
-    pub kind: String,
+    /// What happened.
+    pub kind: TriggerKind,
     /// Its fields (`sender`, `text`, `group`, …).
     pub fields: Map<String, Value>,
 }
 
 impl TriggerEvent {
     /// An event of `kind` with `fields`.
-    pub fn new(kind: &str, fields: Value) -> Self {
+    pub fn new(kind: TriggerKind, fields: Value) -> Self {
         Self {
-            kind: kind.to_owned(),
+            kind,
             fields: fields.as_object().cloned().unwrap_or_default(),
         }
     }
@@ -355,6 +397,7 @@ impl Recipe {
                 from: from(&m.from, format!("triggers[{i}].message.from"))?,
                 contains: m.contains.clone(),
                 pattern: regex(&m.pattern, format!("triggers[{i}].message.pattern"))?,
+                automatic: m.automatic,
             },
             RawTrigger::GroupMessage(g) => {
                 let group = match g.group.as_deref() {
@@ -372,6 +415,7 @@ impl Recipe {
                     from: from(&g.from, format!("triggers[{i}].group_message.from"))?,
                     contains: g.contains.clone(),
                     pattern: regex(&g.pattern, format!("triggers[{i}].group_message.pattern"))?,
+                    automatic: g.automatic,
                 }
             }
             RawTrigger::Schedule(s) => Trigger::Schedule(Self::schedule(i, s)?),
@@ -452,11 +496,6 @@ impl Recipe {
             .collect()
     }
 
-    /// Whether it has a trigger of this kind.
-    pub fn has_trigger(&self, kind: &str) -> bool {
-        self.triggers.iter().any(|t| t.kind() == kind)
-    }
-
     /// The trigger variables if an event matches one of the triggers.
     pub fn matches(&self, ev: &TriggerEvent) -> Option<Value> {
         self.triggers.iter().find_map(|t| Self::match_one(t, ev))
@@ -469,9 +508,19 @@ impl Recipe {
                 from,
                 contains,
                 pattern,
+                automatic,
             } => {
-                let kind = if group.is_some() { "group_message" } else { "message" };
+                let kind = if group.is_some() {
+                    TriggerKind::GroupMessage
+                } else {
+                    TriggerKind::Message
+                };
                 if ev.kind != kind {
+                    return None;
+                }
+                // Messages from other bots start no run unless the trigger asks for them: two
+                // auto-answering homes then stop after one answer instead of looping.
+                if !automatic && ev.fields.get("automatic").and_then(Value::as_bool) == Some(true) {
                     return None;
                 }
                 if let Some(Some(g)) = group
@@ -499,21 +548,24 @@ impl Recipe {
                     .and_then(|t| serde_json::from_str::<Value>(t).ok())
                     .unwrap_or(Value::Null);
                 let mut v = ev.fields.clone();
-                v.insert("kind".into(), json!(kind));
+                v.insert("kind".into(), json!(kind.as_str()));
                 v.insert("json".into(), json);
                 v.insert("captures".into(), Value::Object(captures));
                 for k in ["sender", "text", "id", "type"] {
                     v.entry(k).or_insert(Value::Null);
                 }
+                v.entry("automatic").or_insert(Value::Bool(false));
                 Some(Value::Object(v))
             }
-            Trigger::Startup if ev.kind == "startup" => Some(json!({"kind": "startup"})),
-            Trigger::ContactAdded if ev.kind == "contact_added" => {
+            Trigger::Startup if ev.kind == TriggerKind::Startup => Some(json!({"kind": "startup"})),
+            Trigger::ContactAdded if ev.kind == TriggerKind::ContactAdded => {
                 let mut v = ev.fields.clone();
                 v.insert("kind".into(), json!("contact_added"));
                 Some(Value::Object(v))
             }
-            Trigger::Broadcast { contains } if ev.kind == "broadcast" && matches_text(ev.str("text"), contains) => {
+            Trigger::Broadcast { contains }
+                if ev.kind == TriggerKind::Broadcast && matches_text(ev.str("text"), contains) =>
+            {
                 let mut v = ev.fields.clone();
                 v.insert("kind".into(), json!("broadcast"));
                 Some(Value::Object(v))
@@ -527,11 +579,12 @@ impl Recipe {
         json!({"kind": "schedule", "time": at.to_rfc3339(), "schedule": s.describe()})
     }
 
-    /// The full template context of a run.
-    pub fn context(&self, trigger: &Value, vars: &Map<String, Value>) -> Value {
+    /// The full template context of a run at `now` (the caller's clock: the runtime's, or the
+    /// time a dry run is asked for).
+    pub fn context(&self, trigger: &Value, vars: &Map<String, Value>, now: chrono::DateTime<chrono::Local>) -> Value {
         json!({
             "trigger": trigger,
-            "now": templates::now_context(chrono::Local::now()),
+            "now": templates::now_context(now),
             "recipe": {"name": self.name},
             "vars": vars,
         })
@@ -629,7 +682,7 @@ impl Recipe {
     }
 
     /// Names of the trigger kinds, for people.
-    pub fn trigger_kinds(&self) -> BTreeSet<&'static str> {
+    pub fn trigger_kinds(&self) -> BTreeSet<TriggerKind> {
         self.triggers.iter().map(Trigger::kind).collect()
     }
 }

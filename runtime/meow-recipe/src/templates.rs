@@ -21,15 +21,25 @@ pub fn environment() -> Environment<'static> {
 }
 
 /// Fields of `trigger` for each trigger kind.
-pub fn trigger_fields(kind: &str) -> &'static [&'static str] {
+pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
+    use crate::TriggerKind;
     match kind {
-        "message" => &["kind", "sender", "text", "json", "captures", "id", "type"],
-        "group_message" => &["kind", "sender", "text", "json", "captures", "id", "type", "group"],
-        "schedule" => &["kind", "time", "schedule"],
-        "startup" => &["kind"],
-        "contact_added" => &["kind", "name", "via_directory"],
-        "broadcast" => &["kind", "text", "server", "from_operator"],
-        _ => &["kind"],
+        TriggerKind::Message => &["kind", "sender", "text", "json", "captures", "id", "type", "automatic"],
+        TriggerKind::GroupMessage => &[
+            "kind",
+            "sender",
+            "text",
+            "json",
+            "captures",
+            "id",
+            "type",
+            "group",
+            "automatic",
+        ],
+        TriggerKind::Schedule => &["kind", "time", "schedule"],
+        TriggerKind::Startup => &["kind"],
+        TriggerKind::ContactAdded => &["kind", "name", "via_directory"],
+        TriggerKind::Broadcast => &["kind", "text", "server", "from_operator"],
     }
 }
 

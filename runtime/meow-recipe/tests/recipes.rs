@@ -4,7 +4,19 @@
 
 use std::path::PathBuf;
 
-use meow_recipe::{CheckContext, Recipe, Rendered, TriggerEvent, dry_run, message_event, sample_event};
+use meow_recipe::{CheckContext, DryRun, Recipe, Rendered, TriggerEvent, TriggerKind, message_event, sample_event};
+
+/// A dry run at a fixed time: the same event at the same time gives the same report.
+fn dry_run(recipe: &Recipe, event: &TriggerEvent, schedule: bool) -> DryRun {
+    meow_recipe::dry_run(recipe, event, schedule, at("2026-12-02T08:30:00"))
+}
+
+fn at(local: &str) -> chrono::DateTime<chrono::Local> {
+    chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S")
+        .unwrap()
+        .and_local_timezone(chrono::Local)
+        .unwrap()
+}
 
 fn samples() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../recipes");
@@ -38,12 +50,15 @@ fn with_friends_and_echo(contacts: &[&str]) -> CheckContext {
 fn events() -> Vec<(TriggerEvent, bool)> {
     vec![
         (
-            message_event("message", "sensor", r#"{"t": 31.5, "h": 40}"#, None, "1"),
+            message_event(TriggerKind::Message, "sensor", r#"{"t": 31.5, "h": 40}"#, None, "1"),
             false,
         ),
-        (message_event("message", "alice", "fwd call me back", None, "2"), false),
-        (message_event("message", "alice", "hello", None, "3"), false),
-        (TriggerEvent::new("schedule", serde_json::json!({})), true),
+        (
+            message_event(TriggerKind::Message, "alice", "fwd call me back", None, "2"),
+            false,
+        ),
+        (message_event(TriggerKind::Message, "alice", "hello", None, "3"), false),
+        (TriggerEvent::new(TriggerKind::Schedule, serde_json::json!({})), true),
     ]
 }
 
@@ -75,7 +90,7 @@ fn the_sensor_alert_fires_only_over_the_threshold() {
     let r = load("sensor-alert.yaml");
     let hot = dry_run(
         &r,
-        &message_event("message", "sensor", r#"{"t":31.5,"h":40}"#, None, "1"),
+        &message_event(TriggerKind::Message, "sensor", r#"{"t":31.5,"h":40}"#, None, "1"),
         false,
     );
     assert!(hot.would_run());
@@ -88,12 +103,16 @@ fn the_sensor_alert_fires_only_over_the_threshold() {
     }
     let mild = dry_run(
         &r,
-        &message_event("message", "sensor", r#"{"t":21.0}"#, None, "2"),
+        &message_event(TriggerKind::Message, "sensor", r#"{"t":21.0}"#, None, "2"),
         false,
     );
     assert!(!mild.would_run());
     assert!(mild.actions.is_empty());
-    let other = dry_run(&r, &message_event("message", "alice", r#"{"t":40}"#, None, "3"), false);
+    let other = dry_run(
+        &r,
+        &message_event(TriggerKind::Message, "alice", r#"{"t":40}"#, None, "3"),
+        false,
+    );
     assert!(other.trigger.is_none(), "only the sensor triggers it");
 }
 
@@ -101,7 +120,7 @@ fn the_sensor_alert_fires_only_over_the_threshold() {
 fn forward_uses_captures_and_summary_reads_vars() {
     let run = dry_run(
         &load("forward.yaml"),
-        &message_event("message", "alice", "fwd the door is open", None, "1"),
+        &message_event(TriggerKind::Message, "alice", "fwd the door is open", None, "1"),
         false,
     );
     assert_eq!(
@@ -113,7 +132,7 @@ fn forward_uses_captures_and_summary_reads_vars() {
     );
     let run = dry_run(
         &load("daily-summary.yaml"),
-        &TriggerEvent::new("schedule", serde_json::json!({})),
+        &TriggerEvent::new(TriggerKind::Schedule, serde_json::json!({})),
         true,
     );
     match &run.actions[1] {
@@ -126,7 +145,11 @@ fn forward_uses_captures_and_summary_reads_vars() {
 fn a_runaway_template_loop_ends_with_an_error() {
     let text = "version: 1\ntriggers:\n  - startup: {}\nconditions:\n  - \"{{ range(100000) | sum > 0 }}\"\nactions:\n  - log: { text: \"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\" }\n";
     let recipe = Recipe::load(text, "loop.yaml", "loop", &home()).unwrap();
-    let run = dry_run(&recipe, &TriggerEvent::new("startup", serde_json::json!({})), false);
+    let run = dry_run(
+        &recipe,
+        &TriggerEvent::new(TriggerKind::Startup, serde_json::json!({})),
+        false,
+    );
     let (_, condition) = &run.conditions[0];
     assert_eq!(condition, &Ok(true), "a 100 000-item sum fits the budget");
     let err = run.actions[0].as_ref().unwrap_err();
@@ -272,7 +295,7 @@ actions:
   - directory_publish: { description: "hello", tags: [a] }
 "#;
     let r = Recipe::load(text, "many.yaml", "many", &ctx).unwrap();
-    let ev = message_event("group_message", "bob", "Dinner at 8?", Some("friends"), "1");
+    let ev = message_event(TriggerKind::GroupMessage, "bob", "Dinner at 8?", Some("friends"), "1");
     let run = dry_run(&r, &ev, false);
     assert_eq!(
         run.actions[0],
@@ -281,15 +304,15 @@ actions:
             text: "group_message: Dinner at 8?".into()
         })
     );
-    let other_group = message_event("group_message", "bob", "dinner", Some("work"), "2");
+    let other_group = message_event(TriggerKind::GroupMessage, "bob", "dinner", Some("work"), "2");
     assert!(dry_run(&r, &other_group, false).trigger.is_none());
     let flood = TriggerEvent::new(
-        "broadcast",
+        TriggerKind::Broadcast,
         serde_json::json!({"text": "FLOOD warning", "server": "home", "from_operator": true}),
     );
     assert!(dry_run(&r, &flood, false).would_run());
     let added = TriggerEvent::new(
-        "contact_added",
+        TriggerKind::ContactAdded,
         serde_json::json!({"name": "carol", "via_directory": true}),
     );
     assert!(dry_run(&r, &added, false).would_run());
@@ -321,4 +344,59 @@ actions:
 
 fn chrono_now() -> chrono::DateTime<chrono::Local> {
     chrono::Local::now()
+}
+
+#[test]
+fn messages_from_other_bots_start_no_run_unless_the_trigger_asks() {
+    let ctx = CheckContext::default();
+    let mut ev = message_event(TriggerKind::Message, "bob", "hello", None, "1");
+    ev.fields.insert("automatic".into(), serde_json::Value::Bool(true));
+    let plain = Recipe::load(
+        "version: 1\ntriggers: [message: {}]\nactions: [reply: {text: 'hi'}]\n",
+        "plain.yaml",
+        "plain",
+        &ctx,
+    )
+    .unwrap();
+    assert!(
+        plain.matches(&ev).is_none(),
+        "an automatic message is ignored by default"
+    );
+    assert!(
+        plain
+            .matches(&message_event(TriggerKind::Message, "bob", "hello", None, "2"))
+            .is_some()
+    );
+    let opted = Recipe::load(
+        "version: 1\ntriggers: [message: {automatic: true}]\nactions: [reply: {text: '{{ trigger.automatic }}'}]\n",
+        "opted.yaml",
+        "opted",
+        &ctx,
+    )
+    .unwrap();
+    let vars = opted.matches(&ev).expect("the trigger asks for automatic messages");
+    assert_eq!(vars["automatic"], serde_json::Value::Bool(true));
+}
+
+#[test]
+fn a_dry_run_is_the_same_at_the_same_time() {
+    let r = Recipe::load(
+        "version: 1\nname: greet\ntriggers: [message: {}]\nconditions: [\"{{ now.hour < 12 }}\"]\nactions:\n  - reply: { text: \"good morning, it is {{ now.time }}\" }\n",
+        "greet.yaml",
+        "greet",
+        &CheckContext::default(),
+    )
+    .unwrap();
+    let ev = message_event(TriggerKind::Message, "alice", "hi", None, "1");
+    let morning = meow_recipe::dry_run(&r, &ev, false, at("2026-12-02T08:30:00"));
+    assert_eq!(
+        morning.to_string(),
+        meow_recipe::dry_run(&r, &ev, false, at("2026-12-02T08:30:00")).to_string()
+    );
+    assert!(
+        morning.to_string().contains("good morning, it is 08:30:00"),
+        "{morning}"
+    );
+    let evening = meow_recipe::dry_run(&r, &ev, false, at("2026-12-02T19:00:00"));
+    assert!(!evening.would_run(), "{evening}");
 }

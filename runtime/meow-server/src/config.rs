@@ -32,6 +32,12 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Executor threads (0: one per core).
     pub threads: usize,
+    /// The clock: message times, expiry, rate windows, long-poll and sweep timers.
+    pub clock: meow_clock::SharedClock,
+    /// The random generator (session keys, directory samples).
+    pub rng: meow_proto::crypto::SharedRng,
+    /// Also listen on an in-process network under a name; the card then gives that address.
+    pub memory: Option<(meow_net::MemoryNetwork, String)>,
 }
 
 /// Quotas and timeouts that keep one client from hurting the others.
@@ -63,6 +69,39 @@ pub struct Limits {
     pub max_directory_entries: usize,
     /// Longest directory entry lifetime.
     pub max_entry_lifetime: Duration,
+    /// Envelope bytes the whole store may hold (0: no limit).
+    pub max_store_bytes: u64,
+    /// Deposits one source address may make per window, and their bytes (0: no limit).
+    pub address_deposits: Budget,
+    /// Deposits one session may make per window, and their bytes (0: no limit).
+    pub session_deposits: Budget,
+    /// Mailboxes one source address may create by depositing into them, per hour (0: no limit).
+    pub new_mailboxes_per_hour: u32,
+    /// Connections from one source address at once.
+    pub max_connections_per_address: usize,
+    /// Connections that have not finished their handshake, at most: past it, the oldest such
+    /// connection (from the same address first) is closed to make room.
+    pub max_unauthenticated: usize,
+}
+
+/// A budget of deposits over a window: a count and their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Deposits per window (0: no limit).
+    pub count: u32,
+    /// Envelope bytes per window (0: no limit).
+    pub bytes: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Budget {
+    /// No limit.
+    pub const UNLIMITED: Budget = Budget {
+        count: 0,
+        bytes: 0,
+        window: Duration::from_secs(60),
+    };
 }
 
 impl Default for Limits {
@@ -74,13 +113,27 @@ impl Default for Limits {
             max_mailboxes_per_connection: 4096,
             max_connections: 4096,
             max_in_flight: 256,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(120),
             max_poll_wait: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             user_broadcasts_per_hour: 3,
             max_directory_entries: 10_000,
             max_entry_lifetime: Duration::from_secs(30 * 86_400),
+            max_store_bytes: 1 << 30,
+            address_deposits: Budget {
+                count: 6000,
+                bytes: 64 << 20,
+                window: Duration::from_secs(60),
+            },
+            session_deposits: Budget {
+                count: 3000,
+                bytes: 32 << 20,
+                window: Duration::from_secs(60),
+            },
+            new_mailboxes_per_hour: 2000,
+            max_connections_per_address: 256,
+            max_unauthenticated: 512,
         }
     }
 }
@@ -100,6 +153,9 @@ impl ServerConfig {
             allow_broadcast: false,
             limits: Limits::default(),
             threads: 0,
+            clock: meow_clock::SystemClock::shared(),
+            rng: meow_proto::crypto::SharedRng::os(),
+            memory: None,
         }
     }
 }

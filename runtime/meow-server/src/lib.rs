@@ -7,20 +7,22 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod doctor;
 pub mod engine;
+pub mod links;
 mod listener;
-mod shared;
+pub mod shared;
+pub mod shell;
 pub mod writer;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use config::{Limits, ServerConfig};
+pub use config::{Budget, Limits, ServerConfig};
 use meow_proto::{ServerCard, ServerKey};
 use meow_store::server::ServerStore;
 use smol::Executor;
@@ -33,6 +35,7 @@ use crate::writer::Writer;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// The data directory or key file could not be used.
     #[error("{context}: {source}")]
@@ -152,6 +155,23 @@ impl Drop for ServerHandle {
     }
 }
 
+/// The store opened under `cfg`, the state its connections share (broadcasts and directory
+/// entries loaded) and its writer: what a server runs on, whoever drives it (the threads of
+/// [`Server::start`], or a test stepping the [`Engine`] itself).
+pub fn open_store(cfg: &ServerConfig) -> Result<(ServerStore, Arc<Shared>, Writer), ServerError> {
+    let store = ServerStore::open(&cfg.data_dir)?;
+    let shared = Arc::new(Shared::default());
+    shared.load(store.load_broadcasts()?, store.load_directory()?, cfg.clock.now_secs());
+    let writer = Writer::new(
+        store.clone(),
+        cfg.limits.clone(),
+        cfg.message_ttl.as_secs(),
+        shared.clone(),
+        cfg.clock.clone(),
+    )?;
+    Ok((store, shared, writer))
+}
+
 /// Entry point.
 #[derive(Debug)]
 pub struct Server;
@@ -160,15 +180,7 @@ impl Server {
     /// Opens the store, binds the listeners and starts serving on background threads.
     pub fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         let key = load_or_create_key(&cfg.data_dir)?;
-        let store = ServerStore::open(&cfg.data_dir)?;
-        let shared = Arc::new(Shared::default());
-        shared.load(store.load_broadcasts()?, store.load_directory()?, meow_net::now_secs());
-        let writer = Writer::new(
-            store.clone(),
-            cfg.limits.clone(),
-            cfg.message_ttl.as_secs(),
-            shared.clone(),
-        )?;
+        let (store, shared, writer) = open_store(&cfg)?;
         tracing::info!(mailboxes = writer.mailbox_count(), "store opened");
         let (write_tx, write_rx) = unbounded();
         let writer = std::thread::Builder::new()
@@ -185,7 +197,10 @@ impl Server {
         let udp_addr = udp.as_ref().and_then(|u| u.local_addr().ok());
         let card = ServerCard {
             name: cfg.name.clone(),
-            address: addr.to_string(),
+            address: match &cfg.memory {
+                Some((_, name)) => meow_proto::Address::Memory(name.clone()),
+                None => meow_proto::Address::Tcp(addr.to_string()),
+            },
             key: key.public(),
         };
         let threads = if cfg.threads == 0 {
@@ -196,15 +211,28 @@ impl Server {
 
         let cfg = Arc::new(cfg);
         let ctx = Arc::new(Context {
-            engine: Engine::new(cfg.clone(), store, write_tx.clone(), shared),
+            shell: shell::Shell {
+                engine: Engine::new(cfg.clone(), store, shared.clone()),
+                writer: write_tx.clone(),
+                shared,
+            },
             key,
-            connections: AtomicUsize::new(0),
+            connections: Default::default(),
             seen_datagrams: Default::default(),
+            links: Default::default(),
         });
         let ex = Arc::new(Executor::new());
         let listener = smol::net::TcpListener::try_from(tcp).map_err(io_err("registering the listener"))?;
         ex.spawn(listener::accept_loop(ctx.clone(), listener, Arc::downgrade(&ex)))
             .detach();
+        if let Some((net, name)) = &cfg.memory {
+            ex.spawn(listener::memory_loop(
+                ctx.clone(),
+                net.listen(name),
+                Arc::downgrade(&ex),
+            ))
+            .detach();
+        }
         if let Some(u) = udp {
             let socket = smol::net::UdpSocket::try_from(u).map_err(io_err("registering the udp socket"))?;
             ex.spawn(listener::datagram_loop(ctx.clone(), socket, Arc::downgrade(&ex)))
@@ -212,10 +240,11 @@ impl Server {
         }
         let sweeper_ctx = ctx.clone();
         let sweep_interval = cfg.sweep_interval.max(Duration::from_millis(10));
+        let clock = cfg.clock.clone();
         ex.spawn(async move {
             loop {
-                smol::Timer::after(sweep_interval).await;
-                sweeper_ctx.engine.sweep();
+                clock.sleep(sweep_interval).await;
+                sweeper_ctx.shell.sweep();
             }
         })
         .detach();

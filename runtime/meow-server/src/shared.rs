@@ -2,7 +2,8 @@
 //! broadcasts and directory entries (both small; the store holds them durably).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock};
+
+use parking_lot::{Mutex, RwLock};
 
 use meow_proto::MailboxId;
 use meow_proto::broadcast::UncheckedBroadcast;
@@ -73,46 +74,38 @@ impl Shared {
     /// Loads broadcasts and directory entries that are still valid at `now`.
     pub fn load(&self, broadcasts: Vec<StoredBroadcast>, entries: Vec<StoredEntry>, now: u64) {
         self.apply_committed(broadcasts, &[], entries, &[], now);
-        let _ = self.expired_broadcasts(now);
-        if let Ok(mut d) = self.directory.write() {
-            d.retain(|_, l| l.expires_at > now);
-        }
+        self.broadcasts.write().retain(|(b, _)| b.expires_at > now);
+        self.directory.write().retain(|_, l| l.expires_at > now);
     }
 
     /// Registers interest in new messages for `mailboxes` (and broadcasts); the returned channel
     /// gets a value when one arrives.
     pub fn register(&self, mailboxes: &[MailboxId], tx: &Sender<()>) {
-        if let Ok(mut w) = self.waiters.lock() {
-            for m in mailboxes {
-                let list = w.entry(*m).or_default();
-                list.retain(|s| !s.is_closed());
-                list.push(tx.clone());
-            }
+        let mut w = self.waiters.lock();
+        for m in mailboxes {
+            let list = w.entry(*m).or_default();
+            list.retain(|s| !s.is_closed());
+            list.push(tx.clone());
         }
-        if let Ok(mut w) = self.broadcast_waiters.lock() {
-            w.retain(|s| !s.is_closed());
-            w.push(tx.clone());
-        }
+        drop(w);
+        let mut w = self.broadcast_waiters.lock();
+        w.retain(|s| !s.is_closed());
+        w.push(tx.clone());
     }
 
     /// Where reads of `mailbox` may start.
     pub fn read_hint(&self, mailbox: &MailboxId) -> u64 {
-        self.read_hints
-            .lock()
-            .ok()
-            .and_then(|h| h.get(mailbox).copied())
-            .unwrap_or(0)
+        self.read_hints.lock().get(mailbox).copied().unwrap_or(0)
     }
 
     /// Records that nothing below `seq` is stored in `mailbox` (hints only move up).
     pub fn raise_read_hint(&self, mailbox: &MailboxId, seq: u64) {
-        if let Ok(mut h) = self.read_hints.lock() {
-            if h.len() > 1_000_000 {
-                h.clear();
-            }
-            let e = h.entry(*mailbox).or_insert(0);
-            *e = (*e).max(seq);
+        let mut h = self.read_hints.lock();
+        if h.len() > 1_000_000 {
+            h.clear();
         }
+        let e = h.entry(*mailbox).or_insert(0);
+        *e = (*e).max(seq);
     }
 
     /// Wakes pollers of these mailboxes.
@@ -120,20 +113,19 @@ impl Shared {
         if mailboxes.is_empty() {
             return;
         }
-        if let Ok(mut w) = self.waiters.lock() {
-            for m in mailboxes {
-                for tx in w.remove(m).unwrap_or_default() {
-                    let _ = tx.try_send(());
-                }
+        let mut w = self.waiters.lock();
+        for m in mailboxes {
+            for tx in w.remove(m).unwrap_or_default() {
+                // Full or closed: the poller was woken already, or is gone.
+                let _ = tx.try_send(());
             }
         }
     }
 
     fn wake_all(&self) {
-        if let Ok(mut w) = self.broadcast_waiters.lock() {
-            for tx in w.drain(..) {
-                let _ = tx.try_send(());
-            }
+        for tx in self.broadcast_waiters.lock().drain(..) {
+            // Full or closed: the poller was woken already, or is gone.
+            let _ = tx.try_send(());
         }
     }
 
@@ -147,38 +139,38 @@ impl Shared {
         now: u64,
     ) {
         let any_new = !broadcasts.is_empty();
-        if let Ok(mut list) = self.broadcasts.write() {
-            list.retain(|(b, _)| !expired.contains(&b.id));
-            for b in broadcasts {
-                match UncheckedBroadcast::from_bytes(&b.bytes) {
-                    Ok(broadcast) => {
-                        let item = BroadcastItem {
-                            id: b.id,
-                            from_operator: b.from_operator,
-                            broadcast,
-                        };
-                        list.push((b, item));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "stored broadcast does not decode; skipped"),
+        let mut list = self.broadcasts.write();
+        list.retain(|(b, _)| !expired.contains(&b.id));
+        for b in broadcasts {
+            match UncheckedBroadcast::from_bytes(&b.bytes) {
+                Ok(broadcast) => {
+                    let item = BroadcastItem {
+                        id: b.id,
+                        from_operator: b.from_operator,
+                        broadcast,
+                    };
+                    list.push((b, item));
                 }
+                Err(e) => tracing::warn!(error = %e, "stored broadcast does not decode; skipped"),
             }
         }
-        if let Ok(mut d) = self.directory.write() {
-            for p in removed {
-                d.remove(p);
-            }
-            for e in entries {
-                let checked = UncheckedEntry::from_bytes(&e.bytes)
-                    .ok()
-                    .and_then(|u| u.check(now).ok());
-                match checked {
-                    Some(entry) => {
-                        d.insert(e.publisher, Listed::new(entry, e.expires_at));
-                    }
-                    None => tracing::warn!("stored directory entry does not verify; skipped"),
+        drop(list);
+        let mut d = self.directory.write();
+        for p in removed {
+            d.remove(p);
+        }
+        for e in entries {
+            let checked = UncheckedEntry::from_bytes(&e.bytes)
+                .ok()
+                .and_then(|u| u.check(now).ok());
+            match checked {
+                Some(entry) => {
+                    d.insert(e.publisher, Listed::new(entry, e.expires_at));
                 }
+                None => tracing::warn!("stored directory entry does not verify; skipped"),
             }
         }
+        drop(d);
         if any_new {
             self.wake_all();
         }
@@ -188,33 +180,26 @@ impl Shared {
     pub fn broadcasts_after(&self, after: u64, now: u64) -> Vec<BroadcastItem> {
         self.broadcasts
             .read()
-            .map(|l| {
-                l.iter()
-                    .filter(|(b, _)| b.id > after && b.expires_at > now)
-                    .map(|(_, i)| i.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+            .iter()
+            .filter(|(b, _)| b.id > after && b.expires_at > now)
+            .map(|(_, i)| i.clone())
+            .collect()
     }
 
     /// Ids of broadcasts expired at `now`.
     pub fn expired_broadcasts(&self, now: u64) -> Vec<u64> {
         self.broadcasts
             .read()
-            .map(|l| {
-                l.iter()
-                    .filter(|(b, _)| b.expires_at <= now)
-                    .map(|(b, _)| b.id)
-                    .collect()
-            })
-            .unwrap_or_default()
+            .iter()
+            .filter(|(b, _)| b.expires_at <= now)
+            .map(|(b, _)| b.id)
+            .collect()
     }
 
     /// Whether a broadcast with these bytes is already held (a replay).
     pub fn has_broadcast(&self, bytes: &[u8]) -> Option<u64> {
         self.broadcasts
             .read()
-            .ok()?
             .iter()
             .find(|(b, _)| b.bytes == bytes)
             .map(|(b, _)| b.id)
@@ -224,12 +209,14 @@ impl Shared {
     pub fn expired_entries(&self, now: u64) -> Vec<[u8; 32]> {
         self.directory
             .read()
-            .map(|d| d.iter().filter(|(_, l)| l.expires_at <= now).map(|(k, _)| *k).collect())
-            .unwrap_or_default()
+            .iter()
+            .filter(|(_, l)| l.expires_at <= now)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Runs `f` over the directory.
-    pub fn with_directory<T>(&self, f: impl FnOnce(&HashMap<[u8; 32], Listed>) -> T) -> Option<T> {
-        self.directory.read().ok().map(|d| f(&d))
+    pub fn with_directory<T>(&self, f: impl FnOnce(&HashMap<[u8; 32], Listed>) -> T) -> T {
+        f(&self.directory.read())
     }
 }

@@ -29,9 +29,9 @@ const MAX_SWEEP: usize = 10_000;
 /// A refusal: error code and message for the client.
 pub type Refusal = (ErrorCode, String);
 
-/// What the writer is asked to do.
+/// A change to the store.
 #[derive(Debug)]
-pub enum WriteOp {
+pub enum Change {
     /// Store an envelope.
     Deposit {
         /// Where.
@@ -40,15 +40,13 @@ pub enum WriteOp {
         envelope: Vec<u8>,
         /// Arrival time.
         now: u64,
-        /// Answered once durable.
-        done: Sender<Result<(), Refusal>>,
+        /// Who deposits (for the budget of mailboxes created by deposits).
+        source: std::net::IpAddr,
     },
     /// Delete messages.
     Ack {
         /// Per mailbox, the seqs.
         items: Vec<(MailboxId, Vec<u64>)>,
-        /// Answered once durable.
-        done: Sender<Result<(), Refusal>>,
     },
     /// Store a broadcast.
     Broadcast {
@@ -58,22 +56,16 @@ pub enum WriteOp {
         from_operator: bool,
         /// When it expires.
         expires_at: u64,
-        /// Answered with the id once durable.
-        done: Sender<Result<u64, Refusal>>,
     },
     /// Store or replace a directory entry.
     PutEntry {
         /// The entry.
         entry: StoredEntry,
-        /// Answered once durable.
-        done: Sender<Result<(), Refusal>>,
     },
     /// Remove a directory entry.
     DeleteEntry {
         /// Its publisher.
         publisher: [u8; 32],
-        /// Answered once durable.
-        done: Sender<Result<(), Refusal>>,
     },
     /// Remove what expired at `now`.
     Sweep {
@@ -82,29 +74,44 @@ pub enum WriteOp {
     },
 }
 
-enum Done {
-    Unit(Sender<Result<(), Refusal>>, Result<(), Refusal>),
-    Id(Sender<Result<u64, Refusal>>, Result<u64, Refusal>),
+/// What a committed change produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It is durable.
+    Done,
+    /// It is durable under this id (a broadcast).
+    Id(u64),
 }
+
+/// A change and who waits for its outcome (answered once durable).
+#[derive(Debug)]
+pub struct WriteOp {
+    /// The change.
+    pub change: Change,
+    /// Gets the outcome once the change is durable (or refused).
+    pub done: Option<Sender<Result<Outcome, Refusal>>>,
+}
+
+/// A caller waiting for its outcome.
+struct Done(Option<Sender<Result<Outcome, Refusal>>>, Result<Outcome, Refusal>);
 
 impl Done {
     fn send(self) {
-        match self {
-            Done::Unit(tx, r) => drop(tx.try_send(r)),
-            Done::Id(tx, r) => drop(tx.try_send(r)),
+        if let Some(tx) = self.0 {
+            drop(tx.try_send(self.1));
         }
     }
 
     fn fail(self, why: &Refusal) {
-        match self {
-            Done::Unit(tx, _) => drop(tx.try_send(Err(why.clone()))),
-            Done::Id(tx, _) => drop(tx.try_send(Err(why.clone()))),
+        if let Some(tx) = self.0 {
+            drop(tx.try_send(Err(why.clone())));
         }
     }
 }
 
 /// A batch in the store, waiting for the fsync that makes it durable.
 struct Applied {
+    generation: u64,
     next_seq: u64,
     deposited: HashSet<MailboxId>,
     broadcasts: Vec<StoredBroadcast>,
@@ -117,7 +124,7 @@ struct Applied {
 /// Fsyncs applied batches, then answers their callers and wakes long polls. If an fsync fails the
 /// process aborts: after a failed fsync the kernel may have dropped the data, and answering
 /// "stored" would be a lie (the same policy as PostgreSQL's).
-fn sync_loop(store: ServerStore, shared: Arc<Shared>, rx: Receiver<Applied>) {
+fn sync_loop(store: ServerStore, shared: Arc<Shared>, rx: Receiver<Applied>, clock: meow_clock::SharedClock) {
     while let Ok(first) = rx.recv_blocking() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -129,15 +136,33 @@ fn sync_loop(store: ServerStore, shared: Arc<Shared>, rx: Receiver<Applied>) {
             std::process::abort();
         }
         tracing::trace!(batches = batches.len(), took = ?started.elapsed(), "journal synced");
-        let now = meow_net::now_secs();
-        for b in batches {
-            shared
-                .committed_seq
-                .store(b.next_seq, std::sync::atomic::Ordering::Release);
-            shared.apply_committed(b.broadcasts, &b.expired_broadcasts, b.entries, &b.removed_entries, now);
-            b.done.into_iter().for_each(Done::send);
-            shared.wake(&b.deposited);
+        if let Some(last) = batches.iter().map(|b| b.generation).max()
+            && let Err(e) = store.mark_durable(last)
+        {
+            tracing::error!(error = %e, "writing the integrity mark");
         }
+        let now = clock.now_secs();
+        for b in batches {
+            b.complete(&shared, now);
+        }
+    }
+}
+
+impl Applied {
+    /// The batch is durable: publish what it changed, answer its callers, wake long polls.
+    fn complete(self, shared: &Shared, now: u64) {
+        shared
+            .committed_seq
+            .store(self.next_seq, std::sync::atomic::Ordering::Release);
+        shared.apply_committed(
+            self.broadcasts,
+            &self.expired_broadcasts,
+            self.entries,
+            &self.removed_entries,
+            now,
+        );
+        self.done.into_iter().for_each(Done::send);
+        shared.wake(&self.deposited);
     }
 }
 
@@ -152,6 +177,13 @@ pub struct Writer {
     limits: Limits,
     ttl_secs: u64,
     shared: Arc<Shared>,
+    /// Envelope bytes held, all mailboxes together.
+    total_bytes: u64,
+    /// The generation of the last batch applied.
+    generation: u64,
+    /// Mailboxes each source address may still create.
+    new_mailboxes: HashMap<std::net::IpAddr, meow_clock::rate::Bucket>,
+    clock: meow_clock::SharedClock,
 }
 
 /// Changes of one batch, applied to the writer's state only after the commit succeeded.
@@ -176,6 +208,7 @@ impl Writer {
         limits: Limits,
         ttl_secs: u64,
         shared: Arc<Shared>,
+        clock: meow_clock::SharedClock,
     ) -> Result<Self, meow_store::StoreError> {
         let stats = store.load_mailboxes()?;
         let seq_floor = store.seq_floor()?;
@@ -183,6 +216,8 @@ impl Writer {
         shared
             .committed_seq
             .store(seq_floor, std::sync::atomic::Ordering::Release);
+        let total_bytes = stats.values().map(|s| s.bytes).sum();
+        let generation = store.integrity().generation;
         Ok(Self {
             store,
             stats,
@@ -192,6 +227,10 @@ impl Writer {
             limits,
             ttl_secs,
             shared,
+            total_bytes,
+            new_mailboxes: HashMap::new(),
+            generation,
+            clock,
         })
     }
 
@@ -203,10 +242,10 @@ impl Writer {
     /// Runs until the queue is closed and empty.
     pub fn run(mut self, queue: Receiver<WriteOp>) {
         let (sync_tx, sync_rx) = smol::channel::unbounded::<Applied>();
-        let (store, shared) = (self.store.clone(), self.shared.clone());
+        let (store, shared, clock) = (self.store.clone(), self.shared.clone(), self.clock.clone());
         let syncer = std::thread::Builder::new()
             .name("meow-sync".into())
-            .spawn(move || sync_loop(store, shared, sync_rx));
+            .spawn(move || sync_loop(store, shared, sync_rx, clock));
         let Ok(syncer) = syncer else {
             tracing::error!("cannot start the sync thread");
             return;
@@ -217,7 +256,7 @@ impl Writer {
             while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
                 match queue.try_recv() {
                     Ok(op) => {
-                        if let WriteOp::Deposit { envelope, .. } = &op {
+                        if let Change::Deposit { envelope, .. } = &op.change {
                             bytes += envelope.len();
                         }
                         ops.push(op);
@@ -233,7 +272,39 @@ impl Writer {
         }
         drop(sync_tx);
         let _ = syncer.join();
+        if let Err(e) = self.store.sync_mark() {
+            tracing::error!(error = %e, "syncing the integrity mark");
+        }
         tracing::debug!("writer stopped");
+    }
+
+    /// Commits changes at once, on the caller's thread (one batch, one fsync), and returns their
+    /// outcomes in order: what the test kit's simulated server does instead of [`Writer::run`].
+    pub fn commit_now(&mut self, changes: Vec<Change>) -> Vec<Result<Outcome, Refusal>> {
+        let n = changes.len();
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| smol::channel::bounded(1)).unzip();
+        let ops = changes
+            .into_iter()
+            .zip(txs)
+            .map(|(change, tx)| WriteOp { change, done: Some(tx) })
+            .collect();
+        if let Some(applied) = self.process(ops) {
+            let generation = applied.generation;
+            match self.store.sync().and_then(|()| self.store.mark_durable(generation)) {
+                Ok(()) => applied.complete(&self.shared, self.clock.now_secs()),
+                Err(e) => {
+                    tracing::error!(error = %e, "fsync failed");
+                    let why = (ErrorCode::Internal, "the server could not store this".to_owned());
+                    applied.done.into_iter().for_each(|d| d.fail(&why));
+                }
+            }
+        }
+        rxs.into_iter()
+            .map(|rx| {
+                rx.try_recv()
+                    .unwrap_or_else(|_| Err((ErrorCode::Internal, "no outcome".to_owned())))
+            })
+            .collect()
     }
 
     fn stat(&self, p: &Pending, m: &MailboxId) -> MailboxStat {
@@ -258,6 +329,13 @@ impl Writer {
         for (m, stat) in &p.stats {
             self.store.put_mailbox(&mut batch, m, *stat);
         }
+        if batch.is_empty() {
+            // Nothing to make durable (a sweep that found nothing, acks of deleted messages):
+            // answer now, with no write and no fsync.
+            p.done.into_iter().for_each(Done::send);
+            return None;
+        }
+        self.store.put_generation(&mut batch, self.generation + 1);
         let result = self.store.apply(batch);
         tracing::trace!(ops = count, bytes = p.bytes, took = ?started.elapsed(), "batch applied");
         match result {
@@ -277,17 +355,20 @@ impl Writer {
     /// The batch is in the store: update the writer's own state now (later batches see it), and
     /// hand what must wait for durability to the sync thread.
     fn applied(&mut self, p: Pending) -> Applied {
+        self.generation += 1;
         if let Some(floor) = p.new_floor {
             self.seq_floor = floor;
         }
         for (m, stat) in p.stats {
-            if stat.count == 0 {
-                self.stats.remove(&m);
+            let before = if stat.count == 0 {
+                self.stats.remove(&m)
             } else {
-                self.stats.insert(m, stat);
-            }
+                self.stats.insert(m, stat)
+            };
+            self.total_bytes = (self.total_bytes + stat.bytes).saturating_sub(before.map_or(0, |b| b.bytes));
         }
         Applied {
+            generation: self.generation,
             next_seq: self.next_seq,
             deposited: p.deposited,
             broadcasts: p.broadcasts,
@@ -299,25 +380,20 @@ impl Writer {
     }
 
     fn apply(&mut self, batch: &mut StoreBatch, p: &mut Pending, op: WriteOp) {
-        match op {
-            WriteOp::Deposit {
+        let outcome = match op.change {
+            Change::Deposit {
                 mailbox,
                 envelope,
                 now,
-                done,
-            } => {
-                let r = self.deposit(batch, p, mailbox, envelope, now);
-                p.done.push(Done::Unit(done, r));
-            }
-            WriteOp::Ack { items, done } => {
-                let r = self.ack(batch, p, items);
-                p.done.push(Done::Unit(done, r));
-            }
-            WriteOp::Broadcast {
+                source,
+            } => self
+                .deposit(batch, p, mailbox, envelope, now, source)
+                .map(|()| Outcome::Done),
+            Change::Ack { items } => self.ack(batch, p, items).map(|()| Outcome::Done),
+            Change::Broadcast {
                 bytes,
                 from_operator,
                 expires_at,
-                done,
             } => {
                 let id = self.next_broadcast;
                 self.next_broadcast += 1;
@@ -329,20 +405,24 @@ impl Writer {
                 };
                 self.store.put_broadcast(batch, &b);
                 p.broadcasts.push(b);
-                p.done.push(Done::Id(done, Ok(id)));
+                Ok(Outcome::Id(id))
             }
-            WriteOp::PutEntry { entry, done } => {
+            Change::PutEntry { entry } => {
                 self.store.put_entry(batch, &entry);
                 p.entries.push(entry);
-                p.done.push(Done::Unit(done, Ok(())));
+                Ok(Outcome::Done)
             }
-            WriteOp::DeleteEntry { publisher, done } => {
+            Change::DeleteEntry { publisher } => {
                 self.store.delete_entry(batch, &publisher);
                 p.removed_entries.push(publisher);
-                p.done.push(Done::Unit(done, Ok(())));
+                Ok(Outcome::Done)
             }
-            WriteOp::Sweep { now } => self.sweep(batch, p, now),
-        }
+            Change::Sweep { now } => {
+                self.sweep(batch, p, now);
+                Ok(Outcome::Done)
+            }
+        };
+        p.done.push(Done(op.done, outcome));
     }
 
     fn deposit(
@@ -352,9 +432,26 @@ impl Writer {
         mailbox: MailboxId,
         envelope: Vec<u8>,
         now: u64,
+        source: std::net::IpAddr,
     ) -> Result<(), Refusal> {
         let mut stat = self.stat(p, &mailbox);
         let len = envelope.len() as u64;
+        let max_store = self.limits.max_store_bytes;
+        if max_store > 0 && self.total_bytes + p.bytes as u64 + len > max_store {
+            return Err((
+                ErrorCode::StorageFull,
+                format!("the server's storage quota of {max_store} bytes is used up: try again later"),
+            ));
+        }
+        if stat.count == 0 && !self.may_create_mailbox(source, now) {
+            return Err((
+                ErrorCode::RateLimited,
+                format!(
+                    "one address may create {} mailboxes per hour by depositing into them",
+                    self.limits.new_mailboxes_per_hour
+                ),
+            ));
+        }
         if stat.count >= self.limits.max_messages_per_mailbox {
             return Err((
                 ErrorCode::MailboxFull,
@@ -395,6 +492,24 @@ impl Writer {
         p.stats.insert(mailbox, stat);
         p.deposited.insert(mailbox);
         Ok(())
+    }
+
+    /// Counts a mailbox created by a deposit from `source` against its hourly budget.
+    fn may_create_mailbox(&mut self, source: std::net::IpAddr, now: u64) -> bool {
+        let per_hour = self.limits.new_mailboxes_per_hour;
+        if per_hour == 0 {
+            return true;
+        }
+        if self.new_mailboxes.len() > 100_000 {
+            self.new_mailboxes.clear();
+        }
+        let now_ms = now * 1000;
+        self.new_mailboxes
+            .entry(source)
+            .or_insert_with(|| {
+                meow_clock::rate::Bucket::per_window(u64::from(per_hour), std::time::Duration::from_secs(3600), now_ms)
+            })
+            .take(now_ms)
     }
 
     fn ack(

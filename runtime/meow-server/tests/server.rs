@@ -33,9 +33,7 @@ fn start(tag: &str, f: impl FnOnce(&mut ServerConfig)) -> (tempfile::TempDir, Se
 }
 
 async fn client(s: &ServerHandle) -> ServerClient {
-    ServerClient::connect(&s.local_addr().to_string(), &s.card().key)
-        .await
-        .unwrap()
+    ServerClient::connect(&s.card().address, &s.card().key).await.unwrap()
 }
 
 fn envelope(fill: u8) -> Vec<u8> {
@@ -159,35 +157,6 @@ fn quotas_and_bad_envelopes_get_clear_errors() {
 }
 
 #[test]
-fn unacknowledged_messages_expire_after_the_ttl_and_free_their_quota() {
-    let (_dir, server) = start("ttl", |cfg| {
-        cfg.message_ttl = Duration::from_secs(1);
-        cfg.sweep_interval = Duration::from_millis(100);
-        cfg.limits.max_messages_per_mailbox = 1;
-    });
-    smol::block_on(async {
-        let c = client(&server).await;
-        let key = LookupKey::generate(&mut TestRng::new(9));
-        let mailbox = MailboxId::of(&key.public());
-        c.deposit(mailbox, envelope(7)).await.unwrap();
-        assert!(
-            c.deposit(mailbox, envelope(8)).await.is_err(),
-            "the quota of one is used"
-        );
-        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
-        assert_eq!(got.messages.len(), 1, "kept until it expires");
-        // Expiry has a one-second granularity: two and a half seconds is past it in every case.
-        smol::Timer::after(Duration::from_millis(2500)).await;
-        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
-        assert!(got.messages.is_empty(), "expired and removed");
-        c.deposit(mailbox, envelope(9)).await.unwrap();
-        let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
-        assert_eq!(got.messages.len(), 1);
-        assert_eq!(got.messages[0].envelope[1], 9, "the quota was freed for new mail");
-    });
-}
-
-#[test]
 fn broadcasts_reach_pollers_and_users_need_permission() {
     let mut rng = TestRng::new(3);
     let operator = BroadcastKey::generate(&mut rng);
@@ -302,7 +271,7 @@ fn directory_publish_search_random_withdraw() {
 #[test]
 fn sealed_datagrams_deposit_and_poll_and_replays_do_nothing() {
     let (_dir, server) = start("udp", |_| {});
-    let udp = server.udp_addr().unwrap().to_string();
+    let udp = meow_proto::Address::Udp(server.udp_addr().unwrap().to_string());
     let key = LookupKey::generate(&mut TestRng::new(5));
     let mailbox = MailboxId::of(&key.public());
     smol::block_on(async {
@@ -360,5 +329,101 @@ fn messages_survive_a_restart() {
         let got = c.poll(&[&key], 10, Duration::ZERO, 0).await.unwrap();
         assert_eq!(got.messages.len(), 1);
         assert_eq!(got.messages[0].envelope, envelope(9));
+    });
+}
+
+/// The size of every file under `dir`.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        disk_usage(&p)
+                    } else {
+                        // Blocks really used: the journal is preallocated sparse.
+                        std::os::unix::fs::MetadataExt::blocks(&e.metadata().unwrap()) * 512
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn code(e: &meow_net::ClientError) -> Option<ErrorCode> {
+    match e {
+        meow_net::ClientError::Server { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn one_session_cannot_store_more_than_its_budget() {
+    // Default limits: a session spraying the largest envelopes into made-up mailboxes. The
+    // server's clock stands still, so the budget does not refill while the test runs.
+    let clock = meow_clock::VirtualClock::new(1_800_000_000_000);
+    let (dir, server) = start("session-budget", |cfg| cfg.clock = clock.shared());
+    let before = disk_usage(dir.path());
+    let budget = server_budget();
+    smol::block_on(async {
+        let c = client(&server).await;
+        let mut big = vec![7u8; meow_proto::padding::MAX_ENVELOPE];
+        big[0] = 1;
+        let mut stored = 0u64;
+        let mut refusal = None;
+        for i in 0..2000u32 {
+            let mut m = [0u8; 16];
+            m[..4].copy_from_slice(&i.to_be_bytes());
+            match c.deposit(MailboxId(m), big.clone()).await {
+                Ok(()) => stored += big.len() as u64,
+                Err(e) => {
+                    refusal = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = refusal.expect("the session was cut off");
+        assert_eq!(code(&e), Some(ErrorCode::RateLimited), "{e}");
+        assert!(e.to_string().contains("one session may deposit"), "{e}");
+        assert!(stored <= budget, "{stored} bytes stored, budget {budget}");
+        // The refusal is per session and per address, not the end of the session.
+        assert!(c.info().await.is_ok());
+    });
+    let grown = disk_usage(dir.path()).saturating_sub(before);
+    assert!(grown < budget + budget / 2, "the data folder grew by {grown} bytes");
+}
+
+fn server_budget() -> u64 {
+    meow_server::Limits::default().session_deposits.bytes
+}
+
+#[test]
+fn new_mailboxes_and_the_whole_store_have_their_own_budgets() {
+    let (_dir, server) = start("store-budgets", |cfg| {
+        cfg.limits.new_mailboxes_per_hour = 20;
+        cfg.limits.max_store_bytes = 64 * 1024;
+    });
+    smol::block_on(async {
+        let c = client(&server).await;
+        let mailbox = |i: u8| MailboxId([i; 16]);
+        for i in 0..20 {
+            c.deposit(mailbox(i), envelope(i)).await.unwrap();
+        }
+        let e = c.deposit(mailbox(200), envelope(1)).await.unwrap_err();
+        assert_eq!(code(&e), Some(ErrorCode::RateLimited), "{e}");
+        assert!(e.to_string().contains("mailboxes per hour"), "{e}");
+        // Existing mailboxes still take mail, until the store's quota is reached.
+        let mut refused = None;
+        for n in 0..1000 {
+            if let Err(e) = c.deposit(mailbox((n % 20) as u8), envelope(3)).await {
+                refused = Some(e);
+                break;
+            }
+        }
+        let e = refused.expect("the store quota was reached");
+        assert_eq!(code(&e), Some(ErrorCode::StorageFull), "{e}");
+        assert!(e.to_string().contains("storage quota"), "{e}");
     });
 }

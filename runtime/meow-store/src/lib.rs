@@ -8,11 +8,43 @@
 
 #![forbid(unsafe_code)]
 
+pub mod mark;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod vault;
+
+/// Opens the fjall database at `path`. fjall 3.1 stops with a panic (an assertion in its journal
+/// reader) on some overwritten journals instead of returning an error; that panic is caught here
+/// and becomes [`StoreError::Damaged`] for `what`, so a damaged store is one line, not a crash.
+/// The panic hook is quiet meanwhile: the message would be a backtrace, not an explanation.
+pub(crate) fn open_database(
+    builder: fjall::DatabaseBuilder<fjall::Database>,
+    dir: &std::path::Path,
+    what: &str,
+) -> Result<fjall::Database, StoreError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.open()));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(fjall::Error::Locked)) => Err(StoreError::Locked(dir.display().to_string())),
+        Ok(Err(fjall::Error::JournalRecovery(e))) => Err(StoreError::Damaged {
+            what: format!("{what} at {}", dir.display()),
+            problem: format!("its journal lost writes: a record in it does not read ({e:?})"),
+        }),
+        Ok(Err(e)) => Err(StoreError::Engine(e)),
+        Err(_) => Err(StoreError::Damaged {
+            what: format!("{what} at {}", dir.display()),
+            problem: "its journal lost writes: a record in it was overwritten and does not read".into(),
+        }),
+    }
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The storage engine failed (disk full, I/O error, corrupt files).
     #[error("storage: {0}")]
@@ -40,6 +72,14 @@ pub enum StoreError {
     /// A vault already exists.
     #[error("a MEOW home already exists at {0}")]
     VaultExists(String),
+    /// The store lost writes or its integrity mark is gone (what happened, in one line).
+    #[error("{what} is damaged: {problem}; restore it from a backup, or see `meow doctor`")]
+    Damaged {
+        /// Which store.
+        what: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A cryptographic failure while sealing or opening.
     #[error("vault crypto: {0}")]
     Crypto(#[from] meow_proto::crypto::CryptoError),

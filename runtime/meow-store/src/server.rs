@@ -22,6 +22,8 @@ use meow_proto::wire::StoredMessage;
 use crate::StoreError;
 
 const SEQ_FLOOR_KEY: &[u8] = b"seq_floor";
+const GENERATION_KEY: &[u8] = b"generation";
+const MARK_FILE: &str = "store.mark";
 
 /// What the server keeps in memory about one non-empty mailbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,7 +103,7 @@ pub struct StoredEntry {
     pub bytes: Vec<u8>,
 }
 
-/// The server's fjall database.
+/// The server's fjall database, with its integrity mark (`store.mark`, see [`crate::mark`]).
 #[derive(Clone)]
 pub struct ServerStore {
     db: Database,
@@ -110,6 +112,8 @@ pub struct ServerStore {
     meta: Keyspace,
     broadcasts: Keyspace,
     directory: Keyspace,
+    mark: std::sync::Arc<crate::mark::Mark<crate::mark::Checksum>>,
+    integrity: crate::mark::Integrity,
 }
 
 impl std::fmt::Debug for ServerStore {
@@ -123,6 +127,13 @@ pub struct StoreBatch {
     batch: WriteBatch,
 }
 
+impl StoreBatch {
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
 impl std::fmt::Debug for StoreBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StoreBatch({} ops)", self.batch.len())
@@ -130,18 +141,97 @@ impl std::fmt::Debug for StoreBatch {
 }
 
 impl ServerStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`; fails with [`StoreError::Damaged`] if it lost
+    /// writes.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(dir.join("store")).worker_threads(1).open()?;
+        let store = Self::inspect(dir)?;
+        match store.integrity.problem() {
+            Some(problem) => Err(StoreError::Damaged {
+                what: format!("the server store at {}", dir.display()),
+                problem,
+            }),
+            None => Ok(store),
+        }
+    }
+
+    /// Opens the store in `dir` even if it lost writes (for `meow doctor`).
+    pub fn inspect(dir: &Path) -> Result<Self, StoreError> {
+        let db = crate::open_database(
+            Database::builder(dir.join("store")).worker_threads(1),
+            dir,
+            "the server store",
+        )?;
         let opts = KeyspaceCreateOptions::default;
+        let meta = db.keyspace("meta", opts)?;
+        let generation = match meta.get(GENERATION_KEY)? {
+            Some(v) => be_u64(&v).ok_or_else(|| corrupt("generation"))?,
+            None => 0,
+        };
+        let (mark, marked, mark_damaged) = crate::mark::Mark::open(&dir.join(MARK_FILE), crate::mark::Checksum)?;
+        if marked.is_none() && !mark_damaged && generation == 0 {
+            mark.write(0)?;
+        }
         Ok(Self {
             messages: db.keyspace("messages", opts)?,
             mailboxes: db.keyspace("mailboxes", opts)?,
-            meta: db.keyspace("meta", opts)?,
+            meta,
             broadcasts: db.keyspace("broadcasts", opts)?,
             directory: db.keyspace("directory", opts)?,
             db,
+            mark: std::sync::Arc::new(mark),
+            integrity: crate::mark::Integrity {
+                generation,
+                mark: marked,
+                mark_damaged,
+            },
         })
+    }
+
+    /// What the integrity mark found when the store was opened.
+    pub fn integrity(&self) -> crate::mark::Integrity {
+        self.integrity
+    }
+
+    /// Accepts the store as it is: its mark is reset to the current generation.
+    pub fn accept_as_is(&self) -> Result<(), StoreError> {
+        self.mark.reset(self.integrity.generation)
+    }
+
+    /// Records the generation of a batch (its last write).
+    pub fn put_generation(&self, b: &mut StoreBatch, generation: u64) {
+        b.batch.insert(&self.meta, GENERATION_KEY, generation.to_be_bytes());
+    }
+
+    /// Records in the mark that `generation` is durable (call after [`Self::sync`]).
+    pub fn mark_durable(&self, generation: u64) -> Result<(), StoreError> {
+        self.mark.write(generation)
+    }
+
+    /// Makes the mark itself durable (when the server stops).
+    pub fn sync_mark(&self) -> Result<(), StoreError> {
+        self.mark.sync()
+    }
+
+    /// Messages and envelope bytes actually stored per mailbox (`oldest_expiry` left at 0), and
+    /// the number of records that are not messages (for `meow doctor`, which compares them with
+    /// the statistics).
+    pub fn count_messages(&self) -> Result<(HashMap<MailboxId, MailboxStat>, usize), StoreError> {
+        let (mut out, mut bad) = (HashMap::<MailboxId, MailboxStat>::new(), 0);
+        for kv in self.messages.iter() {
+            let (k, v) = kv.into_inner()?;
+            let Some(id) = k.get(..16).and_then(|m| <[u8; 16]>::try_from(m).ok()) else {
+                bad += 1;
+                continue;
+            };
+            if k.len() != 24 || v.len() < 16 || !meow_proto::padding::is_class_size(v.len() - 16) {
+                bad += 1;
+                continue;
+            }
+            let e = out.entry(MailboxId(id)).or_default();
+            e.count += 1;
+            e.bytes += (v.len() - 16) as u64;
+        }
+        Ok((out, bad))
     }
 
     /// Every non-empty mailbox's statistics.

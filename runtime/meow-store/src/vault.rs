@@ -7,6 +7,11 @@
 //!   table and logical key, and its value is `nonce || AES-256-GCM(table, logical key, value)`
 //!   with the physical key as associated data. No name, text or key byte is stored in clear.
 //!
+//! - `vault.mark`: the integrity mark ([`crate::mark`]): the generation of the last durable commit,
+//!   sealed under the data key. A vault whose records are behind its mark lost writes and is not
+//!   opened ([`Vault::open`] fails with [`StoreError::Damaged`]); [`Vault::inspect`] opens it
+//!   anyway for `meow doctor`.
+//!
 //! The data key is random and never derived from the password directly, so changing the password
 //! only rewraps it. Keys zeroize on drop.
 
@@ -20,6 +25,10 @@ use zeroize::Zeroizing;
 use crate::StoreError;
 
 const META_FILE: &str = "vault.meta";
+const MARK_FILE: &str = "vault.mark";
+const MARK_AAD: &[u8] = b"meow/v1/vault-mark";
+/// The generation record's logical key (in [`Table::State`]).
+const GENERATION_KEY: &[u8] = b"generation";
 const MAGIC: &[u8; 9] = b"MEOWVAULT";
 const VERSION: u8 = 1;
 const WRAP_AAD: &[u8] = b"meow/v1/vault-key";
@@ -27,6 +36,7 @@ const WRAP_AAD: &[u8] = b"meow/v1/vault-key";
 /// The parts of the vault: each is a namespace of logical keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Table {
     /// Identity and settings.
     Profile = 1,
@@ -50,6 +60,26 @@ pub enum Table {
     Recipes = 10,
     /// Counters and small state.
     State = 11,
+    /// Events waiting to be handed to plugins and recipes.
+    Events = 12,
+}
+
+impl Table {
+    /// Every table, with its name.
+    pub const ALL: [(Table, &'static str); 12] = [
+        (Table::Profile, "profile"),
+        (Table::Servers, "servers"),
+        (Table::Contacts, "contacts"),
+        (Table::Invitations, "invitations"),
+        (Table::Outbox, "outbox"),
+        (Table::Inbox, "inbox"),
+        (Table::Seen, "seen"),
+        (Table::Groups, "groups"),
+        (Table::Kv, "plugin kv"),
+        (Table::Recipes, "recipes"),
+        (Table::State, "state"),
+        (Table::Events, "events"),
+    ];
 }
 
 /// The plaintext header of a vault.
@@ -99,6 +129,26 @@ impl Decode for Meta {
 /// A decrypted record: logical key and value (zeroized on drop).
 pub type Record = (Vec<u8>, Zeroizing<Vec<u8>>);
 
+/// The vault's mark seal: the generation encrypted under the data key.
+struct MarkSeal(AeadKey);
+
+impl crate::mark::Seal for MarkSeal {
+    const LEN: usize = NONCE_LEN + 8 + 16;
+
+    fn seal(&self, generation: u64) -> Vec<u8> {
+        let nonce: [u8; NONCE_LEN] = crypto::random_bytes(&mut meow_proto::os_rng());
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&self.0.seal(&nonce, MARK_AAD, &generation.to_le_bytes()));
+        out
+    }
+
+    fn open(&self, slot: &[u8]) -> Option<u64> {
+        let nonce: [u8; NONCE_LEN] = slot.get(..NONCE_LEN)?.try_into().ok()?;
+        let plain = self.0.open(&nonce, MARK_AAD, slot.get(NONCE_LEN..)?).ok()?;
+        Some(u64::from_le_bytes(plain.as_slice().try_into().ok()?))
+    }
+}
+
 /// An open vault.
 pub struct Vault {
     dir: PathBuf,
@@ -106,6 +156,19 @@ pub struct Vault {
     records: Keyspace,
     index: SecretKey,
     data: AeadKey,
+    /// The generation of the last commit; held while committing, so that generations follow
+    /// the order of commits.
+    generation: parking_lot::Mutex<u64>,
+    mark: crate::mark::Mark<MarkSeal>,
+    integrity: crate::mark::Integrity,
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        if let Err(e) = self.mark.sync() {
+            tracing::warn!("syncing the vault's integrity mark: {e}");
+        }
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -167,33 +230,78 @@ impl Vault {
             wrapped,
         };
         write_atomic(&dir.join(META_FILE), &meta.to_bytes())?;
+        let _ = std::fs::remove_file(dir.join(MARK_FILE));
         Self::open_with(dir, &dek)
     }
 
     /// Opens the vault in `dir`; fails with [`StoreError::WrongPassword`] and changes nothing if
-    /// the password is wrong.
+    /// the password is wrong, and with [`StoreError::Damaged`] if it lost writes.
     pub fn open(dir: &Path, password: &[u8]) -> Result<Self, StoreError> {
+        let v = Self::inspect(dir, password)?;
+        match v.integrity.problem() {
+            Some(problem) => Err(StoreError::Damaged {
+                what: format!("the home at {}", dir.display()),
+                problem,
+            }),
+            None => Ok(v),
+        }
+    }
+
+    /// Opens the vault in `dir` even if it lost writes: [`Vault::integrity`] says what its mark
+    /// found (`meow doctor` reports it, and [`Vault::accept_as_is`] makes peace with it).
+    pub fn inspect(dir: &Path, password: &[u8]) -> Result<Self, StoreError> {
         let dek = unlock(dir, password)?;
         Self::open_with(dir, &dek)
     }
 
+    /// What the integrity mark found when the vault was opened.
+    pub fn integrity(&self) -> crate::mark::Integrity {
+        self.integrity
+    }
+
+    /// Accepts the vault as it is now: the mark is reset to its current generation.
+    pub fn accept_as_is(&self) -> Result<(), StoreError> {
+        let generation = self.generation.lock();
+        self.mark.reset(*generation)
+    }
+
     fn open_with(dir: &Path, dek: &SecretKey) -> Result<Self, StoreError> {
-        let db = Database::builder(dir.join("data"))
-            .worker_threads(1)
-            .open()
-            .map_err(|e| match e {
-                fjall::Error::Locked => StoreError::Locked(dir.display().to_string()),
-                e => StoreError::Engine(e),
-            })?;
+        let db = crate::open_database(Database::builder(dir.join("data")).worker_threads(1), dir, "the home")?;
         let records = db.keyspace("records", KeyspaceCreateOptions::default)?;
         let (index, data) = data_keys(dek);
-        Ok(Self {
+        let (mark, marked, mark_damaged) = crate::mark::Mark::open(
+            &dir.join(MARK_FILE),
+            MarkSeal(AeadKey::new(&dek.expand(b"meow/v1/vault-mark"))),
+        )?;
+        let mut v = Self {
             dir: dir.to_owned(),
             db,
             records,
             index,
             data,
-        })
+            generation: parking_lot::Mutex::new(0),
+            mark,
+            integrity: crate::mark::Integrity {
+                generation: 0,
+                mark: marked,
+                mark_damaged,
+            },
+        };
+        let generation = match v.get(Table::State, GENERATION_KEY)? {
+            Some(b) => u64::from_le_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("the vault's generation record".into()))?,
+            ),
+            None => 0,
+        };
+        v.integrity.generation = generation;
+        *v.generation.get_mut() = generation;
+        if marked.is_none() && !mark_damaged && generation == 0 {
+            // A new vault, or one from before the mark existed.
+            v.mark.write(0)?;
+        }
+        Ok(v)
     }
 
     /// Replaces the password (and optionally the Argon2id parameters).
@@ -292,6 +400,19 @@ impl Vault {
         Ok(out)
     }
 
+    /// Every record of a table that opens, and how many do not (for `meow doctor`).
+    pub fn scan_tolerant(&self, table: Table) -> Result<(Vec<Record>, usize), StoreError> {
+        let (mut out, mut damaged) = (Vec::new(), 0);
+        for kv in self.records.prefix(self.table_prefix(table)) {
+            let (k, v) = kv.into_inner()?;
+            match self.open_record(&k, &v) {
+                Ok(r) => out.push(r),
+                Err(_) => damaged += 1,
+            }
+        }
+        Ok((out, damaged))
+    }
+
     /// Number of records in a table.
     pub fn count(&self, table: Table) -> usize {
         self.records.prefix(self.table_prefix(table)).count()
@@ -320,10 +441,21 @@ impl VaultBatch<'_> {
         self.batch.remove(&self.vault.records, pk);
     }
 
-    /// Commits atomically; returns once on disk.
-    pub fn commit(self) -> Result<(), StoreError> {
+    /// Commits atomically; returns once on disk. The commit carries the next generation, which
+    /// the integrity mark records once it is durable.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let vault = self.vault;
+        let mut generation = vault.generation.lock();
+        let next = *generation + 1;
+        self.put(
+            Table::State,
+            GENERATION_KEY,
+            &next.to_le_bytes(),
+            &mut meow_proto::os_rng(),
+        );
         self.batch.commit()?;
-        Ok(())
+        *generation = next;
+        vault.mark.write(next)
     }
 
     /// Number of changes.
@@ -449,6 +581,84 @@ mod tests {
         Vault::change_password(&home, b"pw", b"new", None, &mut rng).unwrap();
         assert!(matches!(Vault::open(&home, b"pw"), Err(StoreError::WrongPassword)));
         drop(Vault::open(&home, b"new").unwrap());
+    }
+
+    #[test]
+    fn a_truncated_or_overwritten_journal_is_reported_not_silently_lost() {
+        for truncate in [true, false] {
+            let dir = tempdir();
+            let home = dir.path().join("home");
+            let mut rng = TestRng::new(3);
+            {
+                let v = Vault::create(&home, b"pw", KdfParams::TESTING, &mut rng).unwrap();
+                for i in 0..200u32 {
+                    let mut b = v.batch();
+                    b.put(Table::Inbox, &i.to_be_bytes(), &[7u8; 300], &mut rng);
+                    b.commit().unwrap();
+                }
+            }
+            assert_eq!(Vault::open(&home, b"pw").unwrap().count(Table::Inbox), 200);
+            crate::testing::damage_journal(&home, truncate);
+            let err = Vault::open(&home, b"pw").map(|_| ()).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Damaged { problem, .. } if problem.contains("lost its last")),
+                "truncate={truncate}: {err}"
+            );
+            // The doctor's view: opened anyway, the loss stated; accepted, it opens again.
+            let v = Vault::inspect(&home, b"pw").unwrap();
+            assert!(v.integrity().problem().is_some());
+            assert!(v.count(Table::Inbox) < 200);
+            v.accept_as_is().unwrap();
+            drop(v);
+            drop(Vault::open(&home, b"pw").unwrap());
+        }
+    }
+
+    /// Wherever a journal is overwritten, opening it is an answer (open, or a one-line error),
+    /// never a crash: fjall 3.1 asserts on some damaged entries, and that panic is caught.
+    #[test]
+    fn an_overwrite_anywhere_in_the_journal_never_crashes_the_open() {
+        let mut damaged = 0;
+        for per_mille in (0..1000).step_by(37) {
+            let dir = tempdir();
+            let home = dir.path().join("home");
+            let mut rng = TestRng::new(5);
+            {
+                let v = Vault::create(&home, b"pw", KdfParams::TESTING, &mut rng).unwrap();
+                for i in 0..40u32 {
+                    let mut b = v.batch();
+                    b.put(Table::Inbox, &i.to_be_bytes(), &[7u8; 200], &mut rng);
+                    b.commit().unwrap();
+                }
+            }
+            crate::testing::damage_journal_at(&home, false, per_mille);
+            match Vault::open(&home, b"pw") {
+                Ok(v) => assert_eq!(
+                    v.count(Table::Inbox),
+                    40,
+                    "at {per_mille}: opened, so nothing may be lost"
+                ),
+                Err(StoreError::Damaged { .. }) => damaged += 1,
+                Err(e) => panic!("at {per_mille}: {e}"),
+            }
+        }
+        assert!(damaged > 0, "some overwrite must be noticed");
+    }
+
+    #[test]
+    fn a_missing_mark_on_a_used_vault_is_reported() {
+        let dir = tempdir();
+        let home = dir.path().join("home");
+        let mut rng = TestRng::new(4);
+        {
+            let v = Vault::create(&home, b"pw", KdfParams::TESTING, &mut rng).unwrap();
+            let mut b = v.batch();
+            b.put(Table::Inbox, b"1", b"x", &mut rng);
+            b.commit().unwrap();
+        }
+        std::fs::remove_file(home.join(MARK_FILE)).unwrap();
+        let err = Vault::open(&home, b"pw").map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("integrity mark is missing"), "{err}");
     }
 
     /// Whether any file under `dir` contains `needle`.

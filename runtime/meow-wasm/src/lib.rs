@@ -3,6 +3,11 @@
 //!
 //! - One [`Store`] per instance, with a memory cap; an epoch deadline per call (a ticker thread
 //!   advances the epoch every 10 ms), so a plugin that loops is stopped, not waited for.
+//! - No guest can wait inside WASI: waiting there (a sleep, a poll with nothing ready) is the
+//!   only way WASI blocks with the empty context below, and `wasi:io/poll` is replaced by a
+//!   version that answers what is ready now and stops the instance instead of waiting (a plugin
+//!   that wants to wait sets a meow timer). So calls stay synchronous and cheap, and the epoch
+//!   deadline bounds them all.
 //! - After any trap the instance is unusable; the runtime makes a new one (instantiation from a
 //!   prepared component takes tens of microseconds).
 //! - Compiled components are cached on disk, keyed by the engine's compatibility hash and the
@@ -10,10 +15,10 @@
 //! - WASI is linked with an empty context (no files, environment, clocks beyond WASI's, or
 //!   network): a Rust guest imports it even when it does no I/O.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use meow_plugin::{Event, Failure, Host, HostError, Instance, Level, Limits, Plugin};
@@ -231,6 +236,7 @@ impl WasmEngine {
         let engine = Engine::new(&cfg).map_err(|e| EngineError(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError(e.to_string()))?;
+        refuse_waiting(&mut linker).map_err(|e| EngineError(e.to_string()))?;
         Bot::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| EngineError(e.to_string()))?;
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -295,7 +301,7 @@ impl WasmEngine {
     }
 
     fn prepare(&self, plugin: &Plugin) -> Result<InstancePre<State>, Failure> {
-        if let Some(p) = self.prepared.lock().ok().and_then(|m| m.get(&plugin.sha256).cloned()) {
+        if let Some(p) = self.prepared.lock().get(&plugin.sha256).cloned() {
             return Ok(p);
         }
         let component = self.component(plugin)?;
@@ -303,9 +309,7 @@ impl WasmEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| Failure::Stopped(format!("cannot link: {e} (is it built against the meow:bot world?)")))?;
-        if let Ok(mut m) = self.prepared.lock() {
-            m.insert(plugin.sha256.clone(), pre.clone());
-        }
+        self.prepared.lock().insert(plugin.sha256.clone(), pre.clone());
         Ok(pre)
     }
 }
@@ -315,6 +319,9 @@ fn ticks(call_ms: u64) -> u64 {
 }
 
 fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
+    if let Some(w) = e.downcast_ref::<WouldBlock>() {
+        return w.to_string();
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!("exceeded its time budget of {} ms for one call", limits.call_ms),
         Some(Trap::OutOfFuel) => "ran out of fuel".to_owned(),
@@ -339,8 +346,43 @@ impl std::fmt::Debug for WasmInstance {
     }
 }
 
+/// A guest tried to wait inside WASI.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "tried to wait inside WASI (a sleep, or a poll with nothing ready): plugins may not block a call; set a meow timer instead"
+)]
+struct WouldBlock;
+
+/// Replaces `wasi:io/poll`'s two waiting functions (`poll` and `pollable.block`) with versions
+/// that answer at once: what is ready now, or the [`WouldBlock`] trap. The rest of WASI never
+/// waits with an empty context (no files, sockets or stdin; output is discarded).
+fn refuse_waiting(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    use wasmtime_wasi::p2::bindings::io::poll::{Host, HostPollable};
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance("wasi:io/poll@0.2.12")?;
+    poll.func_wrap("poll", |mut cx, (list,): (Vec<Resource<DynPollable>>,)| {
+        let table = &mut cx.data_mut().table;
+        Ok((now_or_refuse(Host::poll(table, list))?,))
+    })?;
+    poll.func_wrap("[method]pollable.block", |mut cx, (p,): (Resource<DynPollable>,)| {
+        let table = &mut cx.data_mut().table;
+        now_or_refuse(HostPollable::block(table, p))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The value of `f` if it is ready at its first poll; else the [`WouldBlock`] trap.
+fn now_or_refuse<T>(f: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+    wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
+        wasmtime_wasi::runtime::poll_noop(std::pin::pin!(f)).unwrap_or_else(|| Err(wasmtime::Error::new(WouldBlock)))
+    })
+}
+
 impl WasmInstance {
-    fn outcome(&self, r: wasmtime::Result<Result<(), String>>) -> Result<(), Failure> {
+    fn outcome(&mut self, r: wasmtime::Result<Result<(), String>>) -> Result<(), Failure> {
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Failure::Error(e)),
@@ -358,7 +400,8 @@ impl Instance for WasmInstance {
 
     fn handle(&mut self, event: &Event) -> Result<(), Failure> {
         self.store.set_epoch_deadline(ticks(self.limits.call_ms));
-        let r = self.bot.call_handle(&mut self.store, &wit_event(event));
+        let ev = wit_event(event);
+        let r = self.bot.call_handle(&mut self.store, &ev);
         self.outcome(r)
     }
 }

@@ -233,8 +233,44 @@ pub fn duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// Parses a size in bytes: `512`, `64KiB`, `16MiB`, `1GiB` (or KB, MB, GB: powers of 1000).
+pub fn size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {text:?} (examples: 512, 64KiB, 16MiB, 1GiB)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {text:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::size("512"), Ok(512));
+        assert_eq!(super::size("64KiB"), Ok(65_536));
+        assert_eq!(super::size("1 GiB"), Ok(1 << 30));
+        assert_eq!(super::size("2MB"), Ok(2_000_000));
+        assert!(super::size("12 parsecs").is_err());
+        assert!(super::size("MiB").is_err());
+    }
+
     #[test]
     fn durations() {
         use std::time::Duration;

@@ -1,6 +1,7 @@
 //! `meow bench`: benchmarks that run against real processes and print figures for BENCHMARKS.md.
 
 pub mod group;
+pub mod lora;
 pub mod mqtt;
 pub mod plugins;
 pub mod server;

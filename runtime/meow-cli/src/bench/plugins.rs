@@ -6,70 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meow_plugin::{Engine, Event, Host, HostError, Level, Limits, MessageEvent, NodeInfo, Plugin, Services};
+use meow_plugin::{Engine, Event, Host, Limits, MessageEvent, Plugin};
+use meow_testkit::NullServices as Null;
 
 use super::Samples;
-
-/// Services that do nothing: the benchmark measures the plugin boundary, not the runtime.
-struct Null;
-
-impl Services for Null {
-    fn send(&self, _: &str, _: &str, _: &str, _: Vec<u8>) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn reply(&self, _: &str, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn kv_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(None)
-    }
-    fn kv_set(&self, _: &str, _: &str, _: &[u8]) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn kv_delete(&self, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn kv_list(&self, _: &str, _: &str) -> Result<Vec<String>, HostError> {
-        Ok(vec![])
-    }
-    fn set_timer(&self, _: &str, _: &str, _: u64, _: bool) -> Result<u64, HostError> {
-        Ok(1)
-    }
-    fn cancel_timer(&self, _: &str, _: u64) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn node_info(&self, i: &str) -> NodeInfo {
-        NodeInfo {
-            instance: i.into(),
-            nickname: None,
-            fingerprint: String::new(),
-            contacts: vec![],
-            now: 0,
-        }
-    }
-    fn log(&self, _: &str, _: Level, _: &str) {}
-    fn group_send(&self, _: &str, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn group_names(&self, _: &str) -> Result<Vec<String>, HostError> {
-        Ok(vec![])
-    }
-    fn group_members(&self, _: &str, _: &str) -> Result<Vec<String>, HostError> {
-        Ok(vec![])
-    }
-    fn broadcast(&self, _: &str, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn directory_publish(&self, _: &str, _: &str, _: Vec<String>) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn directory_withdraw(&self, _: &str) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn directory_search(&self, _: &str, _: &str) -> Result<Vec<meow_plugin::DirectoryListing>, HostError> {
-        Ok(vec![])
-    }
-}
 
 fn message(size: usize) -> Event {
     let body = vec![b'x'; size];
@@ -81,6 +21,7 @@ fn message(size: usize) -> Event {
         body,
         sent_at: 1_800_000_000_000,
         group: None,
+        automatic: false,
     })
 }
 
@@ -162,15 +103,19 @@ fn startup(bundles: &Path, instances: usize) -> anyhow::Result<(Duration, Durati
     std::fs::write(&cfg_path, yaml)?;
     let mut times = Vec::new();
     for _ in 0..2 {
-        let cfg = crate::run::config::RunConfig::load(&cfg_path)?;
+        let cfg = meow_runtime::RunConfig::load(&cfg_path)?;
         let node = meow_node::Node::open(&home, b"bench")?;
         let t = Instant::now();
-        let running = smol::block_on(crate::run::start(&home, node, cfg, false))?;
-        while running.daemon.instances().iter().any(|(_, _, s)| !s.running) {
+        let running = smol::block_on(
+            meow_runtime::Runtime::builder(&home, node, cfg)
+                .engines(crate::engines(&home))
+                .start(),
+        )?;
+        while running.instances().iter().any(|i| !i.status.running) {
             std::thread::sleep(Duration::from_micros(200));
         }
         times.push(t.elapsed());
-        smol::block_on(running.shutdown(&home))?;
+        smol::block_on(running.shutdown())?;
     }
     let _ = std::fs::remove_dir_all(&base);
     Ok((times[0], times[1]))

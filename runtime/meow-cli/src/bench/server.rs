@@ -5,9 +5,10 @@
 //! own mailbox, and as many consumer connections long-polling those mailboxes and acknowledging
 //! what they get. A message counts once a consumer has received and acknowledged it.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -81,6 +82,7 @@ fn template_envelope(size: usize) -> anyhow::Result<Vec<u8>> {
         content: vec![0x42; size],
         rotation: None,
         rotation_ack: None,
+        automatic: false,
     };
     let sender = ContactKey::generate(&mut rng);
     let recipient = ConversationKey::generate(&mut rng).public();
@@ -92,7 +94,7 @@ pub struct ServerChild {
     child: Child,
     dir: PathBuf,
     /// Its address.
-    pub address: String,
+    pub address: meow_proto::Address,
     /// Its key.
     pub key: ServerPublic,
 }
@@ -109,6 +111,19 @@ impl ServerChild {
                 "127.0.0.1:0",
                 "--max-messages",
                 "10000000",
+                // One benchmark client is one address: it measures the server, not its limits.
+                "--max-store",
+                "0",
+                "--address-deposits",
+                "0",
+                "--address-deposit-bytes",
+                "0",
+                "--session-deposits",
+                "0",
+                "--session-deposit-bytes",
+                "0",
+                "--new-mailboxes-per-hour",
+                "0",
                 "--data",
             ])
             .arg(dir)
@@ -128,7 +143,7 @@ impl ServerChild {
             std::thread::sleep(Duration::from_millis(20));
         };
         let v: serde_json::Value = serde_json::from_str(&text)?;
-        let address = v["address"].as_str().context("address")?.to_owned();
+        let address = v["address"].as_str().context("address")?.parse()?;
         let key = meow_server::load_or_create_key(dir)?.public();
         Ok(Self {
             child,
@@ -163,7 +178,8 @@ impl RssSampler {
         let p = peak.clone();
         let task = smol::spawn(async move {
             loop {
-                if let (Some(r), Ok(mut m)) = (rss_kib(pid), p.lock()) {
+                if let Some(r) = rss_kib(pid) {
+                    let mut m = p.lock();
                     *m = (*m).max(r);
                 }
                 smol::Timer::after(Duration::from_millis(50)).await;
@@ -173,14 +189,14 @@ impl RssSampler {
     }
 
     fn peak(&self) -> u64 {
-        self.peak.lock().map(|p| *p).unwrap_or(0)
+        *self.peak.lock()
     }
 }
 
 /// One pair: a producer depositing `count` messages (paced if `interval` is set), a consumer
 /// receiving them.
 async fn meow_pair(
-    server: (String, ServerPublic),
+    server: (meow_proto::Address, ServerPublic),
     count: u64,
     window: usize,
     template: Arc<Vec<u8>>,

@@ -21,8 +21,9 @@ fn message() -> impl Strategy<Value = Message> {
         prop::collection::vec(any::<u8>(), 0..300),
         any::<Option<(u32, u64)>>(),
         any::<Option<u32>>(),
+        any::<bool>(),
     )
-        .prop_map(|(id, t, ct, content, rot, ack)| Message {
+        .prop_map(|(id, t, ct, content, rot, ack, automatic)| Message {
             id: MessageId(id),
             sent_at_ms: t,
             content_type: ContentType(ct),
@@ -36,6 +37,7 @@ fn message() -> impl Strategy<Value = Message> {
                 }
             }),
             rotation_ack: ack,
+            automatic,
         })
 }
 
@@ -166,5 +168,44 @@ proptest! {
         let _ = meow_proto::Conversation::from_bytes(&bytes);
         let _ = meow_proto::group::GroupPayload::from_bytes(&bytes);
         let _ = UncheckedCard::from_bytes(&bytes).map(|c| c.check(0));
+        let _ = meow_proto::upgrade::UpgradeMessage::from_bytes(&bytes);
+        let _ = meow_proto::ratchet::Ratchet::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn upgrade_steps_round_trip(
+        kind in any::<bool>(),
+        a in any::<[u8; 32]>(),
+        b in any::<[u8; 32]>(),
+        pq in any::<Option<u8>>(),
+    ) {
+        use meow_proto::crypto::{PQ_ENC_LEN, PQ_PUBLIC_LEN};
+        use meow_proto::upgrade::UpgradeMessage;
+        let step = if kind {
+            UpgradeMessage::Offer { ratchet: a, pq: pq.map(|x| vec![x; PQ_PUBLIC_LEN]) }
+        } else {
+            UpgradeMessage::Accept { offer: a, ratchet: b, pq: pq.map(|x| vec![x; PQ_ENC_LEN]) }
+        };
+        let bytes = step.to_bytes();
+        prop_assert_eq!(UpgradeMessage::from_bytes(&bytes).unwrap(), step);
+        prop_assert!(UpgradeMessage::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// A conversation's stored form survives every stage of the upgrade.
+    #[test]
+    fn conversation_states_round_trip(seed in any::<u64>(), steps in 0usize..6) {
+        use meow_proto::conversation::Conversation;
+        let mut rng = TestRng::new(seed);
+        let (mut a, mut b) = meow_proto::testing::conversation_pair(&mut rng);
+        a.offer_upgrade(seed % 2 == 0, 0, &mut rng);
+        for i in 0..steps {
+            let (from, to) = if i % 2 == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+            let out = from.seal(ContentType::CONTROL, Vec::new(), 1, &mut rng).unwrap();
+            to.open(&out.mailbox, &out.envelope, 2, &mut rng).unwrap();
+            for c in [&*from, &*to] {
+                let bytes = c.to_bytes();
+                prop_assert_eq!(Conversation::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+            }
+        }
     }
 }

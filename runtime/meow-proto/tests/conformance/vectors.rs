@@ -12,6 +12,7 @@ use meow_proto::envelope::{self, ContentType, Message, MessageId, RotationOffer}
 use meow_proto::server_card::ServerCard;
 use meow_proto::session::{self, ClientHandshake};
 use meow_proto::testing::TestRng;
+use meow_proto::upgrade;
 use meow_proto::wire::{
     AckItem, MailboxAuth, Request, RequestFrame, Response, ResponseFrame, ServerInfo, StoredMessage,
 };
@@ -54,7 +55,7 @@ fn sample_card(rng: &mut TestRng, role: CardRole, answers: Option<&Card>) -> (Co
         conversation: ConversationKey::generate(rng).public(),
         lookup: LookupKey::generate(rng).public(),
         servers: vec![ServerRef {
-            address: "192.0.2.7:7070".into(),
+            address: Address::Tcp("192.0.2.7:7070".into()),
             key: ServerKey::generate(rng).public(),
         }],
         nickname: Some("alice".into()),
@@ -117,8 +118,8 @@ fn gen_envelopes() -> Value {
     let other = ContactKey::generate(&mut rng);
     let mut cases = Vec::new();
     let messages = [
-        ("lora text", ContentType::TEXT, b"t=21.5C".to_vec(), None, None),
-        ("json 1 KiB", ContentType::JSON, vec![b'7'; 1024], None, None),
+        ("lora text", ContentType::TEXT, b"t=21.5C".to_vec(), None, None, false),
+        ("json 1 KiB", ContentType::JSON, vec![b'7'; 1024], None, None, false),
         (
             "rotation offer and ack",
             ContentType::CONTROL,
@@ -129,9 +130,18 @@ fn gen_envelopes() -> Value {
                 lookup: LookupKey::generate(&mut rng).public(),
             }),
             Some(2),
+            false,
+        ),
+        (
+            "automatic reply",
+            ContentType::TEXT,
+            b"echo: hi".to_vec(),
+            None,
+            None,
+            true,
         ),
     ];
-    for (name, content_type, content, rotation, rotation_ack) in messages {
+    for (name, content_type, content, rotation, rotation_ack, automatic) in messages {
         let m = Message {
             id: MessageId::random(&mut rng),
             sent_at_ms: NOW * 1000,
@@ -139,6 +149,7 @@ fn gen_envelopes() -> Value {
             content,
             rotation,
             rotation_ack,
+            automatic,
         };
         let env = envelope::seal(&m, &sender, &recipient.public(), &mut rng).unwrap();
         cases.push(json!({"name": name, "message_hex": hex(&m.to_bytes()), "envelope_hex": hex(&env)}));
@@ -350,7 +361,7 @@ fn gen_objects() -> Value {
     let mut rng = TestRng::new(600);
     let server = ServerCard {
         name: "home".into(),
-        address: "192.0.2.7:7070".into(),
+        address: Address::Tcp("192.0.2.7:7070".into()),
         key: ServerKey::generate(&mut rng).public(),
     };
     let b = Broadcast::sign(&BroadcastKey::generate(&mut rng), NOW, "water is safe again");
@@ -383,6 +394,144 @@ fn gen_objects() -> Value {
     })
 }
 
+/// One scripted conversation for `ratchet.json`. Events in order: `send` (the sender seals
+/// `plaintext`), `deliver` (the recipient opens message `id`). Losses and reordering included.
+const RATCHET_SCRIPT: &[(&str, usize)] = &[
+    ("send a", 0),
+    ("send a", 1),
+    ("deliver", 1),
+    ("send b", 2),
+    ("deliver", 0),
+    ("deliver", 2),
+    ("send a", 3),
+    ("send a", 4),
+    ("send a", 5),
+    ("deliver", 5),
+    ("deliver", 3),
+    ("send b", 6),
+    ("deliver", 6),
+    ("send a", 7),
+    ("deliver", 7),
+];
+
+const RATCHET_AD: &[u8] = b"meow ratchet vectors";
+
+struct RatchetParty {
+    state: ratchet::Ratchet,
+    keys: TestRng,
+}
+
+fn ratchet_parties(root: &crypto::SecretKey, a: [u8; 32], b: [u8; 32]) -> [RatchetParty; 2] {
+    let (a, b) = (crypto::DhSecret::from_bytes(a), crypto::DhSecret::from_bytes(b));
+    let (a_pub, b_pub) = (a.public(), b.public());
+    let mut b_keys = TestRng::new(702);
+    let bob = ratchet::Ratchet::start_second(root, b, a_pub, &mut b_keys).unwrap();
+    [
+        RatchetParty {
+            state: ratchet::Ratchet::start_first(root, a, b_pub).unwrap(),
+            keys: TestRng::new(701),
+        },
+        RatchetParty {
+            state: bob,
+            keys: b_keys,
+        },
+    ]
+}
+
+fn ratchet_text(id: usize) -> Vec<u8> {
+    format!("message {id}").into_bytes()
+}
+
+fn gen_ratchet() -> Value {
+    let mut rng = TestRng::new(700);
+    let root = crypto::SecretKey::generate(&mut rng);
+    let (a, b) = (
+        crypto::random_bytes::<32>(&mut rng),
+        crypto::random_bytes::<32>(&mut rng),
+    );
+    let mut parties = ratchet_parties(&root, a, b);
+    let mut nonces = TestRng::new(703);
+    let mut sent: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut events = Vec::new();
+    for &(op, id) in RATCHET_SCRIPT {
+        match op {
+            "deliver" => {
+                let (from, msg) = &sent[id];
+                let to = &mut parties[1 - from];
+                let plain = to.state.open(RATCHET_AD, msg, &mut to.keys).unwrap();
+                assert_eq!(plain.as_slice(), ratchet_text(id));
+                events.push(json!({"op": "deliver", "id": id}));
+            }
+            _ => {
+                let from = usize::from(op == "send b");
+                let msg = parties[from]
+                    .state
+                    .seal(RATCHET_AD, &ratchet_text(id), &mut nonces)
+                    .unwrap();
+                events.push(json!({"op": op, "id": id, "plaintext": hex(&ratchet_text(id)), "hex": hex(&msg)}));
+                sent.push((from, msg));
+            }
+        }
+    }
+    json!({
+        "description": "A Double Ratchet conversation (docs/PROTOCOL.md, conversations v2). Alice starts \
+            with start_first(root, alice_key, public(bob_key)), Bob with start_second(root, bob_key, \
+            public(alice_key)). New ratchet keys are drawn from TestRng(701) for Alice and \
+            TestRng(702) for Bob (SHA-256(\"meow test rng\" || seed_le64 || counter_le64) blocks), only \
+            when a ratchet step happens; header nonces are not reproducible and need not be. Replay \
+            the events: a send advances the sender (its output may differ), a deliver opens the \
+            recorded message. The states at the end are the stored form.",
+        "ad": hex(RATCHET_AD),
+        "root": hex(root.as_bytes()),
+        "alice_key": hex(&a),
+        "bob_key": hex(&b),
+        "events": events,
+        "alice_state": hex(&parties[0].state.to_bytes()),
+        "bob_state": hex(&parties[1].state.to_bytes()),
+    })
+}
+
+/// `upgrade.json`: an offer, its accept and the accepter's first version-2 envelope, with and
+/// without X-Wing.
+fn gen_upgrade() -> Value {
+    let mut rng = TestRng::new(800);
+    let (a, b) = (ContactKey::generate(&mut rng), ContactKey::generate(&mut rng));
+    let mut cases = Vec::new();
+    for post_quantum in [true, false] {
+        let secrets = upgrade::OfferSecrets::generate(post_quantum, &mut rng);
+        let offer = secrets.offer().unwrap();
+        let (mut bob, accept) = upgrade::accept(&offer, &a.public(), &b.public(), &mut rng).unwrap();
+        let m = Message {
+            id: MessageId::random(&mut rng),
+            sent_at_ms: NOW * 1000,
+            content_type: ContentType::TEXT,
+            content: b"t=21.5C".to_vec(),
+            rotation: None,
+            rotation_ack: None,
+            automatic: false,
+        };
+        let env = envelope::seal_v2(&m, &mut bob, &b.public(), &a.public(), &mut rng).unwrap();
+        cases.push(json!({
+            "post_quantum": post_quantum,
+            "offer_ratchet_secret": hex(secrets.ratchet.to_bytes().as_slice()),
+            "offer_pq_seed": secrets.pq.as_ref().map(|k| hex(k.to_bytes().as_slice())),
+            "offer": hex(&offer.to_bytes()),
+            "accept": hex(&accept.to_bytes()),
+            "envelope": hex(&env),
+            "message": hex(&m.to_bytes()),
+        }));
+    }
+    json!({
+        "description": "Upgrade to conversation version 2 (docs/PROTOCOL.md §17): offerer A, accepter B. \
+            upgrade::complete(A's offer secrets, accept) gives A's ratchet; it opens B's version-2 \
+            envelope (sender B, recipient A) to the message body. Offer and accept decode and \
+            re-encode byte for byte.",
+        "offerer_contact": a.public().to_text(),
+        "accepter_contact": b.public().to_text(),
+        "cases": cases,
+    })
+}
+
 fn generate() -> Vec<(&'static str, Value)> {
     vec![
         ("keys.json", gen_keys()),
@@ -391,6 +540,8 @@ fn generate() -> Vec<(&'static str, Value)> {
         ("wire.json", gen_wire()),
         ("session.json", gen_session()),
         ("objects.json", gen_objects()),
+        ("ratchet.json", gen_ratchet()),
+        ("upgrade.json", gen_upgrade()),
     ]
 }
 
@@ -426,6 +577,36 @@ fn key_vectors() {
     let contact: ContactPublic = s(&v["contact"], "public_text").parse().unwrap();
     assert_eq!(contact.fingerprint(), s(&v["contact"], "fingerprint"));
     assert_eq!(contact.to_text(), s(&v["contact"], "public_text"));
+}
+
+/// Cards and server cards made by version 1 (a plain `host:port` per server) still read, as TCP.
+#[test]
+fn version_1_cards_still_read() {
+    let v = load("cards-v1.json");
+    let now = v["now"].as_u64().unwrap();
+    for case in v["valid"].as_array().unwrap() {
+        let bytes = unhex(&s(case, "hex"));
+        assert_eq!(bytes[5], 1, "a version-1 card");
+        let card = UncheckedCard::from_bytes(&bytes).unwrap().check(now).unwrap();
+        assert_eq!(card.as_bytes(), bytes.as_slice());
+        assert_eq!(hex(&card.id().0), s(case, "id"));
+        assert_eq!(card.body.servers[0].address, Address::Tcp("192.0.2.7:7070".into()));
+    }
+    let o = load("objects-v1.json");
+    let sc = ServerCard::from_text(&s(&o["server_card"], "text")).unwrap();
+    assert_eq!(sc.address, Address::Tcp("192.0.2.7:7070".into()));
+    assert_eq!(
+        ServerCard::from_bytes(&sc.to_bytes()).unwrap(),
+        sc,
+        "and is written again as version 2"
+    );
+    let conv = Conversation::from_bytes(&unhex(&s(&o["conversation_state"], "hex"))).unwrap();
+    assert_eq!(
+        conv.version_status(),
+        conversation::VersionStatus::V1,
+        "a conversation stored before version 2 reads as version 1"
+    );
+    assert_eq!(conv.to_bytes()[0], 2, "and is stored again in the new form");
 }
 
 #[test]
@@ -510,6 +691,80 @@ fn wire_vectors() {
             "{}: {err:?}",
             case["name"]
         );
+    }
+}
+
+/// The scripted conversation replays from the file: every message opens, in the recorded order,
+/// to its plaintext, both sides end in the recorded state, and a replay and a change are refused.
+#[test]
+fn ratchet_vectors() {
+    let v = load("ratchet.json");
+    let ad = unhex(&s(&v, "ad"));
+    let root = crypto::SecretKey::from_bytes(unhex(&s(&v, "root")).try_into().unwrap());
+    let key = |k| unhex(&s(&v, k)).try_into().unwrap();
+    let mut parties = ratchet_parties(&root, key("alice_key"), key("bob_key"));
+    let mut junk = TestRng::new(0);
+    let mut sent: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    for e in v["events"].as_array().unwrap() {
+        let id = e["id"].as_u64().unwrap() as usize;
+        if s(e, "op") == "deliver" {
+            let (from, msg, plain) = &sent[id];
+            let to = &mut parties[1 - from];
+            assert_eq!(
+                to.state.open(&ad, msg, &mut to.keys).unwrap().as_slice(),
+                plain.as_slice()
+            );
+            assert_eq!(
+                to.state.open(&ad, msg, &mut to.keys).err(),
+                Some(ratchet::RatchetError::Replay)
+            );
+            let changed = flip(msg, msg.len() - 1);
+            assert!(to.state.open(&ad, &changed, &mut to.keys).is_err());
+        } else {
+            let from = usize::from(s(e, "op") == "send b");
+            let plain = unhex(&s(e, "plaintext"));
+            parties[from].state.seal(&ad, &plain, &mut junk).unwrap();
+            sent.push((from, unhex(&s(e, "hex")), plain));
+        }
+    }
+    assert_eq!(hex(&parties[0].state.to_bytes()), s(&v, "alice_state"));
+    assert_eq!(hex(&parties[1].state.to_bytes()), s(&v, "bob_state"));
+}
+
+/// The upgrade vectors: the offerer's side completes from the file and opens the first envelope.
+#[test]
+fn upgrade_vectors() {
+    let v = load("upgrade.json");
+    let a: ContactPublic = s(&v, "offerer_contact").parse().unwrap();
+    let b: ContactPublic = s(&v, "accepter_contact").parse().unwrap();
+    for case in v["cases"].as_array().unwrap() {
+        let (offer, accept) = (unhex(&s(case, "offer")), unhex(&s(case, "accept")));
+        for bytes in [&offer, &accept] {
+            assert_eq!(&upgrade::UpgradeMessage::from_bytes(bytes).unwrap().to_bytes(), bytes);
+        }
+        let secrets = upgrade::OfferSecrets {
+            ratchet: crypto::DhSecret::from_bytes(unhex(&s(case, "offer_ratchet_secret")).try_into().unwrap()),
+            pq: case["offer_pq_seed"]
+                .as_str()
+                .map(|h| crypto::PqSecret::from_bytes(unhex(h).try_into().unwrap())),
+        };
+        assert_eq!(
+            secrets.offer().unwrap().to_bytes(),
+            offer,
+            "the offer comes from these secrets"
+        );
+        let accept = upgrade::UpgradeMessage::from_bytes(&accept).unwrap();
+        let mut rng = TestRng::new(1);
+        let mut alice = upgrade::complete(secrets, &accept, &a, &b, &mut rng).unwrap();
+        let env = unhex(&s(case, "envelope"));
+        let mut tampered = alice.clone();
+        assert!(envelope::open_v2(&flip(&env, 40), &mut tampered, &b, &a, &mut rng).is_err());
+        assert!(
+            envelope::open_v2(&env, &mut alice.clone(), &a, &b, &mut rng).is_err(),
+            "bound to who writes to whom"
+        );
+        let m = envelope::open_v2(&env, &mut alice, &b, &a, &mut rng).unwrap();
+        assert_eq!(hex(&m.to_bytes()), s(case, "message"));
     }
 }
 

@@ -2,7 +2,7 @@
 //! whatever loads (templates and conditions rendered). Must never panic or hang.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use meow_recipe::{CheckContext, Recipe, TriggerEvent, dry_run, message_event};
+use meow_recipe::{CheckContext, Recipe, TriggerEvent, TriggerKind, dry_run, message_event};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -16,12 +16,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let events = [
-        message_event("message", "sensor", r#"{"t": 31.5}"#, None, "1"),
-        message_event("group_message", "owner", "hello", Some("home"), "2"),
-        TriggerEvent::new("startup", serde_json::json!({})),
-        TriggerEvent::new("schedule", serde_json::json!({})),
+        message_event(TriggerKind::Message, "sensor", r#"{"t": 31.5}"#, None, "1"),
+        message_event(TriggerKind::GroupMessage, "owner", "hello", Some("home"), "2"),
+        TriggerEvent::new(TriggerKind::Startup, serde_json::json!({})),
+        TriggerEvent::new(TriggerKind::Schedule, serde_json::json!({})),
     ];
     for event in &events {
-        let _ = dry_run(&recipe, event, event.kind == "schedule");
+        let _ = dry_run(&recipe, event, event.kind == TriggerKind::Schedule, chrono::DateTime::UNIX_EPOCH.with_timezone(&chrono::Local));
     }
 });

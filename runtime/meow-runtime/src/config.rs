@@ -1,0 +1,351 @@
+//! `meow.yaml`: what `meow run` starts — the embedded server, plugin instances, recipes.
+//!
+//! ```yaml
+//! version: 1
+//! server:                  # the in-process server (on by default)
+//!   enabled: true
+//!   listen: 127.0.0.1:7070
+//!   udp: 127.0.0.1:7070    # also datagrams and radio link sessions (off by default)
+//! plugin_dirs: [plugins]   # where plugins are looked up by name
+//! plugins:
+//!   - name: echo           # the instance
+//!     plugin: echo         # a plugin name (looked up in plugin_dirs) or a path
+//!     grant: [messaging, kv]
+//!     config: { prefix: "echo: " }
+//! recipes: [recipes/*.yaml]
+//! limits:                  # runtime-wide limits (defaults fit a small board)
+//!   outbox: 5000
+//! ```
+//! Relative paths are relative to the file. Unknown keys are errors. Every limit, its default
+//! and what happens when it is hit: docs/ARCHITECTURE.md, "Limits and containment".
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meow_plugin::Capability;
+use meow_yaml::YamlError;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Result, RuntimeError};
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7070))
+}
+
+fn default_server_data() -> PathBuf {
+    PathBuf::from("server")
+}
+
+fn default_poll() -> String {
+    "25s".into()
+}
+
+/// The embedded server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedServer {
+    /// Whether to start it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where it listens (port 0: any free port).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Its data directory, relative to the home.
+    #[serde(default = "default_server_data")]
+    pub data: PathBuf,
+    /// Its name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Let anyone broadcast (rate limited).
+    #[serde(default)]
+    pub allow_broadcast: bool,
+    /// Also answer sealed datagrams and link sessions (LoRa and serial gateways, `meow sensor
+    /// --link`) on this UDP address.
+    #[serde(default)]
+    pub udp: Option<SocketAddr>,
+}
+
+impl Default for EmbeddedServer {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_listen(),
+            data: default_server_data(),
+            name: None,
+            allow_broadcast: false,
+            udp: None,
+        }
+    }
+}
+
+/// Per-instance limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceLimits {
+    /// Memory cap in MiB.
+    pub memory_mib: Option<usize>,
+    /// Time budget of one call in milliseconds.
+    pub call_ms: Option<u64>,
+    /// Messages the instance may send per second, on average (default 10).
+    pub sends_per_second: Option<f64>,
+    /// Messages it may send at once before the rate applies (default 50).
+    pub send_burst: Option<u32>,
+    /// Its messages that may wait in the outbox at once (default 200).
+    pub outbox: Option<usize>,
+}
+
+fn default_outbox() -> usize {
+    5000
+}
+
+fn default_incoming_rate() -> f64 {
+    5.0
+}
+
+fn default_incoming_burst() -> u32 {
+    20
+}
+
+fn default_auto_replies() -> u32 {
+    30
+}
+
+fn default_auto_window() -> String {
+    "10m".into()
+}
+
+fn default_command_queue() -> usize {
+    1024
+}
+
+/// Limits of the whole runtime: what keeps one plugin, recipe or contact from hurting the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeLimits {
+    /// Messages waiting in the outbox at most (people, plugins and recipes together).
+    #[serde(default = "default_outbox")]
+    pub outbox: usize,
+    /// Messages per second, per contact, handed to plugins and recipes (more are stored and
+    /// shown by `meow inbox`, but bots do not see them).
+    #[serde(default = "default_incoming_rate")]
+    pub incoming_per_second: f64,
+    /// Messages a contact may send at once before that rate applies.
+    #[serde(default = "default_incoming_burst")]
+    pub incoming_burst: u32,
+    /// Automatic messages (from plugins and recipes) to one contact per window, at most: stops
+    /// a loop with a peer whose bots answer everything, marked or not.
+    #[serde(default = "default_auto_replies")]
+    pub auto_replies_per_contact: u32,
+    /// The window of `auto_replies_per_contact` (`10m`, `1h`).
+    #[serde(default = "default_auto_window")]
+    pub auto_reply_window: String,
+    /// Actions of plugins waiting for the runtime at most (sends, broadcasts, timers fired).
+    #[serde(default = "default_command_queue")]
+    pub command_queue: usize,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        Self {
+            outbox: default_outbox(),
+            incoming_per_second: default_incoming_rate(),
+            incoming_burst: default_incoming_burst(),
+            auto_replies_per_contact: default_auto_replies(),
+            auto_reply_window: default_auto_window(),
+            command_queue: default_command_queue(),
+        }
+    }
+}
+
+impl RuntimeLimits {
+    /// The window of the automatic-reply budget.
+    pub fn auto_window(&self) -> Duration {
+        meow_yaml::duration(&self.auto_reply_window).unwrap_or(Duration::from_secs(600))
+    }
+}
+
+/// A plugin instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// The instance's name (its key-value store and logs use it).
+    pub name: String,
+    /// A plugin name or a path to a plugin directory.
+    pub plugin: String,
+    /// Capabilities granted.
+    #[serde(default)]
+    pub grant: Vec<Capability>,
+    /// Configuration, checked against the plugin's schema.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: InstanceLimits,
+    /// Also hand it messages marked automatic (sent by other bots). Off by default, so that two
+    /// auto-answering homes do not talk to each other forever.
+    #[serde(default)]
+    pub accept_automatic: bool,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Format version (1).
+    pub version: u32,
+    /// The home to use when neither --home nor MEOW_HOME is given.
+    #[serde(default)]
+    pub home: Option<PathBuf>,
+    /// The embedded server.
+    #[serde(default)]
+    pub server: EmbeddedServer,
+    /// More servers to add to the home (card texts).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// How long one poll waits for mail.
+    #[serde(default = "default_poll")]
+    pub poll_wait: String,
+    /// Where plugins are looked up by name.
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Plugin instances.
+    #[serde(default)]
+    pub plugins: Vec<InstanceConfig>,
+    /// Recipe files (globs allowed in the last path component).
+    #[serde(default)]
+    pub recipes: Vec<String>,
+    /// Reload plugins when their files change.
+    #[serde(default)]
+    pub watch: bool,
+    /// Runtime-wide limits.
+    #[serde(default)]
+    pub limits: RuntimeLimits,
+    /// The folder of the file (for relative paths).
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            home: None,
+            server: EmbeddedServer::default(),
+            servers: Vec::new(),
+            poll_wait: default_poll(),
+            plugin_dirs: Vec::new(),
+            plugins: Vec::new(),
+            recipes: Vec::new(),
+            watch: false,
+            limits: RuntimeLimits::default(),
+            base: PathBuf::from("."),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads and checks a `meow.yaml`.
+    pub fn load(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(RuntimeError::io(format!("reading {}", path.display())))?;
+        let file = path.display().to_string();
+        let mut cfg: RunConfig = meow_yaml::load(&text, &file)?;
+        let at = |key: &str, message: String| {
+            let (line, column) = meow_yaml::locate(&text, key);
+            RuntimeError::Config(YamlError::at(&file, line, column, key, message))
+        };
+        if cfg.version != 1 {
+            return Err(at(
+                "version",
+                format!("version {} is not supported (this meow reads version 1)", cfg.version),
+            ));
+        }
+        cfg.base = path.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("."));
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in cfg.plugins.iter().enumerate() {
+            let key = format!("plugins[{i}].name");
+            meow_node::check_name(&p.name).map_err(|e| at(&key, e.to_string()))?;
+            if !names.insert(p.name.clone()) {
+                return Err(at(&key, format!("instance {:?} is defined twice", p.name)));
+            }
+        }
+        meow_yaml::duration(&cfg.poll_wait).map_err(|e| at("poll_wait", e))?;
+        meow_yaml::duration(&cfg.limits.auto_reply_window).map_err(|e| at("limits.auto_reply_window", e))?;
+        if cfg.limits.incoming_per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            return Err(at("limits.incoming_per_second", "must be above 0".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// How long one poll waits for mail.
+    pub fn poll_wait(&self) -> Duration {
+        meow_yaml::duration(&self.poll_wait).unwrap_or(Duration::from_secs(25))
+    }
+
+    /// A path relative to the file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// Finds a plugin directory by name or path.
+    pub fn plugin_path(&self, plugin: &str) -> Result<PathBuf> {
+        let as_path = Path::new(plugin);
+        if plugin.contains('/') || plugin.ends_with(".yaml") {
+            return Ok(self.resolve(as_path));
+        }
+        // The first folder holding the plugin with its entry file (a source folder whose WASM
+        // is not built yet is skipped in favour of a built bundle further down the list).
+        for dir in &self.plugin_dirs {
+            let candidate = self.resolve(dir).join(plugin);
+            let built = meow_plugin::Manifest::read(&candidate).is_ok_and(|(m, d, _)| d.join(&m.entry).exists());
+            if built {
+                return Ok(candidate);
+            }
+        }
+        let searched: Vec<String> = self
+            .plugin_dirs
+            .iter()
+            .map(|d| self.resolve(d).display().to_string())
+            .collect();
+        Err(RuntimeError::PluginNotFound {
+            plugin: plugin.to_owned(),
+            searched,
+        })
+    }
+
+    /// Recipe files, globs expanded (a `*` in the file name part).
+    pub fn recipe_files(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for pattern in &self.recipes {
+            let p = self.resolve(Path::new(pattern));
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let Some((pre, post)) = name.split_once('*') {
+                let dir = p.parent().map(Path::to_owned).unwrap_or_default();
+                let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .map_err(RuntimeError::io(format!("reading recipe folder {}", dir.display())))?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|f| {
+                        f.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with(pre) && n.ends_with(post))
+                    })
+                    .collect();
+                found.sort();
+                out.extend(found);
+            } else {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,310 @@
+//! The operations on a home behind the control API: one function per [`Request`], returning
+//! typed data. The same code runs inside a daemon (for the control socket and for programs that
+//! embed the runtime) and on a home opened directly by a one-shot `meow` command.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meow_node::sync::{self, Delivery};
+use meow_node::{Accepted, Node, NodeEvent};
+use meow_proto::ContentType;
+use meow_proto::codec::Encode;
+use meow_recipe::{CheckContext, Recipe, dry_run, sample_event};
+use smol::lock::Mutex;
+
+use crate::control::{AcceptView, Request, Response};
+use crate::core::Core;
+use crate::error::{Result, RuntimeError};
+use crate::views::*;
+
+/// Runs `request` on `node`; `core` is the running daemon, if the home is held by one.
+pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Request) -> Result<Response> {
+    match request {
+        Request::ServerAdd { card } => {
+            let card = node.lock().await.add_server(&card)?;
+            Ok(Response::ServerAdded((&card).into()))
+        }
+        Request::ServerList => Ok(Response::Servers(
+            node.lock().await.servers().iter().map(ServerView::from).collect(),
+        )),
+        Request::ServerRemove { server } => {
+            let card = node.lock().await.remove_server(&server)?;
+            Ok(Response::ServerRemoved((&card).into()))
+        }
+        Request::Invite { name } => {
+            let card = node.lock().await.invite(&name, false)?;
+            Ok(Response::Invitation {
+                card: card.to_text(),
+                expires: card.body.expires,
+            })
+        }
+        Request::Accept { card, name } => accept(node, &card, name.as_deref()).await,
+        Request::Contacts => Ok(contacts(&*node.lock().await)),
+        Request::Send { to, text } => send(node, &to, text).await,
+        Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
+        Request::Rotate { name } => rotate(node, &name).await,
+        Request::GroupCreate { name } => {
+            node.lock().await.create_group(&name)?;
+            Ok(Response::GroupCreated { name })
+        }
+        Request::GroupAdd { group, contact } => {
+            let items = node.lock().await.group_add(&group, &contact)?;
+            delivered(sync::deliver_all(node, items).await?)
+        }
+        Request::GroupRemove { group, contact } => {
+            let items = node.lock().await.group_remove(&group, &contact)?;
+            delivered(sync::deliver_all(node, items).await?)
+        }
+        Request::GroupSend { group, text } => {
+            delivered(sync::group_send(node, &group, ContentType::TEXT, text.into_bytes()).await?)
+        }
+        Request::GroupLeave { group } => {
+            let items = node.lock().await.group_leave(&group)?;
+            delivered(sync::deliver_all(node, items).await?)
+        }
+        Request::GroupList => groups(node).await,
+        Request::Broadcast { text } => {
+            let (server, id) = sync::broadcast(node, &text).await?;
+            Ok(Response::Broadcasted { server, id })
+        }
+        Request::BroadcastKey => Ok(Response::BroadcastKey {
+            key: node.lock().await.broadcast_key().public().to_string(),
+        }),
+        Request::DirectoryPublish { description, tags } => {
+            let (server, entry) = sync::directory_publish(node, &description, &tags).await?;
+            Ok(Response::DirectoryPublished {
+                server,
+                description: entry.description.clone(),
+                bytes: entry.to_bytes().len(),
+            })
+        }
+        Request::DirectorySearch { words } => entries(sync::directory_search(node, Some(&words), 20).await?),
+        Request::DirectoryRandom { count } => entries(sync::directory_search(node, None, count).await?),
+        Request::DirectoryWithdraw => Ok(Response::DirectoryWithdrawn {
+            server: sync::directory_withdraw(node).await?,
+        }),
+        Request::RecipeTrace { name } => {
+            let vault = node.lock().await.vault();
+            Ok(Response::Traces(crate::recipes::traces(&vault, &name)?))
+        }
+        Request::RecipeCheck { files } => {
+            let ctx = check_context(node, core).await;
+            Ok(recipe_check(&files, &ctx, None))
+        }
+        Request::RecipeTest { file, event, at_ms } => {
+            let ctx = check_context(node, core).await;
+            let at_ms = match at_ms {
+                Some(t) => t,
+                None => node.lock().await.env().now_ms(),
+            };
+            recipe_test(&file, &event, &ctx, at_ms)
+        }
+        Request::RecipeList => Ok(Response::Recipes(daemon(core, "recipes only run inside it")?.recipes())),
+        Request::RecipeReload => Ok(Response::RecipesReloaded(
+            daemon(core, "recipes only run inside it")?.reload_recipes().await?,
+        )),
+        Request::PluginList => Ok(Response::Plugins(
+            daemon(core, "plugins only run inside it")?.instances(),
+        )),
+        Request::PluginReload { name } => {
+            let version = daemon(core, "start it first")?.reload(&name)?;
+            Ok(Response::PluginReloaded { name, version })
+        }
+        Request::Status => Ok(Response::Status(
+            daemon(core, "start it with `meow run`")?.status().await,
+        )),
+    }
+}
+
+fn daemon<'a>(core: Option<&'a Arc<Core>>, why: &'static str) -> Result<&'a Arc<Core>> {
+    core.ok_or(RuntimeError::NoDaemon(why))
+}
+
+fn delivered(d: Vec<Delivery>) -> Result<Response> {
+    Ok(Response::GroupDelivered {
+        deliveries: d.into_iter().map(DeliveryView::from).collect(),
+    })
+}
+
+fn entries(found: Vec<meow_proto::directory::DirectoryEntry>) -> Result<Response> {
+    Ok(Response::Directory(found.iter().map(EntryView::from).collect()))
+}
+
+async fn accept(node: &Mutex<Node>, card: &[u8], name: Option<&str>) -> Result<Response> {
+    let accepted = node.lock().await.accept(card, name)?;
+    Ok(Response::Accepted(match accepted {
+        Accepted::Answered { name, answer } => {
+            let report = sync::flush_outbox(node, false).await?;
+            AcceptView::Answered {
+                name,
+                answer: answer.to_text(),
+                delivered: report.queued.is_empty(),
+            }
+        }
+        Accepted::Completed { name } => AcceptView::Completed { name },
+        Accepted::AlreadyDone { name } => AcceptView::AlreadyDone { name },
+    }))
+}
+
+fn contacts(n: &Node) -> Response {
+    let contacts = n
+        .contacts()
+        .into_iter()
+        .map(|c| {
+            let conv = &c.conversation;
+            ContactView {
+                name: c.name.clone(),
+                their_key: conv.peer.to_text(),
+                fingerprint: conv.peer.fingerprint(),
+                my_key: conv.contact_key.public().to_text(),
+                servers: c.servers.iter().map(|s| s.address.to_string()).collect(),
+                policy: c.policy.name().to_owned(),
+                key_serial: conv.current().serial,
+                rotation_pending: conv.pending().map(|p| p.serial),
+                dropped_unsigned: c.dropped_unsigned,
+                protocol: conv.version_status().describe().to_owned(),
+                via_directory: c.via_public_card,
+                added_ms: c.added_ms,
+            }
+        })
+        .collect();
+    let invitations = n
+        .pending_invitations()
+        .iter()
+        .map(|p| InvitationView {
+            name: p.name.clone(),
+            public: p.public,
+            expires: p.expires,
+        })
+        .collect();
+    Response::Contacts { contacts, invitations }
+}
+
+async fn send(node: &Mutex<Node>, to: &str, text: String) -> Result<Response> {
+    // Whatever waits in the outbox goes first.
+    let earlier = sync::flush_outbox(node, false).await?;
+    let delivery = sync::send(node, to, ContentType::TEXT, text.into_bytes()).await?;
+    Ok(Response::Sent {
+        earlier: earlier.delivered,
+        delivery: delivery.into(),
+    })
+}
+
+async fn inbox(node: &Mutex<Node>, wait: Duration, all: bool) -> Result<Response> {
+    let earlier = sync::flush_outbox(node, false).await?;
+    // Wait (up to `wait`) for something to show: a poll may return with only key updates.
+    let deadline = Instant::now() + wait;
+    let report = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let report = sync::fetch(node, left).await?;
+        let visible = report.events.iter().any(|e| matches!(e, NodeEvent::Message(_)));
+        if visible || left.is_zero() || !report.unreachable.is_empty() || all {
+            break report;
+        }
+    };
+    let mut n = node.lock().await;
+    let items = n.inbox(!all)?;
+    n.mark_read(&items)?;
+    Ok(Response::Inbox {
+        items: items.iter().map(MessageView::from).collect(),
+        earlier: earlier.delivered,
+        completed: report
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                NodeEvent::ContactAdded { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect(),
+        unreachable: report.unreachable,
+    })
+}
+
+async fn rotate(node: &Mutex<Node>, name: &str) -> Result<Response> {
+    let serial = node.lock().await.rotate(name)?;
+    // The offer rides on a control message so the contact learns of it without waiting.
+    let delivery = sync::send(node, name, ContentType::CONTROL, Vec::new()).await?;
+    Ok(Response::Rotated {
+        serial,
+        delivery: delivery.into(),
+    })
+}
+
+async fn groups(node: &Mutex<Node>) -> Result<Response> {
+    let groups = node.lock().await.groups()?;
+    Ok(Response::Groups(
+        groups
+            .iter()
+            .map(|g| GroupView {
+                name: g.name.clone(),
+                owner: g.is_owner(),
+                members: meow_node::groups::member_names(g),
+                left: g.left,
+                epoch: g.epoch,
+            })
+            .collect(),
+    ))
+}
+
+/// What a home (and its daemon, if any) knows for recipe checks.
+async fn check_context(node: &Mutex<Node>, core: Option<&Arc<Core>>) -> CheckContext {
+    let n = node.lock().await;
+    CheckContext {
+        contacts: Some(n.contacts().iter().map(|c| c.name.clone()).collect()),
+        groups: n
+            .groups()
+            .ok()
+            .map(|g| g.into_iter().filter(|g| !g.left).map(|g| g.name).collect()),
+        plugins: core.map(|c| c.instances().into_iter().map(|i| i.instance).collect()),
+    }
+}
+
+/// Checks recipe files: each one loads, and no two share a name.
+pub fn recipe_check(files: &[PathBuf], ctx: &CheckContext, note: Option<String>) -> Response {
+    let mut names: std::collections::BTreeMap<String, PathBuf> = std::collections::BTreeMap::new();
+    let checks = files
+        .iter()
+        .map(|f| {
+            let mut view = CheckView {
+                file: f.display().to_string(),
+                recipe: None,
+                triggers: Vec::new(),
+                actions: 0,
+                error: None,
+            };
+            match Recipe::load_file(f, ctx) {
+                Ok(recipe) if names.contains_key(&recipe.name) => {
+                    let e = RuntimeError::RecipeNameTaken {
+                        file: f.clone(),
+                        first: names[&recipe.name].clone(),
+                        name: recipe.name,
+                    };
+                    view.error = Some(e.to_string());
+                }
+                Ok(recipe) => {
+                    names.insert(recipe.name.clone(), f.clone());
+                    view.triggers = recipe.trigger_kinds().into_iter().map(|k| k.to_string()).collect();
+                    view.actions = recipe.action_count();
+                    view.recipe = Some(recipe.name);
+                }
+                Err(e) => view.error = Some(e.to_string()),
+            }
+            view
+        })
+        .collect();
+    Response::RecipeChecks { files: checks, note }
+}
+
+/// Dry-runs a recipe against a sample event file, as if it happened at `at_ms`.
+pub fn recipe_test(file: &Path, event: &Path, ctx: &CheckContext, at_ms: u64) -> Result<Response> {
+    let recipe = Recipe::load_file(file, ctx)?;
+    let text = std::fs::read_to_string(event).map_err(RuntimeError::io(format!("reading {}", event.display())))?;
+    let (ev, schedule) = sample_event(&text, &event.display().to_string())?;
+    let run = dry_run(&recipe, &ev, schedule, crate::recipes::local(at_ms));
+    Ok(Response::DryRun {
+        recipe: recipe.name.clone(),
+        report: run.to_string(),
+        errors: run.has_errors(),
+    })
+}

@@ -1,0 +1,276 @@
+//! What the control API returns: plain data, serializable, with no secrets in it. The CLI
+//! formats these for people (or prints them as JSON); an embedding program reads them directly.
+
+use serde::{Deserialize, Serialize};
+
+/// A server this home uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Its key (text form).
+    pub key: String,
+    /// Its key's fingerprint.
+    pub fingerprint: String,
+    /// Its card (text form).
+    pub card: String,
+}
+
+impl From<&meow_proto::ServerCard> for ServerView {
+    fn from(c: &meow_proto::ServerCard) -> Self {
+        Self {
+            name: c.name.clone(),
+            address: c.address.to_string(),
+            key: c.key.to_text(),
+            fingerprint: c.key.fingerprint(),
+            card: c.to_text(),
+        }
+    }
+}
+
+/// A contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactView {
+    /// My name for them.
+    pub name: String,
+    /// Their contact key (text form).
+    pub their_key: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// My contact key for them (text form).
+    pub my_key: String,
+    /// Their servers' addresses.
+    pub servers: Vec<String>,
+    /// The privacy policy.
+    pub policy: String,
+    /// My current key serial.
+    pub key_serial: u32,
+    /// My rotation waiting for their acknowledgement.
+    pub rotation_pending: Option<u32>,
+    /// Messages in their mailbox that were not signed by them.
+    pub dropped_unsigned: u64,
+    /// The conversation's protocol version, for people ("v2 (double ratchet, ...)").
+    pub protocol: String,
+    /// Found me through my directory card.
+    pub via_directory: bool,
+    /// Added at, Unix ms.
+    pub added_ms: u64,
+}
+
+/// An invitation waiting for its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationView {
+    /// The name the contact will have.
+    pub name: String,
+    /// A public (directory) card.
+    pub public: bool,
+    /// Valid until, Unix seconds.
+    pub expires: u64,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum DeliveryView {
+    /// A server of the recipient holds it.
+    Delivered {
+        /// That server.
+        server: String,
+    },
+    /// It waits in the outbox.
+    Queued {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<meow_node::sync::Delivery> for DeliveryView {
+    fn from(d: meow_node::sync::Delivery) -> Self {
+        match d {
+            meow_node::sync::Delivery::Delivered { server } => DeliveryView::Delivered {
+                server: server.to_string(),
+            },
+            meow_node::sync::Delivery::Queued { reason } => DeliveryView::Queued { reason },
+        }
+    }
+}
+
+/// Where a received message came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum OriginView {
+    /// A contact.
+    Contact,
+    /// A contact, in a group.
+    Group {
+        /// The group.
+        group: String,
+    },
+    /// A server's emergency broadcast.
+    Broadcast {
+        /// The server.
+        server: String,
+        /// From the server's operator.
+        from_operator: bool,
+        /// The signer's key (text form).
+        signer: String,
+        /// Its fingerprint.
+        signer_fingerprint: String,
+    },
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Local order.
+    pub seq: u64,
+    /// Who sent it.
+    pub from: String,
+    /// Its id (hex).
+    pub id: String,
+    /// Sender's clock, Unix ms.
+    pub sent_at_ms: u64,
+    /// Arrival, Unix ms.
+    pub received_ms: u64,
+    /// Content type name.
+    pub content_type: String,
+    /// The content as text, when it is text or JSON.
+    pub text: Option<String>,
+    /// Content length.
+    pub bytes: usize,
+    /// Sent by a program.
+    pub automatic: bool,
+    /// Where it came from.
+    pub origin: OriginView,
+}
+
+impl From<&meow_node::InboxItem> for MessageView {
+    fn from(i: &meow_node::InboxItem) -> Self {
+        use meow_proto::ContentType;
+        let origin = match &i.origin {
+            meow_node::Origin::Contact => OriginView::Contact,
+            meow_node::Origin::Group { name, .. } => OriginView::Group { group: name.clone() },
+            meow_node::Origin::Broadcast {
+                server,
+                from_operator,
+                signer,
+            } => OriginView::Broadcast {
+                server: server.clone(),
+                from_operator: *from_operator,
+                signer: signer.to_text(),
+                signer_fingerprint: signer.fingerprint(),
+            },
+        };
+        Self {
+            seq: i.seq,
+            from: i.from.clone(),
+            id: i.message.to_hex(),
+            sent_at_ms: i.sent_at_ms,
+            received_ms: i.received_ms,
+            content_type: i.content_type.name(),
+            text: matches!(i.content_type, ContentType::TEXT | ContentType::JSON)
+                .then(|| String::from_utf8_lossy(&i.content).into_owned()),
+            bytes: i.content.len(),
+            automatic: i.automatic,
+            origin,
+        }
+    }
+}
+
+/// A group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    /// Its name.
+    pub name: String,
+    /// I own it.
+    pub owner: bool,
+    /// Its members.
+    pub members: Vec<String>,
+    /// I left it (or was removed).
+    pub left: bool,
+    /// Its membership epoch.
+    pub epoch: u64,
+}
+
+/// A directory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryView {
+    /// The publisher's nickname.
+    pub nickname: Option<String>,
+    /// Their description.
+    pub description: String,
+    /// Their tags.
+    pub tags: Vec<String>,
+    /// Their key's fingerprint.
+    pub fingerprint: String,
+    /// The card to accept.
+    pub card: String,
+}
+
+impl From<&meow_proto::directory::DirectoryEntry> for EntryView {
+    fn from(e: &meow_proto::directory::DirectoryEntry) -> Self {
+        Self {
+            nickname: e.card.body.nickname.clone(),
+            description: e.description.clone(),
+            tags: e.tags.clone(),
+            fingerprint: e.publisher().fingerprint(),
+            card: e.card.to_text(),
+        }
+    }
+}
+
+/// A plugin instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceView {
+    /// The instance.
+    pub instance: String,
+    /// `plugin@version` (or `native`).
+    pub plugin: String,
+    /// How it is doing.
+    pub status: crate::Status,
+}
+
+/// A loaded recipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeView {
+    /// Its name.
+    pub name: String,
+    /// Its trigger kinds.
+    pub triggers: Vec<String>,
+    /// Runs in progress.
+    pub running: usize,
+}
+
+/// One recipe file checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// The file.
+    pub file: String,
+    /// Its recipe, if it loads.
+    pub recipe: Option<String>,
+    /// Its trigger kinds.
+    pub triggers: Vec<String>,
+    /// Its actions.
+    pub actions: usize,
+    /// What is wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// The daemon's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The home.
+    pub home: String,
+    /// The embedded server's address, if any.
+    pub server: Option<String>,
+    /// Plugin instances.
+    pub instances: Vec<InstanceView>,
+    /// Recipes.
+    pub recipes: Vec<RecipeView>,
+    /// Messages in the outbox.
+    pub outbox: usize,
+    /// Events waiting for plugins and recipes.
+    pub events_waiting: usize,
+}

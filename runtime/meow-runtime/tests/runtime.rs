@@ -1,0 +1,277 @@
+//! The runtime on the test kit's world: virtual time, an in-process network, a real server,
+//! native handlers. Nothing sleeps: the clock moves when a test moves it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use meow_node::{Node, NodeEvent, sync};
+use meow_plugin::{Capability, Event, Host};
+use meow_proto::ContentType;
+use meow_runtime::control::{Request, Response};
+use meow_runtime::{RunConfig, Runtime, RuntimeEvent};
+use meow_testkit::World;
+use meow_testkit::sim::WorldServer;
+use smol::lock::Mutex;
+
+const START: u64 = 1_800_000_000_000;
+
+/// Echoes every text, and counts what it handled.
+struct Echo(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl meow_runtime::native::Handler for Echo {
+    fn handle(&mut self, host: &Host, event: &Event) -> Result<(), String> {
+        if let Event::Message(m) = event {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            host.reply(&m.id, &format!("echo: {}", m.text.as_deref().unwrap_or("")))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+struct Setup {
+    world: World,
+    _server: WorldServer,
+    runtime: Runtime,
+    owner: Mutex<Node>,
+    handled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+/// A bot runtime (a native echo handler and the given recipes and limits) and an owner home,
+/// contacts of each other, on one world server.
+async fn setup(yaml_extra: &str) -> Setup {
+    let world = World::new(START, 11);
+    let dir = tempfile::tempdir().unwrap();
+    let server = world.server("hub", |_| {});
+    let card = server.card().to_text();
+    let bot = world.home(dir.path(), "bot", 1);
+    let recipe_dir = dir.path().join("recipes");
+    std::fs::create_dir_all(&recipe_dir).unwrap();
+    let yaml = format!("version: 1\nserver: {{ enabled: false }}\nservers: [\"{card}\"]\npoll_wait: 25s\n{yaml_extra}");
+    let cfg_path = dir.path().join("meow.yaml");
+    std::fs::write(&cfg_path, yaml).unwrap();
+    let cfg = RunConfig::load(&cfg_path).unwrap();
+    let handled: std::sync::Arc<std::sync::atomic::AtomicUsize> = std::sync::Arc::default();
+    let h = std::sync::Arc::clone(&handled);
+    let runtime = Runtime::builder(&dir.path().join("bot"), bot, cfg)
+        .clock(world.clock.shared())
+        .native("echo", &[Capability::Messaging], move || Echo(h.clone()))
+        .start()
+        .await
+        .unwrap();
+    let owner = Mutex::new(world.home(dir.path(), "owner", 2));
+    owner.lock().await.add_server(&card).unwrap();
+    let events = runtime.subscribe();
+    let Ok(Response::Invitation { card, .. }) = runtime.request(Request::Invite { name: "owner".into() }).await else {
+        panic!("an invitation")
+    };
+    let accepted = owner.lock().await.accept(card.as_bytes(), Some("bot")).unwrap();
+    assert!(matches!(accepted, meow_node::Accepted::Answered { .. }));
+    sync::flush_outbox(&owner, false).await.unwrap();
+    next(&events, |e| {
+        matches!(e, RuntimeEvent::Node(NodeEvent::ContactAdded { .. }))
+    })
+    .await;
+    Setup {
+        world,
+        _server: server,
+        runtime,
+        owner,
+        handled,
+        _dir: dir,
+    }
+}
+
+/// The next event that `want` accepts (failing after 20 s of wall time: a guard, not a wait).
+async fn next(rx: &smol::channel::Receiver<RuntimeEvent>, want: impl Fn(&RuntimeEvent) -> bool) -> RuntimeEvent {
+    async {
+        loop {
+            let e = rx.recv().await.unwrap();
+            if want(&e) {
+                return e;
+            }
+        }
+    }
+    .or(async {
+        smol::Timer::after(Duration::from_secs(20)).await;
+        panic!("no such event within 20 s")
+    })
+    .await
+}
+
+/// The texts the owner receives next: fetches until some arrive (control messages such as the
+/// version-2 accept come first and carry none), failing after 20 s of wall time. Each fetch
+/// returns at once: a long poll would wait on the world's clock, which only the test moves.
+async fn owner_texts(s: &Setup) -> Vec<String> {
+    let wall = std::time::Instant::now();
+    loop {
+        let report = sync::fetch(&s.owner, Duration::ZERO).await.unwrap();
+        let texts: Vec<String> = report
+            .events
+            .into_iter()
+            .filter_map(|e| match e {
+                NodeEvent::Message(m) => Some(String::from_utf8_lossy(&m.content).into_owned()),
+                _ => None,
+            })
+            .collect();
+        if !texts.is_empty() {
+            return texts;
+        }
+        assert!(
+            wall.elapsed() < Duration::from_secs(20),
+            "no text for the owner within 20 s"
+        );
+        smol::Timer::after(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn a_recipe_waits_an_hour_of_virtual_time_in_no_time() {
+    smol::block_on(async {
+        let recipe = "version: 1\nname: later\ntriggers: [message: { contains: remind }]\nactions:\n  - delay: 1h\n  - reply: { text: an hour later }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("later.yaml");
+        std::fs::write(&file, recipe).unwrap();
+        let s = setup(&format!("recipes: [\"{}\"]\n", file.display())).await;
+        let events = s.runtime.subscribe();
+        let wall = std::time::Instant::now();
+        sync::send(&s.owner, "bot", ContentType::TEXT, b"remind me".to_vec())
+            .await
+            .unwrap();
+        next(
+            &events,
+            |e| matches!(e, RuntimeEvent::RecipeStep { step, .. } if step.what.starts_with("wait")),
+        )
+        .await;
+        assert_eq!(
+            owner_texts(&s).await,
+            ["echo: remind me"],
+            "the echo, not the reminder yet"
+        );
+        s.world.clock.advance(Duration::from_secs(3599));
+        s.world.clock.advance(Duration::from_secs(1));
+        let step = next(
+            &events,
+            |e| matches!(e, RuntimeEvent::RecipeStep { step, .. } if step.what.starts_with("reply")),
+        )
+        .await;
+        let RuntimeEvent::RecipeStep { step, .. } = step else {
+            unreachable!()
+        };
+        assert_eq!(
+            step.at_ms,
+            START + 3_600_000,
+            "exactly an hour later on the world's clock"
+        );
+        assert_eq!(owner_texts(&s).await, ["an hour later"]);
+        assert!(wall.elapsed() < Duration::from_secs(10), "{:?}", wall.elapsed());
+        s.runtime.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_fetch_by_another_command_still_reaches_the_handler_once() {
+    smol::block_on(async {
+        let s = setup("").await;
+        for i in 0..5 {
+            sync::send(&s.owner, "bot", ContentType::TEXT, format!("m{i}").into_bytes())
+                .await
+                .unwrap();
+            // Someone reads the bot's inbox through the control API as the mail arrives.
+            let r = s
+                .runtime
+                .request(Request::Inbox {
+                    wait_secs: 0,
+                    all: false,
+                })
+                .await
+                .unwrap();
+            assert!(matches!(r, Response::Inbox { .. }));
+        }
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            got.extend(owner_texts(&s).await);
+        }
+        got.sort();
+        assert_eq!(got, ["echo: m0", "echo: m1", "echo: m2", "echo: m3", "echo: m4"]);
+        assert_eq!(s.handled.load(std::sync::atomic::Ordering::SeqCst), 5);
+        s.runtime.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_contact_flooding_the_bot_is_cut_at_its_incoming_rate() {
+    smol::block_on(async {
+        let s = setup("limits: { incoming_per_second: 1, incoming_burst: 3 }\n").await;
+        let events = s.runtime.subscribe();
+        for i in 0..10 {
+            sync::send(&s.owner, "bot", ContentType::TEXT, format!("flood {i}").into_bytes())
+                .await
+                .unwrap();
+        }
+        // All ten are stored (the inbox shows them); three reach the handler.
+        let mut stored = 0;
+        while stored < 10 {
+            if let Ok(Response::Inbox { items, .. }) = s
+                .runtime
+                .request(Request::Inbox {
+                    wait_secs: 0,
+                    all: true,
+                })
+                .await
+            {
+                stored = items.len();
+            }
+            if stored < 10 {
+                next(&events, |e| matches!(e, RuntimeEvent::Node(NodeEvent::Message(_)))).await;
+            }
+        }
+        assert_eq!(s.handled.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A second later, the next message goes through again.
+        s.world.clock.advance(Duration::from_secs(1));
+        sync::send(&s.owner, "bot", ContentType::TEXT, b"after a pause".to_vec())
+            .await
+            .unwrap();
+        next(
+            &events,
+            |e| matches!(e, RuntimeEvent::Node(NodeEvent::Message(m)) if m.content == b"after a pause"),
+        )
+        .await;
+        let mut got = Vec::new();
+        while !got.iter().any(|t: &String| t == "echo: after a pause") {
+            got.extend(owner_texts(&s).await);
+        }
+        assert_eq!(s.handled.load(std::sync::atomic::Ordering::SeqCst), 4);
+        s.runtime.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn the_typed_control_api_answers_in_process() {
+    smol::block_on(async {
+        let s = setup("").await;
+        let Ok(Response::Contacts { contacts, .. }) = s.runtime.request(Request::Contacts).await else {
+            panic!()
+        };
+        assert_eq!(contacts.len(), 1);
+        assert_eq!(contacts[0].name, "owner");
+        let Ok(Response::Plugins(list)) = s.runtime.request(Request::PluginList).await else {
+            panic!()
+        };
+        assert_eq!(list[0].instance, "echo");
+        assert_eq!(list[0].plugin, "native");
+        let err = s
+            .runtime
+            .request(Request::Send {
+                to: "nobody".into(),
+                text: "x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("unknown contact"), "{err}");
+        s.runtime.shutdown().await.unwrap();
+    });
+}
