@@ -6,7 +6,9 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::codec::Encode;
 use crate::crypto::{CounterRng, DhSecret, SecretKey};
+use crate::envelope::RotationOffer;
 use crate::keys::{ContactKey, ConversationKey, LookupKey};
 
 struct Pair {
