@@ -193,6 +193,26 @@ pub struct InstanceConfig {
     pub accept_automatic: bool,
 }
 
+/// `conversations:` in meow.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationSettings {
+    /// Offer contacts a post-quantum start (X-Wing) when moving them to conversation version 2:
+    /// the default. `false` gives a classical start, whose offer and answer are a few dozen bytes
+    /// instead of 1.2 KB each, for a home that reaches its server over a small link (LoRa). An
+    /// offer from a contact is answered in kind either way. It applies to what the runtime
+    /// sends, commands given while it runs included; a command run with no runtime on the home
+    /// offers the default.
+    #[serde(default = "default_true")]
+    pub post_quantum: bool,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        Self { post_quantum: true }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,6 +246,9 @@ pub struct RunConfig {
     /// Runtime-wide limits.
     #[serde(default)]
     pub limits: RuntimeLimits,
+    /// How conversations start and move between versions.
+    #[serde(default)]
+    pub conversations: ConversationSettings,
     /// The folder of the file (for relative paths).
     #[serde(skip)]
     pub base: PathBuf,
@@ -244,6 +267,7 @@ impl Default for RunConfig {
             recipes: Vec::new(),
             watch: false,
             limits: RuntimeLimits::default(),
+            conversations: ConversationSettings::default(),
             base: PathBuf::from("."),
         }
     }

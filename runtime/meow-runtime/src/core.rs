@@ -780,6 +780,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         node.ensure_server(&card)?;
     }
     node.set_outbox_limit(cfg.limits.outbox);
+    node.set_post_quantum_upgrades(cfg.conversations.post_quantum);
     node.record_events_from_now()?;
     let (signal_tx, signal_rx) = smol::channel::bounded(1);
     node.set_event_signal(signal_tx);

@@ -105,6 +105,8 @@ async fn next(rx: &smol::channel::Receiver<RuntimeEvent>, want: impl Fn(&Runtime
 /// The texts the owner receives next: fetches until some arrive (control messages such as the
 /// version-2 accept come first and carry none), failing after 20 s of wall time. Each fetch
 /// returns at once: a long poll would wait on the world's clock, which only the test moves.
+/// After a second of wall time with nothing, the world's clock moves a second per round: a send
+/// that met a connection the server closed during a jump of the clock retries on that clock.
 async fn owner_texts(s: &Setup) -> Vec<String> {
     let wall = std::time::Instant::now();
     loop {
@@ -125,6 +127,9 @@ async fn owner_texts(s: &Setup) -> Vec<String> {
             "no text for the owner within 20 s"
         );
         smol::Timer::after(Duration::from_millis(5)).await;
+        if wall.elapsed() > Duration::from_secs(1) {
+            s.world.clock.advance(Duration::from_secs(1));
+        }
     }
 }
 
@@ -272,6 +277,37 @@ fn the_typed_control_api_answers_in_process() {
             .await
             .unwrap_err();
         assert!(err.message.contains("unknown contact"), "{err}");
+        s.runtime.shutdown().await.unwrap();
+    });
+}
+
+/// How the bot's runtime describes its conversation with the owner.
+async fn protocol(s: &Setup) -> String {
+    let Ok(Response::Contacts { contacts, .. }) = s.runtime.request(Request::Contacts).await else {
+        panic!("contacts")
+    };
+    contacts[0].protocol.clone()
+}
+
+#[test]
+fn conversations_post_quantum_false_gives_contacts_a_classical_start() {
+    smol::block_on(async {
+        let s = setup("conversations: { post_quantum: false }\n").await;
+        assert!(protocol(&s).await.starts_with("v1"));
+        // The bot speaks first, so its offer (without an X-Wing key) is the one that stands.
+        s.runtime
+            .request(Request::Send {
+                to: "owner".into(),
+                text: "hello".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(owner_texts(&s).await, ["hello"]);
+        sync::send(&s.owner, "bot", ContentType::TEXT, b"hi".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(owner_texts(&s).await, ["echo: hi"]);
+        assert_eq!(protocol(&s).await, "v2 (double ratchet, classical start)");
         s.runtime.shutdown().await.unwrap();
     });
 }
