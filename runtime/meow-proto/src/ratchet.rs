@@ -330,12 +330,24 @@ impl Ratchet {
         } else if header.n < self.nr {
             return Err(RatchetError::Replay);
         }
-        self.skip_keys(header.n)?;
+        self.open_in_chain(header.n, ad, sealed_header, body)
+    }
+
+    /// Both forms, once the receiving chain is the message's: keeps the keys of the messages
+    /// before number `n`, steps the chain past `n`, and opens the body with `n`'s key.
+    fn open_in_chain(
+        &mut self,
+        n: u32,
+        ad: &[u8],
+        header_bytes: &[u8],
+        body: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, RatchetError> {
+        self.skip_keys(n)?;
         let chain = self.recv.as_ref().ok_or(RatchetError::NotForUs)?;
         let (next, mk) = kdf_ck(chain);
         self.recv = Some(next);
         self.nr = self.nr.checked_add(1).ok_or(RatchetError::Exhausted)?;
-        open_body(&mk, ad, sealed_header, body)
+        open_body(&mk, ad, header_bytes, body)
     }
 
     /// TrySkippedMessageKeysHE: the key of a skipped message, taken out of the store.
@@ -499,12 +511,7 @@ impl Ratchet {
             self.skip_keys(header.pn)?;
             self.dh_step(header.dh, rng)?;
         }
-        self.skip_keys(header.n)?;
-        let chain = self.recv.as_ref().ok_or(RatchetError::NotForUs)?;
-        let (next, mk) = kdf_ck(chain);
-        self.recv = Some(next);
-        self.nr = self.nr.checked_add(1).ok_or(RatchetError::Exhausted)?;
-        open_body(&mk, ad, clear, body)
+        self.open_in_chain(header.n, ad, clear, body)
     }
 
     /// The skipped key of message `n` in the chain under header key `hk`, taken out of the store.
