@@ -318,3 +318,36 @@ fn homes_made_by_the_previous_release_keep_talking() {
         assert!(h.meow(&["doctor"]).ok().contains("no problem found"));
     }
 }
+
+/// A sensor behind a LoRa link answers the hub's card with `--classical-start`: both sides then
+/// move their conversation to version 2 with the small classical exchange, and say so.
+#[test]
+fn a_home_behind_a_small_link_asks_for_a_classical_start_on_its_card() {
+    let tmp = TempDir::new("classical");
+    let server = ServerProc::start_on(&tmp.path().join("server"), free_port(), &[]);
+    let hub = Home::init(tmp.path().join("hub"), "hub");
+    let sensor = Home::init(tmp.path().join("sensor"), "sensor");
+    for h in [&hub, &sensor] {
+        h.meow(&["servers", "add", &server.card.to_text()]).ok();
+    }
+    let inv = tmp.path().join("for-sensor.meowcard");
+    hub.meow(&["invite", "sensor", "--out", inv.to_str().unwrap()]).ok();
+    sensor
+        .meow(&["accept", inv.to_str().unwrap(), "--name", "hub", "--classical-start"])
+        .ok();
+    hub.meow(&["inbox"]).ok();
+    for i in 0..3 {
+        hub.meow(&["send", "sensor", &format!("h{i}")]).ok();
+        crate::support::wait_for_text(&sensor, "the hub's message", |t| t == format!("h{i}"));
+        sensor.meow(&["send", "hub", &format!("s{i}")]).ok();
+        crate::support::wait_for_text(&hub, "the sensor's message", |t| t == format!("s{i}"));
+    }
+    for (h, other) in [(&hub, "sensor"), (&sensor, "hub")] {
+        let c: serde_json::Value = serde_json::from_str(h.meow(&["contacts", "--json"]).ok()).unwrap();
+        assert_eq!(c["contacts"][0]["name"], other);
+        assert_eq!(
+            c["contacts"][0]["protocol"], "v2 (double ratchet, classical start)",
+            "{other}'s contact"
+        );
+    }
+}

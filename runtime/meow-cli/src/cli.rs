@@ -361,6 +361,10 @@ pub struct InviteArgs {
     /// Also draw the card as a QR code in the terminal.
     #[arg(long)]
     pub qr: bool,
+    /// Ask the contact for a classical start: for a home behind a small link (LoRa), where the
+    /// 1.2 KB each way of a post-quantum start does not fit (docs/PROTOCOL.md §17.2).
+    #[arg(long)]
+    pub classical_start: bool,
 }
 
 #[derive(Debug, Args)]
@@ -373,6 +377,10 @@ pub struct AcceptArgs {
     /// Write your answer card here (same formats as `invite --out`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Ask the contact for a classical start: for a home behind a small link (LoRa), where the
+    /// 1.2 KB each way of a post-quantum start does not fit (docs/PROTOCOL.md §17.2).
+    #[arg(long)]
+    pub classical_start: bool,
 }
 
 #[derive(Debug, Args)]

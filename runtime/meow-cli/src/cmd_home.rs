@@ -122,10 +122,14 @@ pub fn request(c: &Command) -> anyhow::Result<Option<Request>> {
         },
         Command::Servers(ServersCmd::List(_)) => Request::ServerList,
         Command::Servers(ServersCmd::Remove { server }) => Request::ServerRemove { server: server.clone() },
-        Command::Invite(a) => Request::Invite { name: a.name.clone() },
+        Command::Invite(a) => Request::Invite {
+            name: a.name.clone(),
+            classical_start: a.classical_start,
+        },
         Command::Accept(a) => Request::Accept {
             card: read_card_arg(&a.card)?,
             name: a.name.clone(),
+            classical_start: a.classical_start,
         },
         Command::Contacts(_) => Request::Contacts,
         Command::Send(a) => Request::Send {

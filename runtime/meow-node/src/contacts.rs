@@ -57,6 +57,7 @@ impl Node {
             nickname: self.profile.display_name.clone(),
             now: self.env.now_ms() / 1000,
             ttl: self.profile.card_ttl_secs,
+            classical_start: !self.post_quantum,
         })
     }
 
@@ -162,6 +163,7 @@ impl Node {
             added_ms: self.env.now_ms(),
             dropped_unsigned: 0,
             via_public_card: false,
+            classical_start: card.body.classical_start || answer.body.classical_start,
         };
         self.counters.next_contact += 1;
         let item = self.new_outbox_item(
@@ -218,6 +220,7 @@ impl Node {
             added_ms: self.env.now_ms(),
             dropped_unsigned: 0,
             via_public_card: inv.public,
+            classical_start: answer.body.classical_start || my_card.body.classical_start,
         };
         self.counters.next_contact += 1;
         let mut b = self.vault.batch();

@@ -143,10 +143,10 @@ impl Node {
     /// Makes the conversation with `contact` owe a version-2 offer if it should send one now
     /// (see `Conversation::wants_offer`); returns whether it does.
     fn offer_upgrade_to(&mut self, contact: u64, now: u64) -> bool {
-        let pq = self.post_quantum;
         let Some(c) = self.contacts.get_mut(&contact) else {
             return false;
         };
+        let pq = self.post_quantum && !c.classical_start;
         let offered = c.conversation.offer_upgrade(pq, now, &mut self.env.rng());
         if offered {
             tracing::info!(contact = %c.name, post_quantum = pq, "offering conversation version 2");
@@ -250,6 +250,16 @@ impl Node {
         }
     }
 
+    /// Runs `f` (which makes a card: an invitation or an answer) with my cards asking for a
+    /// classical start if `classical`; with `false`, the home's setting stands.
+    pub fn with_classical_start<T>(&mut self, classical: bool, f: impl FnOnce(&mut Node) -> T) -> T {
+        let before = self.post_quantum;
+        self.post_quantum = before && !classical;
+        let out = f(self);
+        self.post_quantum = before;
+        out
+    }
+
     /// The most messages the outbox holds (people, plugins and recipes alike).
     pub fn set_outbox_limit(&mut self, limit: usize) {
         self.outbox_limit = limit;
@@ -258,6 +268,8 @@ impl Node {
     /// Whether offers to move a contact to conversation version 2 carry an X-Wing key (the
     /// default: a post-quantum start, whose offer and answer are 1.2 KB each). Off gives a classical
     /// start with steps of a few dozen bytes, for homes that reach their server over a small link.
+    /// Off also marks the cards I make from then on (a version-3 flag), so a contact made from
+    /// one offers classically too.
     pub fn set_post_quantum_upgrades(&mut self, on: bool) {
         self.post_quantum = on;
     }

@@ -228,25 +228,30 @@ pub struct ContactRecord {
     pub dropped_unsigned: u64,
     /// Made from my public (directory) card.
     pub via_public_card: bool,
+    /// Their card or mine asked for a classical start (version 3): my offers to move this
+    /// conversation to version 2 carry no X-Wing key.
+    pub classical_start: bool,
 }
 
 impl Encode for ContactRecord {
     fn encode(&self, w: &mut Writer) {
-        w.u8(2).varint(self.id).string(&self.name);
+        w.u8(3).varint(self.id).string(&self.name);
         w.bytes(&self.conversation.to_bytes());
         w.list(&self.servers, |w, s| s.encode(w));
         w.u8(self.policy.to_u8())
             .varint(self.added_ms)
             .varint(self.dropped_unsigned)
-            .bool(self.via_public_card);
+            .bool(self.via_public_card)
+            .bool(self.classical_start);
     }
 }
 
 impl Decode for ContactRecord {
     const WHAT: &'static str = "contact record";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        // Version 2: servers with typed addresses; version 1: plain TCP `host:port`.
-        let v = versions(r, "contact record", 2)?;
+        // Version 3: the card's classical start; 2: servers with typed addresses; 1: plain TCP
+        // `host:port`.
+        let v = versions(r, "contact record", 3)?;
         Ok(Self {
             id: r.varint("contact id")?,
             name: string(r, "contact name")?,
@@ -256,6 +261,7 @@ impl Decode for ContactRecord {
             added_ms: r.varint("added")?,
             dropped_unsigned: r.varint("dropped")?,
             via_public_card: r.bool("via public card")?,
+            classical_start: v >= 3 && r.bool("classical start")?,
         })
     }
 }

@@ -139,6 +139,38 @@ fn talk_both_ways_and_rotate_with_messages_in_flight() {
 }
 
 #[test]
+fn a_card_that_asks_for_a_classical_start_gets_one_from_the_contact() {
+    let dir = tempdir("classical");
+    let srv = server(dir.path(), 0);
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    // Alice is behind a small link: her card says so, and Bob (post-quantum by default) offers
+    // her the small classical start rather than 1.2 KB of X-Wing.
+    alice.lock_blocking().set_post_quantum_upgrades(false);
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+        assert!(bob.lock().await.contact("alice").unwrap().classical_start);
+        assert!(!alice.lock().await.contact("bob").unwrap().classical_start);
+        sync::send(&bob, "alice", ContentType::TEXT, b"hi".to_vec())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            sync::fetch(&alice, Duration::ZERO).await.unwrap();
+            sync::send(&alice, "bob", ContentType::TEXT, b"ok".to_vec())
+                .await
+                .unwrap();
+            sync::fetch(&bob, Duration::ZERO).await.unwrap();
+            sync::send(&bob, "alice", ContentType::TEXT, b"ok".to_vec())
+                .await
+                .unwrap();
+        }
+        for (home, peer) in [(&alice, "bob"), (&bob, "alice")] {
+            let status = home.lock().await.contact(peer).unwrap().conversation.version_status();
+            assert_eq!(status, VersionStatus::V2 { post_quantum: false }, "{peer}'s contact");
+        }
+    });
+}
+
+#[test]
 fn outbox_keeps_messages_while_the_server_is_down() {
     let dir = tempdir("outbox");
     let srv = server(dir.path(), 0);

@@ -25,8 +25,13 @@ use crate::keys::{ContactKey, ContactPublic, ConversationPublic, LookupPublic, S
 pub const MAGIC: &[u8; 4] = b"MEOW";
 /// Object type byte of a card.
 const CARD_TYPE: u8 = b'C';
-/// Card format version written by this implementation.
-pub const CARD_VERSION: u8 = 2;
+/// Newest card format version: written only for a card that carries flags (a classical start);
+/// every other card is written as version 2, which older readers understand.
+pub const CARD_VERSION: u8 = 3;
+/// The version of a card without flags.
+const PLAIN_VERSION: u8 = 2;
+/// Card flag (version 3): the author starts conversations classically.
+const FLAG_CLASSICAL_START: u8 = 0x01;
 /// Prefix of the text form.
 pub const CARD_TEXT_PREFIX: &str = "meow:card:";
 /// Largest card accepted, in bytes.
@@ -192,9 +197,22 @@ pub struct CardBody {
     pub expires: u64,
     /// For an answer: the invitation it answers.
     pub answers: Option<CardId>,
+    /// The author reaches its server over a small link (LoRa) and starts conversations
+    /// classically: the reader's offer to move to version 2 should carry no X-Wing key (1.2 KB).
+    /// Written as a version-3 flag; false on older cards.
+    pub classical_start: bool,
 }
 
 impl CardBody {
+    fn flags(&self) -> u8 {
+        if self.classical_start { FLAG_CLASSICAL_START } else { 0 }
+    }
+
+    /// The lowest version that carries every field: one encoding per card.
+    fn version(&self) -> u8 {
+        if self.flags() == 0 { PLAIN_VERSION } else { CARD_VERSION }
+    }
+
     fn encode(&self, w: &mut Writer) {
         w.u8(self.role.to_u8());
         self.conversation.encode(w);
@@ -207,6 +225,9 @@ impl CardBody {
         w.option(self.answers.as_ref(), |w, id| {
             w.raw(&id.0);
         });
+        if self.version() >= 3 {
+            w.u8(self.flags());
+        }
     }
 
     fn decode(r: &mut Reader<'_>, version: u8) -> Result<Self, DecodeError> {
@@ -223,6 +244,7 @@ impl CardBody {
         let created = r.varint("created")?;
         let expires = r.varint("expires")?;
         let answers = r.option("answers", |r| Ok(CardId(r.array("answers")?)))?;
+        let classical_start = if version >= 3 { read_flags(r)? } else { false };
         if (role == CardRole::Answer) != answers.is_some() {
             return Err(DecodeError::Invalid {
                 what: "answers",
@@ -244,7 +266,24 @@ impl CardBody {
             created,
             expires,
             answers,
+            classical_start,
         })
+    }
+}
+
+/// A version-3 card's flags: known bits only, and at least one (a card without flags is
+/// written as version 2).
+fn read_flags(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
+    match r.u8("card flags")? {
+        FLAG_CLASSICAL_START => Ok(true),
+        0 => Err(DecodeError::Invalid {
+            what: "card flags",
+            reason: "none set: such a card is written as version 2",
+        }),
+        _ => Err(DecodeError::Invalid {
+            what: "card flags",
+            reason: "unknown flag",
+        }),
     }
 }
 
@@ -263,7 +302,7 @@ impl Card {
     /// Signs `body` with `key` and returns the card.
     pub fn sign(key: &ContactKey, body: CardBody) -> Card {
         let mut w = Writer::with_capacity(256);
-        w.raw(MAGIC).u8(CARD_TYPE).u8(CARD_VERSION);
+        w.raw(MAGIC).u8(CARD_TYPE).u8(body.version());
         key.public().encode(&mut w);
         body.encode(&mut w);
         let signature = key.sign(Domain::CARD, &[w.as_slice()]);
@@ -398,6 +437,7 @@ mod tests {
             created: 1_700_000_000,
             expires: 1_700_000_000 + 86_400,
             answers: None,
+            classical_start: false,
         };
         let card = Card::sign(&key, body);
         (key, card)
@@ -450,6 +490,45 @@ mod tests {
             Err(CardError::Expired { ago: 0 })
         );
         assert!(matches!(u.check(1_600_000_000), Err(CardError::NotYetValid { .. })));
+    }
+
+    /// `card` with its flags byte (the last signed byte) set to `flags`, signed again.
+    fn with_flags(key: &ContactKey, card: &Card, flags: u8) -> Vec<u8> {
+        let mut signed = card.as_bytes()[..card.as_bytes().len() - SIGNATURE_LEN].to_vec();
+        *signed.last_mut().unwrap() = flags;
+        let sig = key.sign(Domain::CARD, &[&signed]);
+        signed.extend_from_slice(&sig);
+        signed
+    }
+
+    #[test]
+    fn a_classical_start_is_a_version_3_flag_and_nothing_else_changes_version() {
+        let (key, plain) = sample(&mut TestRng::new(5));
+        assert_eq!(plain.as_bytes()[5], 2, "a card without flags stays version 2");
+        let body = CardBody {
+            classical_start: true,
+            ..plain.body.clone()
+        };
+        let card = Card::sign(&key, body);
+        assert_eq!(card.as_bytes()[5], 3);
+        assert_eq!(card.as_bytes().len(), plain.as_bytes().len() + 1);
+        let back = UncheckedCard::from_bytes(card.as_bytes())
+            .unwrap()
+            .check(1_700_000_100)
+            .unwrap();
+        assert!(back.body.classical_start);
+        assert_eq!(back, card);
+        for (flags, reason) in [(0, "none set"), (0x02, "unknown flag"), (0x03, "unknown flag")] {
+            let bytes = with_flags(&key, &card, flags);
+            let err = UncheckedCard::from_bytes(&bytes)
+                .unwrap()
+                .check(1_700_000_100)
+                .unwrap_err();
+            assert!(
+                matches!(err, CardError::Malformed(DecodeError::Invalid { what: "card flags", reason: r }) if r.starts_with(reason)),
+                "{flags:#x}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -246,6 +246,7 @@ mod tests {
                 created: 100,
                 expires: 10_000,
                 answers: None,
+                classical_start: false,
             },
         );
         let e = DirectoryEntry::sign(

@@ -55,6 +55,8 @@ pub struct CardOptions {
     pub now: u64,
     /// Validity in seconds.
     pub ttl: u64,
+    /// I start conversations classically (see [`CardBody::classical_start`]).
+    pub classical_start: bool,
 }
 
 fn make_card(
@@ -74,6 +76,7 @@ fn make_card(
         created: opts.now,
         expires: opts.now + opts.ttl.max(1),
         answers: answers.map(Card::id),
+        classical_start: opts.classical_start,
     };
     let card = Card::sign(&contact_key, body);
     (NewContact { contact_key, keys }, card)
@@ -166,6 +169,7 @@ mod tests {
             nickname: Some(nick.into()),
             now: 1000,
             ttl: 3600,
+            classical_start: false,
         }
     }
 

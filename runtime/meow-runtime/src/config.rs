@@ -201,8 +201,9 @@ pub struct ConversationSettings {
     /// the default. `false` gives a classical start, whose offer and answer are a few dozen bytes
     /// instead of 1.2 KB each, for a home that reaches its server over a small link (LoRa). An
     /// offer from a contact is answered in kind either way. It applies to what the runtime
-    /// sends, commands given while it runs included; a command run with no runtime on the home
-    /// offers the default.
+    /// sends and the cards it makes (which then ask the contact for a classical start too),
+    /// commands given while it runs included; with no runtime on the home, `meow invite` and
+    /// `meow accept` take `--classical-start` for one card.
     #[serde(default = "default_true")]
     pub post_quantum: bool,
 }

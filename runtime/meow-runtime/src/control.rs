@@ -44,6 +44,9 @@ pub enum Request {
     Invite {
         /// The name the contact will have.
         name: String,
+        /// The card asks the contact for a classical start (a home behind a small link).
+        #[serde(default)]
+        classical_start: bool,
     },
     /// Accept a card (an invitation, or the answer to mine).
     Accept {
@@ -51,6 +54,9 @@ pub enum Request {
         card: Vec<u8>,
         /// The name to give the contact.
         name: Option<String>,
+        /// My answer card asks the contact for a classical start.
+        #[serde(default)]
+        classical_start: bool,
     },
     /// Contacts and pending invitations.
     Contacts,
@@ -533,6 +539,7 @@ mod tests {
         let req = Request::Accept {
             card: vec![1, 2, 3],
             name: Some("bob".into()),
+            classical_start: true,
         };
         let env = serde_json::to_string(&Envelope {
             version: VERSION,

@@ -32,14 +32,21 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
             let card = node.lock().await.remove_server(&server)?;
             Ok(Response::ServerRemoved((&card).into()))
         }
-        Request::Invite { name } => {
-            let card = node.lock().await.invite(&name, false)?;
+        Request::Invite { name, classical_start } => {
+            let card = node
+                .lock()
+                .await
+                .with_classical_start(classical_start, |n| n.invite(&name, false))?;
             Ok(Response::Invitation {
                 card: card.to_text(),
                 expires: card.body.expires,
             })
         }
-        Request::Accept { card, name } => accept(node, &card, name.as_deref()).await,
+        Request::Accept {
+            card,
+            name,
+            classical_start,
+        } => accept(node, &card, name.as_deref(), classical_start).await,
         Request::Contacts => Ok(contacts(&*node.lock().await)),
         Request::Send { to, text } => send(node, &to, text).await,
         Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
@@ -131,8 +138,11 @@ fn entries(found: Vec<meow_proto::directory::DirectoryEntry>) -> Result<Response
     Ok(Response::Directory(found.iter().map(EntryView::from).collect()))
 }
 
-async fn accept(node: &Mutex<Node>, card: &[u8], name: Option<&str>) -> Result<Response> {
-    let accepted = node.lock().await.accept(card, name)?;
+async fn accept(node: &Mutex<Node>, card: &[u8], name: Option<&str>, classical_start: bool) -> Result<Response> {
+    let accepted = node
+        .lock()
+        .await
+        .with_classical_start(classical_start, |n| n.accept(card, name))?;
     Ok(Response::Accepted(match accepted {
         Accepted::Answered { name, answer } => {
             let report = sync::flush_outbox(node, false).await?;

@@ -244,6 +244,7 @@ fn directory_publish_search_random_withdraw() {
             created: now,
             expires: now + 86_400,
             answers: None,
+            classical_start: false,
         },
     );
     let entry = DirectoryEntry::sign(&key, card, "I answer weather questions", &["bot".into()], now + 3600);
