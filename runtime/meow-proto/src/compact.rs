@@ -79,12 +79,7 @@ pub fn message_id(envelope: &[u8]) -> MessageId {
 }
 
 fn ad(sender: &ContactPublic, recipient: &ContactPublic) -> Vec<u8> {
-    let mut ad = Vec::with_capacity(AD_LABEL.len() + 1 + 64);
-    ad.extend_from_slice(AD_LABEL);
-    ad.push(ENVELOPE_COMPACT);
-    ad.extend_from_slice(sender.as_bytes());
-    ad.extend_from_slice(recipient.as_bytes());
-    ad
+    crate::envelope::ratchet_ad(AD_LABEL, ENVELOPE_COMPACT, sender, recipient)
 }
 
 /// Seals `message` (its `id` is ignored: see [`message_id`]) with the conversation's ratchet.

@@ -303,9 +303,14 @@ pub fn seal(
 
 /// What a version-2 envelope authenticates besides itself: its version and who writes to whom.
 fn v2_ad(sender: &ContactPublic, recipient: &ContactPublic) -> Vec<u8> {
-    let mut ad = Vec::with_capacity(V2_AD_LABEL.len() + 1 + 64);
-    ad.extend_from_slice(V2_AD_LABEL);
-    ad.push(ENVELOPE_V2);
+    ratchet_ad(V2_AD_LABEL, ENVELOPE_V2, sender, recipient)
+}
+
+/// The ratchet's associated data for an envelope form: `label || version || sender || recipient`.
+pub(crate) fn ratchet_ad(label: &[u8], version: u8, sender: &ContactPublic, recipient: &ContactPublic) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(label.len() + 1 + 64);
+    ad.extend_from_slice(label);
+    ad.push(version);
     ad.extend_from_slice(sender.as_bytes());
     ad.extend_from_slice(recipient.as_bytes());
     ad

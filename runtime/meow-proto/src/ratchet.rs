@@ -282,19 +282,32 @@ impl Ratchet {
         };
         let n = self.ns;
         let next_n = n.checked_add(1).ok_or(RatchetError::Exhausted)?;
-        let (next, mk) = kdf_ck(chain);
+        let keys = kdf_ck(chain);
         let header = Header {
             dh: self.dh_self.public(),
             pn: self.pn,
             n,
         };
-        let mut out = HeaderKey::new(hk).seal(ad, &header.to_bytes(), rng);
+        let out = HeaderKey::new(hk).seal(ad, &header.to_bytes(), rng);
+        Ok(self.seal_body(out, ad, plaintext, keys, next_n))
+    }
+
+    /// Both forms, once the header is written: appends the body sealed with message key `mk`
+    /// and steps the sending chain to `next`, number `next_n`.
+    fn seal_body(
+        &mut self,
+        mut out: Vec<u8>,
+        ad: &[u8],
+        plaintext: &[u8],
+        (next, mk): (SecretKey, SecretKey),
+        next_n: u32,
+    ) -> Vec<u8> {
         let (cipher, nonce) = body_cipher(&mk);
         let body = cipher.seal(&nonce, &aad(ad, &out), plaintext);
         out.extend_from_slice(&body);
         self.send = Some(next);
         self.ns = next_n;
-        Ok(out)
+        out
     }
 
     /// RatchetDecryptHE: the plaintext, or why not (the state is then unchanged).
@@ -449,16 +462,10 @@ impl Ratchet {
         };
         let n = self.ns;
         let next_n = n.checked_add(1).ok_or(RatchetError::Exhausted)?;
-        let (next, mk) = kdf_ck(chain);
+        let keys = kdf_ck(chain);
         let mut w = Writer::with_capacity(COMPACT_HEADER_MAX + plaintext.len() + TAG_LEN);
         w.raw(&self.dh_self.public()).varint(self.pn.into()).varint(n.into());
-        let mut out = w.into_bytes();
-        let (cipher, nonce) = body_cipher(&mk);
-        let body = cipher.seal(&nonce, &aad(ad, &out), plaintext);
-        out.extend_from_slice(&body);
-        self.send = Some(next);
-        self.ns = next_n;
-        Ok(out)
+        Ok(self.seal_body(w.into_bytes(), ad, plaintext, keys, next_n))
     }
 
     /// RatchetDecrypt for [`Ratchet::seal_compact`]'s form: the plaintext, or why not (the
