@@ -287,7 +287,7 @@ fn sensor_readings_over_a_gateway_link_take_110_bytes_and_reach_the_recipes() {
     assert!(
         lines
             .iter()
-            .all(|l| l.contains("83-byte compact envelope, 110 bytes on the air, answer 26")),
+            .all(|l| l.contains("83-byte compact envelope, 110 bytes on the link, answer 26")),
         "{}",
         out.stdout
     );
@@ -314,7 +314,7 @@ fn sensor_readings_over_a_gateway_link_take_110_bytes_and_reach_the_recipes() {
     let args = sensor_args("2", "99");
     let out = sensor.meow(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
-        out.ok().lines().all(|l| l.contains("110 bytes on the air")),
+        out.ok().lines().all(|l| l.contains("110 bytes on the link")),
         "{}",
         out.stdout
     );

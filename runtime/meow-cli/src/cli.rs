@@ -106,7 +106,7 @@ pub enum Command {
     Recipe(RecipeCmd),
     /// A simulated IoT sensor: report readings to a contact every few seconds.
     #[command(
-        after_help = "Example:\n  MEOW_HOME=./sensor meow sensor --to hub --every 5s\n\nEach reading is compact JSON ({\"t\":21.4,\"h\":41,\"n\":3}) sealed in the\nsmallest envelope class: 176 bytes, one LoRa frame when sent per packet.\nWith --link udp:HOST:PORT, readings go through a link session with the\ngateway in the compact form: 110 bytes on the air each."
+        after_help = "Example:\n  MEOW_HOME=./sensor meow sensor --to hub --every 5s\n\nEach reading is compact JSON ({\"t\":21.4,\"h\":41,\"n\":3}) sealed in the\nsmallest envelope class: 176 bytes, one LoRa frame when sent per packet.\nWith --link udp:HOST:PORT (or serial:/dev/ttyUSB0, rnode:/dev/ttyACM0,sf=9,\nmeshtastic:/dev/ttyACM0), readings go through a link session with the\ngateway in the compact form: 110 bytes on the air each. See docs/OFF-GRID.md."
     )]
     Sensor(SensorArgs),
     /// The main job, with no setup: a hub runtime (server, plugins, recipes), a sensor and an
@@ -214,7 +214,7 @@ pub struct BenchServerArgs {
 #[derive(Debug, Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  meow server --data ./srv --listen 127.0.0.1:7070 --name home\n  meow server --data ./srv --listen 0.0.0.0:7070 --udp 0.0.0.0:7070 --allow-broadcast\n  meow server card --data ./srv --out home.server"
+    after_help = "Examples:\n  meow server --data ./srv --listen 127.0.0.1:7070 --name home\n  meow server --data ./srv --listen 0.0.0.0:7070 --udp 0.0.0.0:7070 --allow-broadcast\n  meow server --data ./srv --serial /dev/ttyUSB0:115200 --radio rnode:/dev/ttyACM0,sf=9\n  meow server card --data ./srv --out home.server"
 )]
 pub struct ServerCmd {
     #[command(subcommand)]
@@ -243,6 +243,16 @@ pub struct ServerRunArgs {
     /// Also answer sealed datagrams (serial/LoRa gateways, UDP clients) on this UDP address.
     #[arg(long)]
     pub udp: Option<SocketAddr>,
+    /// Also serve sealed datagrams and link sessions on this serial line (KISS frames with a
+    /// CRC-16; the other end runs `meow sensor --link serial:PATH`). Repeatable.
+    #[arg(long, value_name = "PATH[:BAUD]")]
+    pub serial: Vec<String>,
+    /// Also serve them through a LoRa radio: an RNode or KISS TNC
+    /// (rnode:PATH[:BAUD][,sf=7,bw=125k,cr=5,freq=868.1M,power=14,duty=1%]) or a Meshtastic
+    /// device (meshtastic:PATH[:BAUD][,channel=0,duty=1%]). The radio keeps to its duty cycle,
+    /// queuing what would exceed it. Repeatable.
+    #[arg(long, value_name = "rnode:…|meshtastic:…")]
+    pub radio: Vec<String>,
     /// Name shown to clients.
     #[arg(long, default_value = "meow")]
     pub name: String,
@@ -597,10 +607,13 @@ pub struct SensorArgs {
     #[arg(long, default_value_t = 6)]
     pub hot_at: u64,
     /// Send each reading through a link session with this gateway (the contact's server,
-    /// started with --udp), in the compact form: 110 bytes on the air for a 20-byte reading.
-    /// The conversation must be at version 2 (after one exchange); until then readings go the
-    /// usual way.
-    #[arg(long, value_name = "udp:HOST:PORT")]
+    /// started with --udp, --serial or --radio), in the compact form: 110 bytes on the air for
+    /// a 20-byte reading. One of udp:HOST:PORT, serial:PATH[:BAUD],
+    /// rnode:PATH[:BAUD][,sf=…,bw=…,cr=…,freq=…,power=…,duty=…] or
+    /// meshtastic:PATH[:BAUD][,channel=…,to=!NODE,duty=…]. Readings that cannot go (the link is
+    /// down) wait in the outbox and go first once it is back. The conversation must be at
+    /// version 2 (after one exchange); until then readings go the usual way.
+    #[arg(long, value_name = "LINK")]
     pub link: Option<String>,
 }
 

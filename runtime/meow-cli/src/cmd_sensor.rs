@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meow_net::gateway::GatewayClient;
+use meow_net::port::LinkAddress;
 use meow_node::Node;
 use meow_node::sync::{self, Delivery};
-use meow_proto::Address;
 use meow_proto::envelope::ContentType;
 use meow_proto::padding::LORA_CLASS;
 use smol::lock::Mutex;
@@ -76,12 +76,14 @@ async fn report_line(node: &Mutex<Node>, to: &str, reading: &str) -> anyhow::Res
 }
 
 /// One reading in the compact form through a gateway link (the usual way while the
-/// conversation is not at version 2): the line to print.
+/// conversation is not at version 2): the line to print. The reading is queued first and the
+/// outbox flushed through the link in order, so readings that waited while the link was down
+/// go before it.
 async fn report_over_link(
     node: &Mutex<Node>,
     to: &str,
     reading: &str,
-    address: &Address,
+    address: &LinkAddress,
     gateway: &mut Option<GatewayClient>,
 ) -> anyhow::Result<String> {
     let item = node
@@ -94,7 +96,7 @@ async fn report_over_link(
             "{line} [conversation not at version 2 yet: sent the usual way]"
         ));
     };
-    let size = item.envelope.len();
+    let (size, seq) = (item.envelope.len(), item.seq);
     let client = match gateway {
         Some(g) => g,
         None => {
@@ -102,23 +104,58 @@ async fn report_over_link(
                 .servers
                 .first()
                 .with_context(|| format!("{to} lists no server to use as the gateway"))?;
-            gateway.insert(GatewayClient::connect(address, server.key, LINK_TIMEOUT).await?)
+            let timeout = if address.is_radio() {
+                RADIO_TIMEOUT
+            } else {
+                LINK_TIMEOUT
+            };
+            let clock = meow_clock::SystemClock::shared();
+            gateway.insert(GatewayClient::connect(address, server.key, timeout, clock).await?)
         }
     };
-    Ok(match sync::deliver_over_link(node, item, client).await? {
-        Ok(air) => {
+    let flush = sync::flush_over_link(node, client).await?;
+    let budget = airtime_left(client);
+    let earlier = flush.delivered.iter().filter(|(i, _)| i.seq != seq).count();
+    let earlier = match earlier {
+        0 => String::new(),
+        n => format!(" (+{n} that waited for the link)"),
+    };
+    Ok(match flush.delivered.iter().find(|(i, _)| i.seq == seq) {
+        Some((_, air)) => {
             let open = air
                 .open
                 .map(|(o, a)| format!("; session opened with {o} + {a} bytes"))
                 .unwrap_or_default();
             format!(
-                "{reading} -> {to} ({size}-byte compact envelope, {} bytes on the air, answer {}{open}, via {address})",
+                "{reading} -> {to} ({size}-byte compact envelope, {} bytes on the link, answer {}{open}, via {address}){earlier}{budget}",
                 air.frame, air.answer
             )
         }
-        Err(e) => format!("{reading} -> {to} queued: {e} (the next send or sync delivers it)"),
+        None => {
+            let why = flush.stopped.map_or_else(|| "not sent".to_owned(), |e| e.to_string());
+            format!(
+                "{reading} -> {to} queued: {why} ({} waiting for the link; they go first when it is back){budget}",
+                flush.waiting
+            )
+        }
     })
 }
+
+/// `; airtime left …` for a radio link, nothing for others.
+fn airtime_left(gateway: &GatewayClient) -> String {
+    match gateway.status().airtime {
+        Some((left, budget)) => format!(
+            "; airtime left {:.1} s of {:.0} s this hour",
+            left.as_secs_f64(),
+            budget.as_secs_f64()
+        ),
+        None => String::new(),
+    }
+}
+
+/// How long the sensor waits for a radio gateway's answer (which may wait for the gateway's
+/// own duty cycle).
+const RADIO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the sensor waits for the gateway's answer.
 const LINK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -130,7 +167,7 @@ pub async fn run(
     every: Duration,
     count: Option<u64>,
     sim: &mut Simulator,
-    link: Option<&Address>,
+    link: Option<&LinkAddress>,
 ) -> anyhow::Result<()> {
     node.lock().await.contact(to)?;
     let mut gateway = None;

@@ -27,6 +27,22 @@ pub fn run(cmd: ServerCmd) -> anyhow::Result<()> {
 fn config(args: &ServerRunArgs) -> anyhow::Result<ServerConfig> {
     let mut cfg = ServerConfig::new(args.data.clone(), args.listen);
     cfg.listen_udp = args.udp;
+    for s in &args.serial {
+        let spec = meow_net::serial::SerialSpec::parse(s)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--serial {s}"))?;
+        cfg.links.push(meow_net::port::LinkAddress::Serial(spec));
+    }
+    for r in &args.radio {
+        let link: meow_net::port::LinkAddress = r
+            .parse()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--radio {r}"))?;
+        if !link.is_radio() {
+            bail!("--radio {r}: a radio is rnode:… or meshtastic:… (a bare line goes with --serial)");
+        }
+        cfg.links.push(link);
+    }
     cfg.name = args.name.clone();
     cfg.allow_broadcast = args.allow_broadcast;
     cfg.message_ttl = parse_duration(&args.ttl).context("--ttl")?;
@@ -80,6 +96,9 @@ fn serve(args: ServerRunArgs) -> anyhow::Result<()> {
         card.to_text()
     );
     wait_for_shutdown_signal()?;
+    for (name, s) in server.link_status() {
+        tracing::info!(link = %name, sent = ?s.sent, received = ?s.received, dropped = s.dropped, airtime_used = ?s.airtime_used, "link totals");
+    }
     tracing::info!("shutting down");
     server.shutdown();
     Ok(())

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Parser;
 use meow_node::{InitOptions, Node};
 use meow_proto::crypto::KdfParams;
@@ -97,8 +97,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let link = args
                 .link
                 .as_deref()
-                .map(str::parse::<meow_proto::Address>)
-                .transpose()?;
+                .map(|l| l.parse::<meow_net::port::LinkAddress>().map_err(anyhow::Error::msg))
+                .transpose()
+                .context("--link")?;
             smol::block_on(cmd_sensor::run(
                 &node,
                 &args.to,

@@ -1,18 +1,20 @@
-//! A link session with a gateway server over UDP (`meow_proto::link`): the client side of the
-//! compact path for radio links. It opens a session on first use (and again when the gateway
-//! has forgotten it or a new mailbox is needed), then deposits each envelope in one frame and
-//! reads the one-status answer. It counts every byte it sends and receives, which is what a
-//! radio would carry.
+//! A link session with a gateway server (`meow_proto::link`) over any datagram port (UDP, a
+//! serial line, an RNode, a Meshtastic device): the client side of the compact path for radio
+//! links. It opens a session on first use (and again when the gateway has forgotten it or a
+//! new mailbox is needed), then deposits each envelope in one frame and reads the one-status
+//! answer. It counts every byte it sends and receives, which is what a radio carries.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures_lite::FutureExt;
+use meow_clock::SharedClock;
 use meow_proto::link::{self, ClientLink, LinkError, LinkOpener, LinkStatus};
-use meow_proto::{Address, MailboxId, ServerPublic};
-use smol::net::UdpSocket;
+use meow_proto::{MailboxId, ServerPublic};
 
 use crate::client::ClientError;
-use crate::datagram::MAX_DATAGRAM;
+use crate::port::{DatagramPort, LinkAddress, PortPeer, PortStatus};
 
 /// Bytes that crossed the link for one deposit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,9 +27,10 @@ pub struct Airtime {
     pub answer: usize,
 }
 
-/// A UDP socket to one gateway and the session in use.
+/// A port to one gateway and the session in use.
 pub struct GatewayClient {
-    socket: UdpSocket,
+    port: Arc<dyn DatagramPort>,
+    peer: PortPeer,
     address: String,
     server: ServerPublic,
     link: Option<ClientLink>,
@@ -46,35 +49,56 @@ fn protocol(e: LinkError) -> ClientError {
 }
 
 impl GatewayClient {
-    /// A client for the gateway at `address` (a `udp:` address) holding `server`'s key.
-    pub async fn connect(address: &Address, server: ServerPublic, timeout: Duration) -> Result<Self, ClientError> {
-        let Address::Udp(host_port) = address else {
-            return Err(ClientError::Connect {
-                address: address.to_string(),
-                reason: "a gateway link goes to a udp: address".into(),
-            });
-        };
-        let err = |e: std::io::Error| ClientError::Connect {
-            address: address.to_string(),
-            reason: e.to_string(),
-        };
-        let target = smol::net::resolve(host_port.as_str())
+    /// A client for the gateway at `address` holding `server`'s key; answers are awaited for
+    /// `timeout` after each datagram went out (on a radio, after it went on the air).
+    pub async fn connect(
+        address: &LinkAddress,
+        server: ServerPublic,
+        timeout: Duration,
+        clock: SharedClock,
+    ) -> Result<Self, ClientError> {
+        let opened = crate::radio::open(address, clock)
             .await
-            .map_err(err)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| err(std::io::Error::other("the name resolves to no address")))?;
-        let local = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-        let socket = UdpSocket::bind(local).await.map_err(err)?;
-        socket.connect(target).await.map_err(err)?;
-        Ok(Self {
-            socket,
-            address: address.to_string(),
+            .map_err(|e| ClientError::Connect {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?;
+        let (port, peer) = opened.spawned();
+        Ok(Self::over(port, peer, address.to_string(), server, timeout))
+    }
+
+    /// A client over an open port, sending to `peer`.
+    pub fn over(
+        port: Arc<dyn DatagramPort>,
+        peer: PortPeer,
+        address: String,
+        server: ServerPublic,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            port,
+            peer,
+            address,
             server,
             link: None,
             mailboxes: Vec::new(),
             timeout,
-        })
+        }
+    }
+
+    /// The port's counters and airtime budget.
+    pub fn status(&self) -> PortStatus {
+        self.port.status()
+    }
+
+    /// The gateway server's key.
+    pub fn server(&self) -> &ServerPublic {
+        &self.server
+    }
+
+    /// The link, as the user wrote it.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// Deposits `envelope` in `mailbox` through the session (opening one if needed). A gateway
@@ -138,13 +162,13 @@ impl GatewayClient {
             address: self.address.clone(),
             reason: e.to_string(),
         };
-        self.socket.send(datagram).await.map_err(err)?;
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        self.port.send_to(datagram, self.peer).await.map_err(err)?;
         async {
             loop {
-                let n = self.socket.recv(&mut buf).await.map_err(err)?;
-                if wanted(&buf[..n]) {
-                    return Ok(buf[..n].to_vec());
+                let (answer, from) = self.port.recv_from().await.map_err(err)?;
+                let from_gateway = matches!(self.peer, PortPeer::Line | PortPeer::Node(_)) || from == self.peer;
+                if from_gateway && wanted(&answer) {
+                    return Ok(answer);
                 }
             }
         }

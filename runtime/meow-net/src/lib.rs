@@ -1,5 +1,6 @@
 //! Transports for MEOW: links by address kind (TCP, in-process memory), stream framing, the
-//! session client (its sans-IO core and async shell), and sealed datagrams over UDP.
+//! session client (its sans-IO core and async shell), sealed datagrams, and the datagram
+//! ports that carry them: UDP, serial lines and LoRa radios (RNode, Meshtastic).
 //!
 //! Framing lives here and nowhere else: on a stream, every frame is a big-endian `u32` length
 //! followed by that many bytes ([`frame`]). The encryption inside frames is
@@ -12,6 +13,9 @@ pub mod client_core;
 pub mod datagram;
 pub mod frame;
 pub mod gateway;
+pub mod port;
+pub mod radio;
+pub mod serial;
 pub mod transport;
 
 pub use client::{ClientError, ClientOptions, CloseReason, PollResult, ServerClient};

@@ -60,6 +60,17 @@ impl Link {
         })
     }
 
+    /// A link over an already opened byte stream (a serial line, a pipe).
+    pub fn from_stream(reader: LinkReader, writer: LinkWriter, mtu: usize, close: Closer) -> Link {
+        Link {
+            reader,
+            writer,
+            mtu,
+            peer: std::net::IpAddr::from([0, 0, 0, 0]),
+            close,
+        }
+    }
+
     /// Shuts the link down both ways: the peer sees the end, and so does our own reader.
     pub fn closer(&self) -> impl Fn() + Send + Sync + '_ {
         &self.close
@@ -73,8 +84,9 @@ impl Link {
 
 /// A pair of connected memory links. Each side ends the other's reading when dropped; its
 /// closer does nothing (a memory peer cannot stop reading while we wait on it for long: the
-/// shells' write timeouts then drop the link).
-fn memory_pair() -> (Link, Link) {
+/// shells' write timeouts then drop the link). Also a null-modem cable for tests of the
+/// serial and radio ports.
+pub fn memory_pair() -> (Link, Link) {
     let (a_reader, b_writer) = piper::pipe(MEMORY_PIPE);
     let (b_reader, a_writer) = piper::pipe(MEMORY_PIPE);
     let local = std::net::IpAddr::from([127, 0, 0, 1]);

@@ -64,6 +64,52 @@ pub async fn deliver_over_link(
     Ok(result)
 }
 
+/// What a flush through a gateway link did.
+#[derive(Debug, Default)]
+pub struct LinkFlush {
+    /// Items the gateway took, in outbox order, with what each cost on the link.
+    pub delivered: Vec<(OutboxItem, meow_net::gateway::Airtime)>,
+    /// Why the flush stopped, if it did before the end (the item stays in the outbox).
+    pub stopped: Option<ClientError>,
+    /// Items still in the outbox for this gateway.
+    pub waiting: usize,
+}
+
+/// Delivers, oldest first, every outbox item the gateway's server can take (those for a
+/// contact whose servers include it), through the link; stops at the first failure, so that
+/// while the link is down each call costs one attempt and nothing is reordered. What waited
+/// while the link was down goes before what was queued since.
+pub async fn flush_over_link(node: &Mutex<Node>, gateway: &mut meow_net::gateway::GatewayClient) -> Result<LinkFlush> {
+    let key = *gateway.server();
+    let items: Vec<OutboxItem> = node
+        .lock()
+        .await
+        .outbox(false)?
+        .into_iter()
+        .filter(|i| i.servers.iter().any(|s| s.key == key))
+        .collect();
+    let mut flush = LinkFlush {
+        waiting: items.len(),
+        ..LinkFlush::default()
+    };
+    for item in items {
+        match gateway.deposit(item.mailbox, &item.envelope).await {
+            Ok(air) => {
+                node.lock().await.outbox_settle(&[item.seq], Vec::new())?;
+                flush.waiting -= 1;
+                flush.delivered.push((item, air));
+            }
+            Err(e) => {
+                let reason = format!("gateway link: {e}");
+                node.lock().await.outbox_settle(&[], vec![(item, reason)])?;
+                flush.stopped = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(flush)
+}
+
 /// Why an item stays in the outbox.
 #[derive(Debug, thiserror::Error)]
 enum Undelivered {

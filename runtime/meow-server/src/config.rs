@@ -16,6 +16,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// UDP address for sealed datagrams, if any.
     pub listen_udp: Option<SocketAddr>,
+    /// Serial lines and radios that carry sealed datagrams and link sessions (`serial:`,
+    /// `rnode:`, `meshtastic:`), opened at start.
+    pub links: Vec<meow_net::port::LinkAddress>,
     /// The server's name, shown to clients.
     pub name: String,
     /// How long a message is kept before it expires.
@@ -145,6 +148,7 @@ impl ServerConfig {
             data_dir,
             listen,
             listen_udp: None,
+            links: Vec::new(),
             name: "meow".into(),
             message_ttl: Duration::from_secs(14 * 86_400),
             broadcast_ttl: Duration::from_secs(86_400),

@@ -96,6 +96,7 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), ServerError> {
 pub struct ServerHandle {
     addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
+    ports: Vec<(String, Arc<dyn meow_net::port::DatagramPort>)>,
     card: ServerCard,
     stop: Sender<()>,
     threads: Vec<JoinHandle<()>>,
@@ -119,6 +120,12 @@ impl ServerHandle {
     /// The UDP address bound, if any.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
+    }
+
+    /// The serial lines and radios it serves, by the name they were given, with their
+    /// counters and airtime budgets.
+    pub fn link_status(&self) -> Vec<(String, meow_net::port::PortStatus)> {
+        self.ports.iter().map(|(n, p)| (n.clone(), p.status())).collect()
     }
 
     /// The card clients use to reach this server.
@@ -195,6 +202,14 @@ impl Server {
             None => None,
         };
         let udp_addr = udp.as_ref().and_then(|u| u.local_addr().ok());
+        let mut ports = Vec::new();
+        let mut port_tasks = Vec::new();
+        for address in &cfg.links {
+            let opened = smol::block_on(meow_net::radio::open(address, cfg.clock.clone()))
+                .map_err(io_err(format!("opening the link {address}")))?;
+            port_tasks.extend(opened.task);
+            ports.push((address.to_string(), opened.port));
+        }
         let card = ServerCard {
             name: cfg.name.clone(),
             address: match &cfg.memory {
@@ -235,8 +250,21 @@ impl Server {
         }
         if let Some(u) = udp {
             let socket = smol::net::UdpSocket::try_from(u).map_err(io_err("registering the udp socket"))?;
-            ex.spawn(listener::datagram_loop(ctx.clone(), socket, Arc::downgrade(&ex)))
-                .detach();
+            let port = Arc::new(meow_net::port::UdpPort::new(socket));
+            ex.spawn(listener::datagram_loop(
+                ctx.clone(),
+                port,
+                "udp".into(),
+                Arc::downgrade(&ex),
+            ))
+            .detach();
+        }
+        for task in port_tasks {
+            ex.spawn(task).detach();
+        }
+        for (name, port) in &ports {
+            let serve = listener::datagram_loop(ctx.clone(), port.clone(), name.clone(), Arc::downgrade(&ex));
+            ex.spawn(serve).detach();
         }
         let sweeper_ctx = ctx.clone();
         let sweep_interval = cfg.sweep_interval.max(Duration::from_millis(10));
@@ -262,10 +290,12 @@ impl Server {
                 .map_err(io_err("starting server threads"))?;
             handles.push(h);
         }
-        tracing::info!(%addr, udp = ?udp_addr, threads, "server listening");
+        let links: Vec<&str> = ports.iter().map(|(n, _)| n.as_str()).collect();
+        tracing::info!(%addr, udp = ?udp_addr, ?links, threads, "server listening");
         Ok(ServerHandle {
             addr,
             udp_addr,
+            ports,
             card,
             stop,
             threads: handles,

@@ -1,4 +1,5 @@
-//! The network shell: accepts TCP connections and serves sessions; answers sealed UDP datagrams.
+//! The network shell: accepts TCP connections and serves sessions; answers sealed datagrams
+//! and link sessions on datagram ports (UDP, serial lines, radios).
 //!
 //! Per connection: a handshake under a short timeout, then a reader loop that decrypts and
 //! decodes requests and hands each to its own task (pipelining, bounded by `max_in_flight`), and
@@ -18,6 +19,7 @@ use std::time::Duration;
 use futures_lite::FutureExt;
 use futures_lite::io::BufReader;
 use meow_net::frame::{self, FrameError};
+use meow_net::port::{DatagramPort, PortPeer};
 use meow_net::{Link, MemoryListener};
 use meow_proto::ServerKey;
 use meow_proto::codec::Decode;
@@ -28,7 +30,7 @@ use meow_proto::wire::{ErrorCode, Request, RequestFrame, Response, ResponseFrame
 use smol::Executor;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::lock::Semaphore;
-use smol::net::{TcpListener, UdpSocket};
+use smol::net::TcpListener;
 
 use crate::config::Limits;
 use crate::engine::{MAX_REQUEST, Peer};
@@ -282,32 +284,40 @@ async fn serve(
     result
 }
 
-/// Answers sealed datagrams on a UDP socket.
-pub async fn datagram_loop(ctx: Arc<Context>, socket: UdpSocket, ex: Weak<Executor<'static>>) {
-    let socket = Arc::new(socket);
-    let mut buf = vec![0u8; 65_536];
+/// Answers sealed datagrams and link sessions on a datagram port (UDP, a serial line, a
+/// radio). A port that fails (a serial device unplugged) is retried every second; bad
+/// datagrams are dropped and never stop the loop.
+pub async fn datagram_loop(ctx: Arc<Context>, port: Arc<dyn DatagramPort>, name: String, ex: Weak<Executor<'static>>) {
+    let mut failing = false;
     loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
+        let (datagram, from) = match port.recv_from().await {
+            Ok(r) => {
+                failing = false;
+                r
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "udp receive failed");
+                if !failing {
+                    tracing::warn!(port = %name, error = %e, "datagram port failed; retrying every second");
+                }
+                failing = true;
+                ctx.shell.engine.config().clock.sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
+        let Some(ex) = ex.upgrade() else { return };
         let now = ctx.shell.engine.config().clock.now_secs();
-        match buf[..n].first() {
+        match datagram.first() {
             Some(&link::OPEN) => {
-                open_link(&ctx, &socket, &buf[..n], from, now).await;
+                open_link(&ctx, &port, &datagram, from, now).await;
                 continue;
             }
             Some(&link::FRAME) => {
-                let Some(ex) = ex.upgrade() else { return };
-                link_frame(&ctx, &socket, &ex, &buf[..n], from, now).await;
+                link_frame(&ctx, &port, &ex, &datagram, from, now).await;
                 continue;
             }
             _ => {}
         }
-        let opened = match datagram::open_request(&ctx.key, &buf[..n], now) {
+        let opened = match datagram::open_request(&ctx.key, &datagram, now) {
             Ok(o) => o,
             Err(e) => {
                 tracing::debug!(%from, error = %e, "datagram refused");
@@ -318,19 +328,18 @@ pub async fn datagram_loop(ctx: Arc<Context>, socket: UdpSocket, ex: Weak<Execut
             tracing::debug!(%from, "replayed datagram ignored");
             continue;
         }
-        let Some(ex) = ex.upgrade() else { return };
-        let (ctx2, socket2) = (ctx.clone(), socket.clone());
+        let (ctx2, port2) = (ctx.clone(), port.clone());
         ex.spawn(async move {
             let peer = Peer::new(opened.binding, from.ip(), 64);
             let response = ctx2.shell.answer(&peer, opened.request.clone()).await;
-            let _ = socket2.send_to(&opened.seal_response(&response), from).await;
+            let _ = port2.send_to(&opened.seal_response(&response), from).await;
         })
         .detach();
     }
 }
 
 /// A link open: a new session, answered at once.
-async fn open_link(ctx: &Context, socket: &UdpSocket, datagram: &[u8], from: std::net::SocketAddr, now: u64) {
+async fn open_link(ctx: &Context, port: &Arc<dyn DatagramPort>, datagram: &[u8], from: PortPeer, now: u64) {
     let mut rng = server_rng(ctx);
     let answer = ctx
         .links
@@ -338,7 +347,7 @@ async fn open_link(ctx: &Context, socket: &UdpSocket, datagram: &[u8], from: std
         .open(&ctx.key, datagram, now, &mut rng, |enc| fresh_datagram(ctx, enc, now));
     match answer {
         Ok(Some(answer)) => {
-            let _ = socket.send_to(&answer, from).await;
+            let _ = port.send_to(&answer, from).await;
         }
         Ok(None) => tracing::debug!(%from, "replayed link open ignored"),
         Err(e) => tracing::debug!(%from, error = %e, "link open refused"),
@@ -349,10 +358,10 @@ async fn open_link(ctx: &Context, socket: &UdpSocket, datagram: &[u8], from: std
 /// so, a frame that does not open is dropped).
 async fn link_frame(
     ctx: &Arc<Context>,
-    socket: &Arc<UdpSocket>,
+    port: &Arc<dyn DatagramPort>,
     ex: &Executor<'static>,
     frame: &[u8],
-    from: std::net::SocketAddr,
+    from: PortPeer,
     now: u64,
 ) {
     let opened = ctx.links.lock().frame(frame, now);
@@ -360,7 +369,7 @@ async fn link_frame(
         Ok(d) => d,
         Err(link::LinkError::UnknownSession) => {
             if let Some(answer) = link::unknown_session(frame) {
-                let _ = socket.send_to(&answer, from).await;
+                let _ = port.send_to(&answer, from).await;
             }
             return;
         }
@@ -369,7 +378,7 @@ async fn link_frame(
             return;
         }
     };
-    let (ctx, socket) = (ctx.clone(), socket.clone());
+    let (ctx, port) = (ctx.clone(), port.clone());
     ex.spawn(async move {
         let status = match deposit.mailbox {
             None => link::LinkStatus::Refused(ErrorCode::NotFound),
@@ -388,7 +397,7 @@ async fn link_frame(
         };
         let answer = ctx.links.lock().answer(id, deposit.counter, status);
         if let Some(answer) = answer {
-            let _ = socket.send_to(&answer, from).await;
+            let _ = port.send_to(&answer, from).await;
         }
     })
     .detach();

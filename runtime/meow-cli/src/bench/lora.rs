@@ -164,7 +164,9 @@ pub fn run(readings: usize) -> anyhow::Result<()> {
     let result = smol::block_on(async {
         pair_at_v2(&sensor, &hub).await?;
         let via = meow_proto::Address::Udp(relay.address.to_string());
-        let mut gateway = GatewayClient::connect(&via, server.card().key, Duration::from_secs(5)).await?;
+        let link = meow_net::port::LinkAddress::Udp(relay.address.to_string());
+        let clock = meow_clock::SystemClock::shared();
+        let mut gateway = GatewayClient::connect(&link, server.card().key, Duration::from_secs(5), clock).await?;
         let mut compact = Vec::new();
         for _ in 0..readings.max(1) {
             let item = sensor
@@ -211,6 +213,29 @@ pub fn run(readings: usize) -> anyhow::Result<()> {
     report(&compact, &sealed)
 }
 
+/// Time on air per reading through an RNode (one KISS data frame: a LoRa packet of the frame
+/// and the RNode's 1-byte header) at SF7 and SF12 (125 kHz, 4/5), and how many readings fit in
+/// 1 % of an hour, for the compact form, the sealed datagram and LXMF.
+fn airtime_table(frame: usize, answer: usize, sealed: usize) {
+    use meow_net::radio::{airtime::LoraParams, rnode::frame_airtime};
+    println!("time on air per reading through an RNode (125 kHz, 4/5; the answer is the gateway's airtime):");
+    for sf in [7u8, 12] {
+        let lora = LoraParams::sf(sf);
+        let ms = |n: usize| frame_airtime(&lora, n).as_secs_f64() * 1000.0;
+        let per_hour = |n: usize| (36.0 / frame_airtime(&lora, n).as_secs_f64()).floor();
+        println!(
+            "  SF{sf:<2} compact {:7.1} ms (answer {:6.1} ms), {:4} readings/hour under 1 %; sealed {:7.1} ms, {:4}/hour; LXMF {:7.1} ms, {:4}/hour",
+            ms(frame),
+            ms(answer),
+            per_hour(frame),
+            ms(sealed),
+            per_hour(sealed),
+            ms(LXMF_BYTES),
+            per_hour(LXMF_BYTES)
+        );
+    }
+}
+
 fn sizes(v: &[usize]) -> String {
     v.iter().map(usize::to_string).collect::<Vec<_>>().join(" + ")
 }
@@ -248,5 +273,10 @@ fn report(compact: &[Seen], sealed: &[Seen]) -> anyhow::Result<()> {
     let on_air = *frames.iter().max().context("no frame")?;
     ensure!(frames.iter().all(|&f| f == on_air), "frames differ in size: {frames:?}");
     println!("on-air bytes: {on_air}");
+    airtime_table(
+        on_air,
+        acks.last().copied().unwrap_or(0),
+        dgrams.last().copied().unwrap_or(0),
+    );
     Ok(())
 }

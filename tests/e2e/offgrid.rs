@@ -1,0 +1,201 @@
+//! Off the internet (issue 17): a sensor reports over a serial line, an RNode and a Meshtastic
+//! device (simulated on pseudo-terminals, speaking those devices' protocols) to a server whose
+//! owner reads over TCP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use meow_net::port::{LinkAddress, PortPeer};
+use meow_testkit::radio::{Air, NullModem, on_pty, sim_meshtastic, sim_rnode};
+
+use crate::support::{Home, ServerProc, TempDir, wait_for};
+
+/// A sensor and an owner on `server` (set up over TCP, as on a bench), their conversation at
+/// version 2 so readings take the compact form.
+fn pair_at_v2(tmp: &TempDir, server: &ServerProc) -> (Home, Home) {
+    let sensor = Home::init(tmp.path().join("sensor"), "sensor");
+    let owner = Home::init(tmp.path().join("owner"), "owner");
+    let card = server.card.to_text();
+    for h in [&sensor, &owner] {
+        h.meow(&["servers", "add", &card]).ok();
+    }
+    let inv = tmp.path().join("sensor.meowcard");
+    owner.meow(&["invite", "sensor", "--out", inv.to_str().unwrap()]).ok();
+    sensor.meow(&["accept", inv.to_str().unwrap(), "--name", "owner"]).ok();
+    wait_for("the conversation at version 2", Duration::from_secs(60), || {
+        owner.meow(&["inbox"]).ok();
+        sensor.meow(&["send", "owner", "hello"]).ok();
+        owner.meow(&["inbox"]).ok();
+        sensor.meow(&["inbox"]).ok();
+        sensor.meow(&["contacts"]).stdout.contains("v2 (").then_some(())
+    });
+    (sensor, owner)
+}
+
+/// The readings `n` the owner has, in the order stored.
+fn readings_at(owner: &Home) -> Vec<u64> {
+    owner
+        .texts()
+        .iter()
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .filter_map(|v| v["n"].as_u64())
+        .collect()
+}
+
+/// Waits until the owner has readings 1..=count, each once.
+fn owner_gets(owner: &Home, count: u64) -> Vec<u64> {
+    let mut got = wait_for("every reading at the owner", Duration::from_secs(60), || {
+        let got = readings_at(owner);
+        (got.len() as u64 >= count).then_some(got)
+    });
+    got.sort_unstable();
+    assert_eq!(got, (1..=count).collect::<Vec<_>>(), "each reading once, none lost");
+    got
+}
+
+fn sensor_args(link: &str, count: &str) -> Vec<String> {
+    [
+        "sensor", "--to", "owner", "--link", link, "--every", "300ms", "--count", count, "--hot-at", "99",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn readings_cross_a_serial_line_and_a_cut_cable_loses_none() {
+    let tmp = TempDir::new("offgrid-serial");
+    let (cable, server_end, sensor_end) = NullModem::new();
+    let server = ServerProc::start(&tmp.path().join("srv"), &["--serial", server_end.to_str().unwrap()]);
+    let (sensor, owner) = pair_at_v2(&tmp, &server);
+
+    let link = format!("serial:{}:115200", sensor_end.display());
+    let mut child = sensor
+        .command()
+        .args(sensor_args(&link, "8"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        lines.push(line.unwrap());
+        match lines.len() {
+            2 => cable.set_cut(true),
+            4 => cable.set_cut(false),
+            _ => {}
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{lines:#?}");
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    for l in &lines[..2] {
+        assert!(l.contains("110 bytes on the link, answer 26"), "{l}");
+    }
+    assert!(lines[0].contains("session opened with 71 + 21 bytes"), "{}", lines[0]);
+    for (l, waiting) in lines[2..4].iter().zip(["1 waiting", "2 waiting"]) {
+        assert!(l.contains("queued:") && l.contains(waiting), "{l}");
+    }
+    assert!(lines[4].contains("(+2 that waited for the link)"), "{}", lines[4]);
+    for l in &lines[5..] {
+        assert!(l.contains("110 bytes on the link") && !l.contains("waited"), "{l}");
+    }
+    owner_gets(&owner, 8);
+}
+
+/// Reads the `meow sensor` lines of `count` readings through `link`; asserts every one went.
+fn report_through(sensor: &Home, link: &str, count: usize) -> Vec<String> {
+    let out = sensor.meow(
+        &sensor_args(link, &count.to_string())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let lines: Vec<String> = out.ok().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), count, "{}", out.stdout);
+    for l in &lines {
+        assert!(l.contains("110 bytes on the link, answer 26"), "{l}");
+        assert!(l.contains("airtime left"), "{l}");
+    }
+    assert!(lines[0].contains("session opened with 71 + 21 bytes"), "{}", lines[0]);
+    lines
+}
+
+/// Opens two ports on `links` (radios on `air`), sends a datagram larger than one frame from
+/// the first and checks the second gets it whole.
+fn large_datagram_crosses(links: [&str; 2]) {
+    smol::block_on(async {
+        let clock = meow_clock::SystemClock::shared();
+        let mut ports = Vec::new();
+        for l in links {
+            let opened = meow_net::radio::open(&LinkAddress::parse(l).unwrap(), clock.clone())
+                .await
+                .unwrap();
+            ports.push(opened.spawned().0);
+        }
+        let big: Vec<u8> = (0..1500u32).map(|i| (i % 253) as u8).collect();
+        ports[0].send_to(&big, PortPeer::Line).await.unwrap();
+        let (got, _) = ports[1].recv_from().await.unwrap();
+        assert_eq!(got, big);
+    });
+}
+
+fn link_to(kind: &str, path: &Path, options: &str) -> String {
+    format!("{kind}:{}{options}", path.display())
+}
+
+#[test]
+fn a_reading_crosses_simulated_rnodes_and_large_datagrams_are_split() {
+    let tmp = TempDir::new("offgrid-rnode");
+    let air = Air::new(meow_clock::SystemClock::shared());
+    let (a, b) = (air.clone(), air.clone());
+    let gateway = on_pty(move |l| sim_rnode(l, a, "gateway".into()));
+    let radio = on_pty(move |l| sim_rnode(l, b, "sensor".into()));
+    let server = ServerProc::start(
+        &tmp.path().join("srv"),
+        &["--radio", &link_to("rnode", &gateway, ",sf=7,bw=125k")],
+    );
+    let (sensor, owner) = pair_at_v2(&tmp, &server);
+    report_through(&sensor, &link_to("rnode", &radio, ",sf=7,bw=125k"), 3);
+    owner_gets(&owner, 3);
+    // What each radio was given to send: the open, then one 110-byte frame per reading; the
+    // gateway's answers: 21 for the open, 26 per deposit. The RNode adds its 1-byte header.
+    assert_eq!(air.sizes_from("sensor"), [71, 110, 110, 110]);
+    assert_eq!(air.sizes_from("gateway"), [21, 26, 26, 26]);
+
+    // Two more radios, on other settings (the SF7 pair does not hear them).
+    let (c, d) = (air.clone(), air.clone());
+    let one = on_pty(move |l| sim_rnode(l, c, "one".into()));
+    let two = on_pty(move |l| sim_rnode(l, d, "two".into()));
+    large_datagram_crosses([&link_to("rnode", &one, ",sf=9"), &link_to("rnode", &two, ",sf=9")]);
+    assert_eq!(air.sizes_from("one"), [508, 508, 493], "1500 bytes in three frames");
+}
+
+#[test]
+fn a_reading_crosses_simulated_meshtastic_devices_and_large_datagrams_are_split() {
+    let tmp = TempDir::new("offgrid-mesh");
+    let air = Air::new(meow_clock::SystemClock::shared());
+    let (a, b) = (air.clone(), air.clone());
+    let gateway = on_pty(move |l| sim_meshtastic(l, a, 0x000a_7e00));
+    let radio = on_pty(move |l| sim_meshtastic(l, b, 0x5e45));
+    let server = ServerProc::start(
+        &tmp.path().join("srv"),
+        &["--radio", &link_to("meshtastic", &gateway, "")],
+    );
+    let (sensor, owner) = pair_at_v2(&tmp, &server);
+    report_through(&sensor, &link_to("meshtastic", &radio, ""), 3);
+    owner_gets(&owner, 3);
+    assert_eq!(air.sizes_from("!00005e45"), [71, 110, 110, 110]);
+    assert_eq!(air.sizes_from("!000a7e00"), [21, 26, 26, 26]);
+
+    let (c, d) = (air.clone(), air.clone());
+    let one = on_pty(move |l| sim_meshtastic(l, c, 1));
+    let two = on_pty(move |l| sim_meshtastic(l, d, 2));
+    large_datagram_crosses([&link_to("meshtastic", &one, ""), &link_to("meshtastic", &two, "")]);
+    let sizes = air.sizes_from("!00000001");
+    assert_eq!(sizes.len(), 7, "1500 bytes in 230-byte pieces: {sizes:?}");
+    assert!(sizes.iter().all(|&s| s <= 233), "{sizes:?}");
+}
