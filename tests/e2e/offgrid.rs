@@ -13,13 +13,23 @@ use meow_testkit::radio::{Air, NullModem, on_pty, sim_meshtastic, sim_rnode};
 use crate::support::{Home, ServerProc, TempDir, wait_for};
 
 /// A sensor and an owner on `server` (set up over TCP, as on a bench), their conversation at
-/// version 2 so readings take the compact form.
-fn pair_at_v2(tmp: &TempDir, server: &ServerProc) -> (Home, Home) {
+/// version 2 so readings take the compact form. The sensor reaches the server `via` a link for
+/// link sessions, if given.
+fn pair_at_v2(tmp: &TempDir, server: &ServerProc, via: Option<&str>) -> (Home, Home) {
     let sensor = Home::init(tmp.path().join("sensor"), "sensor");
     let owner = Home::init(tmp.path().join("owner"), "owner");
     let card = server.card.to_text();
-    for h in [&sensor, &owner] {
-        h.meow(&["servers", "add", &card]).ok();
+    owner.meow(&["servers", "add", &card]).ok();
+    match via {
+        Some(via) => {
+            let out = sensor.meow(&["servers", "add", &card, "--via", via]);
+            assert!(out.ok().contains("link sessions go via"), "{}", out.stdout);
+            let list = sensor.meow(&["servers", "list"]);
+            assert!(list.ok().contains(&format!("via {via}")), "{}", list.stdout);
+        }
+        None => {
+            sensor.meow(&["servers", "add", &card]).ok();
+        }
     }
     let inv = tmp.path().join("sensor.meowcard");
     owner.meow(&["invite", "sensor", "--out", inv.to_str().unwrap()]).ok();
@@ -55,13 +65,18 @@ fn owner_gets(owner: &Home, count: u64) -> Vec<u64> {
     got
 }
 
-fn sensor_args(link: &str, count: &str) -> Vec<String> {
-    [
-        "sensor", "--to", "owner", "--link", link, "--every", "300ms", "--count", count, "--hot-at", "99",
+/// `meow sensor` arguments: through `link`, or with none the link recorded for the server.
+fn sensor_args(link: Option<&str>, count: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "sensor", "--to", "owner", "--every", "300ms", "--count", count, "--hot-at", "99",
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if let Some(link) = link {
+        args.extend(["--link".to_owned(), link.to_owned()]);
+    }
+    args
 }
 
 #[test]
@@ -69,12 +84,13 @@ fn readings_cross_a_serial_line_and_a_cut_cable_loses_none() {
     let tmp = TempDir::new("offgrid-serial");
     let (cable, server_end, sensor_end) = NullModem::new();
     let server = ServerProc::start(&tmp.path().join("srv"), &["--serial", server_end.to_str().unwrap()]);
-    let (sensor, owner) = pair_at_v2(&tmp, &server);
-
     let link = format!("serial:{}:115200", sensor_end.display());
+    let (sensor, owner) = pair_at_v2(&tmp, &server, Some(&link));
+
+    // No --link: the sensor uses the link recorded with `meow servers add --via`.
     let mut child = sensor
         .command()
-        .args(sensor_args(&link, "8"))
+        .args(sensor_args(None, "8"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -109,7 +125,7 @@ fn readings_cross_a_serial_line_and_a_cut_cable_loses_none() {
 /// Reads the `meow sensor` lines of `count` readings through `link`; asserts every one went.
 fn report_through(sensor: &Home, link: &str, count: usize) -> Vec<String> {
     let out = sensor.meow(
-        &sensor_args(link, &count.to_string())
+        &sensor_args(Some(link), &count.to_string())
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
@@ -158,7 +174,7 @@ fn a_reading_crosses_simulated_rnodes_and_large_datagrams_are_split() {
         &tmp.path().join("srv"),
         &["--radio", &link_to("rnode", &gateway, ",sf=7,bw=125k")],
     );
-    let (sensor, owner) = pair_at_v2(&tmp, &server);
+    let (sensor, owner) = pair_at_v2(&tmp, &server, None);
     report_through(&sensor, &link_to("rnode", &radio, ",sf=7,bw=125k"), 3);
     owner_gets(&owner, 3);
     // What each radio was given to send: the open, then one 110-byte frame per reading; the
@@ -185,7 +201,7 @@ fn a_reading_crosses_simulated_meshtastic_devices_and_large_datagrams_are_split(
         &tmp.path().join("srv"),
         &["--radio", &link_to("meshtastic", &gateway, "")],
     );
-    let (sensor, owner) = pair_at_v2(&tmp, &server);
+    let (sensor, owner) = pair_at_v2(&tmp, &server, None);
     report_through(&sensor, &link_to("meshtastic", &radio, ""), 3);
     owner_gets(&owner, 3);
     assert_eq!(air.sizes_from("!00005e45"), [71, 110, 110, 110]);
@@ -198,4 +214,84 @@ fn a_reading_crosses_simulated_meshtastic_devices_and_large_datagrams_are_split(
     let sizes = air.sizes_from("!00000001");
     assert_eq!(sizes.len(), 7, "1500 bytes in 230-byte pieces: {sizes:?}");
     assert!(sizes.iter().all(|&s| s <= 233), "{sizes:?}");
+}
+
+/// A hub's daemon serves a radio with its embedded server (`server.links` in meow.yaml), and
+/// `meow status` shows what the radio carried and the airtime left this hour.
+#[test]
+fn a_daemons_radio_shows_its_airtime_budget_in_meow_status() {
+    let tmp = TempDir::new("offgrid-status");
+    let (hub, homes, config, base) = crate::support::hub_with_contacts(&tmp, &["sensor"]);
+    let sensor = &homes[0];
+    let air = Air::new(meow_clock::SystemClock::shared());
+    let (a, b) = (air.clone(), air.clone());
+    let gateway = on_pty(move |l| sim_rnode(l, a, "hub".into()));
+    let radio = on_pty(move |l| sim_rnode(l, b, "sensor".into()));
+    let links = format!("  links: [\"{}\"]\npoll_wait:", link_to("rnode", &gateway, ",sf=8"));
+    std::fs::write(&config, base.replacen("poll_wait:", &links, 1)).unwrap();
+    let daemon = crate::support::Daemon::start(&hub, &config);
+    wait_for(
+        "the sensor's conversation at version 2",
+        Duration::from_secs(60),
+        || {
+            sensor.meow(&["send", "hub", "hello"]).ok();
+            sensor.meow(&["inbox"]).ok();
+            sensor.meow(&["contacts"]).stdout.contains("v2 (").then_some(())
+        },
+    );
+    let link = link_to("rnode", &radio, ",sf=8");
+    let out = sensor.meow(&[
+        "sensor", "--to", "hub", "--link", &link, "--every", "100ms", "--count", "2",
+    ]);
+    assert_eq!(out.ok().lines().count(), 2, "{}", out.stdout);
+    let status = hub.meow(&["status"]);
+    let line = status
+        .ok()
+        .lines()
+        .find(|l| l.starts_with("link "))
+        .unwrap_or_else(|| panic!("no link line: {}", status.stdout))
+        .to_owned();
+    assert!(
+        line.contains("rnode:") && line.contains("3 sent") && line.contains("3 received"),
+        "{line}"
+    );
+    assert!(
+        line.contains("airtime left") && line.contains("of 36 s this hour"),
+        "{line}"
+    );
+    assert_eq!(air.sizes_from("hub"), [21, 26, 26]);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// On a network with no internet, a server announced over multicast DNS is found with its card,
+/// and proves it holds the card's key; an impostor announcing someone else's address under its
+/// own key is found too, and shown as failing that proof (discovery never replaces checking).
+#[test]
+fn servers_announced_on_the_local_network_are_found_and_their_cards_checked() {
+    let tmp = TempDir::new("offgrid-mdns");
+    let server = ServerProc::start(&tmp.path().join("srv"), &["--announce", "--name", "wifi-hub"]);
+    let impostor = meow_proto::ServerCard {
+        name: "wifi-hub-evil".into(),
+        address: server.card.address.clone(),
+        key: meow_proto::ServerKey::generate(&mut meow_proto::os_rng()).public(),
+    };
+    let listen: std::net::SocketAddr = server.address().parse().unwrap();
+    let _fake = meow_discover::announce(&impostor, listen, meow_discover::Scope::Loopback).unwrap();
+    let home = Home::init(tmp.path().join("phone"), "phone");
+    let found = wait_for("both announcements", Duration::from_secs(30), || {
+        let out = home.meow(&["servers", "discover", "--loopback", "--wait", "2s", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+        let list = v.as_array().unwrap().clone();
+        let names: Vec<&str> = list.iter().filter_map(|d| d["name"].as_str()).collect();
+        (names.contains(&"wifi-hub") && names.contains(&"wifi-hub-evil")).then_some(list)
+    });
+    let by_name = |n: &str| found.iter().find(|d| d["name"] == n).unwrap().clone();
+    let real = by_name("wifi-hub");
+    assert_eq!(real["card"].as_str().unwrap(), server.card.to_text());
+    assert_eq!(real["verified"], true);
+    assert_eq!(by_name("wifi-hub-evil")["verified"], false);
+    // The found card is the one to add.
+    home.meow(&["servers", "add", real["card"].as_str().unwrap()]).ok();
+    let text = home.meow(&["servers", "discover", "--loopback", "--wait", "2s"]);
+    assert!(text.ok().contains("does NOT answer under this key"), "{}", text.stdout);
 }

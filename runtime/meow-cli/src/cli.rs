@@ -253,6 +253,11 @@ pub struct ServerRunArgs {
     /// queuing what would exceed it. Repeatable.
     #[arg(long, value_name = "rnode:…|meshtastic:…")]
     pub radio: Vec<String>,
+    /// Announce the server on the local network (DNS-SD over multicast DNS, `_meow._tcp`)
+    /// so `meow servers discover` finds it on an isolated Wi-Fi; a server on 127.0.0.1 is
+    /// announced on loopback only.
+    #[arg(long)]
+    pub announce: bool,
     /// Name shown to clients.
     #[arg(long, default_value = "meow")]
     pub name: String,
@@ -337,10 +342,17 @@ pub struct InitArgs {
 #[derive(Debug, Subcommand)]
 pub enum ServersCmd {
     /// Add a server from its card (a file or the `meow:server:…` text).
-    #[command(after_help = "Example:\n  meow servers add \"$(meow server card --data ./srv)\"")]
+    #[command(
+        after_help = "Examples:\n  meow servers add \"$(meow server card --data ./srv)\"\n  meow servers add home.server --via serial:/dev/ttyUSB0:115200\n  meow servers add home.server --via rnode:/dev/ttyACM0,sf=9"
+    )]
     Add {
         /// Card file or text.
         card: String,
+        /// Reach this server for link sessions (`meow sensor`) through this link:
+        /// serial:PATH[:BAUD], rnode:PATH[:BAUD][,options], meshtastic:PATH[:BAUD][,options] or
+        /// udp:HOST:PORT. The card's own address still serves everything else.
+        #[arg(long, value_name = "LINK")]
+        via: Option<String>,
     },
     /// List servers.
     #[command(after_help = "Example:\n  meow servers list --json")]
@@ -351,6 +363,27 @@ pub enum ServersCmd {
         /// Name or address.
         server: String,
     },
+    /// Find servers announced on the local network (`meow server --announce`), for an
+    /// isolated Wi-Fi with no internet. Each one found is asked to prove it holds the key its
+    /// card names; compare that key's fingerprint with the one its owner shows you before
+    /// `meow servers add`: anyone on the network can announce anything.
+    #[command(
+        after_help = "Examples:\n  meow servers discover\n  meow servers discover --wait 10s --json\n  meow servers add \"$(meow servers discover --json | jq -r '.[0].card')\""
+    )]
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// How long to listen for announcements.
+    #[arg(long, default_value = "3s")]
+    pub wait: String,
+    /// Listen on the loopback interface only (servers announced from this machine on 127.0.0.1).
+    #[arg(long)]
+    pub loopback: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

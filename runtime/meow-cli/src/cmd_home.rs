@@ -117,8 +117,9 @@ fn absolute(p: &Path) -> PathBuf {
 /// commands that do not work on a home.
 pub fn request(c: &Command) -> anyhow::Result<Option<Request>> {
     Ok(Some(match c {
-        Command::Servers(ServersCmd::Add { card }) => Request::ServerAdd {
+        Command::Servers(ServersCmd::Add { card, via }) => Request::ServerAdd {
             card: String::from_utf8(read_card_arg(card)?).context("a server card is text")?,
+            via: via.clone(),
         },
         Command::Servers(ServersCmd::List(_)) => Request::ServerList,
         Command::Servers(ServersCmd::Remove { server }) => Request::ServerRemove { server: server.clone() },
@@ -217,13 +218,17 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
             }
             if !a.json {
                 for s in list {
-                    r.line(format!("{:<16} {:<24} key {}", s.name, s.address, s.fingerprint));
+                    let via = s.via.map(|v| format!(" via {v}")).unwrap_or_default();
+                    r.line(format!("{:<16} {:<24} key {}{via}", s.name, s.address, s.fingerprint));
                 }
             }
         }
         (_, Response::ServerAdded(s)) => r.line(format!(
-            "added server {} at {} (key {})",
-            s.name, s.address, s.fingerprint
+            "added server {} at {} (key {}){}",
+            s.name,
+            s.address,
+            s.fingerprint,
+            s.via.map(|v| format!("; link sessions go via {v}")).unwrap_or_default()
         )),
         (_, Response::ServerRemoved(s)) => r.line(format!("removed server {} ({})", s.name, s.address)),
         (Command::Invite(a), Response::Invitation { card, expires }) => {
@@ -336,6 +341,9 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                 r.line(format!("home     {}", s.home));
                 r.line(format!("server   {}", s.server.as_deref().unwrap_or("none (not embedded)")));
                 r.line(format!("outbox   {} message(s) waiting", s.outbox));
+                for l in &s.links {
+                    r.line(format!("link     {}", link_line(l)));
+                }
                 r.line(format!("events   {} waiting for plugins and recipes", s.events_waiting));
                 r.line(format!("plugins  {}", s.instances.len()));
                 for i in &s.instances {
@@ -412,4 +420,21 @@ pub fn item_line(i: &MessageView) -> String {
     };
     let auto = if i.automatic { " (automatic)" } else { "" };
     format!("[{}] {who}{auto}: {body}", format_time(i.sent_at_ms))
+}
+
+/// One `meow status` line for a serial line or radio.
+fn link_line(l: &meow_runtime::views::LinkView) -> String {
+    let budget = match l.airtime_left_ms {
+        Some((left, budget)) => format!(
+            ", airtime left {:.1} s of {:.0} s this hour ({} waiting)",
+            left as f64 / 1000.0,
+            budget as f64 / 1000.0,
+            l.queued
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{}: {} sent ({} bytes), {} received ({} bytes), {} dropped{budget}",
+        l.link, l.sent.0, l.sent.1, l.received.0, l.received.1, l.dropped
+    )
 }

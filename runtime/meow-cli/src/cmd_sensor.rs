@@ -169,7 +169,20 @@ pub async fn run(
     sim: &mut Simulator,
     link: Option<&LinkAddress>,
 ) -> anyhow::Result<()> {
-    node.lock().await.contact(to)?;
+    let recorded = {
+        let n = node.lock().await;
+        let servers = &n.contact(to)?.servers;
+        servers.iter().find_map(|s| n.server_via(&s.key))
+    };
+    let recorded = match (link, recorded) {
+        (None, Some(via)) => {
+            let via = LinkAddress::parse(&via).map_err(anyhow::Error::msg)?;
+            eprintln!("note: reporting through {via} (set with `meow servers add --via`)");
+            Some(via)
+        }
+        _ => None,
+    };
+    let link = link.or(recorded.as_ref());
     let mut gateway = None;
     let mut sent = 0u64;
     loop {

@@ -95,12 +95,81 @@ fn serve(args: ServerRunArgs) -> anyhow::Result<()> {
         "server card (clients add it with `meow servers add`): {}",
         card.to_text()
     );
+    let _announcement = match args.announce {
+        true => Some(
+            meow_discover::announce(&card, args.listen, meow_discover::Scope::for_listen(args.listen))
+                .context("announcing on the local network")?,
+        ),
+        false => None,
+    };
     wait_for_shutdown_signal()?;
     for (name, s) in server.link_status() {
         tracing::info!(link = %name, sent = ?s.sent, received = ?s.received, dropped = s.dropped, airtime_used = ?s.airtime_used, "link totals");
     }
     tracing::info!("shutting down");
     server.shutdown();
+    Ok(())
+}
+
+/// A server found on the local network, and whether it proved it holds its card's key.
+#[derive(Debug, Serialize)]
+struct Discovered {
+    name: String,
+    address: String,
+    fingerprint: String,
+    card: String,
+    /// It completed a handshake under the card's key.
+    verified: bool,
+}
+
+/// `meow servers discover`.
+pub fn discover(args: &crate::cli::DiscoverArgs) -> anyhow::Result<()> {
+    let wait = parse_duration(&args.wait).context("--wait")?;
+    let scope = if args.loopback {
+        meow_discover::Scope::Loopback
+    } else {
+        meow_discover::Scope::Network
+    };
+    let found = meow_discover::discover(wait, scope)?;
+    let list: Vec<Discovered> = smol::block_on(async {
+        let mut list = Vec::new();
+        for f in found {
+            // A handshake proves the server at that address holds the key the card names.
+            let verified = meow_net::ServerClient::connect(&f.card.address, &f.card.key)
+                .await
+                .is_ok();
+            list.push(Discovered {
+                name: f.card.name.clone(),
+                address: f.card.address.to_string(),
+                fingerprint: f.card.key.fingerprint(),
+                card: f.card.to_text(),
+                verified,
+            });
+        }
+        list
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        eprintln!(
+            "no server announced itself within {} (servers announce with `meow server --announce`)",
+            args.wait
+        );
+    }
+    for d in &list {
+        let proof = if d.verified {
+            "answers under this key"
+        } else {
+            "does NOT answer under this key: do not add it"
+        };
+        println!("{:<16} {:<24} key {} ({proof})", d.name, d.address, d.fingerprint);
+        println!(
+            "  compare the key with its owner's, then: meow servers add '{}'",
+            d.card
+        );
+    }
     Ok(())
 }
 

@@ -62,6 +62,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     {
         return Ok(cmd_recipe::local(&home, pw_file.as_deref(), &cli.command, request)?.emit());
     }
+    if let Command::Servers(cli::ServersCmd::Discover(args)) = &cli.command {
+        return cmd_server::discover(args).map(|()| 0);
+    }
     if let Some(request) = cmd_home::request(&cli.command)? {
         let answer = cmd_home::call(&home, pw_file.as_deref(), request)?;
         return Ok(cmd_home::show(&cli.command, answer)?.emit());

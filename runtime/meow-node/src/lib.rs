@@ -336,6 +336,7 @@ impl Node {
         let rec = ServerRecord {
             card: card.clone(),
             added_ms: self.env.now_ms(),
+            via: String::new(),
         };
         let mut b = self.vault.batch();
         b.put(
@@ -355,12 +356,14 @@ impl Node {
             return Ok(false);
         }
         let mut b = self.vault.batch();
-        if let Some(old) = self.servers.iter().find(|s| s.card.key == card.key) {
+        let old = self.servers.iter().find(|s| s.card.key == card.key);
+        if let Some(old) = old {
             b.delete(Table::Servers, old.card.address.to_string().as_bytes());
         }
         let rec = ServerRecord {
             card: card.clone(),
             added_ms: self.env.now_ms(),
+            via: old.map(|o| o.via.clone()).unwrap_or_default(),
         };
         b.put(
             Table::Servers,
@@ -392,6 +395,40 @@ impl Node {
     /// My servers, most preferred first.
     pub fn servers(&self) -> Vec<ServerCard> {
         self.servers.iter().map(|s| s.card.clone()).collect()
+    }
+
+    /// Sets (or clears, with `None`) the link through which this home reaches the server at
+    /// `address` for link sessions; `meow sensor` then uses it without `--link`.
+    pub fn set_server_via(
+        &mut self,
+        address: &meow_proto::Address,
+        via: Option<&meow_net::port::LinkAddress>,
+    ) -> Result<()> {
+        let rec = self
+            .servers
+            .iter_mut()
+            .find(|s| s.card.address == *address)
+            .ok_or_else(|| NodeError::UnknownServer(address.to_string()))?;
+        let mut updated = rec.clone();
+        updated.via = via.map(ToString::to_string).unwrap_or_default();
+        let mut b = self.vault.batch();
+        b.put(
+            Table::Servers,
+            address.to_string().as_bytes(),
+            &updated.to_bytes(),
+            &mut self.env.rng(),
+        );
+        b.commit()?;
+        *rec = updated;
+        Ok(())
+    }
+
+    /// The link recorded for the server with `key`, if any (as the user wrote it).
+    pub fn server_via(&self, key: &meow_proto::ServerPublic) -> Option<String> {
+        self.servers
+            .iter()
+            .find(|s| s.card.key == *key && !s.via.is_empty())
+            .map(|s| s.via.clone())
     }
 
     fn my_server_refs(&self) -> Result<Vec<meow_proto::ServerRef>> {

@@ -143,23 +143,28 @@ pub struct ServerRecord {
     pub card: ServerCard,
     /// When it was added, Unix ms.
     pub added_ms: u64,
+    /// The link this home reaches it through for link sessions (`serial:…`, `rnode:…`,
+    /// `meshtastic:…`, `udp:…`), as the user wrote it; empty for none.
+    pub via: String,
 }
 
 impl Encode for ServerRecord {
     fn encode(&self, w: &mut Writer) {
-        w.u8(1);
+        w.u8(2);
         self.card.encode(w);
         w.varint(self.added_ms);
+        w.string(&self.via);
     }
 }
 
 impl Decode for ServerRecord {
     const WHAT: &'static str = "server record";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        version(r, "server record")?;
+        let v = versions(r, "server record", 2)?;
         Ok(Self {
             card: ServerCard::decode(r)?,
             added_ms: r.varint("added")?,
+            via: if v >= 2 { string(r, "via")? } else { String::new() },
         })
     }
 }

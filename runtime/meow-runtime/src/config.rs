@@ -6,6 +6,7 @@
 //!   enabled: true
 //!   listen: 127.0.0.1:7070
 //!   udp: 127.0.0.1:7070    # also datagrams and radio link sessions (off by default)
+//!   links: [serial:/dev/ttyUSB0, "rnode:/dev/ttyACM0,sf=9"]   # serial lines, radios
 //! plugin_dirs: [plugins]   # where plugins are looked up by name
 //! plugins:
 //!   - name: echo           # the instance
@@ -69,6 +70,18 @@ pub struct EmbeddedServer {
     /// --link`) on this UDP address.
     #[serde(default)]
     pub udp: Option<SocketAddr>,
+    /// Also serve them on these serial lines and radios (`serial:PATH[:BAUD]`,
+    /// `rnode:PATH[:BAUD][,options]`, `meshtastic:PATH[:BAUD][,options]`); `meow status`
+    /// shows each one's counters and airtime budget.
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+impl EmbeddedServer {
+    /// The links, parsed (checked when the file is loaded).
+    pub fn link_addresses(&self) -> Vec<meow_net::port::LinkAddress> {
+        self.links.iter().filter_map(|l| l.parse().ok()).collect()
+    }
 }
 
 impl Default for EmbeddedServer {
@@ -80,6 +93,7 @@ impl Default for EmbeddedServer {
             name: None,
             allow_broadcast: false,
             udp: None,
+            links: Vec::new(),
         }
     }
 }
@@ -297,6 +311,15 @@ impl RunConfig {
             meow_node::check_name(&p.name).map_err(|e| at(&key, e.to_string()))?;
             if !names.insert(p.name.clone()) {
                 return Err(at(&key, format!("instance {:?} is defined twice", p.name)));
+            }
+        }
+        for (i, l) in cfg.server.links.iter().enumerate() {
+            let link = meow_net::port::LinkAddress::parse(l).map_err(|e| at(&format!("server.links[{i}]"), e))?;
+            if matches!(link, meow_net::port::LinkAddress::Udp(_)) {
+                return Err(at(
+                    &format!("server.links[{i}]"),
+                    "a UDP address goes in server.udp".into(),
+                ));
             }
         }
         meow_yaml::duration(&cfg.poll_wait).map_err(|e| at("poll_wait", e))?;

@@ -32,6 +32,9 @@ pub enum Request {
     ServerAdd {
         /// The card text.
         card: String,
+        /// The link through which this home reaches it for link sessions (`serial:…`, …).
+        #[serde(default)]
+        via: Option<String>,
     },
     /// The servers.
     ServerList,

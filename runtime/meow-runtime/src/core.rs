@@ -201,6 +201,7 @@ pub struct Core {
     incoming: Mutex<Buckets<String>>,
     watchdog: Watchdog,
     server_address: Option<String>,
+    server_links: Vec<(String, Arc<dyn meow_net::port::DatagramPort>)>,
 }
 
 impl std::fmt::Debug for Core {
@@ -385,7 +386,16 @@ impl Core {
             recipes: self.recipes(),
             outbox,
             events_waiting,
+            links: self.link_views(),
         }
+    }
+
+    /// The embedded server's serial lines and radios.
+    fn link_views(&self) -> Vec<crate::views::LinkView> {
+        self.server_links
+            .iter()
+            .map(|(name, port)| crate::views::LinkView::new(name.clone(), &port.status()))
+            .collect()
     }
 
     /// The home's vault (for the recipe and plugin stores).
@@ -758,6 +768,7 @@ fn embedded_server(node: &mut Node, home: &Path, cfg: &RunConfig) -> Result<Opti
     sc.operators = vec![node.broadcast_key().public()];
     sc.allow_broadcast = cfg.server.allow_broadcast;
     sc.listen_udp = cfg.server.udp;
+    sc.links = cfg.server.link_addresses();
     let s = meow_server::Server::start(sc)?;
     node.ensure_server(s.card())?;
     Ok(Some(s))
@@ -827,6 +838,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         auto,
         watchdog: Watchdog::start().map_err(RuntimeError::io("starting the watchdog thread"))?,
         server_address: server.as_ref().map(|s| s.local_addr().to_string()),
+        server_links: server.as_ref().map(|s| s.links()).unwrap_or_default(),
         cfg: cfg.clone(),
     });
     let names: Vec<String> = loaded.iter().map(|r| r.name.clone()).collect();

@@ -62,6 +62,9 @@ pub enum RuntimeError {
         /// The file that has it first.
         first: PathBuf,
     },
+    /// A request carried a value that makes no sense (named in the message).
+    #[error("{0}")]
+    Invalid(String),
     /// A command that needs a running daemon was sent without one.
     #[error("no `meow run` is running on this home: {0}")]
     NoDaemon(&'static str),

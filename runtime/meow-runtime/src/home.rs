@@ -21,13 +21,33 @@ use crate::views::*;
 /// Runs `request` on `node`; `core` is the running daemon, if the home is held by one.
 pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Request) -> Result<Response> {
     match request {
-        Request::ServerAdd { card } => {
-            let card = node.lock().await.add_server(&card)?;
-            Ok(Response::ServerAdded((&card).into()))
+        Request::ServerAdd { card, via } => {
+            let via = via
+                .as_deref()
+                .map(meow_net::port::LinkAddress::parse)
+                .transpose()
+                .map_err(|e| RuntimeError::Invalid(format!("--via: {e}")))?;
+            let mut n = node.lock().await;
+            let card = n.add_server(&card)?;
+            if let Some(via) = &via {
+                n.set_server_via(&card.address, Some(via))?;
+            }
+            let mut view = ServerView::from(&card);
+            view.via = via.map(|v| v.to_string());
+            Ok(Response::ServerAdded(view))
         }
-        Request::ServerList => Ok(Response::Servers(
-            node.lock().await.servers().iter().map(ServerView::from).collect(),
-        )),
+        Request::ServerList => {
+            let n = node.lock().await;
+            let views = n
+                .servers()
+                .iter()
+                .map(|c| ServerView {
+                    via: n.server_via(&c.key),
+                    ..ServerView::from(c)
+                })
+                .collect();
+            Ok(Response::Servers(views))
+        }
         Request::ServerRemove { server } => {
             let card = node.lock().await.remove_server(&server)?;
             Ok(Response::ServerRemoved((&card).into()))

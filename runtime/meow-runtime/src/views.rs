@@ -16,6 +16,9 @@ pub struct ServerView {
     pub fingerprint: String,
     /// Its card (text form).
     pub card: String,
+    /// The link this home reaches it through for link sessions, if one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl From<&meow_proto::ServerCard> for ServerView {
@@ -26,6 +29,7 @@ impl From<&meow_proto::ServerCard> for ServerView {
             key: c.key.to_text(),
             fingerprint: c.key.fingerprint(),
             card: c.to_text(),
+            via: None,
         }
     }
 }
@@ -273,4 +277,42 @@ pub struct StatusView {
     pub outbox: usize,
     /// Events waiting for plugins and recipes.
     pub events_waiting: usize,
+    /// The embedded server's serial lines and radios.
+    #[serde(default)]
+    pub links: Vec<LinkView>,
+}
+
+/// A serial line or radio of the embedded server: what it carried and its airtime budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkView {
+    /// The link as configured (`rnode:/dev/ttyACM0:115200`).
+    pub link: String,
+    /// Datagrams sent and their bytes.
+    pub sent: (u64, u64),
+    /// Datagrams received and their bytes.
+    pub received: (u64, u64),
+    /// Frames dropped (bad CRC, framing, incomplete fragments).
+    pub dropped: u64,
+    /// Datagrams waiting for airtime.
+    pub queued: usize,
+    /// Airtime used, ms.
+    pub airtime_used_ms: u64,
+    /// Airtime left this hour and the hourly budget, ms (radios only).
+    pub airtime_left_ms: Option<(u64, u64)>,
+}
+
+impl LinkView {
+    /// The view of a port's status.
+    pub fn new(link: String, s: &meow_net::port::PortStatus) -> Self {
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        Self {
+            link,
+            sent: s.sent,
+            received: s.received,
+            dropped: s.dropped,
+            queued: s.queued,
+            airtime_used_ms: ms(s.airtime_used),
+            airtime_left_ms: s.airtime.map(|(left, budget)| (ms(left), ms(budget))),
+        }
+    }
 }

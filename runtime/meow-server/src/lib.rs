@@ -128,6 +128,11 @@ impl ServerHandle {
         self.ports.iter().map(|(n, p)| (n.clone(), p.status())).collect()
     }
 
+    /// The serial lines and radios it serves, by name (to read their status later).
+    pub fn links(&self) -> Vec<(String, Arc<dyn meow_net::port::DatagramPort>)> {
+        self.ports.clone()
+    }
+
     /// The card clients use to reach this server.
     pub fn card(&self) -> &ServerCard {
         &self.card

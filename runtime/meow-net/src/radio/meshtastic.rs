@@ -235,45 +235,21 @@ fn read_packet(packet: &[u8]) -> Option<FromRadio> {
     })
 }
 
-/// Reads stream frames, skipping the log text between them.
-pub struct StreamReader {
-    reader: LinkReader,
+/// The stream framing, sans I/O: bytes in as they arrive, frames' protobufs out, the log
+/// text between frames skipped.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
     buf: Vec<u8>,
     /// Bytes skipped (the device's log, or noise).
     pub skipped: u64,
 }
 
-impl std::fmt::Debug for StreamReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StreamReader({} bytes buffered)", self.buf.len())
-    }
-}
-
-impl StreamReader {
-    /// A reader over a byte stream.
-    pub fn new(reader: LinkReader) -> Self {
-        Self {
-            reader,
-            buf: Vec::new(),
-            skipped: 0,
-        }
-    }
-
-    /// The next frame's protobuf.
-    pub async fn next(&mut self) -> io::Result<Vec<u8>> {
-        loop {
-            if let Some(frame) = self.take() {
-                return Ok(frame);
-            }
-            let mut chunk = [0u8; 1024];
-            let n = self.reader.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the device's serial line closed",
-                ));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+impl StreamDecoder {
+    /// Feeds `bytes`; every frame they complete is passed to `frame`.
+    pub fn feed(&mut self, bytes: &[u8], mut frame: impl FnMut(Vec<u8>)) {
+        self.buf.extend_from_slice(bytes);
+        while let Some(f) = self.take() {
+            frame(f);
         }
     }
 
@@ -302,6 +278,54 @@ impl StreamReader {
             let frame = self.buf[4..4 + len].to_vec();
             self.buf.drain(..4 + len);
             return Some(frame);
+        }
+    }
+}
+
+/// Reads stream frames from a byte stream.
+pub struct StreamReader {
+    reader: LinkReader,
+    decoder: StreamDecoder,
+    ready: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl std::fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamReader({} frames ready)", self.ready.len())
+    }
+}
+
+impl StreamReader {
+    /// A reader over a byte stream.
+    pub fn new(reader: LinkReader) -> Self {
+        Self {
+            reader,
+            decoder: StreamDecoder::default(),
+            ready: Default::default(),
+        }
+    }
+
+    /// Bytes skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.decoder.skipped
+    }
+
+    /// The next frame's protobuf.
+    pub async fn next(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                return Ok(frame);
+            }
+            let mut chunk = [0u8; 1024];
+            let n = self.reader.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the device's serial line closed",
+                ));
+            }
+            let ready = &mut self.ready;
+            self.decoder.feed(&chunk[..n], |f| ready.push_back(f));
         }
     }
 }
@@ -513,7 +537,7 @@ mod tests {
             assert_eq!(r.next().await.unwrap(), b"one");
             assert_eq!(r.next().await.unwrap(), b"two");
             assert!(r.next().await.is_err(), "the end of the stream");
-            assert!(r.skipped > 30);
+            assert!(r.skipped() > 30);
         });
     }
 }
