@@ -295,3 +295,125 @@ fn servers_announced_on_the_local_network_are_found_and_their_cards_checked() {
     let text = home.meow(&["servers", "discover", "--loopback", "--wait", "2s"]);
     assert!(text.ok().contains("does NOT answer under this key"), "{}", text.stdout);
 }
+
+/// The texts a home has stored, also while its server is down (`meow inbox` then says so with
+/// an error that says nothing was lost, after listing what is stored).
+fn stored_texts(home: &Home) -> Vec<String> {
+    let out = home.meow(&["inbox", "--all", "--json"]);
+    let unreachable = out.stderr.contains("nothing was lost");
+    assert!(
+        out.code == 0 || unreachable,
+        "{} {}{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn wait_for_stored(home: &Home, text: &str) -> Vec<String> {
+    wait_for(text, Duration::from_secs(30), || {
+        let texts = stored_texts(home);
+        texts.iter().any(|t| t == text).then_some(texts)
+    })
+}
+
+fn contact_direct(home: &Home, name: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&home.meow(&["contacts", "--json"]).stdout).ok()?;
+    v["contacts"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)?
+        .get("direct")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Two homes whose policies are `direct-preferred` tell each other where they listen and then
+/// talk directly: messages arrive while their server is down. When the direct link is cut
+/// (one home restarts without it), messages go through the server again, none lost or twice.
+#[test]
+fn direct_preferred_contacts_talk_directly_and_fall_back_to_their_server() {
+    let tmp = TempDir::new("offgrid-direct");
+    let srv = tmp.path().join("srv");
+    let port = crate::support::free_port();
+    let server = ServerProc::start_on(&srv, port, &[]);
+    let alice = Home::init(tmp.path().join("alice"), "alice");
+    let bob = Home::init(tmp.path().join("bob"), "bob");
+    for h in [&alice, &bob] {
+        h.meow(&["servers", "add", &server.card.to_text()]).ok();
+    }
+    let inv = tmp.path().join("bob.meowcard");
+    alice.meow(&["invite", "bob", "--out", inv.to_str().unwrap()]).ok();
+    bob.meow(&["accept", inv.to_str().unwrap(), "--name", "alice"]).ok();
+    wait_for("alice to know bob", Duration::from_secs(30), || {
+        alice.meow(&["inbox"]).ok();
+        alice.meow(&["contacts"]).stdout.contains("bob").then_some(())
+    });
+    assert!(
+        alice
+            .meow(&["policy", "bob", "direct-preferred"])
+            .ok()
+            .contains("bob: direct (was server)")
+    );
+    bob.meow(&["policy", "alice", "direct-preferred"]).ok();
+
+    let config = |name: &str, direct: bool| {
+        let path = tmp.path().join(format!("{name}-{direct}.yaml"));
+        let direct = if direct {
+            "direct:\n  listen: 127.0.0.1:0\n  announce_every: 2s\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &path,
+            format!("version: 1\nserver:\n  enabled: false\npoll_wait: 1s\n{direct}"),
+        )
+        .unwrap();
+        path
+    };
+    let alice_run = crate::support::Daemon::start(&alice, &config("alice", true));
+    let bob_run = crate::support::Daemon::start(&bob, &config("bob", true));
+    wait_for("each to learn where the other listens", Duration::from_secs(60), || {
+        (contact_direct(&alice, "bob").is_some() && contact_direct(&bob, "alice").is_some()).then_some(())
+    });
+    assert!(
+        alice
+            .meow(&["contacts"])
+            .ok()
+            .contains("reachable directly at 127.0.0.1:")
+    );
+
+    // The server is gone: only the direct link can carry these (exit 0 = delivered).
+    server.kill9();
+    for i in 1..=3 {
+        alice.meow(&["send", "bob", &format!("direct {i}")]).ok();
+    }
+    bob.meow(&["send", "alice", "direct reply"]).ok();
+    wait_for_stored(&bob, "direct 3");
+    wait_for_stored(&alice, "direct reply");
+
+    // The server comes back; bob's daemon restarts without direct links: the link is cut.
+    let _server = ServerProc::start_on(&srv, port, &[]);
+    assert_eq!(bob_run.terminate(), 0);
+    let bob_run = crate::support::Daemon::start(&bob, &config("bob", false));
+    for i in 1..=3 {
+        alice.meow(&["send", "bob", &format!("server {i}")]).ok();
+    }
+    let texts = wait_for_stored(&bob, "server 3");
+    for want in ["direct 1", "direct 2", "direct 3", "server 1", "server 2", "server 3"] {
+        assert_eq!(texts.iter().filter(|t| *t == want).count(), 1, "{want} once: {texts:?}");
+    }
+    assert!(
+        alice_run
+            .log_text()
+            .contains("direct link failed; the contact's servers carry it")
+    );
+    assert_eq!(bob_run.terminate(), 0);
+    assert_eq!(alice_run.terminate(), 0);
+}

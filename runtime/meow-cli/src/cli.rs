@@ -59,6 +59,20 @@ pub enum Command {
     /// List contacts and invitations waiting for an answer.
     #[command(after_help = "Example:\n  meow contacts --json")]
     Contacts(JsonArgs),
+    /// Choose how messages to a contact travel: `server` (through its servers, the default) or
+    /// `direct-preferred` (straight to its device when it said where, through its servers
+    /// otherwise). Only a `direct-preferred` contact learns where this home listens, and only
+    /// while `meow run` has `direct:` in meow.yaml.
+    #[command(
+        after_help = "Examples:\n  meow policy bob direct-preferred\n  meow policy bob server\n\nmeow.yaml of a home that accepts direct links:\n  direct:\n    listen: 192.168.1.20:7071"
+    )]
+    Policy {
+        /// The contact.
+        name: String,
+        /// server or direct-preferred.
+        #[arg(value_parser = ["server", "direct-preferred"])]
+        policy: String,
+    },
     /// Send a text message to a contact.
     #[command(
         after_help = "Examples:\n  meow send bob 'see you at 8'\n  echo 'from a script' | meow send bob -\n\nExit status 75 means the message was queued (server unreachable): it is\ndelivered by the next send, inbox or run."

@@ -133,6 +133,10 @@ pub fn request(c: &Command) -> anyhow::Result<Option<Request>> {
             classical_start: a.classical_start,
         },
         Command::Contacts(_) => Request::Contacts,
+        Command::Policy { name, policy } => Request::SetPolicy {
+            name: name.clone(),
+            policy: policy.clone(),
+        },
         Command::Send(a) => Request::Send {
             to: a.name.clone(),
             text: text_arg(&a.text)?,
@@ -230,6 +234,9 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
             s.fingerprint,
             s.via.map(|v| format!("; link sessions go via {v}")).unwrap_or_default()
         )),
+        (_, Response::PolicySet { name, before, after }) => {
+            r.line(format!("{name}: {after} (was {before})"))
+        }
         (_, Response::ServerRemoved(s)) => r.line(format!("removed server {} ({})", s.name, s.address)),
         (Command::Invite(a), Response::Invitation { card, expires }) => {
             if let Some(out) = &a.out {
@@ -260,8 +267,9 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                     .rotation_pending
                     .map(|p| format!(", rotation {p} pending"))
                     .unwrap_or_default();
+                let direct = c.direct.map(|d| format!(", reachable directly at {d}")).unwrap_or_default();
                 r.line(format!(
-                    "{:<16} {}  via {} ({}){rot}, {}",
+                    "{:<16} {}  via {} ({}{direct}){rot}, {}",
                     c.name,
                     c.fingerprint,
                     c.servers.join(", "),

@@ -88,6 +88,9 @@ pub enum NodeError {
     /// A card without a nickname, and no name given.
     #[error("the card has no nickname: choose a name with --name NAME")]
     NoNickname,
+    /// Something this version does not do yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// No configured server matches.
     #[error("no server {0:?} (see `meow servers list`)")]
     UnknownServer(String),

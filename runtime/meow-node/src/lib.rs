@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod contacts;
+pub mod direct;
 pub mod doctor;
 mod env;
 mod error;
@@ -97,6 +98,8 @@ pub struct Node {
     plan_signal: Option<smol::channel::Sender<()>>,
     /// A digest of the mailboxes polled, to see when they change.
     planned: u64,
+    /// Where contacts said they can be reached directly (memory only).
+    presence: direct::PresenceMap,
     env: Env,
 }
 
@@ -229,6 +232,7 @@ impl Node {
             outbox,
             outbox_limit: DEFAULT_OUTBOX_LIMIT,
             post_quantum: true,
+            presence: Default::default(),
             events,
             event_signal: None,
             plan_signal: None,

@@ -602,6 +602,10 @@ impl Node {
         if msg.content_type == ContentType::CONTROL || msg.content_type == ContentType::CONTACT_ANSWER {
             return Ok(Ok(nothing()));
         }
+        if msg.content_type == crate::direct::PRESENCE {
+            self.take_presence(cid, &msg.content);
+            return Ok(Ok(nothing()));
+        }
         let item = InboxItem {
             seq: 0,
             from: name,

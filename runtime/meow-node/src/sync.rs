@@ -119,6 +119,31 @@ enum Undelivered {
     Refused(ClientError),
 }
 
+/// Deposits one item over the contact's direct link when there is one, else (or when that
+/// fails) on its servers; also the contact whose direct route failed, if one did.
+async fn try_direct_then_servers(
+    pool: &crate::pool::Pool,
+    item: &OutboxItem,
+    route: Option<(meow_proto::Address, meow_proto::ServerPublic)>,
+) -> (std::result::Result<meow_proto::Address, Undelivered>, Option<u64>) {
+    let Some((address, key)) = route else {
+        return (try_servers(pool, item).await, None);
+    };
+    let direct = async {
+        let client = pool.get(&address, &key).await?;
+        client.deposit(item.mailbox, item.envelope.clone()).await
+    }
+    .await;
+    match direct {
+        Ok(()) => (Ok(address), None),
+        Err(e) => {
+            pool.drop_client(&address).await;
+            tracing::info!(to = %item.label, error = %e, "direct link failed; the contact's servers carry it");
+            (try_servers(pool, item).await, Some(item.contact))
+        }
+    }
+}
+
 /// Deposits one item on the first of its servers that takes it: the server, or the last reason.
 async fn try_servers(
     pool: &crate::pool::Pool,
@@ -327,9 +352,25 @@ pub async fn group_send_as(
 /// Delivers outbox items concurrently, so that their deposits share the servers' group commits,
 /// then records every outcome in one write; returns each one's fate, in order.
 pub async fn deliver_all(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Vec<Delivery>> {
-    let pool = node.lock().await.pool();
-    let attempts: Vec<_> = items.iter().map(|item| Box::pin(try_servers(&pool, item))).collect();
+    let (pool, routes) = {
+        let n = node.lock().await;
+        let routes: Vec<_> = items.iter().map(|i| n.direct_route(i.contact)).collect();
+        (n.pool(), routes)
+    };
+    let attempts: Vec<_> = items
+        .iter()
+        .zip(routes)
+        .map(|(item, route)| Box::pin(try_direct_then_servers(&pool, item, route)))
+        .collect();
     let results = join_all(attempts).await;
+    let failed_direct: Vec<u64> = results.iter().filter_map(|(_, f)| *f).collect();
+    let results: Vec<_> = results.into_iter().map(|(r, _)| r).collect();
+    if !failed_direct.is_empty() {
+        let mut n = node.lock().await;
+        for cid in failed_direct {
+            n.direct_failed(cid);
+        }
+    }
     let mut done = Vec::new();
     let mut failed = Vec::new();
     let mut out = Vec::with_capacity(items.len());

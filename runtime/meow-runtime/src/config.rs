@@ -222,6 +222,33 @@ pub struct ConversationSettings {
     pub post_quantum: bool,
 }
 
+/// `direct:` in meow.yaml: accept direct links from contacts whose policy is
+/// `direct-preferred` (`meow policy NAME direct-preferred`), and tell them where.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectSettings {
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The address contacts are told (default: the one listened on; required when listening
+    /// on every interface).
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+    /// How often contacts are told again (a presence holds for three times this).
+    #[serde(default = "default_announce_every")]
+    pub announce_every: String,
+}
+
+fn default_announce_every() -> String {
+    "10m".into()
+}
+
+impl DirectSettings {
+    /// The announcement interval.
+    pub fn every(&self) -> Duration {
+        meow_yaml::duration(&self.announce_every).unwrap_or(Duration::from_secs(600))
+    }
+}
+
 impl Default for ConversationSettings {
     fn default() -> Self {
         Self { post_quantum: true }
@@ -264,6 +291,9 @@ pub struct RunConfig {
     /// How conversations start and move between versions.
     #[serde(default)]
     pub conversations: ConversationSettings,
+    /// Direct links with `direct-preferred` contacts (off when absent).
+    #[serde(default)]
+    pub direct: Option<DirectSettings>,
     /// The folder of the file (for relative paths).
     #[serde(skip)]
     pub base: PathBuf,
@@ -283,6 +313,7 @@ impl Default for RunConfig {
             watch: false,
             limits: RuntimeLimits::default(),
             conversations: ConversationSettings::default(),
+            direct: None,
             base: PathBuf::from("."),
         }
     }
@@ -323,6 +354,9 @@ impl RunConfig {
             }
         }
         meow_yaml::duration(&cfg.poll_wait).map_err(|e| at("poll_wait", e))?;
+        if let Some(d) = &cfg.direct {
+            meow_yaml::duration(&d.announce_every).map_err(|e| at("direct.announce_every", e))?;
+        }
         meow_yaml::duration(&cfg.limits.auto_reply_window).map_err(|e| at("limits.auto_reply_window", e))?;
         if cfg.limits.incoming_per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(at("limits.incoming_per_second", "must be above 0".into()));

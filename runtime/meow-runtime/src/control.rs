@@ -63,6 +63,13 @@ pub enum Request {
     },
     /// Contacts and pending invitations.
     Contacts,
+    /// Set how messages to a contact travel (`server`, `direct-preferred`).
+    SetPolicy {
+        /// The contact.
+        name: String,
+        /// The policy.
+        policy: String,
+    },
     /// Send a text.
     Send {
         /// The contact.
@@ -221,6 +228,15 @@ pub enum Response {
     },
     /// A card was accepted.
     Accepted(AcceptView),
+    /// A contact's policy changed.
+    PolicySet {
+        /// The contact.
+        name: String,
+        /// The policy before.
+        before: String,
+        /// The policy now.
+        after: String,
+    },
     /// Contacts and invitations.
     Contacts {
         /// The contacts.

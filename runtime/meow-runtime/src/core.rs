@@ -866,6 +866,9 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
     if watch || cfg.watch {
         tasks.push(smol::spawn(watch_loop(core.clone())));
     }
+    if let Some(settings) = &cfg.direct {
+        tasks.extend(crate::direct::start(core.node.clone(), settings)?);
+    }
     recipes.start();
     if !names.is_empty() {
         tracing::info!("recipes: {}", names.join(", "));

@@ -68,6 +68,23 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
             classical_start,
         } => accept(node, &card, name.as_deref(), classical_start).await,
         Request::Contacts => Ok(contacts(&*node.lock().await)),
+        Request::SetPolicy { name, policy } => {
+            let policy = match policy.as_str() {
+                "server" | "server-based" => meow_node::records::PrivacyPolicy::ServerBased,
+                "direct" | "direct-preferred" => meow_node::records::PrivacyPolicy::DirectPreferred,
+                other => {
+                    return Err(RuntimeError::Invalid(format!(
+                        "unknown policy {other:?}: server or direct-preferred (matriochka is not built yet)"
+                    )));
+                }
+            };
+            let before = node.lock().await.set_policy(&name, policy)?;
+            Ok(Response::PolicySet {
+                name,
+                before: before.name().to_owned(),
+                after: policy.name().to_owned(),
+            })
+        }
         Request::Send { to, text } => send(node, &to, text).await,
         Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
         Request::Rotate { name } => rotate(node, &name).await,
@@ -190,6 +207,7 @@ fn contacts(n: &Node) -> Response {
                 my_key: conv.contact_key.public().to_text(),
                 servers: c.servers.iter().map(|s| s.address.to_string()).collect(),
                 policy: c.policy.name().to_owned(),
+                direct: n.direct_address(&c.name),
                 key_serial: conv.current().serial,
                 rotation_pending: conv.pending().map(|p| p.serial),
                 dropped_unsigned: c.dropped_unsigned,

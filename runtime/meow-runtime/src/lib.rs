@@ -23,6 +23,7 @@
 pub mod config;
 pub mod control;
 mod core;
+mod direct;
 mod error;
 pub mod home;
 pub mod log;

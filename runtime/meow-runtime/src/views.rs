@@ -49,6 +49,9 @@ pub struct ContactView {
     pub servers: Vec<String>,
     /// The privacy policy.
     pub policy: String,
+    /// Where the contact can be reached directly now, if it said so (`direct-preferred`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<String>,
     /// My current key serial.
     pub key_serial: u32,
     /// My rotation waiting for their acknowledgement.

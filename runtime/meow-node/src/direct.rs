@@ -1,0 +1,231 @@
+//! Direct links (spec §1.2.3): presence announcements between contacts who prefer them, and
+//! the routes they give.
+//!
+//! A home that accepts direct links tells each contact whose policy is `direct-preferred`
+//! where it can be reached and under which key, in a presence message: an ordinary message of
+//! the conversation (content type [`PRESENCE`]), so only that contact can read it and the
+//! server sees one more padded envelope. The spec puts presence in a flag on polls; riding in
+//! the conversation gives the same confidentiality (sealed to the peer) without teaching the
+//! server who is online. The key is fresh for each run of the daemon and known to the contact
+//! only through the conversation, so the direct session is keyed to the two contacts, not to
+//! any server. Messages over the link are the same envelopes as through a server (sealed and
+//! signed by the conversation); a direct deposit only counts once the peer stored it, and
+//! anything that does not go direct falls back to the contact's servers.
+
+use std::collections::HashMap;
+
+use meow_proto::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use meow_proto::envelope::ContentType;
+use meow_proto::wire::StoredMessage;
+use meow_proto::{Address, MailboxId, ServerPublic};
+
+use crate::messaging::Received;
+use crate::records::{OutboxItem, PrivacyPolicy};
+use crate::{Node, NodeError, Result};
+
+/// The content type of a presence message.
+pub const PRESENCE: ContentType = ContentType(6);
+/// Version of the presence payload.
+const PRESENCE_VERSION: u8 = 1;
+/// Most addresses one presence lists.
+const MAX_ADDRESSES: usize = 8;
+/// How long a direct route is left alone after it failed, ms.
+const FAILED_BACKOFF_MS: u64 = 30_000;
+
+/// Where a home can be reached directly, and under which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// The key the direct listener answers under (fresh for each run).
+    pub key: ServerPublic,
+    /// Where it listens.
+    pub addresses: Vec<Address>,
+    /// Until when this holds, Unix ms.
+    pub expires_ms: u64,
+}
+
+impl Encode for Presence {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(PRESENCE_VERSION);
+        w.raw(self.key.as_bytes());
+        w.list(&self.addresses, |w, a| a.encode(w));
+        w.u64(self.expires_ms);
+    }
+}
+
+impl Decode for Presence {
+    const WHAT: &'static str = "presence";
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("presence version")? {
+            PRESENCE_VERSION => {}
+            version => {
+                return Err(DecodeError::UnsupportedVersion {
+                    what: "presence",
+                    version,
+                });
+            }
+        }
+        let key = ServerPublic::from_bytes(r.array("direct key")?).map_err(|_| DecodeError::UnknownValue {
+            what: "direct key",
+            value: 0,
+        })?;
+        Ok(Self {
+            key,
+            addresses: r.list(MAX_ADDRESSES, "addresses", Address::decode)?,
+            expires_ms: r.u64("expires")?,
+        })
+    }
+}
+
+/// What a home knows of a contact's presence.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    presence: Presence,
+    failed_until_ms: u64,
+}
+
+/// Presence learned from contacts, by contact id (memory only: each run announces again).
+pub(crate) type PresenceMap = HashMap<u64, Known>;
+
+impl Node {
+    /// Sets how messages to `name` travel; returns the previous policy.
+    pub fn set_policy(&mut self, name: &str, policy: PrivacyPolicy) -> Result<PrivacyPolicy> {
+        if policy == PrivacyPolicy::Matriochka {
+            return Err(NodeError::Unsupported("Matriochka routes are not built yet (issue 16)"));
+        }
+        let id = self.contact_id(name)?;
+        let mut c = self.contacts[&id].clone();
+        let before = c.policy;
+        c.policy = policy;
+        let mut b = self.vault.batch();
+        self.put_contact(&mut b, &c);
+        b.commit()?;
+        self.contacts.insert(id, c);
+        if policy != PrivacyPolicy::DirectPreferred {
+            self.presence.remove(&id);
+        }
+        Ok(before)
+    }
+
+    /// The contacts whose policy is `direct-preferred`.
+    pub fn direct_contacts(&self) -> Vec<String> {
+        self.contacts
+            .values()
+            .filter(|c| c.policy == PrivacyPolicy::DirectPreferred)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Seals `presence` to every `direct-preferred` contact (marked automatic) and queues it.
+    pub fn queue_presence(&mut self, presence: &Presence) -> Result<Vec<OutboxItem>> {
+        let bytes = presence.to_bytes();
+        let ids: Vec<u64> = self
+            .contacts
+            .values()
+            .filter(|c| c.policy == PrivacyPolicy::DirectPreferred)
+            .map(|c| c.id)
+            .collect();
+        self.queue_all(
+            ids.into_iter()
+                .map(|id| crate::messaging::Queued {
+                    automatic: true,
+                    ..crate::messaging::Queued::new(id, PRESENCE, bytes.clone())
+                })
+                .collect(),
+        )
+    }
+
+    /// Takes a presence message from contact `cid` (ignored unless the contact is
+    /// `direct-preferred` here: a policy is also who may make me connect out).
+    pub(crate) fn take_presence(&mut self, cid: u64, content: &[u8]) {
+        let Some(c) = self.contacts.get(&cid) else { return };
+        if c.policy != PrivacyPolicy::DirectPreferred {
+            return;
+        }
+        match Presence::from_bytes(content) {
+            Ok(presence) => {
+                tracing::info!(contact = %c.name, addresses = presence.addresses.len(), "contact reachable directly");
+                self.presence.insert(
+                    cid,
+                    Known {
+                        presence,
+                        failed_until_ms: 0,
+                    },
+                );
+            }
+            Err(e) => tracing::warn!(contact = %c.name, error = %e, "unreadable presence ignored"),
+        }
+    }
+
+    /// Where to reach contact `cid` directly now, if it announced itself, its presence has not
+    /// expired and the route did not just fail.
+    pub fn direct_route(&self, cid: u64) -> Option<(Address, ServerPublic)> {
+        let now = self.env.now_ms();
+        let c = self.contacts.get(&cid)?;
+        let k = self.presence.get(&cid)?;
+        let usable =
+            c.policy == PrivacyPolicy::DirectPreferred && k.presence.expires_ms > now && k.failed_until_ms <= now;
+        let address = k.presence.addresses.first()?;
+        usable.then(|| (address.clone(), k.presence.key))
+    }
+
+    /// The direct address known for `name`, for display.
+    pub fn direct_address(&self, name: &str) -> Option<String> {
+        let id = self.contact_id(name).ok()?;
+        self.direct_route(id).map(|(a, _)| a.to_string())
+    }
+
+    /// Notes that the direct route to `cid` failed: servers carry its messages for a while.
+    pub fn direct_failed(&mut self, cid: u64) {
+        let until = self.env.now_ms() + FAILED_BACKOFF_MS;
+        if let Some(k) = self.presence.get_mut(&cid) {
+            k.failed_until_ms = until;
+        }
+    }
+
+    /// Takes an envelope a contact deposited over a direct link, as if fetched from a server.
+    /// `None` when the mailbox is not one of a `direct-preferred` contact's (the link refuses
+    /// it); otherwise what receiving did, stored before this returns.
+    pub fn receive_direct(&mut self, mailbox: MailboxId, envelope: Vec<u8>) -> Result<Option<Received>> {
+        let direct = self.routes.get(&mailbox).is_some_and(|routes| {
+            routes.iter().any(|r| match r {
+                crate::Route::Contact(cid) => self
+                    .contacts
+                    .get(cid)
+                    .is_some_and(|c| c.policy == PrivacyPolicy::DirectPreferred),
+                crate::Route::Invitation(_) => false,
+            })
+        });
+        if !direct {
+            return Ok(None);
+        }
+        let message = StoredMessage {
+            mailbox,
+            seq: 0,
+            received_at: self.env.now_ms() / 1000,
+            envelope,
+        };
+        self.receive("direct", vec![message], Vec::new()).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn presence_round_trips_and_bad_versions_are_refused() {
+        let key = meow_proto::ServerKey::generate(&mut meow_proto::os_rng()).public();
+        let p = Presence {
+            key,
+            addresses: vec![Address::Tcp("192.168.1.20:7071".into())],
+            expires_ms: 1_700_000_000_000,
+        };
+        let bytes = p.to_bytes();
+        assert_eq!(Presence::from_bytes(&bytes).unwrap(), p);
+        let mut bad = bytes.clone();
+        bad[0] = 9;
+        assert!(Presence::from_bytes(&bad).is_err());
+        assert!(Presence::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Direct links between contacts (spec §1.2.3), the daemon's side: a listener that takes
+//! deposits from `direct-preferred` contacts, and the presence announcements that tell them
+//! where it is (`meow_node::direct`).
+//!
+//! The listener speaks the server session protocol (one HPKE handshake, then sealed frames)
+//! under a key made fresh for each run, which contacts learn only through their conversation.
+//! It answers one request, `Deposit`, and only for the mailboxes of `direct-preferred`
+//! contacts: the envelope is opened and stored like fetched mail before `Deposited` goes back,
+//! so a sender counts a message delivered only once it is on this home's disk. Anything else
+//! gets an error, and a connection that idles or misbehaves is closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::io::BufReader;
+use futures_lite::{AsyncWriteExt, FutureExt};
+use meow_net::frame;
+use meow_node::direct::Presence;
+use meow_node::{Node, sync};
+use meow_proto::codec::Decode;
+use meow_proto::session::{self, CLIENT_HELLO_LEN};
+use meow_proto::wire::{ErrorCode, Request, RequestFrame, Response, ResponseFrame};
+use meow_proto::{Address, ServerKey};
+use smol::lock::Mutex;
+
+use crate::config::DirectSettings;
+use crate::error::{Result, RuntimeError};
+
+/// How long a peer has for its hello, and then between requests.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Direct connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Binds the listener, starts serving and announcing; the tasks doing it.
+pub(crate) fn start(node: Arc<Mutex<Node>>, settings: &DirectSettings) -> Result<Vec<smol::Task<()>>> {
+    let listener = std::net::TcpListener::bind(settings.listen).map_err(RuntimeError::io(format!(
+        "listening for direct links on {}",
+        settings.listen
+    )))?;
+    let bound = listener
+        .local_addr()
+        .map_err(RuntimeError::io("reading the direct link address"))?;
+    let listener =
+        smol::net::TcpListener::try_from(listener).map_err(RuntimeError::io("registering the direct listener"))?;
+    let address = match settings.address {
+        Some(a) => a,
+        None if bound.ip().is_unspecified() => {
+            return Err(RuntimeError::Invalid(format!(
+                "direct.listen {bound} is every interface: say which address contacts use in direct.address"
+            )));
+        }
+        None => bound,
+    };
+    let key = Arc::new(ServerKey::generate(&mut meow_proto::os_rng()));
+    let presence_key = key.public();
+    let every = settings.every();
+    tracing::info!(%bound, announced = %address, "direct links accepted");
+    Ok(vec![
+        smol::spawn(accept_loop(node.clone(), key, listener)),
+        smol::spawn(announce_loop(node, presence_key, address, every)),
+    ])
+}
+
+/// Tells every `direct-preferred` contact where this home is, now and every `every`.
+async fn announce_loop(node: Arc<Mutex<Node>>, key: meow_proto::ServerPublic, address: SocketAddr, every: Duration) {
+    loop {
+        let presence = Presence {
+            key,
+            addresses: vec![Address::Tcp(address.to_string())],
+            expires_ms: meow_net::now_ms() + 3 * every.as_millis() as u64,
+        };
+        let queued = node.lock().await.queue_presence(&presence);
+        match queued {
+            Ok(items) if !items.is_empty() => {
+                if let Err(e) = sync::deliver_all(&node, items).await {
+                    tracing::warn!(error = %e, "presence not delivered; it stays in the outbox");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "presence not queued"),
+        }
+        smol::Timer::after(every).await;
+    }
+}
+
+async fn accept_loop(node: Arc<Mutex<Node>>, key: Arc<ServerKey>, listener: smol::net::TcpListener) {
+    let slots = Arc::new(smol::lock::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "direct accept failed");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(permit) = slots.try_acquire_arc() else {
+            tracing::debug!("direct link refused: too many at once");
+            continue;
+        };
+        let (node, key) = (node.clone(), key.clone());
+        smol::spawn(async move {
+            if let Err(reason) = serve(&node, &key, stream).await {
+                tracing::debug!(%reason, "direct link closed");
+            }
+            drop(permit);
+        })
+        .detach();
+    }
+}
+
+async fn within<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+    async { Some(f.await) }
+        .or(async {
+            smol::Timer::after(d).await;
+            None
+        })
+        .await
+}
+
+async fn serve(node: &Mutex<Node>, key: &ServerKey, stream: smol::net::TcpStream) -> std::result::Result<(), String> {
+    let link = meow_net::Link::tcp(stream).map_err(|e| e.to_string())?;
+    let (raw, mut w, _close) = link.split();
+    let mut reader = BufReader::new(raw);
+    let mut buf = Vec::new();
+    within(
+        HELLO_TIMEOUT,
+        frame::read_frame(&mut reader, &mut buf, CLIENT_HELLO_LEN + 16),
+    )
+    .await
+    .ok_or("hello timed out")?
+    .map_err(|e| e.to_string())?;
+    let (session, reply) =
+        session::accept(key, &buf, &mut meow_proto::os_rng()).map_err(|e| format!("handshake: {e}"))?;
+    frame::write_frame(&mut w, &reply).await.map_err(|e| e.to_string())?;
+    let (mut sender, mut receiver, _) = session.split();
+    loop {
+        match within(
+            IDLE_TIMEOUT,
+            frame::read_frame(&mut reader, &mut buf, meow_proto::padding::MAX_ENVELOPE + 1024),
+        )
+        .await
+        {
+            None => return Err("idle".into()),
+            Some(Err(frame::FrameError::Closed)) => return Ok(()),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(())) => {}
+        }
+        receiver
+            .open_in_place(&mut buf)
+            .map_err(|_| "frame failed authentication")?;
+        let request = RequestFrame::from_bytes(&buf).map_err(|e| e.to_string())?;
+        let response = answer(node, request.request).await;
+        let mut out = Vec::new();
+        frame::put_sealed(
+            &mut out,
+            &mut sender,
+            &ResponseFrame {
+                id: request.id,
+                response,
+            },
+        );
+        w.write_all(&out).await.map_err(|e| e.to_string())?;
+        w.flush().await.map_err(|e| e.to_string())?;
+    }
+}
+
+async fn answer(node: &Mutex<Node>, request: Request) -> Response {
+    let error = |code, message: &str| Response::Error {
+        code,
+        message: message.to_owned(),
+    };
+    let Request::Deposit { mailbox, envelope } = request else {
+        return error(ErrorCode::NotAuthorized, "a direct link takes deposits only");
+    };
+    match node.lock().await.receive_direct(mailbox, envelope) {
+        Ok(Some(_)) => Response::Deposited,
+        Ok(None) => error(ErrorCode::NotFound, "not the mailbox of a direct contact"),
+        Err(e) => {
+            tracing::warn!(error = %e, "a direct deposit could not be stored");
+            error(ErrorCode::Internal, "not stored")
+        }
+    }
+}
