@@ -262,9 +262,9 @@ pub struct ServerRunArgs {
     #[arg(long, value_name = "PATH[:BAUD]")]
     pub serial: Vec<String>,
     /// Also serve them through a LoRa radio: an RNode or KISS TNC
-    /// (rnode:PATH[:BAUD][,sf=7,bw=125k,cr=5,freq=868.1M,power=14,duty=1%]) or a Meshtastic
-    /// device (meshtastic:PATH[:BAUD][,channel=0,duty=1%]). The radio keeps to its duty cycle,
-    /// queuing what would exceed it. Repeatable.
+    /// (`rnode:PATH[:BAUD][,sf=7,bw=125k,cr=5,freq=868.1M,power=14,duty=1%]`) or a Meshtastic
+    /// device (`meshtastic:PATH[:BAUD][,channel=0,duty=1%]`). The radio keeps to its duty
+    /// cycle, queuing what would exceed it. Repeatable. See docs/OFF-GRID.md.
     #[arg(long, value_name = "rnode:…|meshtastic:…")]
     pub radio: Vec<String>,
     /// Announce the server on the local network (DNS-SD over multicast DNS, `_meow._tcp`)
@@ -363,8 +363,8 @@ pub enum ServersCmd {
         /// Card file or text.
         card: String,
         /// Reach this server for link sessions (`meow sensor`) through this link:
-        /// serial:PATH[:BAUD], rnode:PATH[:BAUD][,options], meshtastic:PATH[:BAUD][,options] or
-        /// udp:HOST:PORT. The card's own address still serves everything else.
+        /// `serial:PATH[:BAUD]`, `rnode:PATH[:BAUD][,options]`, `meshtastic:PATH[:BAUD][,options]`
+        /// or `udp:HOST:PORT`. The card's own address still serves everything else.
         #[arg(long, value_name = "LINK")]
         via: Option<String>,
     },
@@ -655,9 +655,9 @@ pub struct SensorArgs {
     pub hot_at: u64,
     /// Send each reading through a link session with this gateway (the contact's server,
     /// started with --udp, --serial or --radio), in the compact form: 110 bytes on the air for
-    /// a 20-byte reading. One of udp:HOST:PORT, serial:PATH[:BAUD],
-    /// rnode:PATH[:BAUD][,sf=…,bw=…,cr=…,freq=…,power=…,duty=…] or
-    /// meshtastic:PATH[:BAUD][,channel=…,to=!NODE,duty=…]. Readings that cannot go (the link is
+    /// a 20-byte reading. One of `udp:HOST:PORT`, `serial:PATH[:BAUD]`,
+    /// `rnode:PATH[:BAUD][,sf=…,bw=…,cr=…,freq=…,power=…,duty=…]` or
+    /// `meshtastic:PATH[:BAUD][,channel=…,to=!NODE,duty=…]`. Readings that cannot go (the link is
     /// down) wait in the outbox and go first once it is back. The conversation must be at
     /// version 2 (after one exchange); until then readings go the usual way.
     #[arg(long, value_name = "LINK")]

@@ -407,7 +407,7 @@ mod tests {
         let p = ports.clone();
         let (a2, c2) = (air.clone(), clock.clone());
         let opts = options.clone();
-        let ex = Arc::new(ex);
+        let ex = std::rc::Rc::new(ex);
         let ex2 = ex.clone();
         ex.spawn(async move { *p.lock() = Some(rnode_pair(&ex2, &a2, c2, &opts).await) })
             .detach();
@@ -464,7 +464,7 @@ mod tests {
         let vclock = VirtualClock::new(1_000_000);
         let clock = vclock.shared();
         let air = Air::new(clock.clone());
-        let ex = Arc::new(LocalExecutor::new());
+        let ex = std::rc::Rc::new(LocalExecutor::new());
         let done = Arc::new(Mutex::new(Vec::new()));
         let (d, a, c, e) = (done.clone(), air.clone(), clock.clone(), ex.clone());
         ex.spawn(async move {
