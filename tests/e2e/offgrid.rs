@@ -417,3 +417,41 @@ fn direct_preferred_contacts_talk_directly_and_fall_back_to_their_server() {
     assert_eq!(bob_run.terminate(), 0);
     assert_eq!(alice_run.terminate(), 0);
 }
+
+/// Careless input gets one clear line and changes nothing: a missing device, a file that is no
+/// serial device, a radio setting out of range, a bare line given as a radio, a bad link.
+#[test]
+fn wrong_devices_and_settings_are_named() {
+    let tmp = TempDir::new("offgrid-careless");
+    let home = Home::init(tmp.path().join("h"), "h");
+    let srv = tmp.path().join("srv");
+    let srv = srv.to_str().unwrap();
+    let server = |extra: &[&str]| {
+        let mut args = vec!["server", "--data", srv, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        home.run_raw(&args)
+    };
+    server(&["--serial", "/nonexistent/ttyUSB7"]).fails_with(1, "opening /nonexistent/ttyUSB7: No such file");
+    server(&["--serial", "/dev/null"]).fails_with(1, "is it a serial device?");
+    server(&["--radio", "rnode:/dev/null,sf=13"]).fails_with(1, "spreading factor 13 is not 6..12");
+    server(&["--radio", "serial:/dev/ttyUSB0"]).fails_with(1, "a bare line goes with --serial");
+    server(&["--radio", "rnode:/dev/null,colour=red"]).fails_with(1, "unknown radio option \"colour\"");
+    let silent = on_pty(|l| async move {
+        let _open = l;
+        std::future::pending::<()>().await
+    });
+    let out = server(&["--radio", &link_to("rnode", &silent, "")]);
+    out.fails_with(1, "no RNode answered");
+    home.meow(&["servers", "add", "meow:server:nonsense", "--via", "serial:/dev/x"])
+        .fails_with(1, "");
+    let card = {
+        let s = ServerProc::start(&tmp.path().join("srv2"), &[]);
+        s.card.to_text()
+    };
+    home.meow(&["servers", "add", &card, "--via", "lora:/dev/x"])
+        .fails_with(1, "unknown link kind \"lora\"");
+    assert!(
+        !home.meow(&["servers", "list"]).ok().contains("via"),
+        "nothing recorded"
+    );
+}

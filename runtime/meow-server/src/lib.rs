@@ -208,12 +208,11 @@ impl Server {
         };
         let udp_addr = udp.as_ref().and_then(|u| u.local_addr().ok());
         let mut ports = Vec::new();
-        let mut port_tasks = Vec::new();
         for address in &cfg.links {
-            let opened = smol::block_on(meow_net::radio::open(address, cfg.clock.clone()))
+            // Opened again by itself when the device goes away and comes back.
+            let port = smol::block_on(meow_net::radio::Reopening::open(address.clone(), cfg.clock.clone()))
                 .map_err(io_err(format!("opening the link {address}")))?;
-            port_tasks.extend(opened.task);
-            ports.push((address.to_string(), opened.port));
+            ports.push((address.to_string(), port as Arc<dyn meow_net::port::DatagramPort>));
         }
         let card = ServerCard {
             name: cfg.name.clone(),
@@ -263,9 +262,6 @@ impl Server {
                 Arc::downgrade(&ex),
             ))
             .detach();
-        }
-        for task in port_tasks {
-            ex.spawn(task).detach();
         }
         for (name, port) in &ports {
             let serve = listener::datagram_loop(ctx.clone(), port.clone(), name.clone(), Arc::downgrade(&ex));

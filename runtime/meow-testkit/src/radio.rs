@@ -64,7 +64,10 @@ impl Air {
 
     fn join(&self, name: &str) -> Receiver<(String, Vec<u8>)> {
         let (tx, rx) = unbounded();
-        self.radios.lock().push(Radio {
+        let mut radios = self.radios.lock();
+        // A device plugged in again replaces its old self.
+        radios.retain(|r| r.name != name);
+        radios.push(Radio {
             name: name.into(),
             channel: Vec::new(),
             inbox: tx,
@@ -286,13 +289,28 @@ pub fn on_pty<F>(device: impl FnOnce(Link) -> F) -> PathBuf
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    let (path, unplug) = pluggable(device);
+    // Never unplugged: the device lives as long as the test process.
+    std::mem::forget(unplug);
+    path
+}
+
+/// Like [`on_pty`], and the device goes away (its terminal closes, as when a USB radio is
+/// unplugged) when the returned sender is dropped.
+pub fn pluggable<F>(device: impl FnOnce(Link) -> F) -> (PathBuf, Sender<()>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let (master, path, keep) = meow_net::serial::pty().unwrap_or_else(|e| panic!("a pseudo-terminal: {e}"));
     let run = device(master);
+    let (unplug, unplugged) = smol::channel::bounded::<()>(1);
     std::thread::spawn(move || {
-        let _keep = keep;
-        smol::block_on(run);
+        smol::block_on(run.or(async {
+            let _ = unplugged.recv().await;
+        }));
+        drop(keep);
     });
-    path
+    (path, unplug)
 }
 
 /// Two pseudo-terminals joined like a serial cable: what one end writes, the other reads,
@@ -503,6 +521,49 @@ mod tests {
         );
         assert_eq!(RNODE_REFUSED.load(Ordering::Relaxed), 0);
         assert_eq!(MESHTASTIC_REFUSED.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_radio_unplugged_and_plugged_back_is_opened_again() {
+        smol::block_on(async {
+            let clock = meow_clock::SystemClock::shared();
+            let air = Air::new(clock.clone());
+            let dir = tempfile::tempdir().unwrap();
+            let device = dir.path().join("ttyACM0");
+            let a = air.clone();
+            let (first, unplug) = pluggable(move |l| sim_rnode(l, a, "gateway".into()));
+            std::os::unix::fs::symlink(&first, &device).unwrap();
+            let address = meow_net::port::LinkAddress::parse(&format!("rnode:{},duty=100%", device.display())).unwrap();
+            let gateway = meow_net::radio::Reopening::open(address, clock.clone()).await.unwrap();
+
+            let (host, sim) = memory_pair();
+            smol::spawn(sim_rnode(sim, air.clone(), "sensor".into())).detach();
+            let options = RadioOptions::parse("duty=100%", true).unwrap();
+            let (sensor, task) = Rnode::open(host, &options, clock.clone()).await.unwrap();
+            smol::spawn(task).detach();
+
+            sensor.send_to(b"Lone", PortPeer::Line).await.unwrap();
+            assert_eq!(gateway.recv_from().await.unwrap().0, b"Lone");
+            let waiting = {
+                let g = gateway.clone();
+                smol::spawn(async move { g.recv_from().await.unwrap().0 })
+            };
+            drop(unplug);
+            smol::Timer::after(Duration::from_millis(300)).await;
+            let a = air.clone();
+            let (second, _plugged) = pluggable(move |l| sim_rnode(l, a, "gateway".into()));
+            std::fs::remove_file(&device).unwrap();
+            std::os::unix::fs::symlink(&second, &device).unwrap();
+            for _ in 0..100 {
+                if gateway.reopened() == 1 {
+                    break;
+                }
+                smol::Timer::after(Duration::from_millis(100)).await;
+            }
+            assert_eq!(gateway.reopened(), 1, "opened again at the same path");
+            sensor.send_to(b"Ltwo", PortPeer::Line).await.unwrap();
+            assert_eq!(waiting.await, b"Ltwo");
+        });
     }
 
     #[test]
