@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use meow_clock::SharedClock;
 use smol::lock::Mutex;
 
@@ -361,15 +361,12 @@ impl Meshtastic {
         let nonce = u32::from_le_bytes(meow_proto::crypto::random_bytes(&mut meow_proto::os_rng())) | 1;
         writer.write_all(&frame(&want_config(nonce))).await?;
         writer.flush().await?;
-        let node = config_dump(&mut frames, nonce)
-            .or(async {
-                smol::Timer::after(CONFIG_TIMEOUT).await;
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no Meshtastic device answered (is the serial API on? is the speed right?)",
-                ))
-            })
-            .await?;
+        let node = super::answered_within(
+            CONFIG_TIMEOUT,
+            "no Meshtastic device answered (is the serial API on? is the speed right?)",
+            config_dump(&mut frames, nonce),
+        )
+        .await?;
         tracing::info!(node = format!("!{node:08x}"), "meshtastic device ready");
         let (tx, task) = Transmitter::new(writer, DutyCycle::new(options.duty), clock.clone());
         let port = Arc::new(Self {

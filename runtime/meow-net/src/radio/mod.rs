@@ -208,6 +208,22 @@ pub async fn open(address: &LinkAddress, clock: SharedClock) -> io::Result<Opene
     })
 }
 
+/// `setup`, or a timeout error saying `what` after `limit`: how long a device has to answer
+/// when a port opens.
+async fn answered_within<T>(
+    limit: Duration,
+    what: &'static str,
+    setup: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    use futures_lite::FutureExt;
+    setup
+        .or(async {
+            smol::Timer::after(limit).await;
+            Err(io::Error::new(io::ErrorKind::TimedOut, what))
+        })
+        .await
+}
+
 /// One datagram for the radio: its frames as the device wants them written, and the airtime
 /// of each on the air.
 struct Outgoing {

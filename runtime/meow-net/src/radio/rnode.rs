@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_lite::{AsyncWriteExt, FutureExt};
+use futures_lite::AsyncWriteExt;
 use meow_clock::SharedClock;
 use smol::lock::Mutex;
 
@@ -120,15 +120,12 @@ impl Rnode {
         }
         writer.write_all(&hello).await?;
         writer.flush().await?;
-        expect_answers(&mut frames, &settings)
-            .or(async {
-                smol::Timer::after(SETUP_TIMEOUT).await;
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no RNode answered (is it an RNode with current firmware? is the speed right?)",
-                ))
-            })
-            .await?;
+        super::answered_within(
+            SETUP_TIMEOUT,
+            "no RNode answered (is it an RNode with current firmware? is the speed right?)",
+            expect_answers(&mut frames, &settings),
+        )
+        .await?;
         let (tx, task) = Transmitter::new(writer, DutyCycle::new(options.duty), clock.clone());
         tracing::info!(lora = ?options.lora, hz = options.frequency_hz, "rnode ready");
         let port = Arc::new(Self {
