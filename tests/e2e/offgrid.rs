@@ -388,6 +388,10 @@ fn direct_preferred_contacts_talk_directly_and_fall_back_to_their_server() {
             .ok()
             .contains("reachable directly at 127.0.0.1:")
     );
+    // A stranger who finds the port cannot even complete a handshake: no contact's key is its.
+    let bobs = meow_proto::Address::Tcp(contact_direct(&alice, "bob").unwrap());
+    let stranger = meow_proto::ServerKey::generate(&mut meow_proto::os_rng()).public();
+    assert!(smol::block_on(meow_net::ServerClient::connect(&bobs, &stranger)).is_err());
 
     // The server is gone: only the direct link can carry these (exit 0 = delivered).
     server.kill9();

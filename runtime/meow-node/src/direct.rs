@@ -6,9 +6,10 @@
 //! the conversation (content type [`PRESENCE`]), so only that contact can read it and the
 //! server sees one more padded envelope. The spec puts presence in a flag on polls; riding in
 //! the conversation gives the same confidentiality (sealed to the peer) without teaching the
-//! server who is online. The key is fresh for each run of the daemon and known to the contact
-//! only through the conversation, so the direct session is keyed to the two contacts, not to
-//! any server. Messages over the link are the same envelopes as through a server (sealed and
+//! server who is online. Each contact gets a key of its own, fresh for each run of the daemon
+//! and known to that contact only through the conversation: completing a handshake under it
+//! proves the listener to the contact and the contact to the listener, so the direct session
+//! is keyed to the two contacts, not to any server. Messages over the link are the same envelopes as through a server (sealed and
 //! signed by the conversation); a direct deposit only counts once the peer stored it, and
 //! anything that does not go direct falls back to the contact's servers.
 
@@ -115,23 +116,20 @@ impl Node {
             .collect()
     }
 
-    /// Seals `presence` to every `direct-preferred` contact (marked automatic) and queues it.
-    pub fn queue_presence(&mut self, presence: &Presence) -> Result<Vec<OutboxItem>> {
-        let bytes = presence.to_bytes();
-        let ids: Vec<u64> = self
-            .contacts
-            .values()
-            .filter(|c| c.policy == PrivacyPolicy::DirectPreferred)
-            .map(|c| c.id)
-            .collect();
-        self.queue_all(
-            ids.into_iter()
-                .map(|id| crate::messaging::Queued {
+    /// Seals each contact's presence to it (marked automatic) and queues them in one write;
+    /// contacts that are not `direct-preferred` are skipped: they never learn where I am.
+    pub fn queue_presence(&mut self, presences: &[(String, Presence)]) -> Result<Vec<OutboxItem>> {
+        let queued = presences
+            .iter()
+            .filter_map(|(name, p)| {
+                let c = self.contacts.values().find(|c| c.name == *name)?;
+                (c.policy == PrivacyPolicy::DirectPreferred).then(|| crate::messaging::Queued {
                     automatic: true,
-                    ..crate::messaging::Queued::new(id, PRESENCE, bytes.clone())
+                    ..crate::messaging::Queued::new(c.id, PRESENCE, p.to_bytes())
                 })
-                .collect(),
-        )
+            })
+            .collect();
+        self.queue_all(queued)
     }
 
     /// Takes a presence message from contact `cid` (ignored unless the contact is
@@ -182,20 +180,20 @@ impl Node {
         }
     }
 
-    /// Takes an envelope a contact deposited over a direct link, as if fetched from a server.
-    /// `None` when the mailbox is not one of a `direct-preferred` contact's (the link refuses
-    /// it); otherwise what receiving did, stored before this returns.
-    pub fn receive_direct(&mut self, mailbox: MailboxId, envelope: Vec<u8>) -> Result<Option<Received>> {
-        let direct = self.routes.get(&mailbox).is_some_and(|routes| {
-            routes.iter().any(|r| match r {
-                crate::Route::Contact(cid) => self
-                    .contacts
-                    .get(cid)
-                    .is_some_and(|c| c.policy == PrivacyPolicy::DirectPreferred),
-                crate::Route::Invitation(_) => false,
-            })
-        });
-        if !direct {
+    /// Takes an envelope contact `from` deposited over its direct link, as if fetched from a
+    /// server. `None` when the mailbox is not one of `from`'s, or `from` is not
+    /// `direct-preferred` (the link refuses it); otherwise what receiving did, stored before
+    /// this returns.
+    pub fn receive_direct(&mut self, from: &str, mailbox: MailboxId, envelope: Vec<u8>) -> Result<Option<Received>> {
+        let Ok(id) = self.contact_id(from) else {
+            return Ok(None);
+        };
+        let preferred = self.contacts[&id].policy == PrivacyPolicy::DirectPreferred;
+        let theirs = self
+            .routes
+            .get(&mailbox)
+            .is_some_and(|routes| routes.iter().any(|r| matches!(r, crate::Route::Contact(c) if *c == id)));
+        if !(preferred && theirs) {
             return Ok(None);
         }
         let message = StoredMessage {

@@ -867,7 +867,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         tasks.push(smol::spawn(watch_loop(core.clone())));
     }
     if let Some(settings) = &cfg.direct {
-        tasks.extend(crate::direct::start(core.node.clone(), settings)?);
+        tasks.extend(crate::direct::start(core.node.clone(), settings, core.clock.clone())?);
     }
     recipes.start();
     if !names.is_empty() {

@@ -3,18 +3,22 @@
 //! where it is (`meow_node::direct`).
 //!
 //! The listener speaks the server session protocol (one HPKE handshake, then sealed frames)
-//! under a key made fresh for each run, which contacts learn only through their conversation.
-//! It answers one request, `Deposit`, and only for the mailboxes of `direct-preferred`
-//! contacts: the envelope is opened and stored like fetched mail before `Deposited` goes back,
-//! so a sender counts a message delivered only once it is on this home's disk. Anything else
-//! gets an error, and a connection that idles or misbehaves is closed.
+//! under a key per contact, made fresh for each run, which each contact learns only through
+//! its conversation: the key a hello opens under says which contact connects, and a hello
+//! that opens under none is refused. It answers one request, `Deposit`, and only for that
+//! contact's mailboxes: the envelope is opened and stored like fetched mail before
+//! `Deposited` goes back, so a sender counts a message delivered only once it is on this
+//! home's disk. Anything else gets an error, and a connection that idles or misbehaves is
+//! closed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::BufReader;
 use futures_lite::{AsyncWriteExt, FutureExt};
+use meow_clock::SharedClock;
 use meow_net::frame;
 use meow_node::direct::Presence;
 use meow_node::{Node, sync};
@@ -33,8 +37,29 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Direct connections served at once.
 const MAX_CONNECTIONS: usize = 64;
 
+/// The keys of this run, one per contact (made when the contact is first announced to).
+#[derive(Default)]
+struct Keys(parking_lot::Mutex<BTreeMap<String, Arc<ServerKey>>>);
+
+impl Keys {
+    fn for_contact(&self, name: &str) -> meow_proto::ServerPublic {
+        let mut keys = self.0.lock();
+        keys.entry(name.to_owned())
+            .or_insert_with(|| Arc::new(ServerKey::generate(&mut meow_proto::os_rng())))
+            .public()
+    }
+
+    fn all(&self) -> Vec<(String, Arc<ServerKey>)> {
+        self.0.lock().iter().map(|(n, k)| (n.clone(), k.clone())).collect()
+    }
+}
+
 /// Binds the listener, starts serving and announcing; the tasks doing it.
-pub(crate) fn start(node: Arc<Mutex<Node>>, settings: &DirectSettings) -> Result<Vec<smol::Task<()>>> {
+pub(crate) fn start(
+    node: Arc<Mutex<Node>>,
+    settings: &DirectSettings,
+    clock: SharedClock,
+) -> Result<Vec<smol::Task<()>>> {
     let listener = std::net::TcpListener::bind(settings.listen).map_err(RuntimeError::io(format!(
         "listening for direct links on {}",
         settings.listen
@@ -53,25 +78,40 @@ pub(crate) fn start(node: Arc<Mutex<Node>>, settings: &DirectSettings) -> Result
         }
         None => bound,
     };
-    let key = Arc::new(ServerKey::generate(&mut meow_proto::os_rng()));
-    let presence_key = key.public();
-    let every = settings.every();
+    let keys = Arc::new(Keys::default());
     tracing::info!(%bound, announced = %address, "direct links accepted");
     Ok(vec![
-        smol::spawn(accept_loop(node.clone(), key, listener)),
-        smol::spawn(announce_loop(node, presence_key, address, every)),
+        smol::spawn(accept_loop(node.clone(), keys.clone(), listener)),
+        smol::spawn(announce_loop(node, keys, address, settings.every(), clock)),
     ])
 }
 
 /// Tells every `direct-preferred` contact where this home is, now and every `every`.
-async fn announce_loop(node: Arc<Mutex<Node>>, key: meow_proto::ServerPublic, address: SocketAddr, every: Duration) {
+async fn announce_loop(
+    node: Arc<Mutex<Node>>,
+    keys: Arc<Keys>,
+    address: SocketAddr,
+    every: Duration,
+    clock: SharedClock,
+) {
     loop {
-        let presence = Presence {
-            key,
-            addresses: vec![Address::Tcp(address.to_string())],
-            expires_ms: meow_net::now_ms() + 3 * every.as_millis() as u64,
+        let expires_ms = clock.now_ms() + 3 * every.as_millis() as u64;
+        let queued = {
+            let mut n = node.lock().await;
+            let presences: Vec<(String, Presence)> = n
+                .direct_contacts()
+                .into_iter()
+                .map(|name| {
+                    let presence = Presence {
+                        key: keys.for_contact(&name),
+                        addresses: vec![Address::Tcp(address.to_string())],
+                        expires_ms,
+                    };
+                    (name, presence)
+                })
+                .collect();
+            n.queue_presence(&presences)
         };
-        let queued = node.lock().await.queue_presence(&presence);
         match queued {
             Ok(items) if !items.is_empty() => {
                 if let Err(e) = sync::deliver_all(&node, items).await {
@@ -81,11 +121,11 @@ async fn announce_loop(node: Arc<Mutex<Node>>, key: meow_proto::ServerPublic, ad
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "presence not queued"),
         }
-        smol::Timer::after(every).await;
+        clock.sleep(every).await;
     }
 }
 
-async fn accept_loop(node: Arc<Mutex<Node>>, key: Arc<ServerKey>, listener: smol::net::TcpListener) {
+async fn accept_loop(node: Arc<Mutex<Node>>, keys: Arc<Keys>, listener: smol::net::TcpListener) {
     let slots = Arc::new(smol::lock::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -100,9 +140,9 @@ async fn accept_loop(node: Arc<Mutex<Node>>, key: Arc<ServerKey>, listener: smol
             tracing::debug!("direct link refused: too many at once");
             continue;
         };
-        let (node, key) = (node.clone(), key.clone());
+        let (node, keys) = (node.clone(), keys.clone());
         smol::spawn(async move {
-            if let Err(reason) = serve(&node, &key, stream).await {
+            if let Err(reason) = serve(&node, &keys, stream).await {
                 tracing::debug!(%reason, "direct link closed");
             }
             drop(permit);
@@ -120,7 +160,7 @@ async fn within<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Opti
         .await
 }
 
-async fn serve(node: &Mutex<Node>, key: &ServerKey, stream: smol::net::TcpStream) -> std::result::Result<(), String> {
+async fn serve(node: &Mutex<Node>, keys: &Keys, stream: smol::net::TcpStream) -> std::result::Result<(), String> {
     let link = meow_net::Link::tcp(stream).map_err(|e| e.to_string())?;
     let (raw, mut w, _close) = link.split();
     let mut reader = BufReader::new(raw);
@@ -132,8 +172,12 @@ async fn serve(node: &Mutex<Node>, key: &ServerKey, stream: smol::net::TcpStream
     .await
     .ok_or("hello timed out")?
     .map_err(|e| e.to_string())?;
-    let (session, reply) =
-        session::accept(key, &buf, &mut meow_proto::os_rng()).map_err(|e| format!("handshake: {e}"))?;
+    // The contact is the one whose key the hello opens under.
+    let (contact, (session, reply)) = keys
+        .all()
+        .into_iter()
+        .find_map(|(name, key)| Some((name, session::accept(&key, &buf, &mut meow_proto::os_rng()).ok()?)))
+        .ok_or("a hello under no contact's key")?;
     frame::write_frame(&mut w, &reply).await.map_err(|e| e.to_string())?;
     let (mut sender, mut receiver, _) = session.split();
     loop {
@@ -152,7 +196,7 @@ async fn serve(node: &Mutex<Node>, key: &ServerKey, stream: smol::net::TcpStream
             .open_in_place(&mut buf)
             .map_err(|_| "frame failed authentication")?;
         let request = RequestFrame::from_bytes(&buf).map_err(|e| e.to_string())?;
-        let response = answer(node, request.request).await;
+        let response = answer(node, &contact, request.request).await;
         let mut out = Vec::new();
         frame::put_sealed(
             &mut out,
@@ -167,7 +211,7 @@ async fn serve(node: &Mutex<Node>, key: &ServerKey, stream: smol::net::TcpStream
     }
 }
 
-async fn answer(node: &Mutex<Node>, request: Request) -> Response {
+async fn answer(node: &Mutex<Node>, contact: &str, request: Request) -> Response {
     let error = |code, message: &str| Response::Error {
         code,
         message: message.to_owned(),
@@ -175,9 +219,9 @@ async fn answer(node: &Mutex<Node>, request: Request) -> Response {
     let Request::Deposit { mailbox, envelope } = request else {
         return error(ErrorCode::NotAuthorized, "a direct link takes deposits only");
     };
-    match node.lock().await.receive_direct(mailbox, envelope) {
+    match node.lock().await.receive_direct(contact, mailbox, envelope) {
         Ok(Some(_)) => Response::Deposited,
-        Ok(None) => error(ErrorCode::NotFound, "not the mailbox of a direct contact"),
+        Ok(None) => error(ErrorCode::NotFound, "not a mailbox of this contact's"),
         Err(e) => {
             tracing::warn!(error = %e, "a direct deposit could not be stored");
             error(ErrorCode::Internal, "not stored")
