@@ -295,6 +295,11 @@ fn bench_lora_puts_a_20_byte_reading_in_at_most_120_bytes_on_the_air() {
         stdout.contains("sealed datagram (no session): 250 + 250 up"),
         "{stdout}"
     );
+    // Issue 17: the time on air of the same frame through an RNode, and readings per hour.
+    assert!(
+        stdout.contains("SF7  compact   189.7 ms") && stdout.contains("8 readings/hour under 1 %"),
+        "{stdout}"
+    );
 }
 
 /// Link sessions on the server's UDP side, tried by a hostile radio: garbage, cut frames, forged

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use meow_proto::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use meow_proto::codec::{Decode, Encode};
 use meow_proto::envelope::ContentType;
 use meow_proto::wire::StoredMessage;
 use meow_proto::{Address, MailboxId, ServerPublic};
@@ -26,56 +26,10 @@ use crate::{Node, NodeError, Result};
 
 /// The content type of a presence message.
 pub const PRESENCE: ContentType = ContentType(6);
-/// Version of the presence payload.
-const PRESENCE_VERSION: u8 = 1;
-/// Most addresses one presence lists.
-const MAX_ADDRESSES: usize = 8;
 /// How long a direct route is left alone after it failed, ms.
 const FAILED_BACKOFF_MS: u64 = 30_000;
 
-/// Where a home can be reached directly, and under which key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Presence {
-    /// The key the direct listener answers under (fresh for each run).
-    pub key: ServerPublic,
-    /// Where it listens.
-    pub addresses: Vec<Address>,
-    /// Until when this holds, Unix ms.
-    pub expires_ms: u64,
-}
-
-impl Encode for Presence {
-    fn encode(&self, w: &mut Writer) {
-        w.u8(PRESENCE_VERSION);
-        w.raw(self.key.as_bytes());
-        w.list(&self.addresses, |w, a| a.encode(w));
-        w.u64(self.expires_ms);
-    }
-}
-
-impl Decode for Presence {
-    const WHAT: &'static str = "presence";
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        match r.u8("presence version")? {
-            PRESENCE_VERSION => {}
-            version => {
-                return Err(DecodeError::UnsupportedVersion {
-                    what: "presence",
-                    version,
-                });
-            }
-        }
-        let key = ServerPublic::from_bytes(r.array("direct key")?).map_err(|_| DecodeError::UnknownValue {
-            what: "direct key",
-            value: 0,
-        })?;
-        Ok(Self {
-            key,
-            addresses: r.list(MAX_ADDRESSES, "addresses", Address::decode)?,
-            expires_ms: r.u64("expires")?,
-        })
-    }
-}
+pub use meow_proto::presence::Presence;
 
 /// What a home knows of a contact's presence.
 #[derive(Debug, Clone)]
@@ -203,27 +157,5 @@ impl Node {
             envelope,
         };
         self.receive("direct", vec![message], Vec::new()).map(Some)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn presence_round_trips_and_bad_versions_are_refused() {
-        let key = meow_proto::ServerKey::generate(&mut meow_proto::os_rng()).public();
-        let p = Presence {
-            key,
-            addresses: vec![Address::Tcp("192.168.1.20:7071".into())],
-            expires_ms: 1_700_000_000_000,
-        };
-        let bytes = p.to_bytes();
-        assert_eq!(Presence::from_bytes(&bytes).unwrap(), p);
-        let mut bad = bytes.clone();
-        bad[0] = 9;
-        assert!(Presence::from_bytes(&bad).is_err());
-        assert!(Presence::from_bytes(&bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -24,6 +24,7 @@ pub mod invitation;
 pub mod keys;
 pub mod link;
 pub mod padding;
+pub mod presence;
 pub mod qr;
 pub mod ratchet;
 pub mod server_card;

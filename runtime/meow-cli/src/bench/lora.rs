@@ -272,11 +272,12 @@ fn report(compact: &[Seen], sealed: &[Seen]) -> anyhow::Result<()> {
     println!("  Reticulum + LXMF (opportunistic, issue 13's measurement): {LXMF_BYTES}");
     let on_air = *frames.iter().max().context("no frame")?;
     ensure!(frames.iter().all(|&f| f == on_air), "frames differ in size: {frames:?}");
-    println!("on-air bytes: {on_air}");
     airtime_table(
         on_air,
         acks.last().copied().unwrap_or(0),
         dgrams.last().copied().unwrap_or(0),
     );
+    // Last, on a line of its own: the figure scripts read.
+    println!("on-air bytes: {on_air}");
     Ok(())
 }
