@@ -354,14 +354,21 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
+    /// A broker in `dir`; with `persistent`, its persistence on with its own autosave settings
+    /// (the database is written every 30 minutes and at shutdown: never per message).
+    fn start(dir: &Path, persistent: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let conf = dir.join("mosquitto.conf");
+        let persistence = if persistent {
+            format!("persistence true\npersistence_location {}/\n", dir.display())
+        } else {
+            "persistence false\n".to_owned()
+        };
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_type error\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}max_queued_messages 0\nmax_inflight_messages 0\nlog_type error\n"
             ),
         )?;
         let child = Command::new("mosquitto")
@@ -510,16 +517,27 @@ fn run_in(base: &Path, w: &Workload) -> anyhow::Result<()> {
         println!("mosquitto: not installed, comparison skipped (apt-get install mosquitto)");
         return Ok(());
     }
-    let m = Mosquitto::start(&base.join("mosquitto"))?;
+    let m = Mosquitto::start(&base.join("mosquitto"), false)?;
     let mq = mqtt_run(&m, w, w.messages, false)?;
     report("mosquitto QoS 1 (throughput)", &mq);
     drop(m);
-    let m = Mosquitto::start(&base.join("mosquitto2"))?;
+    let m = Mosquitto::start(&base.join("mosquitto2"), false)?;
     let mq_paced = mqtt_run(&m, w, lat_total, true)?;
     report(&format!("mosquitto QoS 1 (at {} msg/s)", w.latency_rate), &mq_paced);
+    drop(m);
+    // The second baseline: Mosquitto with its persistence on (issue 19).
+    let m = Mosquitto::start(&base.join("mosquitto3"), true)?;
+    let mq_saved = mqtt_run(&m, w, w.messages, false)?;
+    report("mosquitto QoS 1, persistence on (throughput)", &mq_saved);
+    drop(m);
+    let meow_rate = rate(meow.messages, meow.elapsed);
     println!(
         "ratio meow / mosquitto throughput: {:.2}x",
-        rate(meow.messages, meow.elapsed) / rate(mq.messages, mq.elapsed)
+        meow_rate / rate(mq.messages, mq.elapsed)
+    );
+    println!(
+        "ratio meow / mosquitto with persistence throughput: {:.2}x",
+        meow_rate / rate(mq_saved.messages, mq_saved.elapsed)
     );
     Ok(())
 }
