@@ -1,5 +1,7 @@
 //! `meow run` with WASM and Lua plugins (issue: plugin runtime).
 
+use std::time::Duration;
+
 use crate::support::{Daemon, copy_dir, plugins, repo, setup, wait_for_text};
 
 #[test]
@@ -110,6 +112,50 @@ fn hot_reload_swaps_rolls_back_and_keeps_state() {
     wait_for_text(&s.user, "the old version still answering", |t| t == "pong v2");
     let pongs = s.user.texts().iter().filter(|t| *t == "pong v2").count();
     assert_eq!(pongs, 2);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// A plugin that cannot run as it is (here a script that does not compile) is not started
+/// again and again: `meow plugin list` says it is broken and why, and a fixed version loaded
+/// with `meow plugin reload` runs.
+#[test]
+fn a_plugin_that_does_not_compile_is_not_retried_until_a_new_version_comes() {
+    let s = setup(
+        "broken",
+        "  - { name: responder, plugin: \"{local}/responder\", grant: [messaging, kv] }\n",
+    );
+    let dir = s.local().join("responder");
+    copy_dir(&plugins().join("responder"), &dir);
+    let lua = std::fs::read_to_string(dir.join("responder.lua")).unwrap();
+    std::fs::write(dir.join("responder.lua"), format!("{lua}\nfunction broken(")).unwrap();
+    s.bot.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
+    let daemon = Daemon::start(&s.bot, &s.config);
+    let status = || {
+        let list: serde_json::Value = serde_json::from_str(s.bot.meow(&["plugin", "list", "--json"]).ok()).unwrap();
+        list.as_array().unwrap()[0]["status"].clone()
+    };
+    let broken = crate::support::wait_for("the plugin marked broken", Duration::from_secs(20), || {
+        status()["broken"].as_str().map(str::to_owned)
+    });
+    assert!(broken.contains("does not compile"), "{broken}");
+    // Past the first backoffs (1 s, 2 s), it was not started again.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(status()["restarts"], 0, "{}", status());
+    let text = s.bot.meow(&["plugin", "list"]);
+    assert!(text.ok().contains("broken: not started again until"), "{}", text.stdout);
+    assert_eq!(
+        daemon.log_text().matches("cannot run as it is").count(),
+        1,
+        "said once, not at every retry"
+    );
+
+    std::fs::write(dir.join("responder.lua"), &lua).unwrap();
+    s.bot.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
+    s.bot.meow(&["plugin", "reload", "responder"]).ok();
+    s.pair();
+    s.user.meow(&["send", "bot", "ping"]).ok();
+    wait_for_text(&s.user, "the fixed version's answer", |t| t == "pong");
+    assert!(status()["broken"].is_null());
     assert_eq!(daemon.terminate(), 0);
 }
 

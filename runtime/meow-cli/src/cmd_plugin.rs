@@ -121,7 +121,11 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
 /// One line about a plugin instance.
 pub fn instance_line(i: &meow_runtime::views::InstanceView) -> String {
     let s = &i.status;
-    let state = if s.running { "running" } else { "restarting" };
+    let state = match (&s.broken, s.running) {
+        (Some(_), _) => "broken: not started again until `meow plugin reload` brings a new version",
+        (None, true) => "running",
+        (None, false) => "restarting",
+    };
     let last = s
         .last_stop
         .as_ref()

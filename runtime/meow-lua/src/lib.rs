@@ -552,7 +552,7 @@ impl meow_plugin::Engine for LuaEngine {
             .call(())
             .map_err(stop)?;
         let source =
-            std::str::from_utf8(&plugin.code).map_err(|_| Failure::Stopped("the script is not UTF-8 text".into()))?;
+            std::str::from_utf8(&plugin.code).map_err(|_| Failure::Broken("the script is not UTF-8 text".into()))?;
         let inst = LuaInstance {
             lua,
             name: plugin.name().to_owned(),
@@ -566,9 +566,12 @@ impl meow_plugin::Engine for LuaEngine {
             .set_name(plugin.name())
             .set_mode(ChunkMode::Text)
             .exec()
-            .map_err(|e| match inst.failure(e) {
-                Failure::Error(e) => Failure::Stopped(format!("cannot start: {e}")),
-                stopped => stopped,
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { message, .. } => Failure::Broken(format!("does not compile: {message}")),
+                e => match inst.failure(e) {
+                    Failure::Error(e) => Failure::Stopped(format!("cannot start: {e}")),
+                    stopped => stopped,
+                },
             })?;
         Ok(Box::new(inst))
     }

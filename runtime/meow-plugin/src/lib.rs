@@ -23,6 +23,9 @@ pub enum Failure {
     Error(String),
     /// The instance was stopped (trap, time or memory limit): it must be restarted.
     Stopped(String),
+    /// The plugin cannot run as it is (not a component of the host's world, a link mismatch, a
+    /// script that does not compile): starting it again cannot help, a new version can.
+    Broken(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -30,6 +33,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Error(e) => write!(f, "returned an error: {e}"),
             Failure::Stopped(e) => write!(f, "was stopped: {e}"),
+            Failure::Broken(e) => write!(f, "cannot run as it is: {e}"),
         }
     }
 }

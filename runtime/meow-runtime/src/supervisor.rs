@@ -94,6 +94,10 @@ pub struct Status {
     pub dropped: u64,
     /// The last reason it was stopped.
     pub last_stop: Option<String>,
+    /// Why it cannot run as it is, when it cannot: it is not started again until a new
+    /// version is loaded (`meow plugin reload`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
 }
 
 enum Msg {
@@ -116,6 +120,8 @@ struct Slot {
     /// The current worker has exited.
     exited: Mutex<bool>,
     exited_cv: Condvar,
+    /// New versions taken while waiting to restart.
+    reloads: AtomicU64,
 }
 
 impl Slot {
@@ -204,6 +210,7 @@ impl Supervisor {
             stopping: AtomicBool::new(false),
             exited: Mutex::new(false),
             exited_cv: Condvar::new(),
+            reloads: AtomicU64::new(0),
         });
         spawn_worker(&slot, 1, Duration::ZERO)?;
         watchdog.watch(&slot);
@@ -309,11 +316,31 @@ fn pause(slot: &Slot, generation: u64, d: Duration) -> bool {
                 native => native.clone(),
             };
             spec.config = config;
+            slot.reloads.fetch_add(1, Ordering::SeqCst);
             let _ = reply.send(Ok(()));
             return true;
         }
         slot.ready.wait_for(&mut q, left);
     }
+}
+
+/// Waits, answering reloads, until a new version replaces a plugin that cannot run as it is;
+/// false when the worker must exit.
+fn broken(slot: &Slot, generation: u64, reason: String) -> bool {
+    tracing::error!(plugin = %slot.name, "plugin {} cannot run as it is: {reason}; not started again until a new version is loaded (meow plugin reload)", slot.name);
+    slot.set(|s| {
+        s.running = false;
+        s.last_stop = Some(reason.clone());
+        s.broken = Some(reason);
+    });
+    let seen = slot.reloads.load(Ordering::SeqCst);
+    while slot.reloads.load(Ordering::SeqCst) == seen {
+        if !pause(slot, generation, BACKOFF_MAX) {
+            return false;
+        }
+    }
+    slot.set(|s| s.broken = None);
+    true
 }
 
 fn stopped(slot: &Slot, reason: String, backoff: Duration) {
@@ -341,6 +368,12 @@ fn run(slot: &Arc<Slot>, generation: u64, first_backoff: Duration) {
                 let reason = match f {
                     Failure::Stopped(r) => r,
                     Failure::Error(e) => format!("returned an error: {e}"),
+                    Failure::Broken(r) => {
+                        if !broken(slot, generation, r) {
+                            return;
+                        }
+                        continue;
+                    }
                 };
                 stopped(slot, reason, backoff);
                 if !pause(slot, generation, backoff) {
@@ -366,7 +399,8 @@ fn run(slot: &Arc<Slot>, generation: u64, first_backoff: Duration) {
                         slot.set(|s| s.handled += 1);
                         tracing::warn!(plugin = %spec.name, event = e.kind(), "plugin {} returned an error: {err}", spec.name);
                     }
-                    Err(Failure::Stopped(reason)) => {
+                    // A running instance that fails is stopped; a fresh one may do better.
+                    Err(Failure::Stopped(reason) | Failure::Broken(reason)) => {
                         if started.elapsed() > BACKOFF_MAX {
                             backoff = BACKOFF_MIN;
                         }

@@ -287,7 +287,7 @@ impl WasmEngine {
             return Ok(c);
         }
         let c = Component::new(&self.engine, &plugin.code)
-            .map_err(|e| Failure::Stopped(format!("not a valid meow:bot component: {e}")))?;
+            .map_err(|e| Failure::Broken(format!("not a valid meow:bot component: {e}")))?;
         if let (Some(path), Ok(bytes)) = (path, c.serialize()) {
             let tmp = path.with_extension("tmp");
             if std::fs::write(&tmp, bytes)
@@ -308,7 +308,7 @@ impl WasmEngine {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| Failure::Stopped(format!("cannot link: {e} (is it built against the meow:bot world?)")))?;
+            .map_err(|e| Failure::Broken(format!("cannot link: {e} (is it built against the meow:bot world?)")))?;
         self.prepared.lock().insert(plugin.sha256.clone(), pre.clone());
         Ok(pre)
     }
