@@ -337,7 +337,7 @@ pub struct Meshtastic {
     options: RadioOptions,
     node: u32,
     next_id: AtomicU64,
-    received: (AtomicU64, AtomicU64),
+    received: super::Received,
     clock: SharedClock,
 }
 
@@ -441,9 +441,10 @@ impl DatagramPort for Meshtastic {
                 let Some(FromRadio::Payload { from, payload }) = read_from_radio(&bytes) else {
                     continue;
                 };
-                self.received.1.fetch_add(payload.len() as u64, Ordering::Relaxed);
-                if let Some(d) = parts.push(PortPeer::Node(from), payload, self.clock.now_ms()) {
-                    self.received.0.fetch_add(1, Ordering::Relaxed);
+                let len = payload.len();
+                let whole = parts.push(PortPeer::Node(from), payload, self.clock.now_ms());
+                self.received.frame(len, whole.is_some());
+                if let Some(d) = whole {
                     return Ok((d, PortPeer::Node(from)));
                 }
             }
@@ -452,9 +453,7 @@ impl DatagramPort for Meshtastic {
 
     fn status(&self) -> PortStatus {
         let dropped = self.reader.try_lock().map_or(0, |g| g.1.dropped);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        self.tx
-            .status((load(&self.received.0), load(&self.received.1)), dropped)
+        self.tx.status(&self.received, dropped)
     }
 }
 

@@ -244,6 +244,28 @@ struct TxCounters {
     airtime_us: AtomicU64,
 }
 
+/// What a radio port received: whole datagrams, and the bytes of every frame (fragments too).
+#[derive(Debug, Default)]
+struct Received {
+    datagrams: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Received {
+    /// A frame of `len` bytes came in; `whole` when it completed a datagram.
+    fn frame(&self, len: usize, whole: bool) {
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.datagrams.fetch_add(u64::from(whole), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        (
+            self.datagrams.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The sending half of a radio port: datagrams in order, each frame when the duty cycle
 /// allows it.
 #[derive(Debug)]
@@ -296,7 +318,8 @@ impl Transmitter {
     }
 
     /// The counters and the budget, as a port reports them.
-    fn status(&self, received: (u64, u64), dropped: u64) -> PortStatus {
+    fn status(&self, received: &Received, dropped: u64) -> PortStatus {
+        let received = received.get();
         let c = &self.counters;
         let mut duty = c.duty.lock();
         PortStatus {

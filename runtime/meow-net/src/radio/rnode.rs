@@ -97,7 +97,7 @@ pub struct Rnode {
     tx: Transmitter,
     lora: LoraParams,
     tag: AtomicU64,
-    received: (AtomicU64, AtomicU64),
+    received: super::Received,
     clock: SharedClock,
 }
 
@@ -198,13 +198,12 @@ impl DatagramPort for Rnode {
                 let f = frames.next().await?;
                 match f.command {
                     CMD_DATA => {
-                        let len = f.data.len() as u64;
-                        if let Some(d) = parts.push(PortPeer::Line, f.data, self.clock.now_ms()) {
-                            self.received.0.fetch_add(1, Ordering::Relaxed);
-                            self.received.1.fetch_add(len, Ordering::Relaxed);
+                        let len = f.data.len();
+                        let whole = parts.push(PortPeer::Line, f.data, self.clock.now_ms());
+                        self.received.frame(len, whole.is_some());
+                        if let Some(d) = whole {
                             return Ok((d, PortPeer::Line));
                         }
-                        self.received.1.fetch_add(len, Ordering::Relaxed);
                     }
                     CMD_ERROR => tracing::warn!(code = ?f.data.first(), "the RNode reports an error"),
                     _ => {}
@@ -215,9 +214,7 @@ impl DatagramPort for Rnode {
 
     fn status(&self) -> PortStatus {
         let dropped = self.reader.try_lock().map_or(0, |g| g.0.dropped() + g.1.dropped);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        self.tx
-            .status((load(&self.received.0), load(&self.received.1)), dropped)
+        self.tx.status(&self.received, dropped)
     }
 }
 
