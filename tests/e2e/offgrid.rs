@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use meow_net::port::{LinkAddress, PortPeer};
-use meow_testkit::radio::{Air, NullModem, on_pty, sim_meshtastic, sim_rnode};
+use meow_testkit::radio::{Air, NullModem, on_pty, pluggable, sim_meshtastic, sim_rnode};
 
 use crate::support::{Home, ServerProc, TempDir, wait_for};
 
@@ -458,4 +458,55 @@ fn wrong_devices_and_settings_are_named() {
         !home.meow(&["servers", "list"]).ok().contains("via"),
         "nothing recorded"
     );
+}
+
+/// The sensor's own radio is unplugged in the middle of a run and plugged back at the same
+/// path: the readings meanwhile wait, the sensor opens the radio again, and the owner gets all.
+#[test]
+fn a_sensor_radio_unplugged_and_plugged_back_loses_no_reading() {
+    let tmp = TempDir::new("offgrid-unplug");
+    let air = Air::new(meow_clock::SystemClock::shared());
+    let a = air.clone();
+    let gateway = on_pty(move |l| sim_rnode(l, a, "gateway".into()));
+    let server = ServerProc::start(&tmp.path().join("srv"), &["--radio", &link_to("rnode", &gateway, "")]);
+    let (sensor, owner) = pair_at_v2(&tmp, &server, None);
+    let device = tmp.path().join("ttyACM0");
+    let b = air.clone();
+    let (first, unplug) = pluggable(move |l| sim_rnode(l, b, "sensor".into()));
+    std::os::unix::fs::symlink(&first, &device).unwrap();
+
+    let mut child = sensor
+        .command()
+        .args(sensor_args(Some(&link_to("rnode", &device, "")), "6"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut unplug = Some(unplug);
+    let mut plugged = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        lines.push(line.unwrap());
+        match lines.len() {
+            2 => drop(unplug.take()),
+            3 => {
+                let c = air.clone();
+                let (second, keep) = pluggable(move |l| sim_rnode(l, c, "sensor".into()));
+                std::fs::remove_file(&device).unwrap();
+                std::os::unix::fs::symlink(&second, &device).unwrap();
+                plugged = Some(keep);
+            }
+            _ => {}
+        }
+    }
+    assert!(child.wait().unwrap().success(), "{lines:#?}");
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert!(lines[2].contains("queued:"), "{}", lines[2]);
+    assert!(
+        lines[3..].iter().any(|l| l.contains("that waited for the link")),
+        "{lines:#?}"
+    );
+    owner_gets(&owner, 6);
+    drop(plugged);
 }

@@ -85,6 +85,7 @@ async fn report_over_link(
     reading: &str,
     address: &LinkAddress,
     gateway: &mut Option<GatewayClient>,
+    opened_before: &mut bool,
 ) -> anyhow::Result<String> {
     let item = node
         .lock()
@@ -110,11 +111,28 @@ async fn report_over_link(
                 LINK_TIMEOUT
             };
             let clock = meow_clock::SystemClock::shared();
-            gateway.insert(GatewayClient::connect(address, server.key, timeout, clock).await?)
+            match GatewayClient::connect(address, server.key, timeout, clock).await {
+                Ok(client) => gateway.insert(client),
+                // A link that worked before and is gone for now (a radio unplugged): the
+                // reading waits with the others. One that never opened is a mistake to show.
+                Err(e) if *opened_before => {
+                    let waiting = node.lock().await.outbox_len(None);
+                    return Ok(format!(
+                        "{reading} -> {to} queued: {e} ({waiting} waiting for the link; they go first when it is back)"
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
+    *opened_before = true;
     let flush = sync::flush_over_link(node, client).await?;
     let budget = airtime_left(client);
+    // A link that failed (a radio unplugged), rather than a gateway that did not answer in
+    // time, is opened again for the next reading.
+    if matches!(flush.stopped, Some(meow_net::ClientError::Connect { .. })) {
+        *gateway = None;
+    }
     let earlier = flush.delivered.iter().filter(|(i, _)| i.seq != seq).count();
     let earlier = match earlier {
         0 => String::new(),
@@ -184,11 +202,12 @@ pub async fn run(
     };
     let link = link.or(recorded.as_ref());
     let mut gateway = None;
+    let mut opened = false;
     let mut sent = 0u64;
     loop {
         let (_, reading) = sim.next_reading();
         let line = match link {
-            Some(address) => report_over_link(node, to, &reading, address, &mut gateway).await?,
+            Some(address) => report_over_link(node, to, &reading, address, &mut gateway, &mut opened).await?,
             None => report_line(node, to, &reading).await?,
         };
         println!("{line}");
