@@ -12,28 +12,40 @@ use meow_testkit::radio::{Air, NullModem, on_pty, pluggable, sim_meshtastic, sim
 
 use crate::support::{Home, ServerProc, TempDir, wait_for};
 
+/// Two homes on `server`, `inviter` and `invitee`, contacts of each other (each knows the
+/// other by the other's name). The invitee reaches the server `via` a link for link sessions,
+/// if given.
+fn contacts_on(tmp: &TempDir, server: &ServerProc, inviter: &str, invitee: &str, via: Option<&str>) -> (Home, Home) {
+    let a = Home::init(tmp.path().join(inviter), inviter);
+    let b = Home::init(tmp.path().join(invitee), invitee);
+    let card = server.card.to_text();
+    a.meow(&["servers", "add", &card]).ok();
+    match via {
+        Some(via) => {
+            let out = b.meow(&["servers", "add", &card, "--via", via]);
+            assert!(out.ok().contains("link sessions go via"), "{}", out.stdout);
+            let list = b.meow(&["servers", "list"]);
+            assert!(list.ok().contains(&format!("via {via}")), "{}", list.stdout);
+        }
+        None => {
+            b.meow(&["servers", "add", &card]).ok();
+        }
+    }
+    let inv = tmp.path().join(format!("{invitee}.meowcard"));
+    a.meow(&["invite", invitee, "--out", inv.to_str().unwrap()]).ok();
+    b.meow(&["accept", inv.to_str().unwrap(), "--name", inviter]).ok();
+    wait_for("the inviter to know the invitee", Duration::from_secs(30), || {
+        a.meow(&["inbox"]).ok();
+        a.meow(&["contacts"]).stdout.contains(invitee).then_some(())
+    });
+    (a, b)
+}
+
 /// A sensor and an owner on `server` (set up over TCP, as on a bench), their conversation at
 /// version 2 so readings take the compact form. The sensor reaches the server `via` a link for
 /// link sessions, if given.
 fn pair_at_v2(tmp: &TempDir, server: &ServerProc, via: Option<&str>) -> (Home, Home) {
-    let sensor = Home::init(tmp.path().join("sensor"), "sensor");
-    let owner = Home::init(tmp.path().join("owner"), "owner");
-    let card = server.card.to_text();
-    owner.meow(&["servers", "add", &card]).ok();
-    match via {
-        Some(via) => {
-            let out = sensor.meow(&["servers", "add", &card, "--via", via]);
-            assert!(out.ok().contains("link sessions go via"), "{}", out.stdout);
-            let list = sensor.meow(&["servers", "list"]);
-            assert!(list.ok().contains(&format!("via {via}")), "{}", list.stdout);
-        }
-        None => {
-            sensor.meow(&["servers", "add", &card]).ok();
-        }
-    }
-    let inv = tmp.path().join("sensor.meowcard");
-    owner.meow(&["invite", "sensor", "--out", inv.to_str().unwrap()]).ok();
-    sensor.meow(&["accept", inv.to_str().unwrap(), "--name", "owner"]).ok();
+    let (owner, sensor) = contacts_on(tmp, server, "owner", "sensor", via);
     wait_for("the conversation at version 2", Duration::from_secs(60), || {
         owner.meow(&["inbox"]).ok();
         sensor.meow(&["send", "owner", "hello"]).ok();
@@ -159,6 +171,15 @@ fn large_datagram_crosses(links: [&str; 2]) {
     });
 }
 
+/// A server serving the radio `gateway`, a sensor and an owner on it, and three readings from
+/// the sensor through the radio `radio`, all at the owner.
+fn three_readings_over(tmp: &TempDir, gateway: &str, radio: &str) {
+    let server = ServerProc::start(&tmp.path().join("srv"), &["--radio", gateway]);
+    let (sensor, owner) = pair_at_v2(tmp, &server, None);
+    report_through(&sensor, radio, 3);
+    owner_gets(&owner, 3);
+}
+
 fn link_to(kind: &str, path: &Path, options: &str) -> String {
     format!("{kind}:{}{options}", path.display())
 }
@@ -170,13 +191,11 @@ fn a_reading_crosses_simulated_rnodes_and_large_datagrams_are_split() {
     let (a, b) = (air.clone(), air.clone());
     let gateway = on_pty(move |l| sim_rnode(l, a, "gateway".into()));
     let radio = on_pty(move |l| sim_rnode(l, b, "sensor".into()));
-    let server = ServerProc::start(
-        &tmp.path().join("srv"),
-        &["--radio", &link_to("rnode", &gateway, ",sf=7,bw=125k")],
+    three_readings_over(
+        &tmp,
+        &link_to("rnode", &gateway, ",sf=7,bw=125k"),
+        &link_to("rnode", &radio, ",sf=7,bw=125k"),
     );
-    let (sensor, owner) = pair_at_v2(&tmp, &server, None);
-    report_through(&sensor, &link_to("rnode", &radio, ",sf=7,bw=125k"), 3);
-    owner_gets(&owner, 3);
     // What each radio was given to send: the open, then one 110-byte frame per reading; the
     // gateway's answers: 21 for the open, 26 per deposit. The RNode adds its 1-byte header.
     assert_eq!(air.sizes_from("sensor"), [71, 110, 110, 110]);
@@ -197,13 +216,11 @@ fn a_reading_crosses_simulated_meshtastic_devices_and_large_datagrams_are_split(
     let (a, b) = (air.clone(), air.clone());
     let gateway = on_pty(move |l| sim_meshtastic(l, a, 0x000a_7e00));
     let radio = on_pty(move |l| sim_meshtastic(l, b, 0x5e45));
-    let server = ServerProc::start(
-        &tmp.path().join("srv"),
-        &["--radio", &link_to("meshtastic", &gateway, "")],
+    three_readings_over(
+        &tmp,
+        &link_to("meshtastic", &gateway, ""),
+        &link_to("meshtastic", &radio, ""),
     );
-    let (sensor, owner) = pair_at_v2(&tmp, &server, None);
-    report_through(&sensor, &link_to("meshtastic", &radio, ""), 3);
-    owner_gets(&owner, 3);
     assert_eq!(air.sizes_from("!00005e45"), [71, 110, 110, 110]);
     assert_eq!(air.sizes_from("!000a7e00"), [21, 26, 26, 26]);
 
@@ -343,18 +360,7 @@ fn direct_preferred_contacts_talk_directly_and_fall_back_to_their_server() {
     let srv = tmp.path().join("srv");
     let port = crate::support::free_port();
     let server = ServerProc::start_on(&srv, port, &[]);
-    let alice = Home::init(tmp.path().join("alice"), "alice");
-    let bob = Home::init(tmp.path().join("bob"), "bob");
-    for h in [&alice, &bob] {
-        h.meow(&["servers", "add", &server.card.to_text()]).ok();
-    }
-    let inv = tmp.path().join("bob.meowcard");
-    alice.meow(&["invite", "bob", "--out", inv.to_str().unwrap()]).ok();
-    bob.meow(&["accept", inv.to_str().unwrap(), "--name", "alice"]).ok();
-    wait_for("alice to know bob", Duration::from_secs(30), || {
-        alice.meow(&["inbox"]).ok();
-        alice.meow(&["contacts"]).stdout.contains("bob").then_some(())
-    });
+    let (alice, bob) = contacts_on(&tmp, &server, "alice", "bob", None);
     assert!(
         alice
             .meow(&["policy", "bob", "direct-preferred"])

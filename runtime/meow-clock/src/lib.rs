@@ -49,6 +49,15 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 /// A shared clock.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// `fut`'s output, or `None` if `d` passes on `clock` first.
+pub async fn timeout<T>(clock: &dyn Clock, d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(fut.await) }, async {
+        clock.sleep(d).await;
+        None
+    })
+    .await
+}
+
 /// The operating system's clock and smol's timers.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_lite::AsyncWriteExt;
 use futures_lite::io::BufReader;
-use futures_lite::{AsyncWriteExt, FutureExt};
 use meow_clock::SharedClock;
 use meow_net::frame;
 use meow_node::direct::Presence;
@@ -81,7 +81,7 @@ pub(crate) fn start(
     let keys = Arc::new(Keys::default());
     tracing::info!(%bound, announced = %address, "direct links accepted");
     Ok(vec![
-        smol::spawn(accept_loop(node.clone(), keys.clone(), listener)),
+        smol::spawn(accept_loop(node.clone(), keys.clone(), listener, clock.clone())),
         smol::spawn(announce_loop(node, keys, address, settings.every(), clock)),
     ])
 }
@@ -125,7 +125,7 @@ async fn announce_loop(
     }
 }
 
-async fn accept_loop(node: Arc<Mutex<Node>>, keys: Arc<Keys>, listener: smol::net::TcpListener) {
+async fn accept_loop(node: Arc<Mutex<Node>>, keys: Arc<Keys>, listener: smol::net::TcpListener, clock: SharedClock) {
     let slots = Arc::new(smol::lock::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -140,9 +140,9 @@ async fn accept_loop(node: Arc<Mutex<Node>>, keys: Arc<Keys>, listener: smol::ne
             tracing::debug!("direct link refused: too many at once");
             continue;
         };
-        let (node, keys) = (node.clone(), keys.clone());
+        let (node, keys, clock) = (node.clone(), keys.clone(), clock.clone());
         smol::spawn(async move {
-            if let Err(reason) = serve(&node, &keys, stream).await {
+            if let Err(reason) = serve(&node, &keys, &*clock, stream).await {
                 tracing::debug!(%reason, "direct link closed");
             }
             drop(permit);
@@ -151,21 +151,18 @@ async fn accept_loop(node: Arc<Mutex<Node>>, keys: Arc<Keys>, listener: smol::ne
     }
 }
 
-async fn within<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
-    async { Some(f.await) }
-        .or(async {
-            smol::Timer::after(d).await;
-            None
-        })
-        .await
-}
-
-async fn serve(node: &Mutex<Node>, keys: &Keys, stream: smol::net::TcpStream) -> std::result::Result<(), String> {
+async fn serve(
+    node: &Mutex<Node>,
+    keys: &Keys,
+    clock: &dyn meow_clock::Clock,
+    stream: smol::net::TcpStream,
+) -> std::result::Result<(), String> {
     let link = meow_net::Link::tcp(stream).map_err(|e| e.to_string())?;
     let (raw, mut w, _close) = link.split();
     let mut reader = BufReader::new(raw);
     let mut buf = Vec::new();
-    within(
+    meow_clock::timeout(
+        clock,
         HELLO_TIMEOUT,
         frame::read_frame(&mut reader, &mut buf, CLIENT_HELLO_LEN + 16),
     )
@@ -181,7 +178,8 @@ async fn serve(node: &Mutex<Node>, keys: &Keys, stream: smol::net::TcpStream) ->
     frame::write_frame(&mut w, &reply).await.map_err(|e| e.to_string())?;
     let (mut sender, mut receiver, _) = session.split();
     loop {
-        match within(
+        match meow_clock::timeout(
+            clock,
             IDLE_TIMEOUT,
             frame::read_frame(&mut reader, &mut buf, meow_proto::padding::MAX_ENVELOPE + 1024),
         )

@@ -34,6 +34,7 @@ use smol::net::TcpListener;
 
 use crate::config::Limits;
 use crate::engine::{MAX_REQUEST, Peer};
+use meow_clock::timeout;
 
 /// Open connections by source address, and those still in their handshake, oldest first.
 #[derive(Debug, Default)]
@@ -113,15 +114,6 @@ pub struct Context {
     pub links: parking_lot::Mutex<crate::links::Links>,
 }
 
-async fn timeout<T>(clock: &meow_clock::SharedClock, d: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    async { Some(fut.await) }
-        .or(async {
-            clock.sleep(d).await;
-            None
-        })
-        .await
-}
-
 fn server_rng(ctx: &Context) -> meow_proto::crypto::SharedRng {
     ctx.shell.engine.config().rng.clone()
 }
@@ -196,7 +188,7 @@ async fn read_hello<R: futures_lite::AsyncRead + Unpin>(
         let _ = evicted.recv().await;
         None
     });
-    match timeout(clock, limits.handshake_timeout, read).await {
+    match timeout(&**clock, limits.handshake_timeout, read).await {
         None => Err("handshake timed out".into()),
         Some(None) => Err("evicted before its handshake: too many connections waiting".into()),
         Some(Some(r)) => r.map(|()| buf).map_err(|e| format!("bad hello: {e}")),
@@ -219,7 +211,7 @@ async fn serve(
     let hello = read_hello(&clock, &mut raw, &limits, evicted).await?;
     let (session, reply) =
         session::accept(&ctx.key, &hello, &mut server_rng(ctx)).map_err(|e| format!("handshake: {e}"))?;
-    timeout(&clock, limits.write_timeout, frame::write_frame(&mut w, &reply))
+    timeout(&*clock, limits.write_timeout, frame::write_frame(&mut w, &reply))
         .await
         .ok_or("write timed out")?
         .map_err(|e| e.to_string())?;
@@ -238,7 +230,12 @@ async fn serve(
     let idle = limits.idle_timeout + limits.max_poll_wait;
 
     let result = loop {
-        let read = timeout(&clock, idle, frame::read_frame(&mut reader, &mut buf, MAX_REQUEST + 64)).await;
+        let read = timeout(
+            &*clock,
+            idle,
+            frame::read_frame(&mut reader, &mut buf, MAX_REQUEST + 64),
+        )
+        .await;
         match read {
             None => break Err("idle timeout".to_owned()),
             Some(Err(FrameError::Closed)) => break Ok(()),
