@@ -178,6 +178,15 @@ impl Home {
         self.run(self.command().args(args))
     }
 
+    /// `meow` with these arguments and more variables in its environment.
+    pub fn meow_env(&self, vars: &[(&str, &str)], args: &[&str]) -> Out {
+        let mut c = self.command();
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        self.run(c.args(args))
+    }
+
     /// `meow` with these arguments and no home or password in the environment.
     pub fn run_raw(&self, args: &[&str]) -> Out {
         let mut c = Command::new(meow_bin());

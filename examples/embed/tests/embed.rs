@@ -31,6 +31,7 @@ fn the_embedded_runtime_answers_a_second_home() {
     let opts = InitOptions {
         kdf: KdfParams::TESTING,
         display_name: Some("friend".into()),
+        decoys: true,
     };
     let me = Mutex::new(Node::init(&dir.path().join("friend"), b"pw", opts).unwrap());
     let answer = smol::block_on(async {

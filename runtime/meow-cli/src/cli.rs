@@ -23,6 +23,11 @@ pub struct Cli {
     /// Read the home's password from this file (else MEOW_PASSWORD, else a prompt).
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Also open the hidden compartment whose password is in this file (else
+    /// MEOW_COMPARTMENT_PASSWORD) for this command; `meow hide` and `meow unlock` prompt for it
+    /// otherwise. A saved password defeats hidden contacts: see docs/HIDDEN.md.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub compartment_password_file: Option<PathBuf>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -84,6 +89,17 @@ pub enum Command {
     /// The running daemon: server, plugins, recipes, what waits in the outbox.
     #[command(after_help = "Examples:\n  meow status\n  meow status --json")]
     Status(JsonArgs),
+    /// Move a contact into a hidden compartment, under a password of its own.
+    #[command(
+        after_help = "Examples:\n  meow hide alice --new        a new compartment (asks its password twice)\n  meow hide bob                into the compartment the password opens\n\nUnder the main password a hidden contact does not exist; every home also holds decoy\ncompartments nobody can open, so hidden data proves nothing. Unlock every compartment\nyou keep before making a new one: a new compartment takes the place of one that is not\nopen, and meow cannot tell a locked compartment from a decoy. See docs/HIDDEN.md."
+    )]
+    Hide(HideArgs),
+    /// Unlock a hidden compartment in the running daemon: its contacts are polled and shown.
+    #[command(after_help = "Example:\n  meow unlock                  asks the compartment password\n  MEOW_COMPARTMENT_PASSWORD=… meow unlock")]
+    Unlock,
+    /// Lock the hidden compartments again: their contacts leave memory; messages wait at servers.
+    #[command(after_help = "Example:\n  meow lock")]
+    Lock,
     /// Rotate my conversation and lookup keys for a contact (effective once they acknowledge).
     #[command(after_help = "Example:\n  meow rotate bob")]
     Rotate(NameArg),
@@ -351,6 +367,11 @@ pub struct InitArgs {
     /// Argon2id passes (default 3).
     #[arg(long, default_value_t = 3)]
     pub kdf_passes: u32,
+    /// Make no decoy compartments. Decoys (generated contacts nobody can open) are what make
+    /// hidden contacts deniable: without them, any hidden data proves there is some. Only for
+    /// a device with little storage and nothing to hide.
+    #[arg(long)]
+    pub no_decoys: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -459,6 +480,16 @@ pub struct InboxArgs {
     /// Show every stored message, not only new ones.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HideArgs {
+    /// The contact.
+    pub name: String,
+    /// Make a new compartment if the password opens none (without it, a password that opens
+    /// nothing is an error, so a typo never makes a compartment).
+    #[arg(long)]
+    pub new: bool,
 }
 
 #[derive(Debug, Args)]

@@ -61,6 +61,7 @@ fn init(dir: &Path, name: &str) -> anyhow::Result<Mutex<Node>> {
     let opts = InitOptions {
         kdf: KdfParams::TESTING,
         display_name: Some(name.into()),
+        decoys: true,
     };
     Ok(Mutex::new(Node::init(&dir.join(name), PASSWORD.as_bytes(), opts)?))
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use meow_node::Node;
 use meow_proto::card::Card;
-use meow_runtime::control::{self, AcceptView, Answer, ControlError, Request, Response};
+use meow_runtime::control::{self, AcceptView, Answer, ControlError, Password, Request, Response};
 use meow_runtime::views::{DeliveryView, MessageView, OriginView};
 use smol::lock::Mutex;
 
@@ -115,8 +115,20 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// The request a home command makes (reading its files and standard input here); `None` for
 /// commands that do not work on a home.
-pub fn request(c: &Command) -> anyhow::Result<Option<Request>> {
+pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<Option<Request>> {
+    let compartment = |creating| -> anyhow::Result<Password> {
+        Ok(Password(crate::util::compartment_password(compartment_file, creating)?.to_string()))
+    };
     Ok(Some(match c {
+        Command::Hide(a) => Request::Hide {
+            name: a.name.clone(),
+            password: compartment(a.new)?,
+            create: a.new,
+        },
+        Command::Unlock => Request::Unlock {
+            password: compartment(false)?,
+        },
+        Command::Lock => Request::Lock { password: None },
         Command::Servers(ServersCmd::Add { card, via }) => Request::ServerAdd {
             card: String::from_utf8(read_card_arg(card)?).context("a server card is text")?,
             via: via.clone(),
@@ -192,15 +204,40 @@ pub fn request(c: &Command) -> anyhow::Result<Option<Request>> {
     }))
 }
 
-/// Runs a request in the daemon holding `home`, or on the home itself.
-pub fn call(home: &Path, pw_file: Option<&Path>, request: Request) -> anyhow::Result<Answer> {
+/// Runs a request in the daemon holding `home`, or on the home itself; with `compartment`,
+/// the hidden compartment it opens is unlocked for the request (and locked again after it,
+/// unless it was unlocked before).
+pub fn call(home: &Path, pw_file: Option<&Path>, compartment: Option<Password>, request: Request) -> anyhow::Result<Answer> {
+    let explicit = matches!(request, Request::Hide { .. } | Request::Unlock { .. } | Request::Lock { .. });
+    let compartment = compartment.filter(|_| !explicit);
+    if let Some(pw) = &compartment {
+        match control::forward(home, &Request::Unlock { password: pw.clone() })? {
+            None => {}
+            Some(Err(e)) => return Ok(Err(e)),
+            Some(Ok(unlocked)) => {
+                let answer = control::forward(home, &request)?;
+                if !matches!(unlocked, Response::Unlocked { already: true, .. }) {
+                    control::forward(home, &Request::Lock { password: Some(pw.clone()) })?;
+                }
+                return answer.context("the daemon went away");
+            }
+        }
+    }
     if let Some(answer) = control::forward(home, &request)? {
         return Ok(answer);
     }
     let password = crate::util::password(pw_file, false)?;
     let node = Mutex::new(Node::open(home, password.as_bytes())?);
     drop(password);
-    Ok(smol::block_on(meow_runtime::handle_direct(&node, request)).map_err(ControlError::from))
+    if let Some(pw) = &compartment
+        && let Err(e) = smol::block_on(node.lock()).unlock(pw.0.as_bytes())
+    {
+        return Ok(Err(ControlError::from(meow_runtime::RuntimeError::from(e))));
+    }
+    let answer = smol::block_on(meow_runtime::handle_direct(&node, request)).map_err(ControlError::from);
+    // A home opened for one command is closed with its compartments locked (and scrubbed).
+    smol::block_on(node.lock()).lock_all()?;
+    Ok(answer)
 }
 
 /// Formats the answer to a home command.
@@ -237,6 +274,20 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
         (_, Response::PolicySet { name, before, after }) => {
             r.line(format!("{name}: {after} (was {before})"))
         }
+        (_, Response::Hidden { name, created, moved }) => {
+            r.line(format!(
+                "{name} is hidden{} ({moved} records moved); under the main password it does not exist",
+                if created { " in a new compartment" } else { "" }
+            ));
+            r.note("the compartment stays unlocked in a running daemon until `meow lock`");
+        }
+        (_, Response::Unlocked { contacts, already }) => r.line(format!(
+            "{} a compartment: {contacts} contact(s) shown and polled until `meow lock`",
+            if already { "already unlocked:" } else { "unlocked" }
+        )),
+        (_, Response::Locked { compartments, contacts }) => r.line(format!(
+            "locked {compartments} compartment(s): {contacts} contact(s) hidden again"
+        )),
         (_, Response::ServerRemoved(s)) => r.line(format!("removed server {} ({})", s.name, s.address)),
         (Command::Invite(a), Response::Invitation { card, expires }) => {
             if let Some(out) = &a.out {

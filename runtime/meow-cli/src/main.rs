@@ -57,16 +57,19 @@ pub fn engines(home: &Path) -> Engines {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let home = util::home_dir(cli.home.as_deref());
     let pw_file = cli.password_file.clone();
+    let compartment_file = cli.compartment_password_file.clone();
     if let Command::Recipe(RecipeCmd::Check { .. } | RecipeCmd::Test { .. }) = &cli.command
-        && let Some(request) = cmd_home::request(&cli.command)?
+        && let Some(request) = cmd_home::request(&cli.command, compartment_file.as_deref())?
     {
         return Ok(cmd_recipe::local(&home, pw_file.as_deref(), &cli.command, request)?.emit());
     }
     if let Command::Servers(cli::ServersCmd::Discover(args)) = &cli.command {
         return cmd_server::discover(args).map(|()| 0);
     }
-    if let Some(request) = cmd_home::request(&cli.command)? {
-        let answer = cmd_home::call(&home, pw_file.as_deref(), request)?;
+    if let Some(request) = cmd_home::request(&cli.command, compartment_file.as_deref())? {
+        let compartment = util::saved_compartment_password(compartment_file.as_deref())?
+            .map(|p| meow_runtime::control::Password(p.to_string()));
+        let answer = cmd_home::call(&home, pw_file.as_deref(), compartment, request)?;
         return Ok(cmd_home::show(&cli.command, answer)?.emit());
     }
     match cli.command {
@@ -90,7 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             bench::plugins::run(&bundles, events, size).map(|()| 0)
         }
         Command::Init(args) => init(&home, pw_file.as_deref(), args).map(|()| 0),
-        Command::Run(args) => run_daemon(cli.home.as_deref(), pw_file.as_deref(), args).map(|()| 0),
+        Command::Run(args) => run_daemon(cli.home.as_deref(), pw_file.as_deref(), compartment_file.as_deref(), args).map(|()| 0),
         Command::Demo(args) => cmd_demo::run(args).map(|()| 0),
         Command::Sensor(args) => {
             let every = util::parse_duration(&args.every)?;
@@ -129,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn run_daemon(home: Option<&Path>, pw_file: Option<&Path>, args: cli::RunArgs) -> anyhow::Result<()> {
+fn run_daemon(home: Option<&Path>, pw_file: Option<&Path>, compartment_file: Option<&Path>, args: cli::RunArgs) -> anyhow::Result<()> {
     let config_path = args
         .config
         .clone()
@@ -147,8 +150,15 @@ fn run_daemon(home: Option<&Path>, pw_file: Option<&Path>, args: cli::RunArgs) -
         bail!("no MEOW home at {} (create one with `meow init`)", home.display());
     }
     let password = util::password(pw_file, false)?;
-    let node = Node::open(&home, password.as_bytes())?;
+    let mut node = Node::open(&home, password.as_bytes())?;
     drop(password);
+    if let Some(pw) = util::saved_compartment_password(compartment_file)? {
+        tracing::warn!(
+            "a saved compartment password defeats hidden contacts: whoever holds this device holds it too \
+             (docs/HIDDEN.md); prefer `meow unlock` once the daemon runs"
+        );
+        node.unlock(pw.as_bytes()).context("the compartment password")?;
+    }
     smol::block_on(async {
         let running = Runtime::builder(&home, node, cfg)
             .engines(engines(&home))
@@ -244,6 +254,7 @@ fn init(home: &std::path::Path, pw_file: Option<&std::path::Path>, args: InitArg
         InitOptions {
             kdf,
             display_name: args.name,
+            decoys: !args.no_decoys,
         },
     )?;
     println!("created a MEOW home at {}", home.display());

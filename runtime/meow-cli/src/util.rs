@@ -117,16 +117,49 @@ pub fn home_dir(home: Option<&std::path::Path>) -> std::path::PathBuf {
 
 /// The password: MEOW_PASSWORD, else the --password-file, else a prompt (twice when creating).
 pub fn password(file: Option<&std::path::Path>, creating: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    if let Ok(p) = std::env::var("MEOW_PASSWORD") {
-        return Ok(zeroize::Zeroizing::new(p));
+    let given = saved_secret("MEOW_PASSWORD", file)?;
+    match given {
+        Some(p) => Ok(p),
+        None => prompt_secret("password: ", "MEOW_PASSWORD", "--password-file", creating),
+    }
+}
+
+/// A compartment's password given without a prompt: MEOW_COMPARTMENT_PASSWORD, else the
+/// --compartment-password-file.
+pub fn saved_compartment_password(file: Option<&std::path::Path>) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    saved_secret("MEOW_COMPARTMENT_PASSWORD", file)
+}
+
+/// A compartment's password: saved, else a prompt (twice when making a new compartment).
+pub fn compartment_password(file: Option<&std::path::Path>, creating: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    match saved_compartment_password(file)? {
+        Some(p) => Ok(p),
+        None => prompt_secret(
+            "compartment password: ",
+            "MEOW_COMPARTMENT_PASSWORD",
+            "--compartment-password-file",
+            creating,
+        ),
+    }
+}
+
+/// A secret from the environment variable `var`, else from `file`.
+fn saved_secret(var: &str, file: Option<&std::path::Path>) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(Some(zeroize::Zeroizing::new(p)));
     }
     if let Some(f) = file {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
-        return Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()));
+        return Ok(Some(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())));
     }
+    Ok(None)
+}
+
+/// A secret typed at a prompt (twice when `creating`).
+fn prompt_secret(label: &str, var: &str, flag: &str, creating: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
     let first = zeroize::Zeroizing::new(
-        rpassword::prompt_password("password: ")
-            .context("no password: set MEOW_PASSWORD, pass --password-file FILE, or run in a terminal")?,
+        rpassword::prompt_password(label)
+            .with_context(|| format!("no password: set {var}, pass {flag} FILE, or run in a terminal"))?,
     );
     if creating {
         let again = zeroize::Zeroizing::new(rpassword::prompt_password("again: ")?);

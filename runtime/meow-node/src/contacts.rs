@@ -51,7 +51,7 @@ impl Node {
         self.contacts.values().find(|c| &c.conversation.peer == peer)
     }
 
-    fn card_options(&self) -> Result<CardOptions> {
+    pub(crate) fn card_options(&self) -> Result<CardOptions> {
         Ok(CardOptions {
             servers: self.my_server_refs()?,
             nickname: self.profile.display_name.clone(),
@@ -155,7 +155,7 @@ impl Node {
             &mut self.env.rng(),
         )?;
         let contact = ContactRecord {
-            id: self.counters.next_contact,
+            id: self.fresh_id(),
             name: name.clone(),
             conversation,
             servers: card.body.servers.clone(),
@@ -165,7 +165,6 @@ impl Node {
             via_public_card: false,
             classical_start: card.body.classical_start || answer.body.classical_start,
         };
-        self.counters.next_contact += 1;
         let item = self.new_outbox_item(
             contact.id,
             format!("answer card to {name}"),
@@ -212,7 +211,7 @@ impl Node {
             conversation.rotate(&mut self.env.rng())?;
         }
         let contact = ContactRecord {
-            id: self.counters.next_contact,
+            id: self.fresh_id(),
             name: name.clone(),
             conversation,
             servers: answer.body.servers.clone(),
@@ -222,7 +221,6 @@ impl Node {
             via_public_card: inv.public,
             classical_start: answer.body.classical_start || my_card.body.classical_start,
         };
-        self.counters.next_contact += 1;
         let mut b = self.vault.batch();
         self.put_contact(&mut b, &contact);
         if !inv.public {

@@ -20,14 +20,9 @@ pub struct Report {
 
 /// Decodes the records of one table with `decode`, counting the ones that fail.
 fn check_table(vault: &Vault, table: Table, name: &str, decode: fn(&[u8]) -> bool, r: &mut Report) -> Result<()> {
-    let (records, undecryptable) = vault.scan_tolerant(table)?;
+    let records = vault.scan(table)?;
     let undecodable = records.iter().filter(|(_, v)| !decode(v)).count();
     r.found.push(format!("{name}: {} record(s)", records.len()));
-    if undecryptable > 0 {
-        r.problems.push(format!(
-            "{name}: {undecryptable} record(s) do not decrypt (changed or damaged)"
-        ));
-    }
     if undecodable > 0 {
         r.problems
             .push(format!("{name}: {undecodable} record(s) do not decode"));
@@ -59,6 +54,12 @@ pub fn check(dir: &Path, password: &[u8], accept: bool) -> Result<Report> {
         None => r
             .found
             .push(format!("integrity mark: ok (generation {})", integrity.generation)),
+    }
+    if vault.undecryptable() > 0 {
+        r.problems.push(format!(
+            "the vault: {} record(s) do not decrypt (changed or damaged); the others are checked below",
+            vault.undecryptable()
+        ));
     }
     for (table, name) in Table::ALL {
         let decode: fn(&[u8]) -> bool = match table {

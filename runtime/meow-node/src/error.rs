@@ -30,6 +30,9 @@ pub enum NodeError {
     /// A server card is not usable.
     #[error(transparent)]
     ServerCard(#[from] ServerCardError),
+    /// No compartment opens with the password given.
+    #[error("no compartment opens with this password (to make a new one, say so: `meow hide CONTACT --new`)")]
+    NoCompartment,
     /// No contact has this name.
     #[error("unknown contact {0:?} (see `meow contacts`)")]
     UnknownContact(String),

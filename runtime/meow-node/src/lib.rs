@@ -7,7 +7,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compartments;
 mod contacts;
+pub mod decoy;
 pub mod direct;
 pub mod doctor;
 mod env;
@@ -65,6 +67,9 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// The nickname suggested on my cards.
     pub display_name: Option<String>,
+    /// Make decoy compartments (docs/HIDDEN.md): on by default; a sensor with little storage
+    /// and nothing to hide may go without (a few hundred KiB).
+    pub decoys: bool,
 }
 
 impl Default for InitOptions {
@@ -72,6 +77,7 @@ impl Default for InitOptions {
         Self {
             kdf: KdfParams::DEFAULT,
             display_name: None,
+            decoys: true,
         }
     }
 }
@@ -100,6 +106,8 @@ pub struct Node {
     planned: u64,
     /// Where contacts said they can be reached directly (memory only).
     presence: direct::PresenceMap,
+    /// The largest contact or inbox id in use ([`Node::fresh_id`]).
+    last_id: u64,
     env: Env,
 }
 
@@ -144,6 +152,7 @@ impl Node {
             check_name(n)?;
         }
         let mut rng = env.rng();
+        let decoys = opts.decoys;
         let vault = Vault::create(dir, password, opts.kdf, &mut rng)?;
         let profile = Profile {
             user_key: UserKey::generate(&mut rng),
@@ -162,7 +171,12 @@ impl Node {
         b.put(Table::Profile, PROFILE_KEY, &profile.to_bytes(), &mut rng);
         b.put(Table::State, COUNTERS_KEY, &counters.to_bytes(), &mut rng);
         b.commit()?;
-        Self::load(vault, env)
+        let mut node = Self::load(vault, env)?;
+        if decoys {
+            node.make_decoys()?;
+            node.vault.scrub()?;
+        }
+        Ok(node)
     }
 
     /// Opens the home in `dir`.
@@ -237,8 +251,10 @@ impl Node {
             event_signal: None,
             plan_signal: None,
             planned: 0,
+            last_id: 0,
             env,
         };
+        node.note_ids(None)?;
         node.rebuild_routes();
         node.prune_seen()?;
         Ok(node)
@@ -473,7 +489,13 @@ impl Node {
         for r in records {
             let seq = self.counters.next_event;
             self.counters.next_event += 1;
-            b.put(Table::Events, &seq.to_be_bytes(), &r.to_bytes(), &mut self.env.rng());
+            let home = match &r {
+                // With the message it is about (a hidden contact's, in its compartment).
+                EventRecord::Message { inbox } => b.pending_owner(Table::Inbox, &inbox.to_be_bytes()),
+                _ => None,
+            }
+            .unwrap_or_else(|| self.vault.main());
+            b.put_in(home, Table::Events, &seq.to_be_bytes(), &r.to_bytes(), &mut self.env.rng());
             self.events.insert(seq);
         }
         let mut dropped = 0;
@@ -545,7 +567,7 @@ impl Node {
 
     // ------------------------------------------------------------------ duplicates
 
-    fn seen_key(contact: u64, id: &meow_proto::MessageId) -> Vec<u8> {
+    pub(crate) fn seen_key(contact: u64, id: &meow_proto::MessageId) -> Vec<u8> {
         let mut k = contact.to_be_bytes().to_vec();
         k.extend_from_slice(&id.0);
         k

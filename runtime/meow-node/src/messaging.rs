@@ -226,7 +226,8 @@ impl Node {
             self.put_contact(&mut b, c);
         }
         for item in &items {
-            b.put(
+            b.put_in(
+                self.home_of(item.contact),
                 Table::Outbox,
                 &item.seq.to_be_bytes(),
                 &item.to_bytes(),
@@ -434,7 +435,8 @@ impl Node {
         let vault = self.vault.clone();
         let mut b = vault.batch();
         for (cid, id, sent_at) in &seen {
-            b.put(
+            b.put_in(
+                self.home_of(*cid),
                 Table::Seen,
                 &Self::seen_key(*cid, id),
                 &sent_at.to_be_bytes(),
@@ -443,9 +445,9 @@ impl Node {
         }
         let mut records = Vec::new();
         for mut item in inbox {
-            item.seq = self.counters.next_inbox;
-            self.counters.next_inbox += 1;
-            b.put(
+            item.seq = self.fresh_id();
+            b.put_in(
+                self.home_of(item.contact),
                 Table::Inbox,
                 &item.seq.to_be_bytes(),
                 &item.to_bytes(),
@@ -710,7 +712,8 @@ impl Node {
             .iter()
             .map(|(_, v)| InboxItem::from_bytes(v))
             .collect::<Result<_, _>>()?;
-        items.retain(|i| !unread_only || !i.read);
+        // A compartment's cover (generated contacts) is never shown.
+        items.retain(|i| (!unread_only || !i.read) && (i.contact == 0 || self.contacts.contains_key(&i.contact)));
         items.sort_by_key(|i| i.seq);
         Ok(items)
     }

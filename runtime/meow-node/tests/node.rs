@@ -33,6 +33,7 @@ fn home(dir: &std::path::Path, name: &str, server: &ServerHandle) -> Mutex<Node>
     let opts = InitOptions {
         kdf: KdfParams::TESTING,
         display_name: Some(name.into()),
+        decoys: true,
     };
     let mut n = Node::init(&dir.join(name), b"pw", opts).unwrap();
     n.add_server(&server.card().to_text()).unwrap();

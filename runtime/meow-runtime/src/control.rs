@@ -181,6 +181,44 @@ pub enum Request {
     },
     /// The daemon's state (daemon only).
     Status,
+    /// Move a contact into the compartment a password opens (docs/HIDDEN.md).
+    Hide {
+        /// The contact.
+        name: String,
+        /// The compartment's password.
+        password: Password,
+        /// Make a new compartment if the password opens none.
+        #[serde(default)]
+        create: bool,
+    },
+    /// Unlock the compartment a password opens: its contacts are loaded, polled and shown.
+    Unlock {
+        /// The compartment's password.
+        password: Password,
+    },
+    /// Lock every unlocked compartment (or, with a password, the one it opens).
+    Lock {
+        /// Only the compartment this opens.
+        #[serde(default)]
+        password: Option<Password>,
+    },
+}
+
+/// A password on its way to the home: never printed, erased when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<secret>)")
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// How a card invitation was accepted.
@@ -261,6 +299,29 @@ pub enum Response {
         completed: Vec<String>,
         /// Servers that could not be reached, with the reason.
         unreachable: Vec<(String, String)>,
+    },
+    /// A contact was hidden.
+    Hidden {
+        /// The contact.
+        name: String,
+        /// A new compartment was made for it.
+        created: bool,
+        /// Records moved with it.
+        moved: usize,
+    },
+    /// A compartment was unlocked.
+    Unlocked {
+        /// Its contacts, now shown.
+        contacts: usize,
+        /// It was unlocked already.
+        already: bool,
+    },
+    /// Compartments were locked.
+    Locked {
+        /// How many.
+        compartments: usize,
+        /// Their contacts, now hidden again.
+        contacts: usize,
     },
     /// A rotation started.
     Rotated {

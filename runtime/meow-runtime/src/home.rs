@@ -88,6 +88,38 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
         Request::Send { to, text } => send(node, &to, text).await,
         Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
         Request::Rotate { name } => rotate(node, &name).await,
+        Request::Hide { name, password, create } => {
+            let hidden = node.lock().await.hide(&name, password.0.as_bytes(), create)?;
+            Ok(Response::Hidden {
+                name,
+                created: hidden.created,
+                moved: hidden.moved,
+            })
+        }
+        Request::Unlock { password } => {
+            let mut n = node.lock().await;
+            let before = n.compartments();
+            let (c, contacts) = n.unlock(password.0.as_bytes())?;
+            Ok(Response::Unlocked {
+                contacts: if before.contains(&c) { n.contacts_in(c) } else { contacts },
+                already: before.contains(&c),
+            })
+        }
+        Request::Lock { password } => {
+            let mut n = node.lock().await;
+            let which = match password {
+                None => n.compartments(),
+                Some(p) => vec![n.unlock(p.0.as_bytes())?.0],
+            };
+            let mut contacts = 0;
+            for c in &which {
+                contacts += n.lock(*c)?;
+            }
+            Ok(Response::Locked {
+                compartments: which.len(),
+                contacts,
+            })
+        }
         Request::GroupCreate { name } => {
             node.lock().await.create_group(&name)?;
             Ok(Response::GroupCreated { name })

@@ -4,7 +4,8 @@
 //!   [`server::ServerStore::commit`] with an fsync, so a server acknowledges a deposit only once it
 //!   is on disk; callers batch many operations into one commit (group commit).
 //! - [`vault`]: a client's encrypted home: everything is sealed under a key derived from the
-//!   password with Argon2id before it reaches fjall.
+//!   password with Argon2id before it reaches fjall, in compartments (main, hidden, decoys)
+//!   that look alike on disk.
 
 #![forbid(unsafe_code)]
 
@@ -80,6 +81,18 @@ pub enum StoreError {
         /// What is wrong.
         problem: String,
     },
+    /// The password given for a hidden compartment is the main password.
+    #[error("that is the main password, not a compartment's")]
+    MainPassword,
+    /// The password opens a hidden compartment, not the home.
+    #[error("this password opens a hidden compartment, not the home: give the main password, and this one as a compartment password")]
+    NotMain,
+    /// A new compartment's password opens a compartment already.
+    #[error("this password opens a compartment already: unlock it instead")]
+    CompartmentExists,
+    /// Every slot of the vault is in use by an open compartment.
+    #[error("every compartment slot of this home is open: lock one first")]
+    NoFreeSlot,
     /// A cryptographic failure while sealing or opening.
     #[error("vault crypto: {0}")]
     Crypto(#[from] meow_proto::crypto::CryptoError),

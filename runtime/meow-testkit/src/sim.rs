@@ -265,6 +265,7 @@ impl World {
         let opts = InitOptions {
             kdf: KdfParams::TESTING,
             display_name: Some(name.to_owned()),
+            decoys: true,
         };
         Node::init_with(&dir.join(name), b"world", opts, self.env(party)).unwrap_or_else(|e| panic!("home {name}: {e}"))
     }

@@ -37,6 +37,7 @@ pub fn run(members: usize, size: usize, rounds: usize) -> anyhow::Result<()> {
         let opts = InitOptions {
             kdf: KdfParams::TESTING,
             display_name: Some(name.into()),
+            decoys: true,
         };
         let mut n = Node::init(&base.join(name), b"bench", opts)?;
         n.add_server(&card)?;

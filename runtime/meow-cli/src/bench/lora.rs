@@ -111,6 +111,7 @@ fn init(base: &std::path::Path, name: &str, card: &str) -> anyhow::Result<Mutex<
     let opts = InitOptions {
         kdf: KdfParams::TESTING,
         display_name: Some(name.into()),
+        decoys: true,
     };
     let mut n = Node::init(&base.join(name), b"bench", opts)?;
     n.add_server(card)?;

@@ -86,6 +86,7 @@ fn startup(bundles: &Path, instances: usize) -> anyhow::Result<(Duration, Durati
         meow_node::InitOptions {
             kdf: meow_proto::crypto::KdfParams::TESTING,
             display_name: None,
+            decoys: true,
         },
     )?;
     drop(node);
