@@ -218,7 +218,11 @@ fn a_damaged_home_or_server_store_is_refused_with_one_line_and_doctor_says_why()
         meow_store::testing::damage_journal(&home.dir, truncate);
         let refused = home.meow(&["contacts"]);
         assert_eq!(refused.code, 1, "{}", refused.stderr);
-        assert!(refused.stderr.contains("is damaged: its journal lost"), "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("is damaged: its journal lost"),
+            "{}",
+            refused.stderr
+        );
         let doctor = home.meow(&["doctor"]);
         assert_eq!(doctor.code, 1, "{}{}", doctor.stdout, doctor.stderr);
         assert!(
@@ -229,9 +233,17 @@ fn a_damaged_home_or_server_store_is_refused_with_one_line_and_doctor_says_why()
         if !truncate && refused.stderr.contains("does not read") {
             // Overwritten inside a batch: fjall refuses the whole journal (its checksum fails),
             // so there is nothing to accept; the doctor says so.
-            assert!(doctor.stdout.contains("only a backup can bring it back"), "{}", doctor.stdout);
+            assert!(
+                doctor.stdout.contains("only a backup can bring it back"),
+                "{}",
+                doctor.stdout
+            );
         } else {
-            assert!(refused.stderr.contains("lost its last"), "truncate={truncate}: {}", refused.stderr);
+            assert!(
+                refused.stderr.contains("lost its last"),
+                "truncate={truncate}: {}",
+                refused.stderr
+            );
             home.meow(&["doctor", "--accept-loss"]).ok();
             let listed = home.meow(&["contacts", "--json"]);
             let v: serde_json::Value = serde_json::from_str(listed.ok()).unwrap();
@@ -382,11 +394,17 @@ fn a_hidden_contact_talks_while_unlocked_and_its_messages_wait_while_locked() {
 
     // Hidden on the home itself (no daemon): gone under the main password.
     let hidden = hub.meow_env(&secret, &["hide", "alice", "--new"]);
-    assert!(hidden.ok().contains("alice is hidden in a new compartment"), "{}", hidden.stdout);
+    assert!(
+        hidden.ok().contains("alice is hidden in a new compartment"),
+        "{}",
+        hidden.stdout
+    );
     assert_eq!(contact_names(&hub, &[]), vec!["carol"]);
     assert_eq!(contact_names(&hub, &secret), vec!["alice", "carol"]);
-    hub.meow_env(&typo, &["hide", "carol"]).fails_with(1, "no compartment opens with this password");
-    hub.meow_env(&secret, &["hide", "hub-no-such-contact"]).fails_with(1, "unknown contact");
+    hub.meow_env(&typo, &["hide", "carol"])
+        .fails_with(1, "no compartment opens with this password");
+    hub.meow_env(&secret, &["hide", "hub-no-such-contact"])
+        .fails_with(1, "unknown contact");
     assert_eq!(contact_names(&hub, &[]), vec!["carol"], "a failed hide changes nothing");
 
     // Locked in the daemon: alice's message waits at the server, carol's arrives.
@@ -395,7 +413,11 @@ fn a_hidden_contact_talks_while_unlocked_and_its_messages_wait_while_locked() {
     carol.meow(&["send", "hub", "carol is here"]).ok();
     let texts = crate::support::wait_for_text(&hub, "carol's message", |t| t == "carol is here");
     assert!(!texts.iter().any(|t| t == "sent while locked"), "{texts:?}");
-    assert!(!daemon.log_text().contains("alice"), "a locked contact is in the log:\n{}", daemon.log_text());
+    assert!(
+        !daemon.log_text().contains("alice"),
+        "a locked contact is in the log:\n{}",
+        daemon.log_text()
+    );
 
     // Unlocked: the waiting message arrives, and alice is a contact like any other.
     let out = hub.meow_env(&secret, &["unlock"]);
@@ -403,11 +425,19 @@ fn a_hidden_contact_talks_while_unlocked_and_its_messages_wait_while_locked() {
     crate::support::wait_for_text(&hub, "alice's waiting message", |t| t == "sent while locked");
     hub.meow(&["send", "alice", "hello, hidden friend"]).ok();
     crate::support::wait_for_text(alice, "the hub's answer", |t| t == "hello, hidden friend");
-    assert_eq!(contact_names(&hub, &[]), vec!["alice", "carol"], "unlocked in the daemon");
+    assert_eq!(
+        contact_names(&hub, &[]),
+        vec!["alice", "carol"],
+        "unlocked in the daemon"
+    );
 
     // Locked again: gone from the daemon, and its next message waits again.
     let locked = hub.meow(&["lock"]);
-    assert!(locked.ok().contains("locked 1 compartment(s): 1 contact(s)"), "{}", locked.stdout);
+    assert!(
+        locked.ok().contains("locked 1 compartment(s): 1 contact(s)"),
+        "{}",
+        locked.stdout
+    );
     assert_eq!(contact_names(&hub, &[]), vec!["carol"]);
     alice.meow(&["send", "hub", "second while locked"]).ok();
     carol.meow(&["send", "hub", "carol again"]).ok();
@@ -419,9 +449,17 @@ fn a_hidden_contact_talks_while_unlocked_and_its_messages_wait_while_locked() {
     for text in ["sent while locked", "second while locked", "carol again"] {
         assert!(all.ok().contains(text), "{text} missing: {}", all.stdout);
     }
-    assert_eq!(contact_names(&hub, &[]), vec!["carol"], "locked again after that command");
+    assert_eq!(
+        contact_names(&hub, &[]),
+        vec!["carol"],
+        "locked again after that command"
+    );
     assert_eq!(daemon.terminate(), 0);
     for needle in ["alice", "sent while locked", "a second password"] {
-        assert_eq!(crate::support::grep(&hub.dir, needle.as_bytes()), None, "{needle} is in a file");
+        assert_eq!(
+            crate::support::grep(&hub.dir, needle.as_bytes()),
+            None,
+            "{needle} is in a file"
+        );
     }
 }

@@ -95,7 +95,9 @@ pub enum Command {
     )]
     Hide(HideArgs),
     /// Unlock a hidden compartment in the running daemon: its contacts are polled and shown.
-    #[command(after_help = "Example:\n  meow unlock                  asks the compartment password\n  MEOW_COMPARTMENT_PASSWORD=… meow unlock")]
+    #[command(
+        after_help = "Example:\n  meow unlock                  asks the compartment password\n  MEOW_COMPARTMENT_PASSWORD=… meow unlock"
+    )]
     Unlock,
     /// Lock the hidden compartments again: their contacts leave memory; messages wait at servers.
     #[command(after_help = "Example:\n  meow lock")]
@@ -172,6 +174,19 @@ pub enum BenchCmd {
     /// Server throughput and latency (deposit -> poll -> ack, durable), against Mosquitto when installed.
     #[command(after_help = "Example:\n  cargo run --release -p meow-cli -- bench server")]
     Server(BenchServerArgs),
+    /// How long a password takes to try against a home: wrong, a decoy's, a real compartment's
+    /// (they must not differ beyond noise), against Argon2id alone.
+    #[command(
+        after_help = "Example:\n  cargo run --release -p meow-cli -- bench vault\n\nUses the default Argon2id parameters (64 MiB, 3 passes), as homes do."
+    )]
+    Vault {
+        /// Rounds (the range of their medians is reported).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+        /// Tries of each password per round.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        tries: u64,
+    },
     /// One group message to many members: time and bytes on the wire.
     #[command(after_help = "Example:\n  cargo run --release -p meow-cli -- bench group --members 100")]
     Group {

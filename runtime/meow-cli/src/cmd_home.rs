@@ -117,7 +117,9 @@ fn absolute(p: &Path) -> PathBuf {
 /// commands that do not work on a home.
 pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<Option<Request>> {
     let compartment = |creating| -> anyhow::Result<Password> {
-        Ok(Password(crate::util::compartment_password(compartment_file, creating)?.to_string()))
+        Ok(Password(
+            crate::util::compartment_password(compartment_file, creating)?.to_string(),
+        ))
     };
     Ok(Some(match c {
         Command::Hide(a) => Request::Hide {
@@ -207,8 +209,16 @@ pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<O
 /// Runs a request in the daemon holding `home`, or on the home itself; with `compartment`,
 /// the hidden compartment it opens is unlocked for the request (and locked again after it,
 /// unless it was unlocked before).
-pub fn call(home: &Path, pw_file: Option<&Path>, compartment: Option<Password>, request: Request) -> anyhow::Result<Answer> {
-    let explicit = matches!(request, Request::Hide { .. } | Request::Unlock { .. } | Request::Lock { .. });
+pub fn call(
+    home: &Path,
+    pw_file: Option<&Path>,
+    compartment: Option<Password>,
+    request: Request,
+) -> anyhow::Result<Answer> {
+    let explicit = matches!(
+        request,
+        Request::Hide { .. } | Request::Unlock { .. } | Request::Lock { .. }
+    );
     let compartment = compartment.filter(|_| !explicit);
     if let Some(pw) = &compartment {
         match control::forward(home, &Request::Unlock { password: pw.clone() })? {
@@ -217,7 +227,12 @@ pub fn call(home: &Path, pw_file: Option<&Path>, compartment: Option<Password>, 
             Some(Ok(unlocked)) => {
                 let answer = control::forward(home, &request)?;
                 if !matches!(unlocked, Response::Unlocked { already: true, .. }) {
-                    control::forward(home, &Request::Lock { password: Some(pw.clone()) })?;
+                    control::forward(
+                        home,
+                        &Request::Lock {
+                            password: Some(pw.clone()),
+                        },
+                    )?;
                 }
                 return answer.context("the daemon went away");
             }

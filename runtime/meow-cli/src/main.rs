@@ -88,12 +88,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(cli::BenchCmd::Group { members, size, rounds }) => {
             bench::group::run(members, size, rounds).map(|()| 0)
         }
+        Command::Bench(cli::BenchCmd::Vault { rounds, tries }) => {
+            bench::vault::run(rounds as usize, tries as usize).map(|()| 0)
+        }
         Command::Bench(cli::BenchCmd::Lora { readings }) => bench::lora::run(readings).map(|()| 0),
         Command::Bench(cli::BenchCmd::Plugins { bundles, events, size }) => {
             bench::plugins::run(&bundles, events, size).map(|()| 0)
         }
         Command::Init(args) => init(&home, pw_file.as_deref(), args).map(|()| 0),
-        Command::Run(args) => run_daemon(cli.home.as_deref(), pw_file.as_deref(), compartment_file.as_deref(), args).map(|()| 0),
+        Command::Run(args) => run_daemon(
+            cli.home.as_deref(),
+            pw_file.as_deref(),
+            compartment_file.as_deref(),
+            args,
+        )
+        .map(|()| 0),
         Command::Demo(args) => cmd_demo::run(args).map(|()| 0),
         Command::Sensor(args) => {
             let every = util::parse_duration(&args.every)?;
@@ -132,7 +141,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn run_daemon(home: Option<&Path>, pw_file: Option<&Path>, compartment_file: Option<&Path>, args: cli::RunArgs) -> anyhow::Result<()> {
+fn run_daemon(
+    home: Option<&Path>,
+    pw_file: Option<&Path>,
+    compartment_file: Option<&Path>,
+    args: cli::RunArgs,
+) -> anyhow::Result<()> {
     let config_path = args
         .config
         .clone()

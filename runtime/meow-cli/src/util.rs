@@ -126,12 +126,17 @@ pub fn password(file: Option<&std::path::Path>, creating: bool) -> anyhow::Resul
 
 /// A compartment's password given without a prompt: MEOW_COMPARTMENT_PASSWORD, else the
 /// --compartment-password-file.
-pub fn saved_compartment_password(file: Option<&std::path::Path>) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+pub fn saved_compartment_password(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
     saved_secret("MEOW_COMPARTMENT_PASSWORD", file)
 }
 
 /// A compartment's password: saved, else a prompt (twice when making a new compartment).
-pub fn compartment_password(file: Option<&std::path::Path>, creating: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
+pub fn compartment_password(
+    file: Option<&std::path::Path>,
+    creating: bool,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
     match saved_compartment_password(file)? {
         Some(p) => Ok(p),
         None => prompt_secret(
@@ -150,7 +155,9 @@ fn saved_secret(var: &str, file: Option<&std::path::Path>) -> anyhow::Result<Opt
     }
     if let Some(f) = file {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
-        return Ok(Some(zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())));
+        return Ok(Some(zeroize::Zeroizing::new(
+            text.trim_end_matches(['\n', '\r']).to_owned(),
+        )));
     }
     Ok(None)
 }

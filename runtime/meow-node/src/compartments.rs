@@ -33,11 +33,12 @@ pub struct Hidden {
 }
 
 impl Node {
-    /// A new local id (contacts, inbox items): the clock in milliseconds times 65 536, or one
-    /// more than the last id if that is larger. Ids therefore say when, like the records they
-    /// name do, and nothing about how many others exist.
+    /// A new local id (contacts, inbox items): the clock in milliseconds times 1 024, or one
+    /// more than the last id if that is larger (below 2^53 until the year 2248, so JSON readers
+    /// keep it exact). Ids therefore say when, like the records they name do, and nothing about
+    /// how many others exist.
     pub(crate) fn fresh_id(&mut self) -> u64 {
-        self.last_id = (self.last_id + 1).max(self.env.now_ms() << 16);
+        self.last_id = (self.last_id + 1).max(self.env.now_ms() << 10);
         self.last_id
     }
 
@@ -135,13 +136,7 @@ impl Node {
         if c == self.vault.main() {
             return Ok(0);
         }
-        let ids = |table| -> Result<Vec<u64>> {
-            self.vault
-                .keys_in(c, table)
-                .iter()
-                .map(|k| key_seq(k))
-                .collect()
-        };
+        let ids = |table| -> Result<Vec<u64>> { self.vault.keys_in(c, table).iter().map(|k| key_seq(k)).collect() };
         let (contacts, outbox, events) = (ids(Table::Contacts)?, ids(Table::Outbox)?, ids(Table::Events)?);
         let shown = contacts.iter().filter(|id| self.contacts.remove(id).is_some()).count();
         for seq in &outbox {

@@ -50,8 +50,8 @@ const SYLLABLES: [&str; 16] = [
     "ka", "ri", "mo", "na", "el", "to", "su", "li", "an", "ve", "do", "ra", "mi", "jo", "se", "lu",
 ];
 const WORDS: [&str; 24] = [
-    "ok", "yes", "see", "you", "later", "thanks", "when", "are", "we", "meeting", "today", "the", "train",
-    "is", "late", "call", "me", "tomorrow", "at", "home", "good", "night", "send", "it",
+    "ok", "yes", "see", "you", "later", "thanks", "when", "are", "we", "meeting", "today", "the", "train", "is",
+    "late", "call", "me", "tomorrow", "at", "home", "good", "night", "send", "it",
 ];
 
 fn name(rng: &mut impl CryptoRng) -> String {
@@ -72,7 +72,12 @@ fn text(rng: &mut impl CryptoRng) -> Vec<u8> {
 
 /// A server someone could use: a home server on a local network.
 fn server(rng: &mut impl CryptoRng) -> ServerRef {
-    let host = format!("192.168.{}.{}:{}", uniform(&(0..=9), rng), uniform(&(2..=250), rng), 7600 + uniform(&(0..=99), rng));
+    let host = format!(
+        "192.168.{}.{}:{}",
+        uniform(&(0..=9), rng),
+        uniform(&(2..=250), rng),
+        7600 + uniform(&(0..=99), rng)
+    );
     ServerRef {
         address: Address::Tcp(host),
         key: ServerKey::generate(rng).public(),
@@ -146,7 +151,13 @@ impl Node {
                 via_public_card: false,
                 classical_start: card.body.classical_start,
             };
-            b.put_in(c, Table::Contacts, &contact.id.to_be_bytes(), &contact.to_bytes(), &mut rng);
+            b.put_in(
+                c,
+                Table::Contacts,
+                &contact.id.to_be_bytes(),
+                &contact.to_bytes(),
+                &mut rng,
+            );
             let contact_name = contact.name.clone();
             let contact_id = contact.id;
             made.push(contact);
@@ -166,7 +177,13 @@ impl Node {
                     automatic: false,
                 };
                 if received_ms + REPLAY_WINDOW_MS > now {
-                    b.put_in(c, Table::Seen, &Self::seen_key(contact_id, &item.message), &item.sent_at_ms.to_be_bytes(), &mut rng);
+                    b.put_in(
+                        c,
+                        Table::Seen,
+                        &Self::seen_key(contact_id, &item.message),
+                        &item.sent_at_ms.to_be_bytes(),
+                        &mut rng,
+                    );
                 }
                 b.put_in(c, Table::Inbox, &item.seq.to_be_bytes(), &item.to_bytes(), &mut rng);
             }

@@ -495,7 +495,13 @@ impl Node {
                 _ => None,
             }
             .unwrap_or_else(|| self.vault.main());
-            b.put_in(home, Table::Events, &seq.to_be_bytes(), &r.to_bytes(), &mut self.env.rng());
+            b.put_in(
+                home,
+                Table::Events,
+                &seq.to_be_bytes(),
+                &r.to_bytes(),
+                &mut self.env.rng(),
+            );
             self.events.insert(seq);
         }
         let mut dropped = 0;

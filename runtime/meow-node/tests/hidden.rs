@@ -48,7 +48,13 @@ fn make_home(dir: &std::path::Path, seed: u64, hidden: bool, decoys: bool) -> Ex
     if hidden {
         let extra = Plan::draw(0, &mut rng).messages.len().min(2);
         let before: Vec<String> = node.contacts().iter().map(|c| c.name.clone()).collect();
-        node.add_generated(main, &Plan { messages: (0..extra).map(|i| 5 + i * 7).collect() }).unwrap();
+        node.add_generated(
+            main,
+            &Plan {
+                messages: (0..extra).map(|i| 5 + i * 7).collect(),
+            },
+        )
+        .unwrap();
         let new: Vec<String> = node
             .contacts()
             .iter()
@@ -90,9 +96,18 @@ fn features(e: &Examination) -> Vec<(&'static str, f64)> {
         ("records of 2048 bytes", bucket(2048)),
         ("records of 8192 bytes", bucket(8192)),
         ("units besides the main one", others.len() as f64),
-        ("records outside the main unit", other_sizes.iter().sum::<usize>() as f64),
-        ("largest other unit", other_sizes.iter().copied().max().unwrap_or(0) as f64),
-        ("smallest other unit", other_sizes.iter().copied().min().unwrap_or(0) as f64),
+        (
+            "records outside the main unit",
+            other_sizes.iter().sum::<usize>() as f64,
+        ),
+        (
+            "largest other unit",
+            other_sizes.iter().copied().max().unwrap_or(0) as f64,
+        ),
+        (
+            "smallest other unit",
+            other_sizes.iter().copied().min().unwrap_or(0) as f64,
+        ),
         ("mean key byte", key_byte),
     ]
 }
@@ -144,8 +159,12 @@ fn compare(a: &[Examination], b: &[Examination]) -> Vec<(&'static str, f64, f64)
 
 fn groups(decoys: bool, seed: u64) -> (Vec<Examination>, Vec<Examination>, tempfile::TempDir) {
     let dir = tempfile::Builder::new().prefix("meow-hidden-").tempdir().unwrap();
-    let plain = (0..HOMES_PER_GROUP as u64).map(|i| make_home(dir.path(), seed + 2 * i, false, decoys)).collect();
-    let hiding = (0..HOMES_PER_GROUP as u64).map(|i| make_home(dir.path(), seed + 2 * i + 1, true, decoys)).collect();
+    let plain = (0..HOMES_PER_GROUP as u64)
+        .map(|i| make_home(dir.path(), seed + 2 * i, false, decoys))
+        .collect();
+    let hiding = (0..HOMES_PER_GROUP as u64)
+        .map(|i| make_home(dir.path(), seed + 2 * i + 1, true, decoys))
+        .collect();
     (plain, hiding, dir)
 }
 
@@ -158,7 +177,10 @@ fn an_examiner_cannot_tell_homes_with_hidden_contacts_from_homes_with_decoys_onl
         println!("{name:32} D = {d:.3}  p = {p:.3}");
     }
     for (name, d, p) in &results {
-        assert!(*p > threshold, "{name} separates the groups: D = {d:.3}, p = {p:.2e} <= {threshold:.1e}");
+        assert!(
+            *p > threshold,
+            "{name} separates the groups: D = {d:.3}, p = {p:.2e} <= {threshold:.1e}"
+        );
     }
 }
 
@@ -167,7 +189,11 @@ fn without_decoys_the_same_test_separates_the_groups() {
     let (plain, hiding, _dir) = groups(false, 5_000);
     let results = compare(&plain, &hiding);
     let threshold = 0.01 / results.len() as f64;
-    let separating: Vec<_> = results.iter().filter(|(_, _, p)| *p <= threshold).map(|(n, _, _)| *n).collect();
+    let separating: Vec<_> = results
+        .iter()
+        .filter(|(_, _, p)| *p <= threshold)
+        .map(|(n, _, _)| *n)
+        .collect();
     assert!(
         separating.contains(&"units besides the main one"),
         "the control must be caught: {results:?}"
@@ -188,23 +214,44 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
     let hidden = node.hide(&secret, b"second password", true).unwrap();
     assert!(hidden.created && hidden.moved >= 4, "{hidden:?}");
     assert_eq!(node.compartment_of(&secret).unwrap(), Some(hidden.compartment));
-    assert!(matches!(node.hide(&secret, b"typo", false), Err(meow_node::NodeError::NoCompartment)));
+    assert!(matches!(
+        node.hide(&secret, b"typo", false),
+        Err(meow_node::NodeError::NoCompartment)
+    ));
     node.lock_all().unwrap();
     assert!(node.contact(&secret).is_err(), "locked: gone from memory");
     drop(node);
 
     let mut node = Node::open_with(&home, MAIN_PASSWORD, env(8)).unwrap();
-    assert_eq!(node.contacts().len(), 1, "{:?}", node.contacts().iter().map(|c| (&c.name, c.id)).collect::<Vec<_>>());
+    assert_eq!(
+        node.contacts().len(),
+        1,
+        "{:?}",
+        node.contacts().iter().map(|c| (&c.name, c.id)).collect::<Vec<_>>()
+    );
     assert!(node.contact(&secret).is_err());
     assert!(node.inbox(false).unwrap().iter().all(|i| i.from != secret));
-    assert!(node.vault().scan(Table::Seen).unwrap().iter().all(|(k, _)| node.contacts().iter().any(|c| k[..8] == c.id.to_be_bytes())));
+    assert!(
+        node.vault()
+            .scan(Table::Seen)
+            .unwrap()
+            .iter()
+            .all(|(k, _)| node.contacts().iter().any(|c| k[..8] == c.id.to_be_bytes()))
+    );
     let (c, n) = node.unlock(b"second password").unwrap();
     assert_eq!((c, n), (hidden.compartment, 1));
-    assert_eq!(node.inbox(false).unwrap().iter().filter(|i| i.from == secret).count(), messages);
+    assert_eq!(
+        node.inbox(false).unwrap().iter().filter(|i| i.from == secret).count(),
+        messages
+    );
     node.lock(c).unwrap();
     drop(node);
     for needle in [secret.as_bytes(), b"second password".as_slice(), MAIN_PASSWORD] {
-        assert!(!grep(&home, needle), "{} is in the files", String::from_utf8_lossy(needle));
+        assert!(
+            !grep(&home, needle),
+            "{} is in the files",
+            String::from_utf8_lossy(needle)
+        );
     }
 }
 
@@ -214,7 +261,9 @@ fn grep(dir: &std::path::Path, needle: &[u8]) -> bool {
         if p.is_dir() {
             grep(&p, needle)
         } else {
-            std::fs::read(&p).map(|b| b.windows(needle.len()).any(|w| w == needle)).unwrap_or(false)
+            std::fs::read(&p)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
         }
     })
 }

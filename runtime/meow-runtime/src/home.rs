@@ -101,7 +101,11 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
             let before = n.compartments();
             let (c, contacts) = n.unlock(password.0.as_bytes())?;
             Ok(Response::Unlocked {
-                contacts: if before.contains(&c) { n.contacts_in(c) } else { contacts },
+                contacts: if before.contains(&c) {
+                    n.contacts_in(c)
+                } else {
+                    contacts
+                },
                 already: before.contains(&c),
             })
         }

@@ -85,7 +85,9 @@ pub enum StoreError {
     #[error("that is the main password, not a compartment's")]
     MainPassword,
     /// The password opens a hidden compartment, not the home.
-    #[error("this password opens a hidden compartment, not the home: give the main password, and this one as a compartment password")]
+    #[error(
+        "this password opens a hidden compartment, not the home: give the main password, and this one as a compartment password"
+    )]
     NotMain,
     /// A new compartment's password opens a compartment already.
     #[error("this password opens a compartment already: unlock it instead")]

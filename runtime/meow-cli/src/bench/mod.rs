@@ -5,6 +5,7 @@ pub mod lora;
 pub mod mqtt;
 pub mod plugins;
 pub mod server;
+pub mod vault;
 
 use std::time::Duration;
 

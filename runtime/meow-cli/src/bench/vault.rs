@@ -34,9 +34,17 @@ pub fn run(rounds: usize, tries: usize) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let mut node = Node::init(&home, b"main", opts)?;
-    println!("home with decoys made in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "home with decoys made in {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let main = node.vault().main();
-    node.add_generated(main, &Plan { messages: vec![20, 20, 20] })?;
+    node.add_generated(
+        main,
+        &Plan {
+            messages: vec![20, 20, 20],
+        },
+    )?;
     let secret = node.contacts()[0].name.clone();
     node.hide(&secret, REAL, true)?;
     // A compartment made the way a decoy is, but with a password this benchmark knows.
@@ -74,7 +82,11 @@ pub fn run(rounds: usize, tries: usize) -> anyhow::Result<()> {
         f.decoy.push(median(d));
         f.real.push(median(r));
     }
-    println!("{rounds} rounds of {tries} tries each, medians per round (Argon2id {} MiB, {} passes):", KdfParams::DEFAULT.memory_kib / 1024, KdfParams::DEFAULT.iterations);
+    println!(
+        "{rounds} rounds of {tries} tries each, medians per round (Argon2id {} MiB, {} passes):",
+        KdfParams::DEFAULT.memory_kib / 1024,
+        KdfParams::DEFAULT.iterations
+    );
     for (name, v) in [
         ("Argon2id alone (baseline)", &f.argon),
         ("wrong password", &f.wrong),
@@ -83,8 +95,18 @@ pub fn run(rounds: usize, tries: usize) -> anyhow::Result<()> {
     ] {
         println!("  {name:28} {}", range(v));
     }
-    let spread = |v: &[f64]| v.iter().zip(&f.argon).map(|(x, a)| (x - a) / a * 100.0).collect::<Vec<_>>();
-    println!("  beyond Argon2id, in % of it: wrong {}, decoy {}, real {}", range(&spread(&f.wrong)), range(&spread(&f.decoy)), range(&spread(&f.real)));
+    let spread = |v: &[f64]| {
+        v.iter()
+            .zip(&f.argon)
+            .map(|(x, a)| (x - a) / a * 100.0)
+            .collect::<Vec<_>>()
+    };
+    println!(
+        "  beyond Argon2id, in % of it: wrong {}, decoy {}, real {}",
+        range(&spread(&f.wrong)),
+        range(&spread(&f.decoy)),
+        range(&spread(&f.real))
+    );
     drop(vault);
     drop(node);
     let _ = std::fs::remove_dir_all(&base);

@@ -70,7 +70,14 @@ impl Cell {
     }
 
     /// Seals a record, padded to its bucket.
-    pub(crate) fn seal(&self, pk: &PhysicalKey, table: Table, key: &[u8], value: &[u8], rng: &mut impl CryptoRng) -> Vec<u8> {
+    pub(crate) fn seal(
+        &self,
+        pk: &PhysicalKey,
+        table: Table,
+        key: &[u8],
+        value: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Vec<u8> {
         let mut plain = Writer::with_capacity(key.len() + value.len() + 16);
         plain.u8(table as u8).bytes(key).bytes(value);
         let mut plain = Zeroizing::new(plain.into_bytes());
@@ -91,12 +98,26 @@ impl Cell {
         let nonce: [u8; NONCE_LEN] = sealed.get(..NONCE_LEN)?.try_into().ok()?;
         let mut buf = Zeroizing::new(sealed.to_vec());
         self.data.open_in_place(&nonce, pk, &mut buf, NONCE_LEN).ok()?;
-        let mut r = Reader::new(&buf[NONCE_LEN..]);
-        let table = r.u8("table").ok()?;
-        let key = r.bytes(usize::MAX, "record key").ok()?.to_vec();
-        let value = Zeroizing::new(r.bytes(usize::MAX, "record value").ok()?.to_vec());
-        Some((table, key, value))
+        parse_plain(&buf[NONCE_LEN..])
     }
+
+    /// Seals arbitrary plaintext as a record would be (for the fuzz target).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn seal_raw(&self, pk: &PhysicalKey, plain: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; NONCE_LEN];
+        out.extend_from_slice(plain);
+        self.data.seal_in_place(&[0; NONCE_LEN], pk, &mut out, NONCE_LEN);
+        out
+    }
+}
+
+/// A record's plaintext: `table | bytes(key) | bytes(value) | padding`.
+fn parse_plain(plain: &[u8]) -> Option<(u8, Vec<u8>, Zeroizing<Vec<u8>>)> {
+    let mut r = Reader::new(plain);
+    let table = r.u8("table").ok()?;
+    let key = r.bytes(usize::MAX, "record key").ok()?.to_vec();
+    let value = Zeroizing::new(r.bytes(usize::MAX, "record value").ok()?.to_vec());
+    Some((table, key, value))
 }
 
 #[cfg(test)]

@@ -103,7 +103,11 @@ impl Header {
 
     /// The slot key for `password` (one Argon2id run).
     pub(crate) fn slot_key(&self, password: &[u8]) -> Result<SlotKey, StoreError> {
-        Ok(SlotKey(AeadKey::new(&crypto::argon2id(password, &self.salt, self.params)?)))
+        Ok(SlotKey(AeadKey::new(&crypto::argon2id(
+            password,
+            &self.salt,
+            self.params,
+        )?)))
     }
 
     /// The slot `key` opens and the compartment key in it. Every slot is tried, and the first
@@ -137,7 +141,12 @@ impl Header {
 impl SlotKey {
     /// A slot key nobody can derive from a password: a decoy's, forgotten once it is written.
     pub(crate) fn random(rng: &mut impl CryptoRng) -> Self {
-        Self(AeadKey::new(&SecretKey::generate(rng)))
+        Self::from_key(&SecretKey::generate(rng))
+    }
+
+    /// The slot key for a derived key.
+    pub(crate) fn from_key(key: &SecretKey) -> Self {
+        Self(AeadKey::new(key))
     }
 }
 

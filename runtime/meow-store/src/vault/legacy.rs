@@ -25,7 +25,7 @@ pub(crate) const RECORDS: &str = "records";
 const WRAP_AAD: &[u8] = b"meow/v1/vault-key";
 
 /// A version 1 header.
-struct Meta {
+pub(crate) struct Meta {
     params: KdfParams,
     salt: [u8; 16],
     nonce: [u8; NONCE_LEN],
@@ -47,7 +47,12 @@ impl Decode for Meta {
 }
 
 /// Converts the version 1 home in `dir` (whose header is `meta_bytes`).
-pub(crate) fn convert(dir: &Path, password: &[u8], meta_bytes: &[u8], rng: &mut impl CryptoRng) -> Result<(), StoreError> {
+pub(crate) fn convert(
+    dir: &Path,
+    password: &[u8],
+    meta_bytes: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<(), StoreError> {
     let meta = Meta::from_bytes(meta_bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", META_FILE)))?;
     let kek = AeadKey::new(&crypto::argon2id(password, &meta.salt, meta.params)?);
     let key = Zeroizing::new(
@@ -103,8 +108,12 @@ fn table_prefix(index: &SecretKey, table: Table) -> [u8; 8] {
 }
 
 fn open_v1(data: &AeadKey, pk: &[u8], sealed: &[u8]) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), StoreError> {
-    let damaged = || StoreError::Corrupt("a version 1 vault record does not decrypt; the home was not converted".into());
-    let nonce: [u8; NONCE_LEN] = sealed.get(..NONCE_LEN).and_then(|n| n.try_into().ok()).ok_or_else(damaged)?;
+    let damaged =
+        || StoreError::Corrupt("a version 1 vault record does not decrypt; the home was not converted".into());
+    let nonce: [u8; NONCE_LEN] = sealed
+        .get(..NONCE_LEN)
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(damaged)?;
     let plain = Zeroizing::new(data.open(&nonce, pk, &sealed[NONCE_LEN..]).map_err(|_| damaged())?);
     let mut r = Reader::new(&plain);
     let key = r.bytes(plain.len(), "record key").map_err(|_| damaged())?.to_vec();
@@ -126,7 +135,9 @@ pub(crate) fn write_v1(dir: &Path, password: &[u8], records: &[(Table, &[u8], &[
     w.varint(params.memory_kib.into())
         .varint(params.iterations.into())
         .varint(params.parallelism.into());
-    w.raw(&salt).raw(&nonce).bytes(&kek.seal(&nonce, WRAP_AAD, key.as_bytes()));
+    w.raw(&salt)
+        .raw(&nonce)
+        .bytes(&kek.seal(&nonce, WRAP_AAD, key.as_bytes()));
     std::fs::write(dir.join(META_FILE), w.into_bytes()).unwrap();
     let db = Database::builder(dir.join("data")).open().unwrap();
     let ks = db.keyspace(RECORDS, KeyspaceCreateOptions::default).unwrap();

@@ -23,6 +23,8 @@
 //! A version 1 home (one wrapped key, per-table prefixes) is converted on its first open.
 
 mod cell;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod header;
 mod legacy;
 
@@ -309,7 +311,13 @@ impl Vault {
         self.mark.reset(*generation)
     }
 
-    fn open_with(dir: &Path, header: Header, slot: SlotIndex, key: &SecretKey, fresh: bool) -> Result<Self, StoreError> {
+    fn open_with(
+        dir: &Path,
+        header: Header,
+        slot: SlotIndex,
+        key: &SecretKey,
+        fresh: bool,
+    ) -> Result<Self, StoreError> {
         let store = Store::open(dir, &recover_data_dir(dir)?)?;
         let (main, undecryptable) = load(&store.cells, &header, slot, key)?;
         let is_main = main.index.contains(&(Table::State as u8, MAIN_KEY.to_vec()));
@@ -356,9 +364,7 @@ impl Vault {
     /// The Argon2id parameters and the salt are shared by every slot, so they stay.
     pub fn change_password(dir: &Path, old: &[u8], new: &[u8], rng: &mut impl CryptoRng) -> Result<(), StoreError> {
         let mut header = read_header(dir)?.map_err(|_| StoreError::Corrupt("open the home once first".into()))?;
-        let (slot, key) = header
-            .open(&header.slot_key(old)?)
-            .ok_or(StoreError::WrongPassword)?;
+        let (slot, key) = header.open(&header.slot_key(old)?).ok_or(StoreError::WrongPassword)?;
         if header.open(&header.slot_key(new)?).is_some() {
             return Err(StoreError::CompartmentExists);
         }
@@ -422,7 +428,11 @@ impl Vault {
     /// tell them apart, which is the point), else an empty one; whatever was in it is cleared.
     /// Unlock every compartment you keep before making a new one. Fails with
     /// [`StoreError::CompartmentExists`] if `password` opens a slot already.
-    pub fn new_compartment(&self, password: &[u8], rng: &mut impl CryptoRng) -> Result<(Compartment, bool), StoreError> {
+    pub fn new_compartment(
+        &self,
+        password: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<(Compartment, bool), StoreError> {
         let header = self.header.lock().clone();
         let slot_key = header.slot_key(password)?;
         if header.open(&slot_key).is_some() {
@@ -507,11 +517,14 @@ impl Vault {
         }
         drop(guard.take());
         let (data, old) = (self.dir.join(DATA), self.dir.join(DATA_OLD));
-        std::fs::rename(&data, &old).map_err(io(format!("renaming {}", data.display())))?;
-        std::fs::rename(&fresh, &data).map_err(io(format!("renaming {}", fresh.display())))?;
-        sync_dir(&self.dir)?;
-        *guard = Some(Store::open(&self.dir, &data)?);
+        let swapped = std::fs::rename(&data, &old)
+            .map_err(io(format!("renaming {}", data.display())))
+            .and_then(|()| std::fs::rename(&fresh, &data).map_err(io(format!("renaming {}", fresh.display()))))
+            .and_then(|()| sync_dir(&self.dir));
+        // Whatever failed, the store opens again: the swap finished, or undone.
+        *guard = Some(Store::open(&self.dir, &recover_data_dir(&self.dir)?)?);
         drop(guard);
+        swapped?;
         remove_dir(&old)
     }
 
@@ -648,7 +661,13 @@ pub fn examine(dir: &Path, main_password: Option<&[u8]>) -> Result<Examination, 
             Some(i) => i,
             None => {
                 let is_main = main.is_some_and(|m| cell::unit_tag(&header.salt, m) == tag);
-                units.push((tag, Unit { main: is_main, records: Vec::new() }));
+                units.push((
+                    tag,
+                    Unit {
+                        main: is_main,
+                        records: Vec::new(),
+                    },
+                ));
                 units.len() - 1
             }
         };
@@ -664,7 +683,10 @@ pub fn examine(dir: &Path, main_password: Option<&[u8]>) -> Result<Examination, 
 
 fn dir_bytes(dir: &Path) -> Result<u64, StoreError> {
     let mut total = 0;
-    for e in std::fs::read_dir(dir).map_err(io(format!("reading {}", dir.display())))?.flatten() {
+    for e in std::fs::read_dir(dir)
+        .map_err(io(format!("reading {}", dir.display())))?
+        .flatten()
+    {
         let p = e.path();
         total += if p.is_dir() {
             dir_bytes(&p)?
@@ -796,7 +818,13 @@ impl VaultBatch<'_> {
         let mut generation = vault.generation.lock();
         let next = *generation + 1;
         let main = vault.main();
-        self.put_in(main, Table::State, GENERATION_KEY, &next.to_le_bytes(), &mut meow_proto::os_rng());
+        self.put_in(
+            main,
+            Table::State,
+            GENERATION_KEY,
+            &next.to_le_bytes(),
+            &mut meow_proto::os_rng(),
+        );
         let store = vault.store()?;
         let mut batch = store.db.batch().durability(Some(PersistMode::SyncAll));
         for (pk, op) in self.ops {
@@ -1058,14 +1086,21 @@ mod tests {
         assert!(matches!(v.unlock(b"nope"), Err(StoreError::WrongPassword)));
         assert!(matches!(v.unlock(b"main"), Err(StoreError::MainPassword)));
         assert!(matches!(Vault::open(&home, b"hidden"), Err(StoreError::Locked(_))));
-        assert!(matches!(v.new_compartment(b"hidden", &mut rng), Err(StoreError::CompartmentExists)));
+        assert!(matches!(
+            v.new_compartment(b"hidden", &mut rng),
+            Err(StoreError::CompartmentExists)
+        ));
         assert_eq!(v.unlock(b"hidden").unwrap(), h);
         assert_eq!(v.unlock(b"hidden").unwrap(), h, "unlocking twice is one compartment");
         assert_eq!(v.get(Table::Contacts, b"bob").unwrap().unwrap().as_slice(), b"b2");
         drop(v);
         assert!(matches!(Vault::open(&home, b"hidden"), Err(StoreError::NotMain)));
         for needle in [b"alice".as_slice(), b"bob", b"hidden"] {
-            assert!(!grep(&home, needle), "{} found in the vault", String::from_utf8_lossy(needle));
+            assert!(
+                !grep(&home, needle),
+                "{} found in the vault",
+                String::from_utf8_lossy(needle)
+            );
         }
     }
 
@@ -1096,7 +1131,13 @@ mod tests {
             b.put(Table::Contacts, &[i], b"y", &mut rng);
         }
         b.commit().unwrap();
-        let keys: Vec<Vec<u8>> = v.store().unwrap().cells.iter().map(|kv| kv.key().unwrap().to_vec()).collect();
+        let keys: Vec<Vec<u8>> = v
+            .store()
+            .unwrap()
+            .cells
+            .iter()
+            .map(|kv| kv.key().unwrap().to_vec())
+            .collect();
         assert_eq!(keys.len(), 102, "100 records, the generation and the main record");
         let tag = &keys[0][..cell::TAG];
         assert!(keys.iter().all(|k| &k[..cell::TAG] == tag && k.len() == cell::KEY));
@@ -1125,7 +1166,11 @@ mod tests {
         drop(v);
         for f in files(&home) {
             let b = std::fs::read(&f).unwrap();
-            assert!(!b.windows(old_pk.len()).any(|w| w == old_pk), "the old record is still in {}", f.display());
+            assert!(
+                !b.windows(old_pk.len()).any(|w| w == old_pk),
+                "the old record is still in {}",
+                f.display()
+            );
         }
         let v = Vault::open(&home, b"main").unwrap();
         assert_eq!(v.count(Table::Contacts), 0);
@@ -1141,7 +1186,10 @@ mod tests {
         legacy::write_v1(
             &home,
             b"pw",
-            &[(Table::Contacts, b"alice", b"hello"), (Table::Inbox, b"1", b"a message")],
+            &[
+                (Table::Contacts, b"alice", b"hello"),
+                (Table::Inbox, b"1", b"a message"),
+            ],
             &mut rng,
         );
         assert!(matches!(Vault::open(&home, b"nope"), Err(StoreError::WrongPassword)));
@@ -1151,7 +1199,10 @@ mod tests {
         drop(v);
         let v = Vault::open(&home, b"pw").unwrap();
         assert_eq!(v.count(Table::Contacts), 1);
-        assert!(!v.store().unwrap().db.keyspace_exists(legacy::RECORDS), "the old keyspace is dropped");
+        assert!(
+            !v.store().unwrap().db.keyspace_exists(legacy::RECORDS),
+            "the old keyspace is dropped"
+        );
     }
 
     fn files(dir: &Path) -> Vec<PathBuf> {
@@ -1165,6 +1216,49 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_scrub_stopped_anywhere_is_finished_or_undone_on_the_next_open() {
+        for stage in 0..3 {
+            let (_d, home, mut rng, v) = new_home(20 + stage);
+            let mut b = v.batch();
+            b.put(Table::Contacts, b"kept", b"v", &mut rng);
+            b.commit().unwrap();
+            v.scrub().unwrap();
+            drop(v);
+            let (data, fresh, old) = (home.join(DATA), home.join(DATA_NEW), home.join(DATA_OLD));
+            match stage {
+                // The copy was being written: a partial data.new.
+                0 => std::fs::create_dir_all(fresh.join("junk")).unwrap(),
+                // data was renamed away, data.new complete.
+                1 => {
+                    copy_tree(&data, &fresh);
+                    std::fs::rename(&data, &old).unwrap();
+                }
+                // Both renamed, data.old not yet removed.
+                _ => copy_tree(&data, &old),
+            }
+            let v = Vault::open(&home, b"main").unwrap();
+            assert_eq!(
+                v.get(Table::Contacts, b"kept").unwrap().unwrap().as_slice(),
+                b"v",
+                "stage {stage}"
+            );
+            assert!(!fresh.exists() && !old.exists(), "stage {stage}");
+        }
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let (src, dst) = (e.path(), to.join(e.file_name()));
+            if src.is_dir() {
+                copy_tree(&src, &dst);
+            } else {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
     }
 
     /// Whether any file under `dir` contains `needle`.
