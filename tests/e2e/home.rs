@@ -274,25 +274,13 @@ fn a_damaged_home_or_server_store_is_refused_with_one_line_and_doctor_says_why()
     }
 }
 
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
-
 /// `tests/fixtures/legacy-v1` was made by the release before typed addresses, durable events and
 /// integrity marks: two homes (password `legacy`) and their server on 127.0.0.1:17391, with a
 /// message waiting at the server, one in bob's outbox, and a key rotation of alice's in flight.
 #[test]
 fn homes_made_by_the_previous_release_keep_talking() {
     let tmp = TempDir::new("legacy");
-    copy_tree(&crate::support::repo().join("tests/fixtures/legacy-v1"), tmp.path());
+    meow_store::testing::copy_tree(&crate::support::repo().join("tests/fixtures/legacy-v1"), tmp.path());
     let _server = ServerProc::start_on(&tmp.path().join("server"), 17391, &[]);
     let home = |name: &str| Home {
         dir: tmp.path().join(name),

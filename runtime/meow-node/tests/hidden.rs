@@ -15,6 +15,7 @@ use meow_node::decoy::Plan;
 use meow_node::{Env, InitOptions, Node, Table};
 use meow_proto::crypto::KdfParams;
 use meow_proto::testing::TestRng;
+use meow_store::testing::grep;
 use meow_store::vault::{self, Examination};
 
 const HOMES_PER_GROUP: usize = 60;
@@ -253,17 +254,4 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
             String::from_utf8_lossy(needle)
         );
     }
-}
-
-fn grep(dir: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
-        let p = e.path();
-        if p.is_dir() {
-            grep(&p, needle)
-        } else {
-            std::fs::read(&p)
-                .map(|b| b.windows(needle.len()).any(|w| w == needle))
-                .unwrap_or(false)
-        }
-    })
 }

@@ -5,7 +5,7 @@
 //!   The main password opens one slot; each hidden compartment's password opens another; decoys
 //!   hold slots whose passwords nobody knows; the other slots are random bytes. Nothing in the
 //!   header says which slots are used.
-//! - `data/`: a fjall database with one keyspace of records ([`cell`]): every record's key is a
+//! - `data/`: a fjall database with one keyspace of records: every record's key is a
 //!   unit tag and a keyed hash of its table and logical key, its value is sealed and padded to
 //!   a bucket size under its compartment's key. No name, text, key byte, table or count of a
 //!   table is visible on disk.
@@ -906,6 +906,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::server::tests::tempdir;
+    use crate::testing::{copy_tree, grep};
     use meow_proto::testing::TestRng;
 
     #[test]
@@ -938,7 +939,7 @@ mod tests {
         drop(v);
         for needle in [b"bobby-tables".as_slice(), b"secret text", b"correct horse"] {
             assert!(
-                !crate::vault::tests::grep(&home, needle),
+                !grep(&home, needle),
                 "{} found in the vault",
                 String::from_utf8_lossy(needle)
             );
@@ -1247,34 +1248,5 @@ mod tests {
             );
             assert!(!fresh.exists() && !old.exists(), "stage {stage}");
         }
-    }
-
-    fn copy_tree(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            let (src, dst) = (e.path(), to.join(e.file_name()));
-            if src.is_dir() {
-                copy_tree(&src, &dst);
-            } else {
-                std::fs::copy(&src, &dst).unwrap();
-            }
-        }
-    }
-
-    /// Whether any file under `dir` contains `needle`.
-    pub(crate) fn grep(dir: &Path, needle: &[u8]) -> bool {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return false;
-        };
-        entries.flatten().any(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                grep(&p, needle)
-            } else {
-                std::fs::read(&p)
-                    .map(|b| b.windows(needle.len()).any(|w| w == needle))
-                    .unwrap_or(false)
-            }
-        })
     }
 }
