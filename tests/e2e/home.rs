@@ -394,6 +394,16 @@ fn a_hidden_contact_talks_while_unlocked_and_its_messages_wait_while_locked() {
     hub.meow_env(&secret, &["hide", "hub-no-such-contact"])
         .fails_with(1, "unknown contact");
     assert_eq!(contact_names(&hub, &[]), vec!["carol"], "a failed hide changes nothing");
+    let listed: serde_json::Value = serde_json::from_str(hub.meow_env(&secret, &["contacts", "--json"]).ok()).unwrap();
+    let hidden: Vec<bool> = listed["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["hidden"].as_bool().unwrap())
+        .collect();
+    assert_eq!(hidden, vec![true, false], "alice is marked hidden, carol is not");
+    hub.meow_env(&secret, &["unlock"])
+        .fails_with(1, "no `meow run` holds this home");
 
     // Locked in the daemon: alice's message waits at the server, carol's arrives.
     let daemon = crate::support::Daemon::start(&hub, &config);

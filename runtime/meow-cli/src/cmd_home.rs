@@ -241,6 +241,13 @@ pub fn call(
     if let Some(answer) = control::forward(home, &request)? {
         return Ok(answer);
     }
+    if matches!(request, Request::Unlock { .. } | Request::Lock { .. }) {
+        bail!(
+            "no `meow run` holds this home: `meow unlock` and `meow lock` work on a running daemon; \
+             for one command, give the compartment password (MEOW_COMPARTMENT_PASSWORD or \
+             --compartment-password-file)"
+        );
+    }
     let password = crate::util::password(pw_file, false)?;
     let node = Mutex::new(Node::open(home, password.as_bytes())?);
     drop(password);
@@ -334,8 +341,9 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                     .map(|p| format!(", rotation {p} pending"))
                     .unwrap_or_default();
                 let direct = c.direct.map(|d| format!(", reachable directly at {d}")).unwrap_or_default();
+                let hidden = if c.hidden { ", hidden" } else { "" };
                 r.line(format!(
-                    "{:<16} {}  via {} ({}{direct}){rot}, {}",
+                    "{:<16} {}  via {} ({}{direct}){rot}, {}{hidden}",
                     c.name,
                     c.fingerprint,
                     c.servers.join(", "),

@@ -5,7 +5,8 @@
 //! any contact: polled, shown, given to plugins. Locking forgets them again (nothing of them
 //! stays in memory) and rewrites the store ([`meow_store::vault::Vault::scrub`]) so that its
 //! files show no order of recent writes. Hiding a contact moves its records (the contact, its
-//! messages, its duplicate-detection records, its outbox and events, and the groups it is in)
+//! messages, its duplicate-detection records, its outbox and events, the groups it is in, and
+//! plugin state whose key names it, [`kv_key_mentions`])
 //! into a compartment; a new compartment takes the place of a decoy and gets a decoy's worth of
 //! generated cover. See docs/HIDDEN.md for what this protects and what it does not.
 
@@ -20,6 +21,13 @@ use crate::{Node, NodeError, Result, Table, key_seq};
 
 /// The record (in a compartment's [`Table::State`]) listing its cover's generated contacts.
 const COVER_KEY: &[u8] = b"cover";
+
+/// Whether a plugin's key-value key is about contact `name`: one of its `/`-separated parts is
+/// the name (`seen/alice`). Such state moves with the contact when it is hidden, and is written
+/// into its compartment while it is unlocked.
+pub fn kv_key_mentions(key: &str, name: &str) -> bool {
+    key.split('/').any(|part| part == name)
+}
 
 /// What hiding a contact did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +236,14 @@ impl Node {
         for (k, v) in self.vault.scan(Table::Events)? {
             if matches!(EventRecord::from_bytes(&v), Ok(EventRecord::Message { inbox: s }) if inbox.contains(&s)) {
                 put(&mut b, Table::Events, &k, &v);
+            }
+        }
+        let name = self.contacts.get(&id).map(|c| c.name.clone()).unwrap_or_default();
+        for (k, v) in self.vault.scan(Table::Kv)? {
+            // `instance \0 key`: plugin state about the contact goes with it.
+            let key = k.iter().position(|b| *b == 0).map(|at| &k[at + 1..]);
+            if key.is_some_and(|key| kv_key_mentions(&String::from_utf8_lossy(key), &name)) {
+                put(&mut b, Table::Kv, &k, &v);
             }
         }
         for (k, v) in self.vault.scan(Table::Groups)? {

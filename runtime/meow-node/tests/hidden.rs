@@ -210,6 +210,13 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
     node.add_generated(main, &Plan { messages: vec![3, 4] }).unwrap();
     assert_eq!(node.contacts().len(), 2);
     let secret = node.contacts()[0].name.clone();
+    let kv_key = format!("echo\0count/{secret}");
+    let vault = node.vault();
+    let mut b = vault.batch();
+    b.put(Table::Kv, kv_key.as_bytes(), b"7", &mut meow_proto::os_rng());
+    b.put(Table::Kv, b"echo\0count/someone-else", b"1", &mut meow_proto::os_rng());
+    b.commit().unwrap();
+    drop(vault);
     let messages = node.inbox(false).unwrap().iter().filter(|i| i.from == secret).count();
     assert!(messages >= 3);
     let hidden = node.hide(&secret, b"second password", true).unwrap();
@@ -232,6 +239,11 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
     );
     assert!(node.contact(&secret).is_err());
     assert!(node.inbox(false).unwrap().iter().all(|i| i.from != secret));
+    assert_eq!(
+        node.vault().keys(Table::Kv),
+        vec![b"echo\0count/someone-else".to_vec()],
+        "plugin state about it moved"
+    );
     assert!(
         node.vault()
             .scan(Table::Seen)
@@ -244,6 +256,14 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
     assert_eq!(
         node.inbox(false).unwrap().iter().filter(|i| i.from == secret).count(),
         messages
+    );
+    assert_eq!(
+        node.vault()
+            .get(Table::Kv, kv_key.as_bytes())
+            .unwrap()
+            .unwrap()
+            .as_slice(),
+        b"7"
     );
     node.lock(c).unwrap();
     drop(node);

@@ -481,14 +481,7 @@ impl Core {
     }
 
     pub(crate) async fn refresh_contacts(&self) {
-        let names = self
-            .node
-            .lock()
-            .await
-            .contacts()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let names = crate::services::addressable(&*self.node.lock().await);
         self.services.set_contacts(names);
     }
 
@@ -799,7 +792,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
     node.set_plan_signal(plan_tx);
     let (cmd_tx, cmd_rx) = smol::channel::bounded(cfg.limits.command_queue.max(1));
     let vault = node.vault();
-    let contacts: Vec<String> = node.contacts().iter().map(|c| c.name.clone()).collect();
+    let contacts = crate::services::addressable(&node);
     let (nickname, fingerprint) = (node.display_name().map(str::to_owned), node.user_public().fingerprint());
     let node = Arc::new(smol::lock::Mutex::new(node));
     let auto = Arc::new(crate::services::auto_budget(&cfg.limits, clock.clone()));

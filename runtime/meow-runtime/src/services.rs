@@ -13,7 +13,7 @@ use std::time::Duration;
 use meow_clock::SharedClock;
 use meow_node::{Node, Table};
 use meow_plugin::{DirectoryListing, HostError, Level, NodeInfo, Services};
-use meow_store::vault::Vault;
+use meow_store::vault::{Compartment, Vault};
 use smol::channel::Sender;
 
 use crate::config::{InstanceConfig, RuntimeLimits};
@@ -149,7 +149,8 @@ pub struct RuntimeServices {
     vault: Arc<Vault>,
     commands: Sender<Command>,
     clock: SharedClock,
-    contacts: RwLock<Vec<String>>,
+    /// The contacts plugins may address, with the hidden compartment of each hidden one.
+    contacts: RwLock<Vec<(String, Option<Compartment>)>>,
     nickname: Option<String>,
     fingerprint: String,
     recent: Mutex<(HashMap<String, String>, VecDeque<String>)>,
@@ -184,6 +185,14 @@ fn content_type(name: &str) -> Result<meow_proto::ContentType, HostError> {
                 ))
             }),
     }
+}
+
+/// The contacts of a node that plugins may address, with the compartment of hidden ones.
+pub(crate) fn addressable(node: &Node) -> Vec<(String, Option<Compartment>)> {
+    node.contacts()
+        .iter()
+        .map(|c| (c.name.clone(), node.compartment_of(&c.name).ok().flatten()))
+        .collect()
 }
 
 fn kv_key(instance: &str, key: &str) -> Vec<u8> {
@@ -251,9 +260,18 @@ impl RuntimeServices {
         self.sending.lock().insert(inst.name.clone(), limits);
     }
 
-    /// The contact names plugins may address.
-    pub fn set_contacts(&self, names: Vec<String>) {
-        *self.contacts.write() = names;
+    /// The contacts plugins may address (names, and the compartment of hidden ones).
+    pub fn set_contacts(&self, contacts: Vec<(String, Option<Compartment>)>) {
+        *self.contacts.write() = contacts;
+    }
+
+    /// The hidden compartment a key-value key belongs in: that of a hidden contact it names.
+    fn kv_compartment(&self, key: &str) -> Option<Compartment> {
+        self.contacts
+            .read()
+            .iter()
+            .find(|(name, c)| c.is_some() && meow_node::compartments::kv_key_mentions(key, name))
+            .and_then(|(_, c)| *c)
     }
 
     /// Remembers who sent a message, so plugins can reply to it.
@@ -286,7 +304,7 @@ impl RuntimeServices {
     }
 
     fn known(&self, to: &str) -> Result<(), HostError> {
-        let known = self.contacts.read().iter().any(|n| n == to);
+        let known = self.contacts.read().iter().any(|(n, _)| n == to);
         if known {
             Ok(())
         } else {
@@ -390,7 +408,11 @@ impl Services for RuntimeServices {
             return Err(HostError::Quota(format!("at most {MAX_KEYS} keys per instance")));
         }
         let mut b = self.vault.batch();
-        b.put(Table::Kv, &kv_key(instance, key), value, &mut meow_proto::os_rng());
+        let (k, rng) = (kv_key(instance, key), &mut meow_proto::os_rng());
+        match self.kv_compartment(key) {
+            Some(c) => b.put_in(c, Table::Kv, &k, value, rng),
+            None => b.put(Table::Kv, &k, value, rng),
+        }
         b.commit().map_err(store_err)?;
         if !exists {
             self.adjust_count(instance, 1);
@@ -471,7 +493,7 @@ impl Services for RuntimeServices {
             instance: instance.to_owned(),
             nickname: self.nickname.clone(),
             fingerprint: self.fingerprint.clone(),
-            contacts: self.contacts.read().clone(),
+            contacts: self.contacts.read().iter().map(|(n, _)| n.clone()).collect(),
             now: self.clock.now_ms(),
         }
     }

@@ -64,6 +64,9 @@ pub struct ContactView {
     pub via_directory: bool,
     /// Added at, Unix ms.
     pub added_ms: u64,
+    /// In a hidden compartment (shown because it is unlocked).
+    #[serde(default)]
+    pub hidden: bool,
 }
 
 /// An invitation waiting for its answer.
