@@ -217,6 +217,10 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
     b.put(Table::Kv, b"echo\0count/someone-else", b"1", &mut meow_proto::os_rng());
     b.commit().unwrap();
     drop(vault);
+    node.create_group("friends").unwrap();
+    node.group_add("friends", &secret).unwrap();
+    let waiting = node.outbox_len(None);
+    assert!(waiting > 0);
     let messages = node.inbox(false).unwrap().iter().filter(|i| i.from == secret).count();
     assert!(messages >= 3);
     let hidden = node.hide(&secret, b"second password", true).unwrap();
@@ -239,6 +243,8 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
     );
     assert!(node.contact(&secret).is_err());
     assert!(node.inbox(false).unwrap().iter().all(|i| i.from != secret));
+    assert!(node.groups().unwrap().is_empty(), "its group went with it");
+    assert_eq!(node.outbox_len(None), 0, "and the group invitation waiting for it");
     assert_eq!(
         node.vault().keys(Table::Kv),
         vec![b"echo\0count/someone-else".to_vec()],
@@ -265,6 +271,8 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
             .as_slice(),
         b"7"
     );
+    assert_eq!(node.groups().unwrap().len(), 1);
+    assert_eq!(node.outbox_len(None), waiting);
     node.lock(c).unwrap();
     drop(node);
     for needle in [secret.as_bytes(), b"second password".as_slice(), MAIN_PASSWORD] {

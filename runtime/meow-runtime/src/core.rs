@@ -786,6 +786,9 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
     node.set_outbox_limit(cfg.limits.outbox);
     node.set_post_quantum_upgrades(cfg.conversations.post_quantum);
     node.record_events_from_now()?;
+    // A daemon stopped between moving records into a compartment and rewriting the files (a
+    // kill -9 after `meow hide`) left old copies in the journal: none survive a start.
+    node.vault().scrub().map_err(meow_node::NodeError::from)?;
     let (signal_tx, signal_rx) = smol::channel::bounded(1);
     node.set_event_signal(signal_tx);
     let (plan_tx, plan_rx) = smol::channel::bounded(1);
