@@ -135,11 +135,13 @@ impl Node {
         }
         self.note_ids(Some(c))?;
         self.rebuild_routes();
+        self.prune_seen()?;
         Ok(n)
     }
 
-    /// Locks a hidden compartment: its contacts, outbox and events leave memory, its keys are
-    /// forgotten, and the store is rewritten. Returns how many contacts it showed.
+    /// Locks a hidden compartment: its contacts (and their direct addresses), outbox and events
+    /// leave memory, its keys are forgotten, and the store is rewritten. Returns how many
+    /// contacts it showed.
     pub fn lock(&mut self, c: Compartment) -> Result<usize> {
         if c == self.vault.main() {
             return Ok(0);
@@ -147,6 +149,10 @@ impl Node {
         let ids = |table| -> Result<Vec<u64>> { self.vault.keys_in(c, table).iter().map(|k| key_seq(k)).collect() };
         let (contacts, outbox, events) = (ids(Table::Contacts)?, ids(Table::Outbox)?, ids(Table::Events)?);
         let shown = contacts.iter().filter(|id| self.contacts.remove(id).is_some()).count();
+        for id in &contacts {
+            // Where they said they can be reached directly: memory only, gone with them.
+            self.presence.remove(id);
+        }
         for seq in &outbox {
             self.outbox.remove(seq);
         }
@@ -208,8 +214,10 @@ impl Node {
         let mut rng = self.env.rng();
         let mut b = self.vault.batch();
         let mut inbox = std::collections::HashSet::new();
+        let mut moved = 0;
         let mut put = |b: &mut meow_store::vault::VaultBatch<'_>, table, k: &[u8], v: &[u8]| {
             b.put_in(c, table, k, v, &mut rng);
+            moved += 1;
         };
         for (k, v) in self.vault.scan(Table::Contacts)? {
             if key_seq(&k)? == id {
@@ -252,7 +260,6 @@ impl Node {
                 put(&mut b, Table::Groups, &k, &v);
             }
         }
-        let moved = b.len();
         b.commit()?;
         Ok(moved)
     }
