@@ -183,3 +183,35 @@ fn sigterm_stops_cleanly_and_nothing_is_lost() {
     });
     assert_eq!(daemon.terminate(), 0);
 }
+
+#[test]
+fn a_plugin_sees_a_hidden_contact_only_while_it_is_unlocked_and_its_state_goes_with_it() {
+    let s = setup(
+        "hidden-plugin",
+        "  - { name: echo, plugin: echo, grant: [messaging, kv] }\n",
+    );
+    let other = crate::support::Home::init(s.tmp.path().join("other"), "other");
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+    s.pair_with(&other, "other");
+    s.user.meow(&["send", "bot", "first"]).ok();
+    wait_for_text(&s.user, "the first echo", |t| t == "echo: first (#1)");
+
+    // Hidden and locked in the running daemon: the plugin gets nothing of the user.
+    let secret = [("MEOW_COMPARTMENT_PASSWORD", "hidden user")];
+    s.bot.meow_env(&secret, &["hide", "user", "--new"]).ok();
+    s.bot.meow(&["lock"]).ok();
+    s.user.meow(&["send", "bot", "while hidden"]).ok();
+    other.meow(&["send", "bot", "ping"]).ok();
+    wait_for_text(&other, "the other contact's echo", |t| t == "echo: ping (#1)");
+    assert!(
+        !s.user.texts().iter().any(|t| t.contains("while hidden")),
+        "a locked contact was answered"
+    );
+
+    // Unlocked: the waiting message is answered, and the plugin's count for the user (kept
+    // under `count/user`) went into the compartment with it: #2, not #1.
+    s.bot.meow_env(&secret, &["unlock"]).ok();
+    wait_for_text(&s.user, "the echo after unlock", |t| t == "echo: while hidden (#2)");
+    assert_eq!(daemon.terminate(), 0);
+}
