@@ -19,6 +19,10 @@ use crate::groups::GroupRecord;
 use crate::records::{ContactRecord, EventRecord, InboxItem, OutboxItem};
 use crate::{Node, NodeError, Result, Table, key_seq};
 
+/// The record (in the main compartment's [`Table::State`]) of a home made without decoys: there,
+/// a new compartment never takes the place of a unit with records (each is a compartment).
+pub(crate) const NO_DECOYS_KEY: &[u8] = b"no-decoys";
+
 /// The record (in a compartment's [`Table::State`]) listing its cover's generated contacts.
 const COVER_KEY: &[u8] = b"cover";
 
@@ -185,7 +189,8 @@ impl Node {
                 (c, false)
             }
             Err(StoreError::WrongPassword) if create => {
-                let (c, _) = self.vault.new_compartment(password, &mut self.env.rng())?;
+                let decoys = self.vault.get(Table::State, NO_DECOYS_KEY)?.is_none();
+                let (c, _) = self.vault.new_compartment(password, decoys, &mut self.env.rng())?;
                 let plan = Plan::draw(1, &mut self.env.rng());
                 let cover: Vec<u64> = self.write_generated(c, &plan)?.iter().map(|k| k.id).collect();
                 let mut w = Writer::with_capacity(8 * cover.len() + 2);

@@ -175,6 +175,10 @@ impl Node {
         if decoys {
             node.make_decoys()?;
             node.vault.scrub()?;
+        } else {
+            let mut b = node.vault.batch();
+            b.put(Table::State, compartments::NO_DECOYS_KEY, &[], &mut node.env.rng());
+            b.commit()?;
         }
         Ok(node)
     }

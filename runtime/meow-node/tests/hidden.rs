@@ -283,3 +283,20 @@ fn the_main_password_shows_nothing_of_a_hidden_contact_and_the_files_hold_no_pla
         );
     }
 }
+
+#[test]
+fn without_decoys_a_new_compartment_never_replaces_a_locked_one() {
+    let dir = tempfile::Builder::new().prefix("meow-hidden-").tempdir().unwrap();
+    let mut node = Node::init_with(&dir.path().join("home"), MAIN_PASSWORD, opts(false), env(9)).unwrap();
+    let main = node.vault().main();
+    node.add_generated(main, &Plan { messages: vec![1, 1] }).unwrap();
+    let names: Vec<String> = node.contacts().iter().map(|c| c.name.clone()).collect();
+    node.hide(&names[0], b"first", true).unwrap();
+    node.lock_all().unwrap();
+    let second = node.hide(&names[1], b"second", true).unwrap();
+    assert!(second.created);
+    node.lock_all().unwrap();
+    assert_eq!(node.unlock(b"first").unwrap().1, 1, "the first compartment is intact");
+    assert_eq!(node.unlock(b"second").unwrap().1, 1);
+    assert_eq!(node.contacts().len(), 2);
+}

@@ -48,7 +48,7 @@ pub fn run(rounds: usize, tries: usize) -> anyhow::Result<()> {
     let secret = node.contacts()[0].name.clone();
     node.hide(&secret, REAL, true)?;
     // A compartment made the way a decoy is, but with a password this benchmark knows.
-    let (decoy, _) = node.vault().new_compartment(DECOY, &mut SharedRng::os())?;
+    let (decoy, _) = node.vault().new_compartment(DECOY, true, &mut SharedRng::os())?;
     node.add_generated(decoy, &Plan::draw(0, &mut SharedRng::os()))?;
     node.lock_all()?;
     let vault = node.vault();

@@ -423,14 +423,17 @@ impl Vault {
     }
 
     /// Makes a new hidden compartment for `password`, open, and returns it with whether it took
-    /// the place of a decoy. Its unit is one that no open compartment holds, chosen at random
-    /// among those with records (decoys, and hidden compartments that are locked: meow cannot
-    /// tell them apart, which is the point), else an empty one; whatever was in it is cleared.
-    /// Unlock every compartment you keep before making a new one. Fails with
-    /// [`StoreError::CompartmentExists`] if `password` opens a slot already.
+    /// the place of another unit. With `replace` (a home with decoys), its unit is one that no
+    /// open compartment holds, chosen at random among those with records (decoys, and hidden
+    /// compartments that are locked: meow cannot tell them apart, which is the point), else an
+    /// empty one; whatever was in it is cleared. Unlock every compartment you keep before making
+    /// a new one. Without `replace` (a home without decoys, where every unit with records is a
+    /// compartment), an empty unit. Fails with [`StoreError::CompartmentExists`] if `password`
+    /// opens a slot already.
     pub fn new_compartment(
         &self,
         password: &[u8],
+        replace: bool,
         rng: &mut impl CryptoRng,
     ) -> Result<(Compartment, bool), StoreError> {
         let header = self.header.lock().clone();
@@ -438,7 +441,7 @@ impl Vault {
         if header.open(&slot_key).is_some() {
             return Err(StoreError::CompartmentExists);
         }
-        let (slot, replaced) = self.free_unit(true, rng)?;
+        let (slot, replaced) = self.free_unit(replace, rng)?;
         Ok((self.make(slot, &slot_key, rng)?, replaced))
     }
 
@@ -1066,7 +1069,7 @@ mod tests {
         let mut b = v.batch();
         b.put(Table::Contacts, b"alice", b"a", &mut rng);
         b.commit().unwrap();
-        let (h, replaced) = v.new_compartment(b"hidden", &mut rng).unwrap();
+        let (h, replaced) = v.new_compartment(b"hidden", true, &mut rng).unwrap();
         assert!(!replaced, "no decoy to take the place of");
         let mut b = v.batch();
         b.put_in(h, Table::Contacts, b"bob", b"b", &mut rng);
@@ -1088,7 +1091,7 @@ mod tests {
         assert!(matches!(v.unlock(b"main"), Err(StoreError::MainPassword)));
         assert!(matches!(Vault::open(&home, b"hidden"), Err(StoreError::Locked(_))));
         assert!(matches!(
-            v.new_compartment(b"hidden", &mut rng),
+            v.new_compartment(b"hidden", true, &mut rng),
             Err(StoreError::CompartmentExists)
         ));
         assert_eq!(v.unlock(b"hidden").unwrap(), h);
@@ -1116,7 +1119,7 @@ mod tests {
         b.commit().unwrap();
         v.lock(decoy);
         assert_eq!(v.units_in_use().unwrap(), 2);
-        let (h, replaced) = v.new_compartment(b"hidden", &mut rng).unwrap();
+        let (h, replaced) = v.new_compartment(b"hidden", true, &mut rng).unwrap();
         assert!(replaced);
         assert_eq!(h, decoy, "the only unit with records");
         assert_eq!(v.units_in_use().unwrap(), 1, "the decoy's records are cleared");
@@ -1157,7 +1160,7 @@ mod tests {
         b.commit().unwrap();
         let old_pk = v.open.read()[0].cell.physical_key(Table::Contacts, b"bob");
         assert!(grep(&home, &old_pk));
-        let (h, _) = v.new_compartment(b"hidden", &mut rng).unwrap();
+        let (h, _) = v.new_compartment(b"hidden", true, &mut rng).unwrap();
         let value = v.get(Table::Contacts, b"bob").unwrap().unwrap();
         let mut b = v.batch();
         b.put_in(h, Table::Contacts, b"bob", &value, &mut rng);
