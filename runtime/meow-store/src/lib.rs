@@ -92,6 +92,9 @@ pub enum StoreError {
     /// A new compartment's password opens a compartment already.
     #[error("this password opens a compartment already: unlock it instead")]
     CompartmentExists,
+    /// A write was aimed at a compartment that was locked meanwhile.
+    #[error("that compartment was locked meanwhile: unlock it and try again")]
+    NotOpen,
     /// Every slot of the vault is in use by an open compartment.
     #[error("every compartment slot of this home is open: lock one first")]
     NoFreeSlot,

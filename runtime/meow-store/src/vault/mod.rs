@@ -210,6 +210,8 @@ pub struct VaultBatch<'a> {
     ops: Vec<(PhysicalKey, Option<Vec<u8>>)>,
     /// Index changes to apply once committed: (slot, table, key, inserted).
     index: Vec<(SlotIndex, u8, Vec<u8>, bool)>,
+    /// A write aimed at a compartment that is not open: the commit fails with it.
+    closed: Option<Compartment>,
 }
 
 impl std::fmt::Debug for VaultBatch<'_> {
@@ -619,6 +621,7 @@ impl Vault {
             vault: self,
             ops: Vec::new(),
             index: Vec::new(),
+            closed: None,
         }
     }
 }
@@ -774,14 +777,15 @@ impl VaultBatch<'_> {
     }
 
     /// Stores `value` under `(table, key)` in compartment `c` (moving it there if another open
-    /// compartment holds it). Nothing is written if `c` is not open.
+    /// compartment holds it). If `c` is not open (locked meanwhile), the commit fails with
+    /// [`StoreError::NotOpen`] and writes nothing.
     pub fn put_in(&mut self, c: Compartment, table: Table, key: &[u8], value: &[u8], rng: &mut impl CryptoRng) {
         if let Some(other) = self.vault.owner(table, key).filter(|o| *o != c) {
             self.delete_in(other, table, key);
         }
         let open = self.vault.open.read();
         let Some(o) = open.iter().find(|o| o.slot == c.0) else {
-            tracing::warn!("a write to a {c} that is not open was dropped");
+            self.closed = Some(c);
             return;
         };
         let pk: PhysicalKey = o.cell.physical_key(table, key);
@@ -817,6 +821,9 @@ impl VaultBatch<'_> {
     /// Commits atomically; returns once on disk. The commit carries the next generation, which
     /// the integrity mark records once it is durable.
     pub fn commit(mut self) -> Result<(), StoreError> {
+        if self.closed.is_some() {
+            return Err(StoreError::NotOpen);
+        }
         let vault = self.vault;
         let mut generation = vault.generation.lock();
         let next = *generation + 1;
@@ -1081,6 +1088,14 @@ mod tests {
         b.commit().unwrap();
         assert_eq!(v.owner(Table::Contacts, b"bob"), Some(h));
         v.lock(h);
+        assert_eq!(names(&v, Table::Contacts), vec![b"alice".to_vec()]);
+        let mut b = v.batch();
+        b.put(Table::Contacts, b"carol", b"c", &mut rng);
+        b.put_in(h, Table::Contacts, b"dave", b"d", &mut rng);
+        assert!(
+            matches!(b.commit(), Err(StoreError::NotOpen)),
+            "a write to a locked compartment fails whole"
+        );
         assert_eq!(names(&v, Table::Contacts), vec![b"alice".to_vec()]);
         assert_eq!(v.get(Table::Contacts, b"bob").unwrap(), None);
         drop(v);
