@@ -215,3 +215,32 @@ fn a_plugin_sees_a_hidden_contact_only_while_it_is_unlocked_and_its_state_goes_w
     wait_for_text(&s.user, "the echo after unlock", |t| t == "echo: while hidden (#2)");
     assert_eq!(daemon.terminate(), 0);
 }
+
+#[test]
+fn a_guests_stdout_and_stderr_reach_the_log_rate_limited_and_a_panic_says_why() {
+    let s = setup("guest-output", "  - { name: spin, plugin: spin }\n");
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+    s.user.meow(&["send", "bot", "print"]).ok();
+    daemon.wait_log("stdout: hello from the guest");
+    daemon.wait_log("stderr: and a word on stderr");
+    s.user.meow(&["send", "bot", "panic"]).ok();
+    daemon.wait_log("panicked at testing/spin/src/lib.rs");
+    daemon.wait_log("the guest gave up)");
+    assert!(
+        daemon.log_text().contains("(its last words on stderr: thread"),
+        "{}",
+        daemon.log_text()
+    );
+    // A flood of output is cut to the log's rate, and says how much it dropped.
+    s.user.meow(&["send", "bot", "flood"]).ok();
+    daemon.wait_log("stdout: line 0");
+    // The next line after the log's bucket refills (a second) reports what was dropped.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.user.meow(&["send", "bot", "print"]).ok();
+    daemon.wait_log("log lines dropped");
+    let log = daemon.log_text();
+    let lines = log.lines().filter(|l| l.contains("stdout: line ")).count();
+    assert!(lines > 0 && lines < 1000, "{lines} of 10 000 lines logged");
+    assert_eq!(daemon.terminate(), 0);
+}

@@ -13,7 +13,9 @@
 //! - Compiled components are cached on disk, keyed by the engine's compatibility hash and the
 //!   plugin's SHA-256, so a restart does not recompile.
 //! - WASI is linked with an empty context (no files, environment, clocks beyond WASI's, or
-//!   network): a Rust guest imports it even when it does no I/O.
+//!   network): a Rust guest imports it even when it does no I/O. The guest's stdout and stderr
+//!   go to the instance's log, a line at a time and rate-limited (module `output`); a trap's
+//!   explanation quotes the last lines of stderr (a panic's or an exception's message).
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -25,6 +27,8 @@ use meow_plugin::{Event, Failure, Host, HostError, Instance, Level, Limits, Plug
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod output;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -338,6 +342,8 @@ pub struct WasmInstance {
     store: Store<State>,
     bot: Bot,
     limits: Limits,
+    stdout: output::GuestOutput,
+    stderr: output::GuestOutput,
 }
 
 impl std::fmt::Debug for WasmInstance {
@@ -383,10 +389,20 @@ fn now_or_refuse<T>(f: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::R
 
 impl WasmInstance {
     fn outcome(&mut self, r: wasmtime::Result<Result<(), String>>) -> Result<(), Failure> {
+        self.stdout.finish_line();
+        self.stderr.finish_line();
+        let said = self.stderr.take_last();
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Failure::Error(e)),
-            Err(e) => Err(Failure::Stopped(describe(&e, &self.limits))),
+            Err(e) => {
+                let why = describe(&e, &self.limits);
+                Err(Failure::Stopped(match said {
+                    // What a guest prints as it panics or raises says more than the trap.
+                    Some(line) => format!("{why} (its last words on stderr: {line})"),
+                    None => why,
+                }))
+            }
         }
     }
 }
@@ -409,9 +425,16 @@ impl Instance for WasmInstance {
 impl meow_plugin::Engine for WasmEngine {
     fn instantiate(&self, plugin: &Plugin, host: Host, limits: Limits) -> Result<Box<dyn Instance>, Failure> {
         let pre = self.prepare(plugin)?;
+        let (stdout, stderr) = (
+            output::GuestOutput::stdout(host.clone()),
+            output::GuestOutput::stderr(host.clone()),
+        );
         let state = State {
             host,
-            wasi: WasiCtxBuilder::new().build(),
+            wasi: WasiCtxBuilder::new()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
@@ -428,6 +451,12 @@ impl meow_plugin::Engine for WasmEngine {
         let bot = BotPre::new(pre)
             .and_then(|p| p.instantiate(&mut store))
             .map_err(|e| Failure::Stopped(format!("cannot start: {}", describe(&e, &limits))))?;
-        Ok(Box::new(WasmInstance { store, bot, limits }))
+        Ok(Box::new(WasmInstance {
+            store,
+            bot,
+            limits,
+            stdout,
+            stderr,
+        }))
     }
 }
