@@ -23,8 +23,10 @@ use crate::{Node, NodeError, Result, Table, key_seq};
 /// a new compartment never takes the place of a unit with records (each is a compartment).
 pub(crate) const NO_DECOYS_KEY: &[u8] = b"no-decoys";
 
-/// The record (in a compartment's [`Table::State`]) listing its cover's generated contacts.
-const COVER_KEY: &[u8] = b"cover";
+/// The prefix of the record (in a compartment's [`Table::State`]) listing its cover's generated
+/// contacts. Logical keys are shared by all open compartments (a write goes to the one holding
+/// the key), so each compartment's record has a key of its own: the prefix and a fresh id.
+const COVER_KEY: &[u8] = b"cover/";
 
 /// Whether a plugin's key-value key is about contact `name`: one of its `/`-separated parts is
 /// the name (`seen/alice`). Such state moves with the contact when it is hidden, and is written
@@ -109,7 +111,7 @@ impl Node {
             .vault
             .scan_in(c, Table::State)?
             .into_iter()
-            .find(|(k, _)| k == COVER_KEY)
+            .find(|(k, _)| k.starts_with(COVER_KEY))
             .map(|(_, v)| v)
         else {
             return Ok(Vec::new());
@@ -197,8 +199,9 @@ impl Node {
                 w.list(&cover, |w, id| {
                     w.varint(*id);
                 });
+                let key = [COVER_KEY, &self.fresh_id().to_be_bytes()].concat();
                 let mut b = self.vault.batch();
-                b.put_in(c, Table::State, COVER_KEY, &w.into_bytes(), &mut self.env.rng());
+                b.put_in(c, Table::State, &key, &w.into_bytes(), &mut self.env.rng());
                 b.commit()?;
                 (c, true)
             }

@@ -300,3 +300,21 @@ fn without_decoys_a_new_compartment_never_replaces_a_locked_one() {
     assert_eq!(node.unlock(b"second").unwrap().1, 1);
     assert_eq!(node.contacts().len(), 2);
 }
+
+#[test]
+fn two_compartments_open_at_once_keep_their_own_cover() {
+    let dir = tempfile::Builder::new().prefix("meow-hidden-").tempdir().unwrap();
+    let mut node = Node::init_with(&dir.path().join("home"), MAIN_PASSWORD, opts(true), env(11)).unwrap();
+    let main = node.vault().main();
+    node.add_generated(main, &Plan { messages: vec![1, 1] }).unwrap();
+    let names: Vec<String> = node.contacts().iter().map(|c| c.name.clone()).collect();
+    // The second is made while the first is unlocked.
+    node.hide(&names[0], b"first", true).unwrap();
+    node.hide(&names[1], b"second", true).unwrap();
+    node.lock_all().unwrap();
+    for password in [b"first".as_slice(), b"second"] {
+        let (c, shown) = node.unlock(password).unwrap();
+        assert_eq!(shown, 1, "only the hidden contact is shown, not the generated cover");
+        node.lock(c).unwrap();
+    }
+}
