@@ -79,14 +79,21 @@ impl Node {
 
     /// The hidden compartment holding a contact, if it is hidden.
     pub fn compartment_of(&self, contact: &str) -> Result<Option<Compartment>> {
-        let id = self.contact(contact)?.id;
+        Ok(self.hidden_in(self.contact(contact)?.id))
+    }
+
+    /// The hidden compartment holding contact `id`, if it is hidden.
+    pub fn hidden_in(&self, id: u64) -> Option<Compartment> {
         let c = self.home_of(id);
-        Ok((c != self.vault.main()).then_some(c))
+        (c != self.vault.main()).then_some(c)
     }
 
     /// How many (shown) contacts an unlocked compartment holds.
     pub fn contacts_in(&self, c: Compartment) -> usize {
-        self.contacts.keys().filter(|id| self.home_of(**id) == c).count()
+        self.contacts
+            .keys()
+            .filter(|id| self.hidden_in(**id) == Some(c))
+            .count()
     }
 
     /// The unlocked hidden compartments.
@@ -227,10 +234,9 @@ impl Node {
             b.put_in(c, table, k, v, &mut rng);
             moved += 1;
         };
-        for (k, v) in self.vault.scan(Table::Contacts)? {
-            if key_seq(&k)? == id {
-                put(&mut b, Table::Contacts, &k, &v);
-            }
+        let contact_key = id.to_be_bytes();
+        if let Some(v) = self.vault.get(Table::Contacts, &contact_key)? {
+            put(&mut b, Table::Contacts, &contact_key, &v);
         }
         for (k, v) in self.vault.scan(Table::Inbox)? {
             let item = InboxItem::from_bytes(&v)?;

@@ -31,8 +31,7 @@ pub struct Plan {
 }
 
 fn uniform(range: &std::ops::RangeInclusive<usize>, rng: &mut impl CryptoRng) -> usize {
-    let span = (range.end() - range.start() + 1) as u64;
-    range.start() + (u64::from_le_bytes(crypto::random_bytes(rng)) % span) as usize
+    range.start() + crypto::random_below(range.end() - range.start() + 1, rng)
 }
 
 impl Plan {

@@ -130,12 +130,10 @@ impl Node {
     /// Stores a group: with a hidden contact in it, in that contact's compartment (a group is
     /// hidden with its members, docs/HIDDEN.md).
     fn save_group(&self, g: &GroupRecord) -> Result<()> {
-        let main = self.vault.main();
         let home = std::iter::once(g.owner_contact)
             .chain(g.members.iter().map(|(_, c)| *c))
             .filter(|c| *c != 0)
-            .map(|c| self.home_of(c))
-            .find(|c| *c != main);
+            .find_map(|c| self.hidden_in(c));
         let mut b = self.vault.batch();
         match home {
             Some(c) => b.put_in(c, Table::Groups, &g.id, &g.to_bytes(), &mut self.env.rng()),

@@ -250,7 +250,7 @@ fn contacts(n: &Node) -> Response {
                 protocol: conv.version_status().describe().to_owned(),
                 via_directory: c.via_public_card,
                 added_ms: c.added_ms,
-                hidden: n.compartment_of(&c.name).ok().flatten().is_some(),
+                hidden: n.hidden_in(c.id).is_some(),
             }
         })
         .collect();

@@ -191,7 +191,7 @@ fn content_type(name: &str) -> Result<meow_proto::ContentType, HostError> {
 pub(crate) fn addressable(node: &Node) -> Vec<(String, Option<Compartment>)> {
     node.contacts()
         .iter()
-        .map(|c| (c.name.clone(), node.compartment_of(&c.name).ok().flatten()))
+        .map(|c| (c.name.clone(), node.hidden_in(c.id)))
         .collect()
 }
 

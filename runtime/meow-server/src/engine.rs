@@ -438,7 +438,7 @@ impl Engine {
             let mut rng = self.cfg.rng.clone();
             let mut out = Vec::new();
             while !all.is_empty() && out.len() < count {
-                let i = (u64::from_le_bytes(meow_proto::crypto::random_bytes(&mut rng)) % all.len() as u64) as usize;
+                let i = meow_proto::crypto::random_below(all.len(), &mut rng);
                 out.push(all.swap_remove(i).entry.clone().into());
             }
             out

@@ -99,6 +99,12 @@ pub fn random_bytes<const N: usize>(rng: &mut impl CryptoRng) -> [u8; N] {
     out
 }
 
+/// A random index below `n` (which must be above zero), from 64 random bits: the bias is at
+/// most `n / 2^64`, nothing for the small counts this picks among.
+pub fn random_below(n: usize, rng: &mut impl CryptoRng) -> usize {
+    (u64::from_le_bytes(random_bytes(rng)) % n.max(1) as u64) as usize
+}
+
 // ---------------------------------------------------------------- random sources
 
 /// SHA-256 in counter mode over a seed: reproducible bytes for tests, test vectors and simulations

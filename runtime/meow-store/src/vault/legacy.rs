@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::cell::{Cell, unit_tag};
 use super::header::{Header, SLOTS, SlotIndex, read_params};
-use super::{CELLS, MAIN_KEY, META_FILE, Table, pick, write_atomic};
+use super::{CELLS, MAIN_KEY, META_FILE, Table, write_atomic};
 use crate::StoreError;
 
 /// The version byte of a version 1 header.
@@ -65,7 +65,7 @@ pub(crate) fn convert(
             .map_err(|_| StoreError::Corrupt("vault key".into()))?,
     );
     let mut header = Header::random(meta.params, rng);
-    let slot = pick(SLOTS, rng) as SlotIndex;
+    let slot = crypto::random_below(SLOTS, rng) as SlotIndex;
     header.seal(slot, &header.slot_key(password)?, &key, rng);
     copy_records(dir, &key, &Cell::new(&key, unit_tag(&header.salt, slot)), rng)?;
     write_atomic(&dir.join(META_FILE), &meow_proto::codec::Encode::to_bytes(&header))?;

@@ -154,6 +154,21 @@ struct Opened {
     index: BTreeSet<(u8, Vec<u8>)>,
 }
 
+impl Opened {
+    /// The logical keys of one table, in order.
+    fn keys(&self, table: Table) -> impl Iterator<Item = &Vec<u8>> {
+        let t = table as u8;
+        self.index
+            .range((t, Vec::new())..)
+            .take_while(move |(tt, _)| *tt == t)
+            .map(|(_, k)| k)
+    }
+
+    fn holds(&self, table: Table, key: &[u8]) -> bool {
+        self.index.contains(&(table as u8, key.to_vec()))
+    }
+}
+
 /// The fjall database and its keyspace of records.
 struct Store {
     db: Database,
@@ -224,12 +239,6 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
     move |source| StoreError::Io { context, source }
 }
 
-/// A uniform choice among `n > 0` things.
-fn pick(n: usize, rng: &mut impl CryptoRng) -> usize {
-    let r = u64::from_le_bytes(crypto::random_bytes(rng));
-    (r % n as u64) as usize
-}
-
 /// Whether `dir` holds a vault.
 pub fn exists(dir: &Path) -> bool {
     dir.join(META_FILE).exists()
@@ -249,7 +258,7 @@ impl Vault {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         restrict(dir);
         let mut header = Header::random(params, rng);
-        let slot = pick(SLOTS, rng) as SlotIndex;
+        let slot = crypto::random_below(SLOTS, rng) as SlotIndex;
         let key = SecretKey::generate(rng);
         header.seal(slot, &header.slot_key(password)?, &key, rng);
         write_atomic(&dir.join(META_FILE), &header.to_bytes())?;
@@ -322,7 +331,7 @@ impl Vault {
     ) -> Result<Self, StoreError> {
         let store = Store::open(dir, &recover_data_dir(dir)?)?;
         let (main, undecryptable) = load(&store.cells, &header, slot, key)?;
-        let is_main = main.index.contains(&(Table::State as u8, MAIN_KEY.to_vec()));
+        let is_main = main.holds(Table::State, MAIN_KEY);
         let (mark, marked, mark_damaged) = crate::mark::Mark::open(
             &dir.join(MARK_FILE),
             MarkSeal(AeadKey::new(&key.expand(b"meow/v1/vault-mark"))),
@@ -367,10 +376,11 @@ impl Vault {
     pub fn change_password(dir: &Path, old: &[u8], new: &[u8], rng: &mut impl CryptoRng) -> Result<(), StoreError> {
         let mut header = read_header(dir)?.map_err(|_| StoreError::Corrupt("open the home once first".into()))?;
         let (slot, key) = header.open(&header.slot_key(old)?).ok_or(StoreError::WrongPassword)?;
-        if header.open(&header.slot_key(new)?).is_some() {
+        let new_key = header.slot_key(new)?;
+        if header.open(&new_key).is_some() {
             return Err(StoreError::CompartmentExists);
         }
-        header.seal(slot, &header.slot_key(new)?, &key, rng);
+        header.seal(slot, &new_key, &key, rng);
         write_atomic(&dir.join(META_FILE), &header.to_bytes())
     }
 
@@ -473,7 +483,7 @@ impl Vault {
         if from.is_empty() {
             return Err(StoreError::NoFreeSlot);
         }
-        Ok((from[pick(from.len(), rng)], from == &used))
+        Ok((from[crypto::random_below(from.len(), rng)], from == &used))
     }
 
     /// Clears unit `slot`, seals a new key into its slot and opens it.
@@ -539,19 +549,17 @@ impl Vault {
 
     /// The compartment holding `(table, key)`, if an open one does.
     pub fn owner(&self, table: Table, key: &[u8]) -> Option<Compartment> {
-        let entry = (table as u8, key.to_vec());
         self.open
             .read()
             .iter()
-            .find(|o| o.index.contains(&entry))
+            .find(|o| o.holds(table, key))
             .map(|o| Compartment(o.slot))
     }
 
     /// The value stored under `(table, key)` in any open compartment.
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
         let open = self.open.read();
-        let entry = (table as u8, key.to_vec());
-        match open.iter().find(|o| o.index.contains(&entry)) {
+        match open.iter().find(|o| o.holds(table, key)) {
             None => Ok(None),
             Some(o) => read(&self.store()?.cells, o, table, key).map(Some),
         }
@@ -573,12 +581,9 @@ impl Vault {
         let Some(o) = open.iter().find(|o| o.slot == c.0) else {
             return Ok(Vec::new());
         };
-        let t = table as u8;
         let store = self.store()?;
-        o.index
-            .range((t, Vec::new())..)
-            .take_while(|(tt, _)| *tt == t)
-            .map(|(_, k)| Ok((k.clone(), read(&store.cells, o, table, k)?)))
+        o.keys(table)
+            .map(|k| Ok((k.clone(), read(&store.cells, o, table, k)?)))
             .collect()
     }
 
@@ -590,29 +595,16 @@ impl Vault {
 
     /// The logical keys of a table in one open compartment.
     pub fn keys_in(&self, c: Compartment, table: Table) -> Vec<Vec<u8>> {
-        let t = table as u8;
-        self.open
-            .read()
-            .iter()
+        let open = self.open.read();
+        open.iter()
             .filter(|o| o.slot == c.0)
-            .flat_map(|o| {
-                o.index
-                    .range((t, Vec::new())..)
-                    .take_while(|(tt, _)| *tt == t)
-                    .map(|(_, k)| k.clone())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|o| o.keys(table).cloned())
             .collect()
     }
 
     /// Number of records in a table, in the open compartments.
     pub fn count(&self, table: Table) -> usize {
-        let t = table as u8;
-        self.open
-            .read()
-            .iter()
-            .map(|o| o.index.range((t, Vec::new())..).take_while(|(tt, _)| *tt == t).count())
-            .sum()
+        self.open.read().iter().map(|o| o.keys(table).count()).sum()
     }
 
     /// A new batch of changes.
