@@ -117,8 +117,7 @@ pub fn home_dir(home: Option<&std::path::Path>) -> std::path::PathBuf {
 
 /// The password: MEOW_PASSWORD, else the --password-file, else a prompt (twice when creating).
 pub fn password(file: Option<&std::path::Path>, creating: bool) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    let given = saved_secret("MEOW_PASSWORD", file)?;
-    match given {
+    match saved_secret("MEOW_PASSWORD", file)? {
         Some(p) => Ok(p),
         None => prompt_secret("password: ", "MEOW_PASSWORD", "--password-file", creating),
     }

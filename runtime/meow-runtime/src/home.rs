@@ -99,13 +99,9 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
         Request::Unlock { password } => {
             let mut n = node.lock().await;
             let before = n.compartments();
-            let (c, contacts) = n.unlock(password.0.as_bytes())?;
+            let (c, _) = n.unlock(password.0.as_bytes())?;
             Ok(Response::Unlocked {
-                contacts: if before.contains(&c) {
-                    n.contacts_in(c)
-                } else {
-                    contacts
-                },
+                contacts: n.contacts_in(c),
                 already: before.contains(&c),
             })
         }
