@@ -269,6 +269,16 @@ dh_key!(
     #[doc(alias = "Skp")]
     ServerKey, ServerPublic, "server"
 );
+dh_key!(
+    /// A relay key of a server for one key epoch (docs/PROTOCOL.md §22): Matriochka senders
+    /// wrap each layer of an onion to it. Deleted when its epoch is over, so a packet captured
+    /// today cannot be opened with what the server holds next week.
+    RelayKey, RelayPublic, "relay"
+);
+signing_key!(
+    /// A server's identity in the server catalog (spec §5.1): it signs the server's descriptor.
+    ServerIdentity, ServerIdentityPublic, "server-identity"
+);
 signing_key!(
     /// One device of a user (spec Dkp), for synchronisation and revocation between devices.
     #[doc(alias = "Dkp")]

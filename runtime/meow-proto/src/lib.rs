@@ -12,6 +12,7 @@
 pub mod address;
 pub mod broadcast;
 pub mod card;
+pub mod catalog;
 pub mod codec;
 pub mod compact;
 pub mod conversation;
@@ -23,6 +24,7 @@ pub mod group;
 pub mod invitation;
 pub mod keys;
 pub mod link;
+pub mod onion;
 pub mod padding;
 pub mod presence;
 pub mod qr;
@@ -42,7 +44,7 @@ pub use crypto::{CryptoRng, os_rng};
 pub use envelope::{ContentType, EnvelopeError, Message, MessageId};
 pub use keys::{
     BroadcastKey, BroadcastPublic, ContactKey, ContactPublic, ConversationKey, ConversationPublic, DeviceKey,
-    DevicePublic, GroupKey, GroupPublic, KeyError, LookupKey, LookupPublic, MailboxId, ServerKey, ServerPublic,
-    UserKey, UserPublic,
+    DevicePublic, GroupKey, GroupPublic, KeyError, LookupKey, LookupPublic, MailboxId, RelayKey, RelayPublic,
+    ServerIdentity, ServerIdentityPublic, ServerKey, ServerPublic, UserKey, UserPublic,
 };
 pub use server_card::ServerCard;

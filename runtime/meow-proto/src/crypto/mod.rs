@@ -16,6 +16,7 @@
 //!
 //! Secrets zeroize on drop and their `Debug` output never shows key bytes.
 
+pub mod onion;
 mod pq;
 
 pub use pq::{PQ_ENC_LEN, PQ_PUBLIC_LEN, PqSecret, pq_decapsulate, pq_encapsulate};
@@ -85,6 +86,8 @@ impl Domain {
     pub const DIRECTORY_WITHDRAW: Domain = Domain("meow/v1/directory-withdraw");
     /// Group control messages (membership), signed by the group owner.
     pub const GROUP: Domain = Domain("meow/v1/group");
+    /// Server descriptors of the server catalog, signed by the server's identity key.
+    pub const SERVER_DESCRIPTOR: Domain = Domain("meow/v1/server-descriptor");
 
     /// The string itself.
     pub fn as_str(&self) -> &'static str {

@@ -7,5 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bolt4;
 mod proptests;
 mod vectors;

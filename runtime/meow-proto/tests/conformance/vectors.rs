@@ -543,6 +543,74 @@ fn gen_upgrade() -> Value {
     })
 }
 
+/// `onion.json`: a three-relay Matriochka packet (docs/PROTOCOL.md §22) with a fixed session
+/// key, and what each relay reads when it peels its layer.
+fn gen_onion() -> Value {
+    use meow_proto::onion::{self, Instruction, RouteHop};
+    let mut rng = TestRng::new(900);
+    let relays: Vec<RelayKey> = (0..3).map(|_| RelayKey::generate(&mut rng)).collect();
+    let servers: Vec<ServerPublic> = (0..3).map(|_| ServerKey::generate(&mut rng).public()).collect();
+    let route: Vec<RouteHop> = (0..3)
+        .map(|i| RouteHop {
+            relay: relays[i].public(),
+            instruction: if i < 2 {
+                Instruction::Forward {
+                    next: servers[i + 1],
+                    address: format!("relay{}.example:7070", i + 1).parse().unwrap(),
+                    delay_ms: 50 * (i as u32 + 1),
+                }
+            } else {
+                Instruction::Deliver {
+                    delay_ms: 20,
+                    target: None,
+                    mailbox: MailboxId([0x5a; 16]),
+                    envelope: vec![0xee; 176],
+                }
+            },
+        })
+        .collect();
+    let session = [0x41u8; 32];
+    let packet = onion::wrap_with_session(&route, &session).unwrap();
+    json!({
+        "description": "A Matriochka packet through three relays (docs/PROTOCOL.md §22): Sphinx as BOLT #4 \
+            on X25519. Relay i peels with relay_secrets[i], reads instructions[i] (hex of its encoding) \
+            and passes the inner packet on; every packet is the same length.",
+        "session_key": hex(&session),
+        "relay_secrets": relays.iter().map(|k| hex(k.secret_bytes().as_slice())).collect::<Vec<_>>(),
+        "instructions": route.iter().map(|h| hex(&h.instruction.to_bytes())).collect::<Vec<_>>(),
+        "packet": hex(packet.as_bytes()),
+    })
+}
+
+/// `descriptor.json`: a signed server descriptor of a relay (docs/PROTOCOL.md §23).
+fn gen_descriptor() -> Value {
+    use meow_proto::catalog::{DescriptorBody, RelayInfo, ServerDescriptor};
+    let mut rng = TestRng::new(901);
+    let identity = ServerIdentity::generate(&mut rng);
+    let body = DescriptorBody {
+        name: "relay-one".into(),
+        addresses: vec!["relay1.example:7070".parse().unwrap()],
+        session_key: ServerKey::generate(&mut rng).public(),
+        issued_at: NOW,
+        sequence: 7,
+        expires_at: NOW + 3 * 3600,
+        relay: Some(RelayInfo {
+            max_delay_ms: 60_000,
+            epoch_secs: 3600,
+            keys: (0..4)
+                .map(|e| (NOW / 3600 + e, RelayKey::generate(&mut rng).public()))
+                .collect(),
+        }),
+    };
+    let d = ServerDescriptor::sign(&identity, body);
+    json!({
+        "description": "A server descriptor (docs/PROTOCOL.md §23), valid at `now`; it decodes, \
+            checks, and re-encodes byte for byte.",
+        "now": NOW,
+        "descriptor": hex(&d.to_bytes()),
+    })
+}
+
 fn generate() -> Vec<(&'static str, Value)> {
     vec![
         ("keys.json", gen_keys()),
@@ -553,6 +621,8 @@ fn generate() -> Vec<(&'static str, Value)> {
         ("objects.json", gen_objects()),
         ("ratchet.json", gen_ratchet()),
         ("upgrade.json", gen_upgrade()),
+        ("onion.json", gen_onion()),
+        ("descriptor.json", gen_descriptor()),
     ]
 }
 
@@ -823,4 +893,46 @@ fn object_vectors() {
     assert_eq!(entry.to_bytes(), e);
     let c = unhex(&s(&v["conversation_state"], "hex"));
     assert_eq!(meow_proto::Conversation::from_bytes(&c).unwrap().to_bytes(), c);
+}
+
+#[test]
+fn onion_vectors() {
+    use meow_proto::onion::{self, OnionPacket};
+    let v = load("onion.json");
+    let mut packet = OnionPacket::from_bytes(unhex(&s(&v, "packet"))).unwrap();
+    let len = packet.as_bytes().len();
+    let secrets = v["relay_secrets"].as_array().unwrap();
+    for (i, secret) in secrets.iter().enumerate() {
+        let key = RelayKey::from_secret_bytes(unhex(secret.as_str().unwrap()).try_into().unwrap());
+        let peeled = onion::peel(&packet, &key).unwrap();
+        assert_eq!(
+            hex(&peeled.instruction.to_bytes()),
+            v["instructions"][i].as_str().unwrap()
+        );
+        match peeled.next {
+            Some(next) => {
+                assert_eq!(next.as_bytes().len(), len, "hop {i}: the same size");
+                packet = next;
+            }
+            None => assert_eq!(i, secrets.len() - 1, "only the last relay delivers"),
+        }
+    }
+}
+
+#[test]
+fn descriptor_vectors() {
+    use meow_proto::catalog::UncheckedDescriptor;
+    let v = load("descriptor.json");
+    let bytes = unhex(&s(&v, "descriptor"));
+    let d = UncheckedDescriptor::from_bytes(&bytes)
+        .unwrap()
+        .check(v["now"].as_u64().unwrap())
+        .unwrap();
+    assert_eq!(d.to_bytes(), bytes);
+    assert!(
+        UncheckedDescriptor::from_bytes(&flip(&bytes, 40))
+            .unwrap()
+            .check(v["now"].as_u64().unwrap())
+            .is_err()
+    );
 }
