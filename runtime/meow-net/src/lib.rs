@@ -13,6 +13,7 @@ pub mod client_core;
 pub mod datagram;
 pub mod frame;
 pub mod gateway;
+pub mod pool;
 pub mod port;
 pub mod radio;
 pub mod serial;
@@ -20,6 +21,7 @@ pub mod transport;
 
 pub use client::{ClientError, ClientOptions, CloseReason, PollResult, ServerClient};
 pub use client_core::ClientCore;
+pub use pool::Pool;
 pub use transport::{Closer, Link, LinkReader, LinkWriter, MemoryListener, MemoryNetwork, Transports};
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -17,7 +17,7 @@ mod error;
 mod events;
 pub mod groups;
 mod messaging;
-pub mod pool;
+pub use meow_net::pool;
 pub mod records;
 pub mod sync;
 

@@ -64,7 +64,7 @@ pub const CLOCK_SKEW_SECS: u64 = 600;
 /// Shortest relay key epoch.
 pub const MIN_EPOCH_SECS: u32 = 60;
 /// Most descriptors in one catalog answer.
-pub const MAX_CATALOG_ANSWER: usize = 512;
+pub const MAX_CATALOG_ANSWER: usize = 256;
 
 /// Why a descriptor is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -27,6 +27,10 @@ pub const MAX_POLL_MESSAGES: usize = 4096;
 pub const MAX_ERROR_TEXT: usize = 512;
 /// Most directory entries in a response.
 pub const MAX_DIRECTORY_RESULTS: usize = 64;
+/// Longest Matriochka packet (the largest size class's).
+pub const MAX_ONION_PACKET: usize = MAX_ENVELOPE + crate::onion::ROUTING_SPACE + 2 + 32 + 32;
+/// Longest encoded server descriptor.
+pub const MAX_DESCRIPTOR: usize = 2048;
 
 /// Access to one mailbox: its lookup key, and a proof of owning it unless already given in this
 /// session.
@@ -147,6 +151,18 @@ pub enum Request {
     DirectoryWithdraw(Withdrawal),
     /// Ask for the server's name and limits.
     Info,
+    /// Relay a Matriochka packet (docs/PROTOCOL.md §22): the server peels its layer and
+    /// forwards or delivers what is inside after the delay it reads there.
+    Forward {
+        /// The packet, of one of the onion sizes.
+        packet: Vec<u8>,
+    },
+    /// Ask for the server's catalog (docs/PROTOCOL.md §23), offering the asker's own
+    /// descriptor if it is a server.
+    Catalog {
+        /// The asker's encoded descriptor.
+        offer: Option<Vec<u8>>,
+    },
 }
 
 /// A message held in a mailbox.
@@ -218,6 +234,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The server's storage quota is used up.
     StorageFull,
+    /// The Matriochka packet was seen before and is dropped.
+    Replayed,
     /// A code this version does not know (a newer server): shown with the server's message.
     Other(u8),
 }
@@ -239,6 +257,7 @@ impl ErrorCode {
             ErrorCode::Internal => 12,
             ErrorCode::Unavailable => 13,
             ErrorCode::StorageFull => 14,
+            ErrorCode::Replayed => 15,
             ErrorCode::Other(v) => v,
         }
     }
@@ -259,6 +278,7 @@ impl ErrorCode {
             12 => ErrorCode::Internal,
             13 => ErrorCode::Unavailable,
             14 => ErrorCode::StorageFull,
+            15 => ErrorCode::Replayed,
             0 => {
                 return Err(DecodeError::UnknownValue {
                     what: "error code",
@@ -310,6 +330,13 @@ pub enum Response {
     },
     /// The server's description.
     Info(ServerInfo),
+    /// The packet is taken: it will be forwarded or delivered after its delay.
+    Forwarded,
+    /// The servers the server knows: encoded descriptors, to be checked by the reader.
+    Catalog {
+        /// Descriptors.
+        descriptors: Vec<Vec<u8>>,
+    },
     /// The request failed.
     Error {
         /// What kind of failure.
@@ -329,6 +356,8 @@ mod kind {
     pub const DIR_RANDOM: u8 = 7;
     pub const DIR_WITHDRAW: u8 = 8;
     pub const INFO: u8 = 9;
+    pub const FORWARD: u8 = 10;
+    pub const CATALOG: u8 = 11;
 
     pub const R_DEPOSITED: u8 = 1;
     pub const R_MESSAGES: u8 = 2;
@@ -339,6 +368,8 @@ mod kind {
     pub const R_DIRECTORY: u8 = 7;
     pub const R_INFO: u8 = 8;
     pub const R_ERROR: u8 = 9;
+    pub const R_FORWARDED: u8 = 10;
+    pub const R_CATALOG: u8 = 11;
 }
 
 impl Encode for Request {
@@ -391,6 +422,15 @@ impl Encode for Request {
             Request::Info => {
                 w.u8(kind::INFO);
             }
+            Request::Forward { packet } => {
+                w.u8(kind::FORWARD).bytes(packet);
+            }
+            Request::Catalog { offer } => {
+                w.u8(kind::CATALOG);
+                w.option(offer.as_ref(), |w, d| {
+                    w.bytes(d);
+                });
+            }
         }
     }
 }
@@ -432,6 +472,12 @@ impl Decode for Request {
             },
             kind::DIR_WITHDRAW => Request::DirectoryWithdraw(Withdrawal::decode(r)?),
             kind::INFO => Request::Info,
+            kind::FORWARD => Request::Forward {
+                packet: r.bytes(MAX_ONION_PACKET, "onion packet")?.to_vec(),
+            },
+            kind::CATALOG => Request::Catalog {
+                offer: r.option("catalog offer", |r| Ok(r.bytes(MAX_DESCRIPTOR, "descriptor")?.to_vec()))?,
+            },
             value => {
                 return Err(DecodeError::UnknownValue {
                     what: "request kind",
@@ -484,6 +530,15 @@ impl Encode for Response {
                 w.u8(kind::R_INFO).string(&info.name).varint(info.max_envelope.into());
                 w.varint(info.message_ttl_secs).bool(info.open_broadcast);
             }
+            Response::Forwarded => {
+                w.u8(kind::R_FORWARDED);
+            }
+            Response::Catalog { descriptors } => {
+                w.u8(kind::R_CATALOG);
+                w.list(descriptors, |w, d| {
+                    w.bytes(d);
+                });
+            }
             Response::Error { code, message } => {
                 w.u8(kind::R_ERROR).u8(code.to_u8()).string(message);
             }
@@ -529,6 +584,12 @@ impl Decode for Response {
                 message_ttl_secs: r.varint("message ttl")?,
                 open_broadcast: r.bool("open broadcast")?,
             }),
+            kind::R_FORWARDED => Response::Forwarded,
+            kind::R_CATALOG => Response::Catalog {
+                descriptors: r.list(crate::catalog::MAX_CATALOG_ANSWER, "catalog", |r| {
+                    Ok(r.bytes(MAX_DESCRIPTOR, "descriptor")?.to_vec())
+                })?,
+            },
             kind::R_ERROR => Response::Error {
                 code: ErrorCode::from_u8(r.u8("error code")?)?,
                 message: r.string(MAX_ERROR_TEXT, "error text")?.to_owned(),

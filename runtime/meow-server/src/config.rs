@@ -41,6 +41,10 @@ pub struct ServerConfig {
     pub rng: meow_proto::crypto::SharedRng,
     /// Also listen on an in-process network under a name; the card then gives that address.
     pub memory: Option<(meow_net::MemoryNetwork, String)>,
+    /// Relay Matriochka packets (`meow server --relay`), with these bounds; `None`: refuse them.
+    pub relay: Option<crate::relay::RelayConfig>,
+    /// How the server catalog is kept and gossiped.
+    pub gossip: crate::gossip::GossipConfig,
 }
 
 /// Quotas and timeouts that keep one client from hurting the others.
@@ -160,6 +164,8 @@ impl ServerConfig {
             clock: meow_clock::SystemClock::shared(),
             rng: meow_proto::crypto::SharedRng::os(),
             memory: None,
+            relay: None,
+            gossip: crate::gossip::GossipConfig::default(),
         }
     }
 }

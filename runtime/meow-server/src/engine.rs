@@ -22,6 +22,8 @@ use meow_proto::{MailboxId, broadcast::UncheckedBroadcast};
 use meow_store::server::{ServerStore, StoredEntry};
 
 use crate::config::{Budget, ServerConfig};
+use crate::gossip::CatalogService;
+use crate::relay::Relay;
 use crate::shared::{Shared, split_words};
 use crate::writer::{Change, Outcome, Refusal};
 
@@ -189,6 +191,8 @@ pub struct Engine {
     shared: Arc<Shared>,
     user_broadcasts: Mutex<HashMap<IpAddr, Vec<u64>>>,
     addresses: Mutex<HashMap<IpAddr, DepositBudget>>,
+    relay: Option<Arc<Relay>>,
+    catalog: Option<Arc<CatalogService>>,
 }
 
 impl Engine {
@@ -200,7 +204,21 @@ impl Engine {
             shared,
             user_broadcasts: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
+            relay: None,
+            catalog: None,
         }
+    }
+
+    /// Relays Matriochka packets with `relay`.
+    pub fn with_relay(mut self, relay: Arc<Relay>) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// Answers catalog requests from `catalog`.
+    pub fn with_catalog(mut self, catalog: Arc<CatalogService>) -> Self {
+        self.catalog = Some(catalog);
+        self
     }
 
     /// Applies the per-session and per-address deposit budgets.
@@ -250,6 +268,17 @@ impl Engine {
                 message_ttl_secs: self.cfg.message_ttl.as_secs(),
                 open_broadcast: self.cfg.allow_broadcast,
             }))),
+            Request::Forward { packet } => match &self.relay {
+                Some(relay) => relay.accept(now_ms, packet).map(|()| Action::Reply(Response::Forwarded)),
+                None => Err((
+                    ErrorCode::Unavailable,
+                    "this server does not relay Matriochka packets (its operator may start it with --relay)".into(),
+                )),
+            },
+            Request::Catalog { offer } => match &self.catalog {
+                Some(c) => c.answer(now_ms, peer.ip, offer).map(Action::Reply),
+                None => Err((ErrorCode::Unavailable, "this server keeps no catalog".into())),
+            },
         };
         result.unwrap_or_else(|r| Action::Reply(refuse(r)))
     }

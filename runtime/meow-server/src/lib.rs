@@ -9,8 +9,10 @@
 pub mod config;
 pub mod doctor;
 pub mod engine;
+pub mod gossip;
 pub mod links;
 mod listener;
+pub mod relay;
 pub mod shared;
 pub mod shell;
 pub mod writer;
@@ -103,6 +105,8 @@ pub struct ServerHandle {
     writer: Option<JoinHandle<()>>,
     write_queue: Sender<writer::WriteOp>,
     executor: Option<Arc<Executor<'static>>>,
+    relay: Option<Arc<relay::Relay>>,
+    catalog: Arc<gossip::CatalogService>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -131,6 +135,16 @@ impl ServerHandle {
     /// The serial lines and radios it serves, by name (to read their status later).
     pub fn links(&self) -> Vec<(String, Arc<dyn meow_net::port::DatagramPort>)> {
         self.ports.clone()
+    }
+
+    /// What its Matriochka relay has done (`None` when it does not relay).
+    pub fn relay_stats(&self) -> Option<relay::RelayStats> {
+        self.relay.as_ref().map(|r| r.stats())
+    }
+
+    /// Its catalog service: its own descriptor and the servers it knows.
+    pub fn catalog(&self) -> &gossip::CatalogService {
+        &self.catalog
     }
 
     /// The card clients use to reach this server.
@@ -228,10 +242,33 @@ impl Server {
             cfg.threads
         };
 
+        let now_ms = cfg.clock.now_ms();
+        let relay = match &cfg.relay {
+            Some(r) => Some(Arc::new(
+                relay::Relay::open(&cfg.data_dir, r.clone(), now_ms).map_err(io_err("opening the relay keys"))?,
+            )),
+            None => None,
+        };
+        let catalog = Arc::new(
+            gossip::CatalogService::open(&cfg.data_dir, cfg.gossip.clone(), card.clone(), relay.clone(), now_ms)
+                .map_err(io_err("opening the server catalog"))?,
+        );
+        let pool = Arc::new(meow_net::Pool::new(meow_net::ClientOptions {
+            transports: match &cfg.memory {
+                Some((net, _)) => meow_net::Transports::with_memory(net.clone()),
+                None => meow_net::Transports::system(),
+            },
+            clock: cfg.clock.clone(),
+            rng: cfg.rng.clone(),
+        }));
         let cfg = Arc::new(cfg);
+        let mut engine = Engine::new(cfg.clone(), store, shared.clone()).with_catalog(catalog.clone());
+        if let Some(r) = &relay {
+            engine = engine.with_relay(r.clone());
+        }
         let ctx = Arc::new(Context {
             shell: shell::Shell {
-                engine: Engine::new(cfg.clone(), store, shared.clone()),
+                engine,
                 writer: write_tx.clone(),
                 shared,
             },
@@ -277,6 +314,26 @@ impl Server {
             }
         })
         .detach();
+        ex.spawn(gossip::run(catalog.clone(), pool.clone(), cfg.clock.clone()))
+            .detach();
+        if let Some(r) = &relay {
+            let (deposit_ctx, clock) = (ctx.clone(), cfg.clock.clone());
+            let deposit = move |mailbox, envelope| {
+                let (ctx, now) = (deposit_ctx.clone(), clock.now_secs());
+                async move {
+                    let source = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+                    let change = writer::Change::Deposit {
+                        mailbox,
+                        envelope,
+                        now,
+                        source,
+                    };
+                    ctx.shell.commit(change).await.map(drop)
+                }
+            };
+            ex.spawn(relay::run(r.clone(), pool.clone(), cfg.clock.clone(), deposit))
+                .detach();
+        }
         drop(ctx);
 
         let (stop, stop_rx) = bounded::<()>(threads);
@@ -303,6 +360,8 @@ impl Server {
             writer: Some(writer),
             write_queue: write_tx,
             executor: Some(ex),
+            relay,
+            catalog,
         })
     }
 }

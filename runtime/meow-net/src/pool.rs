@@ -1,9 +1,10 @@
-//! Connections to servers, opened on first use and reused while they stay healthy.
+//! Connections to servers, opened on first use and reused while they stay healthy (a home
+//! talking to its servers, a relay forwarding to the next).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meow_net::{ClientError, ClientOptions, ServerClient};
+use crate::{ClientError, ClientOptions, ServerClient};
 use meow_proto::{Address, ServerPublic};
 use smol::lock::Mutex;
 
