@@ -61,23 +61,18 @@ pub enum Command {
         after_help = "Examples:\n  meow accept bob.meowcard --name bob --out answer.meowcard\n  meow accept answer.meowcard\n  meow accept 'meow:card:TUVPV0MB…'"
     )]
     Accept(AcceptArgs),
-    /// List contacts and invitations waiting for an answer.
-    #[command(after_help = "Example:\n  meow contacts --json")]
-    Contacts(JsonArgs),
-    /// Choose how messages to a contact travel: `server` (through its servers, the default) or
-    /// `direct-preferred` (straight to its device when it said where, through its servers
-    /// otherwise). Only a `direct-preferred` contact learns where this home listens, and only
-    /// while `meow run` has `direct:` in meow.yaml.
+    /// List contacts and invitations waiting for an answer; `meow contacts policy` sets how
+    /// messages to one travel.
     #[command(
-        after_help = "Examples:\n  meow policy bob direct-preferred\n  meow policy bob server\n\nmeow.yaml of a home that accepts direct links:\n  direct:\n    listen: 192.168.1.20:7071"
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  meow contacts --json\n  meow contacts policy bob matriochka --hops 3 --delay 300ms\n  meow contacts policy --default matriochka"
     )]
-    Policy {
-        /// The contact.
-        name: String,
-        /// server or direct-preferred.
-        #[arg(value_parser = ["server", "direct-preferred"])]
-        policy: String,
-    },
+    Contacts(ContactsArgs),
+    /// The same as `meow contacts policy`.
+    #[command(
+        after_help = "Examples:\n  meow policy bob direct-preferred\n  meow policy bob matriochka --hops 4 --delay 1s\n  meow policy bob server\n\nmeow.yaml of a home that accepts direct links:\n  direct:\n    listen: 192.168.1.20:7071"
+    )]
+    Policy(PolicyArgs),
     /// Send a text message to a contact.
     #[command(
         after_help = "Examples:\n  meow send bob 'see you at 8'\n  echo 'from a script' | meow send bob -\n\nExit status 75 means the message was queued (server unreachable): it is\ndelivered by the next send, inbox or run."
@@ -259,7 +254,7 @@ pub struct BenchServerArgs {
 #[derive(Debug, Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  meow server --data ./srv --listen 127.0.0.1:7070 --name home\n  meow server --data ./srv --listen 0.0.0.0:7070 --udp 0.0.0.0:7070 --allow-broadcast\n  meow server --data ./srv --serial /dev/ttyUSB0:115200 --radio rnode:/dev/ttyACM0,sf=9\n  meow server card --data ./srv --out home.server"
+    after_help = "Examples:\n  meow server --data ./srv --listen 127.0.0.1:7070 --name home\n  meow server --data ./srv --relay --peer other.server   relay Matriochka packets\n  meow server --data ./srv --listen 0.0.0.0:7070 --udp 0.0.0.0:7070 --allow-broadcast\n  meow server --data ./srv --serial /dev/ttyUSB0:115200 --radio rnode:/dev/ttyACM0,sf=9\n  meow server card --data ./srv --out home.server"
 )]
 pub struct ServerCmd {
     #[command(subcommand)]
@@ -356,6 +351,32 @@ pub struct ServerRunArgs {
     /// on top.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Relay Matriochka onion packets for anyone (docs/PROTOCOL.md §22): the server peels one
+    /// layer, holds the packet for the delay the sender chose (at most --relay-max-delay) and
+    /// hands it on. Its descriptor in the server catalog says so.
+    #[arg(long, help_heading = "Matriochka relay and catalog")]
+    pub relay: bool,
+    /// Packets relayed per second at most.
+    #[arg(long, default_value_t = 2000, help_heading = "Matriochka relay and catalog")]
+    pub relay_rate: u32,
+    /// The longest a relayed packet is held.
+    #[arg(long, default_value = "60s", help_heading = "Matriochka relay and catalog")]
+    pub relay_max_delay: String,
+    /// The life of a relay key: packets are opened with the key of the epoch they arrive in,
+    /// and a key is deleted (with the replay tags it saw) when its epoch is over.
+    #[arg(long, default_value = "1h", help_heading = "Matriochka relay and catalog")]
+    pub relay_epoch: String,
+    /// Another server to exchange catalogs with (its card, file or text); repeat for several.
+    /// Servers learn of each other from there on.
+    #[arg(long = "peer", value_name = "CARD", help_heading = "Matriochka relay and catalog")]
+    pub peers: Vec<String>,
+    /// Time between two catalog exchanges.
+    #[arg(long, default_value = "5m", help_heading = "Matriochka relay and catalog")]
+    pub gossip_interval: String,
+    /// The address other servers and clients reach this one on, for its catalog descriptor
+    /// (default: the card's, i.e. --listen).
+    #[arg(long, value_name = "ADDRESS", help_heading = "Matriochka relay and catalog")]
+    pub advertise: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -421,6 +442,31 @@ pub enum ServersCmd {
         after_help = "Examples:\n  meow servers discover\n  meow servers discover --wait 10s --json\n  meow servers add \"$(meow servers discover --json | jq -r '.[0].card')\""
     )]
     Discover(DiscoverArgs),
+    /// The server catalog: the servers your servers know (gossiped among them), which relay
+    /// Matriochka packets, and which you trust to start a route.
+    #[command(after_help = "Examples:\n  meow servers catalog\n  meow servers catalog --refresh --json")]
+    Catalog {
+        /// Fetch it from your servers first.
+        #[arg(long)]
+        refresh: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust a server to be the first relay of your Matriochka routes. Your own servers are
+    /// trusted unless you untrust them.
+    #[command(after_help = "Examples:\n  meow servers trust relay-one\n  meow servers trust 3f2a9c…   (a key fingerprint from `meow servers catalog`)")]
+    Trust {
+        /// Its name, address or key fingerprint.
+        server: String,
+    },
+    /// Stop trusting a server to start routes (polls of your `matriochka` contacts' mailboxes
+    /// then skip it too).
+    #[command(after_help = "Example:\n  meow servers untrust home")]
+    Untrust {
+        /// Its name, address or key fingerprint.
+        server: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -434,6 +480,55 @@ pub struct DiscoverArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ContactsArgs {
+    /// What to do (nothing: list them).
+    #[command(subcommand)]
+    pub cmd: Option<ContactsCmd>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCmd {
+    /// Choose how messages to a contact travel.
+    #[command(
+        after_help = "Examples:\n  meow contacts policy bob matriochka\n  meow contacts policy bob matriochka --hops 4 --delay 1s\n  meow contacts policy bob direct-preferred\n  meow contacts policy --default matriochka     new contacts get it"
+    )]
+    Policy(PolicyArgs),
+}
+
+/// How messages to a contact travel (spec §1.2.4):
+///
+/// - `server`: through the contact's servers (the default);
+/// - `direct-preferred`: straight to its device when it said where (only such a contact
+///   learns where this home listens, while `meow run` has `direct:` in meow.yaml), through
+///   its servers otherwise;
+/// - `matriochka`: through an onion route of relay servers (docs/PROTOCOL.md §22): the first
+///   relay one you trust (your own server run with `--relay`, or one marked with `meow
+///   servers trust`), the middle ones drawn from the server catalog, each holding the packet
+///   for a random delay. It never falls back: with no route, messages wait in the outbox.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The contact, then the policy; with --default, the policy alone.
+    #[arg(value_name = "CONTACT")]
+    pub name: String,
+    /// server, direct-preferred or matriochka.
+    #[arg(value_parser = ["server", "direct-preferred", "matriochka"])]
+    pub policy: Option<String>,
+    /// Relays on each Matriochka route, 1 to 5 (default 3).
+    #[arg(long, value_name = "N")]
+    pub hops: Option<u8>,
+    /// The mean delay each relay holds a packet for (e.g. 200ms, 2s; default 200ms): longer
+    /// delays mix your packets with more of everyone else's.
+    #[arg(long, value_name = "MEAN")]
+    pub delay: Option<String>,
+    /// Set the policy new contacts get, instead of one contact's.
+    #[arg(long)]
+    pub default: bool,
 }
 
 #[derive(Debug, Args)]

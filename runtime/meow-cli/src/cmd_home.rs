@@ -7,10 +7,12 @@ use anyhow::{Context, bail};
 use meow_node::Node;
 use meow_proto::card::Card;
 use meow_runtime::control::{self, AcceptView, Answer, ControlError, Password, Request, Response};
-use meow_runtime::views::{DeliveryView, MessageView, OriginView};
+use meow_runtime::views::{CatalogView, ContactView, DeliveryView, MessageView, OriginView};
 use smol::lock::Mutex;
 
-use crate::cli::{Command, DirectoryCmd, GroupCmd, PluginCmd, RecipeCmd, ServersCmd};
+use crate::cli::{
+    Command, ContactsArgs, ContactsCmd, DirectoryCmd, GroupCmd, PluginCmd, PolicyArgs, RecipeCmd, ServersCmd,
+};
 use crate::util::format_time;
 
 /// Exit status of `send` when the message was queued instead of delivered.
@@ -146,10 +148,20 @@ pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<O
             name: a.name.clone(),
             classical_start: a.classical_start,
         },
+        Command::Contacts(ContactsArgs {
+            cmd: Some(ContactsCmd::Policy(p)),
+            ..
+        })
+        | Command::Policy(p) => policy_request(p)?,
         Command::Contacts(_) => Request::Contacts,
-        Command::Policy { name, policy } => Request::SetPolicy {
-            name: name.clone(),
-            policy: policy.clone(),
+        Command::Servers(ServersCmd::Catalog { refresh, .. }) => Request::ServerCatalog { refresh: *refresh },
+        Command::Servers(ServersCmd::Trust { server }) => Request::ServerTrust {
+            server: server.clone(),
+            trusted: true,
+        },
+        Command::Servers(ServersCmd::Untrust { server }) => Request::ServerTrust {
+            server: server.clone(),
+            trusted: false,
         },
         Command::Send(a) => Request::Send {
             to: a.name.clone(),
@@ -293,9 +305,30 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
             s.fingerprint,
             s.via.map(|v| format!("; link sessions go via {v}")).unwrap_or_default()
         )),
-        (_, Response::PolicySet { name, before, after }) => {
-            r.line(format!("{name}: {after} (was {before})"))
+        (_, Response::PolicySet {
+            name,
+            before,
+            after,
+            route,
+        }) => {
+            let route = route.map(|r| format!(", {r}")).unwrap_or_default();
+            r.line(format!("{name}: {after}{route} (was {before})"));
+            if after == "matriochka" {
+                r.note("messages to them wait in the outbox whenever no route through trusted relays can be made");
+            }
         }
+        (Command::Servers(ServersCmd::Catalog { json, .. }), Response::Catalog { servers, fetched_ms }) => {
+            if *json {
+                r.json(&serde_json::json!({"servers": servers, "fetched_ms": fetched_ms}))?;
+                return Ok(r);
+            }
+            catalog_lines(&mut r, &servers, fetched_ms);
+        }
+        (_, Response::ServerTrusted { name, trusted }) => r.line(if trusted {
+            format!("{name} is trusted: Matriochka routes may start there")
+        } else {
+            format!("{name} is not trusted: routes no longer start there")
+        }),
         (_, Response::Hidden { name, created, moved }) => {
             r.line(format!(
                 "{name} is hidden{} ({moved} records moved); under the main password it does not exist",
@@ -328,6 +361,15 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
         }
         (Command::Accept(a), Response::Accepted(view)) => accepted(&mut r, a.out.as_deref(), view)?,
         (Command::Contacts(a), Response::Contacts { contacts, invitations }) => {
+            let contacts: Vec<ContactView> = contacts
+                .into_iter()
+                .map(|mut c| {
+                    if c.policy == "matriochka" {
+                        c.policy = format!("matriochka, {} hops, mean delay {} ms", c.hops, c.mean_delay_ms);
+                    }
+                    c
+                })
+                .collect();
             if a.json {
                 r.json(&serde_json::json!({"contacts": contacts, "invitations": invitations}))?;
                 return Ok(r);
@@ -519,4 +561,59 @@ fn link_line(l: &meow_runtime::views::LinkView) -> String {
         "{}: {} sent ({} bytes), {} received ({} bytes), {} dropped{budget}",
         l.link, l.sent.0, l.sent.1, l.received.0, l.received.1, l.dropped
     )
+}
+
+/// The request of `meow contacts policy` (and `meow policy`).
+fn policy_request(p: &PolicyArgs) -> anyhow::Result<Request> {
+    let (name, policy) = match (&p.policy, p.default) {
+        (Some(policy), false) => (p.name.clone(), policy.clone()),
+        (None, true) => (String::new(), p.name.clone()),
+        (None, false) => anyhow::bail!("say which policy: meow contacts policy {} server|direct-preferred|matriochka", p.name),
+        (Some(_), true) => anyhow::bail!("with --default, give the policy alone: meow contacts policy --default matriochka"),
+    };
+    if !["server", "direct-preferred", "matriochka"].contains(&policy.as_str()) {
+        anyhow::bail!("unknown policy {policy:?}: server, direct-preferred or matriochka");
+    }
+    let delay_ms = match &p.delay {
+        Some(d) => Some(u32::try_from(crate::util::parse_duration(d)?.as_millis()).context("that delay is too long")?),
+        None => None,
+    };
+    Ok(Request::SetPolicy {
+        name,
+        policy,
+        hops: p.hops,
+        delay_ms,
+        default: p.default,
+    })
+}
+
+/// The catalog for people: one line per server.
+fn catalog_lines(r: &mut Reply, servers: &[CatalogView], fetched_ms: u64) {
+    if fetched_ms == 0 {
+        r.note("the catalog was never fetched: `meow servers catalog --refresh`");
+    } else {
+        r.note(format!("fetched {} UTC", format_time(fetched_ms)));
+    }
+    if servers.is_empty() {
+        r.note("no server known yet (servers learn each other through `meow server --peer CARD`)");
+    }
+    for s in servers {
+        let relay = match s.max_delay_ms {
+            Some(d) => format!("relay (delays up to {d} ms)"),
+            None => "no relay".to_owned(),
+        };
+        let marks = [(s.mine, "mine"), (s.trusted, "trusted")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, m)| *m)
+            .collect::<Vec<_>>()
+            .join(", ");
+        r.line(format!(
+            "{:<16} {:<24} key {}  {relay}{}",
+            s.name,
+            s.addresses.first().map_or("", |a| a.as_str()),
+            s.fingerprint,
+            if marks.is_empty() { String::new() } else { format!("  [{marks}]") }
+        ));
+    }
 }

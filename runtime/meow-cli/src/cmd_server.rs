@@ -76,7 +76,35 @@ fn config(args: &ServerRunArgs) -> anyhow::Result<ServerConfig> {
         let key: BroadcastPublic = k.parse().with_context(|| format!("--operator {k}"))?;
         cfg.operators.push(key);
     }
+    relay_config(args, &mut cfg)?;
     Ok(cfg)
+}
+
+/// The relay and catalog options.
+fn relay_config(args: &ServerRunArgs, cfg: &mut ServerConfig) -> anyhow::Result<()> {
+    if args.relay {
+        let epoch = parse_duration(&args.relay_epoch).context("--relay-epoch")?;
+        if epoch.as_secs() < u64::from(meow_proto::catalog::MIN_EPOCH_SECS) {
+            bail!("--relay-epoch is at least {} s", meow_proto::catalog::MIN_EPOCH_SECS);
+        }
+        cfg.relay = Some(meow_server::relay::RelayConfig {
+            max_delay: parse_duration(&args.relay_max_delay).context("--relay-max-delay")?,
+            epoch,
+            per_second: args.relay_rate,
+            ..Default::default()
+        });
+    }
+    cfg.gossip.interval = parse_duration(&args.gossip_interval).context("--gossip-interval")?;
+    for p in &args.peers {
+        let bytes = crate::cmd_home::read_card_arg(p).with_context(|| format!("--peer {p}"))?;
+        let text = String::from_utf8(bytes).context("a server card is text")?;
+        let card = ServerCard::from_text(text.trim()).with_context(|| format!("--peer {p}"))?;
+        cfg.gossip.peers.push(card);
+    }
+    if let Some(a) = &args.advertise {
+        cfg.gossip.advertise = Some(a.parse().map_err(|e| anyhow::anyhow!("--advertise {a}: {e}"))?);
+    }
+    Ok(())
 }
 
 fn serve(args: ServerRunArgs) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use meow_proto::codec::Encode;
 use meow_proto::invitation::{self, CardOptions, InvitationError};
 use meow_proto::{ContactPublic, envelope};
 
-use crate::records::{ContactRecord, InvitationRecord, PrivacyPolicy};
+use crate::records::{ContactRecord, InvitationRecord};
 use crate::{Node, NodeError, Result, Route, Table, check_name};
 
 /// What accepting a card did.
@@ -159,11 +159,12 @@ impl Node {
             name: name.clone(),
             conversation,
             servers: card.body.servers.clone(),
-            policy: PrivacyPolicy::ServerBased,
+            policy: self.default_policy().0,
             added_ms: self.env.now_ms(),
             dropped_unsigned: 0,
             via_public_card: false,
             classical_start: card.body.classical_start || answer.body.classical_start,
+            route: self.default_policy().1,
         };
         let item = self.new_outbox_item(
             contact.id,
@@ -215,11 +216,12 @@ impl Node {
             name: name.clone(),
             conversation,
             servers: answer.body.servers.clone(),
-            policy: PrivacyPolicy::ServerBased,
+            policy: self.default_policy().0,
             added_ms: self.env.now_ms(),
             dropped_unsigned: 0,
             via_public_card: inv.public,
             classical_start: answer.body.classical_start || my_card.body.classical_start,
+            route: self.default_policy().1,
         };
         let mut b = self.vault.batch();
         self.put_contact(&mut b, &contact);

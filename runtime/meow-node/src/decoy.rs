@@ -149,6 +149,7 @@ impl Node {
                 dropped_unsigned: 0,
                 via_public_card: false,
                 classical_start: card.body.classical_start,
+                route: crate::records::RouteOptions::default(),
             };
             b.put_in(
                 c,

@@ -22,7 +22,7 @@ use meow_proto::{Address, MailboxId, ServerPublic};
 
 use crate::messaging::Received;
 use crate::records::{OutboxItem, PrivacyPolicy};
-use crate::{Node, NodeError, Result};
+use crate::{Node, Result};
 
 /// The content type of a presence message.
 pub const PRESENCE: ContentType = ContentType(6);
@@ -44,9 +44,6 @@ pub(crate) type PresenceMap = HashMap<u64, Known>;
 impl Node {
     /// Sets how messages to `name` travel; returns the previous policy.
     pub fn set_policy(&mut self, name: &str, policy: PrivacyPolicy) -> Result<PrivacyPolicy> {
-        if policy == PrivacyPolicy::Matriochka {
-            return Err(NodeError::Unsupported("Matriochka routes are not built yet (issue 16)"));
-        }
         let id = self.contact_id(name)?;
         let mut c = self.contacts[&id].clone();
         let before = c.policy;

@@ -94,6 +94,9 @@ pub enum NodeError {
     /// Something this version does not do yet.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A value given is out of bounds or ambiguous.
+    #[error("{0}")]
+    Invalid(String),
     /// No configured server matches.
     #[error("no server {0:?} (see `meow servers list`)")]
     UnknownServer(String),

@@ -16,6 +16,7 @@ mod env;
 mod error;
 mod events;
 pub mod groups;
+pub mod matriochka;
 mod messaging;
 pub use meow_net::pool;
 pub mod records;
@@ -35,7 +36,7 @@ use meow_proto::{BroadcastKey, MailboxId, ServerCard, UserKey};
 pub use meow_store::vault::Table;
 use meow_store::vault::{self, Vault, VaultBatch};
 pub use messaging::{AUTOMATIC, Queued, RETIRE_GRACE_MS, Received};
-pub use records::{ContactRecord, EventRecord, InboxItem, Origin, OutboxItem, PrivacyPolicy};
+pub use records::{ContactRecord, EventRecord, InboxItem, Origin, OutboxItem, PrivacyPolicy, RouteOptions};
 use records::{Counters, InvitationRecord, Profile, ServerRecord};
 
 use crate::pool::Pool;
@@ -108,6 +109,8 @@ pub struct Node {
     presence: direct::PresenceMap,
     /// The largest contact or inbox id in use ([`Node::fresh_id`]).
     last_id: u64,
+    /// The catalog, server trust and default policy.
+    matriochka: matriochka::State,
     env: Env,
 }
 
@@ -238,6 +241,7 @@ impl Node {
             .iter()
             .map(|(k, _)| key_seq(k))
             .collect::<Result<_, _>>()?;
+        let matriochka = matriochka::State::load(&vault, env.now_ms())?;
         let mut node = Node {
             vault: Arc::new(vault),
             profile,
@@ -256,6 +260,7 @@ impl Node {
             plan_signal: None,
             planned: 0,
             last_id: 0,
+            matriochka,
             env,
         };
         node.note_ids(None)?;

@@ -169,15 +169,15 @@ impl Decode for ServerRecord {
     }
 }
 
-/// How messages to a contact travel (spec §1.2.4). Only server-based delivery is implemented;
-/// the other modes are where direct and Matriochka delivery will plug in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How messages to a contact travel (spec §1.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PrivacyPolicy {
     /// Through the contact's servers.
+    #[default]
     ServerBased,
-    /// Direct peer-to-peer when possible, falling back to servers (not implemented yet).
+    /// Direct peer-to-peer when possible, falling back to servers.
     DirectPreferred,
-    /// Through a Matriochka onion chain (not implemented yet).
+    /// Through a Matriochka onion route whose first relay is trusted; never falls back.
     Matriochka,
 }
 
@@ -191,7 +191,17 @@ impl PrivacyPolicy {
         }
     }
 
-    fn to_u8(self) -> u8 {
+    /// Reads a policy name as people write it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "server" | "server-based" => PrivacyPolicy::ServerBased,
+            "direct" | "direct-preferred" => PrivacyPolicy::DirectPreferred,
+            "matriochka" => PrivacyPolicy::Matriochka,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn to_u8(self) -> u8 {
         match self {
             PrivacyPolicy::ServerBased => 0,
             PrivacyPolicy::DirectPreferred => 1,
@@ -199,7 +209,7 @@ impl PrivacyPolicy {
         }
     }
 
-    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+    pub(crate) fn from_u8(v: u8) -> Result<Self, DecodeError> {
         Ok(match v {
             0 => PrivacyPolicy::ServerBased,
             1 => PrivacyPolicy::DirectPreferred,
@@ -236,11 +246,62 @@ pub struct ContactRecord {
     /// Their card or mine asked for a classical start (version 3): my offers to move this
     /// conversation to version 2 carry no X-Wing key.
     pub classical_start: bool,
+    /// The shape of Matriochka routes to them (version 4), used when the policy is
+    /// `matriochka`.
+    pub route: RouteOptions,
+}
+
+/// The shape of a Matriochka route: how many relays, and the mean of each one's delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// Relays on the route, 1 to 5 (the first trusted, the last the contact's server when it
+    /// relays).
+    pub hops: u8,
+    /// The mean delay each relay holds the packet for, ms (drawn from an exponential
+    /// distribution per hop and message).
+    pub mean_delay_ms: u32,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        Self {
+            hops: 3,
+            mean_delay_ms: 200,
+        }
+    }
+}
+
+impl RouteOptions {
+    /// Checks the bounds.
+    pub fn check(self) -> Result<Self, String> {
+        if !(1..=meow_proto::onion::MAX_HOPS as u8).contains(&self.hops) {
+            return Err(format!("a route has 1 to {} relays, not {}", meow_proto::onion::MAX_HOPS, self.hops));
+        }
+        if self.mean_delay_ms > 600_000 {
+            return Err(format!("a mean delay of {} ms is more than 10 minutes", self.mean_delay_ms));
+        }
+        Ok(self)
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u8(self.hops).varint(self.mean_delay_ms.into());
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let opts = Self {
+            hops: r.u8("route hops")?,
+            mean_delay_ms: r.varint_max(u32::MAX.into(), "route delay")? as u32,
+        };
+        opts.check().map_err(|_| DecodeError::UnknownValue {
+            what: "route options",
+            value: opts.hops.into(),
+        })
+    }
 }
 
 impl Encode for ContactRecord {
     fn encode(&self, w: &mut Writer) {
-        w.u8(3).varint(self.id).string(&self.name);
+        w.u8(4).varint(self.id).string(&self.name);
         w.bytes(&self.conversation.to_bytes());
         w.list(&self.servers, |w, s| s.encode(w));
         w.u8(self.policy.to_u8())
@@ -248,15 +309,16 @@ impl Encode for ContactRecord {
             .varint(self.dropped_unsigned)
             .bool(self.via_public_card)
             .bool(self.classical_start);
+        self.route.encode(w);
     }
 }
 
 impl Decode for ContactRecord {
     const WHAT: &'static str = "contact record";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        // Version 3: the card's classical start; 2: servers with typed addresses; 1: plain TCP
-        // `host:port`.
-        let v = versions(r, "contact record", 3)?;
+        // Version 4: route options; 3: the card's classical start; 2: servers with typed
+        // addresses; 1: plain TCP `host:port`.
+        let v = versions(r, "contact record", 4)?;
         Ok(Self {
             id: r.varint("contact id")?,
             name: string(r, "contact name")?,
@@ -267,6 +329,11 @@ impl Decode for ContactRecord {
             dropped_unsigned: r.varint("dropped")?,
             via_public_card: r.bool("via public card")?,
             classical_start: v >= 3 && r.bool("classical start")?,
+            route: if v >= 4 {
+                RouteOptions::decode(r)?
+            } else {
+                RouteOptions::default()
+            },
         })
     }
 }

@@ -117,6 +117,88 @@ enum Undelivered {
     NoServer,
     #[error(transparent)]
     Refused(ClientError),
+    #[error("no Matriochka route: {0}")]
+    NoRoute(String),
+    #[error("the first relay did not take the packet: {0}")]
+    Relay(ClientError),
+}
+
+/// The way one outbox item goes.
+enum Path {
+    /// Its contact's servers, after its direct link if it has one.
+    Servers(Option<(meow_proto::Address, meow_proto::ServerPublic)>),
+    /// A Matriochka route (or why there is none: then it waits).
+    Onion(std::result::Result<crate::matriochka::OnionPlan, String>),
+}
+
+/// Hands an item to the first relay of its route; never any other way.
+async fn try_onion(
+    pool: &crate::pool::Pool,
+    item: &OutboxItem,
+    plan: std::result::Result<crate::matriochka::OnionPlan, String>,
+) -> std::result::Result<meow_proto::Address, Undelivered> {
+    let plan = plan.map_err(Undelivered::NoRoute)?;
+    let (address, key) = &plan.first;
+    let sent = async {
+        let client = pool.get(address, key).await?;
+        let request = meow_proto::wire::Request::Forward { packet: plan.packet };
+        match client.request(request, Duration::ZERO).await? {
+            meow_proto::wire::Response::Forwarded => Ok(()),
+            meow_proto::wire::Response::Error { code, message } => Err(ClientError::Server { code, message }),
+            other => Err(ClientError::Protocol(format!("unexpected answer to forward: {other:?}"))),
+        }
+    }
+    .await;
+    match sent {
+        Ok(()) => {
+            tracing::debug!(to = %item.label, relays = ?plan.relays, "handed to a Matriochka route");
+            Ok(address.clone())
+        }
+        Err(e) => {
+            if matches!(e, ClientError::Closed(_) | ClientError::Timeout | ClientError::Connect { .. }) {
+                pool.drop_client(address).await;
+            }
+            Err(Undelivered::Relay(e))
+        }
+    }
+}
+
+async fn try_path(
+    pool: &crate::pool::Pool,
+    item: &OutboxItem,
+    path: Path,
+) -> (std::result::Result<meow_proto::Address, Undelivered>, Option<u64>) {
+    match path {
+        Path::Servers(direct) => try_direct_then_servers(pool, item, direct).await,
+        Path::Onion(plan) => (try_onion(pool, item, plan).await, None),
+    }
+}
+
+/// Asks my trusted servers, in order, for the server catalog, and keeps it; how many servers
+/// it holds.
+pub async fn refresh_catalog(node: &Mutex<Node>) -> Result<usize> {
+    let (servers, pool) = {
+        let n = node.lock().await;
+        let trusted: Vec<ServerCard> = n.servers().into_iter().filter(|s| n.is_trusted(&s.key)).collect();
+        (trusted, n.pool())
+    };
+    let mut last = None;
+    for s in &servers {
+        let asked = async {
+            let client = pool.get(&s.address, &s.key).await?;
+            match client.request(meow_proto::wire::Request::Catalog { offer: None }, Duration::ZERO).await? {
+                meow_proto::wire::Response::Catalog { descriptors } => Ok(descriptors),
+                meow_proto::wire::Response::Error { code, message } => Err(ClientError::Server { code, message }),
+                other => Err(ClientError::Protocol(format!("unexpected answer to catalog: {other:?}"))),
+            }
+        }
+        .await;
+        match asked {
+            Ok(descriptors) => return node.lock().await.take_catalog(&descriptors),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map(NodeError::from).unwrap_or(NodeError::NoServers))
 }
 
 /// Deposits one item over the contact's direct link when there is one, else (or when that
@@ -213,7 +295,11 @@ async fn fetch_server(
     report: &mut FetchReport,
     empty: &mut HashSet<MailboxId>,
 ) -> Result<(), ClientError> {
-    let pool = node.lock().await.pool();
+    let (pool, keys) = {
+        let n = node.lock().await;
+        (n.pool(), n.poll_keys_for(&server.key, keys))
+    };
+    let keys = keys.as_slice();
     let client = pool.get(&server.address, &server.key).await?;
     let mut wait = wait;
     // With no mailbox yet, still poll: broadcasts arrive that way, and the wait is honoured.
@@ -352,15 +438,29 @@ pub async fn group_send_as(
 /// Delivers outbox items concurrently, so that their deposits share the servers' group commits,
 /// then records every outcome in one write; returns each one's fate, in order.
 pub async fn deliver_all(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Vec<Delivery>> {
-    let (pool, routes) = {
+    let onion = crate::records::PrivacyPolicy::Matriochka;
+    let stale = {
         let n = node.lock().await;
-        let routes: Vec<_> = items.iter().map(|i| n.direct_route(i.contact)).collect();
-        (n.pool(), routes)
+        items.iter().any(|i| n.item_policy(i) == onion) && n.catalog_stale()
+    };
+    if stale && let Err(e) = refresh_catalog(node).await {
+        tracing::info!(error = %e, "the server catalog could not be refreshed; routes use the one kept");
+    }
+    let (pool, paths) = {
+        let n = node.lock().await;
+        let paths: Vec<Path> = items
+            .iter()
+            .map(|i| match n.item_policy(i) {
+                p if p == onion => Path::Onion(n.onion_plan(i)),
+                _ => Path::Servers(n.direct_route(i.contact)),
+            })
+            .collect();
+        (n.pool(), paths)
     };
     let attempts: Vec<_> = items
         .iter()
-        .zip(routes)
-        .map(|(item, route)| Box::pin(try_direct_then_servers(&pool, item, route)))
+        .zip(paths)
+        .map(|(item, path)| Box::pin(try_path(&pool, item, path)))
         .collect();
     let results = join_all(attempts).await;
     let failed_direct: Vec<u64> = results.iter().filter_map(|(_, f)| *f).collect();

@@ -63,12 +63,36 @@ pub enum Request {
     },
     /// Contacts and pending invitations.
     Contacts,
-    /// Set how messages to a contact travel (`server`, `direct-preferred`).
+    /// Set how messages to a contact travel (`server`, `direct-preferred`, `matriochka`), or
+    /// with `default`, what new contacts get.
     SetPolicy {
-        /// The contact.
+        /// The contact (ignored with `default`).
+        #[serde(default)]
         name: String,
         /// The policy.
         policy: String,
+        /// Matriochka relays per route (1 to 5; default: unchanged, 3 for a new setting).
+        #[serde(default)]
+        hops: Option<u8>,
+        /// Mean delay per relay, ms.
+        #[serde(default)]
+        delay_ms: Option<u32>,
+        /// Set the home's default for new contacts instead.
+        #[serde(default)]
+        default: bool,
+    },
+    /// The server catalog this home keeps (fetched from my servers first with `refresh`).
+    ServerCatalog {
+        /// Fetch it again now.
+        #[serde(default)]
+        refresh: bool,
+    },
+    /// Trust a server to start Matriochka routes, or stop trusting it.
+    ServerTrust {
+        /// Its name, address or key fingerprint.
+        server: String,
+        /// Trusted or not.
+        trusted: bool,
     },
     /// Send a text.
     Send {
@@ -266,7 +290,7 @@ pub enum Response {
     },
     /// A card was accepted.
     Accepted(AcceptView),
-    /// A contact's policy changed.
+    /// A contact's policy changed (or the default, with the name `*default*`).
     PolicySet {
         /// The contact.
         name: String,
@@ -274,6 +298,23 @@ pub enum Response {
         before: String,
         /// The policy now.
         after: String,
+        /// The Matriochka route shape now ("3 hops, mean delay 200 ms"), for `matriochka`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        route: Option<String>,
+    },
+    /// The server catalog.
+    Catalog {
+        /// The servers.
+        servers: Vec<CatalogView>,
+        /// When it was fetched, Unix ms (0: never).
+        fetched_ms: u64,
+    },
+    /// A server's trust changed.
+    ServerTrusted {
+        /// Its name.
+        name: String,
+        /// Trusted now.
+        trusted: bool,
     },
     /// Contacts and invitations.
     Contacts {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meow_node::sync::{self, Delivery};
-use meow_node::{Accepted, Node, NodeEvent};
+use meow_node::{Accepted, Node, NodeEvent, PrivacyPolicy, RouteOptions};
 use meow_proto::ContentType;
 use meow_proto::codec::Encode;
 use meow_recipe::{CheckContext, Recipe, dry_run, sample_event};
@@ -68,22 +68,26 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
             classical_start,
         } => accept(node, &card, name.as_deref(), classical_start).await,
         Request::Contacts => Ok(contacts(&*node.lock().await)),
-        Request::SetPolicy { name, policy } => {
-            let policy = match policy.as_str() {
-                "server" | "server-based" => meow_node::records::PrivacyPolicy::ServerBased,
-                "direct" | "direct-preferred" => meow_node::records::PrivacyPolicy::DirectPreferred,
-                other => {
-                    return Err(RuntimeError::Invalid(format!(
-                        "unknown policy {other:?}: server or direct-preferred (matriochka is not built yet)"
-                    )));
-                }
-            };
-            let before = node.lock().await.set_policy(&name, policy)?;
-            Ok(Response::PolicySet {
-                name,
-                before: before.name().to_owned(),
-                after: policy.name().to_owned(),
+        Request::SetPolicy {
+            name,
+            policy,
+            hops,
+            delay_ms,
+            default,
+        } => set_policy(node, name, &policy, hops, delay_ms, default).await,
+        Request::ServerCatalog { refresh } => {
+            if refresh {
+                sync::refresh_catalog(node).await?;
+            }
+            let (entries, fetched_ms) = node.lock().await.catalog();
+            Ok(Response::Catalog {
+                servers: entries.iter().map(CatalogView::from).collect(),
+                fetched_ms,
             })
+        }
+        Request::ServerTrust { server, trusted } => {
+            let name = node.lock().await.set_trust(&server, trusted)?;
+            Ok(Response::ServerTrusted { name, trusted })
         }
         Request::Send { to, text } => send(node, &to, text).await,
         Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
@@ -226,6 +230,43 @@ async fn accept(node: &Mutex<Node>, card: &[u8], name: Option<&str>, classical_s
     }))
 }
 
+async fn set_policy(
+    node: &Mutex<Node>,
+    name: String,
+    policy: &str,
+    hops: Option<u8>,
+    delay_ms: Option<u32>,
+    default: bool,
+) -> Result<Response> {
+    let policy = PrivacyPolicy::parse(policy).ok_or_else(|| {
+        RuntimeError::Invalid(format!(
+            "unknown policy {policy:?}: server, direct-preferred or matriochka"
+        ))
+    })?;
+    let mut n = node.lock().await;
+    let shape = |r: RouteOptions| RouteOptions {
+        hops: hops.unwrap_or(r.hops),
+        mean_delay_ms: delay_ms.unwrap_or(r.mean_delay_ms),
+    };
+    let (name, before, route) = if default {
+        let (before, route) = n.default_policy();
+        let route = shape(route);
+        n.set_default_policy(policy, route)?;
+        ("*default*".to_owned(), before, route)
+    } else {
+        let route = shape(n.route_options(&name)?);
+        n.set_route_options(&name, route)?;
+        let before = n.set_policy(&name, policy)?;
+        (name, before, route)
+    };
+    Ok(Response::PolicySet {
+        name,
+        before: before.name().to_owned(),
+        after: policy.name().to_owned(),
+        route: (policy == PrivacyPolicy::Matriochka).then(|| describe_route(route)),
+    })
+}
+
 fn contacts(n: &Node) -> Response {
     let contacts = n
         .contacts()
@@ -247,6 +288,8 @@ fn contacts(n: &Node) -> Response {
                 via_directory: c.via_public_card,
                 added_ms: c.added_ms,
                 hidden: n.hidden_in(c.id).is_some(),
+                hops: c.route.hops,
+                mean_delay_ms: c.route.mean_delay_ms,
             }
         })
         .collect();

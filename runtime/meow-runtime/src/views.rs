@@ -67,6 +67,61 @@ pub struct ContactView {
     /// In a hidden compartment (shown because it is unlocked).
     #[serde(default)]
     pub hidden: bool,
+    /// Matriochka relays per route to them.
+    #[serde(default)]
+    pub hops: u8,
+    /// Mean delay per relay on routes to them, ms.
+    #[serde(default)]
+    pub mean_delay_ms: u32,
+}
+
+/// A server of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogView {
+    /// Its name (not unique: compare keys).
+    pub name: String,
+    /// Where it is reached.
+    pub addresses: Vec<String>,
+    /// Its session key's fingerprint (the key on its card).
+    pub fingerprint: String,
+    /// Its identity key (text form): the key that signs its descriptors.
+    pub identity: String,
+    /// Whether it relays Matriochka packets.
+    pub relays: bool,
+    /// The longest delay it holds a packet for, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay_ms: Option<u32>,
+    /// Whether routes may start at it.
+    pub trusted: bool,
+    /// One of this home's servers.
+    pub mine: bool,
+    /// Its descriptor's sequence number.
+    pub sequence: u64,
+    /// When its descriptor expires, Unix s.
+    pub expires_at: u64,
+}
+
+impl From<&meow_node::matriochka::CatalogEntry> for CatalogView {
+    fn from(e: &meow_node::matriochka::CatalogEntry) -> Self {
+        let b = &e.descriptor.body;
+        Self {
+            name: b.name.clone(),
+            addresses: b.addresses.iter().map(ToString::to_string).collect(),
+            fingerprint: b.session_key.fingerprint(),
+            identity: e.descriptor.identity.to_text(),
+            relays: b.relay.is_some(),
+            max_delay_ms: b.relay.as_ref().map(|r| r.max_delay_ms),
+            trusted: e.trusted,
+            mine: e.mine,
+            sequence: b.sequence,
+            expires_at: b.expires_at,
+        }
+    }
+}
+
+/// A Matriochka route shape for people.
+pub fn describe_route(r: meow_node::RouteOptions) -> String {
+    format!("{} hops, mean delay {} ms", r.hops, r.mean_delay_ms)
 }
 
 /// An invitation waiting for its answer.

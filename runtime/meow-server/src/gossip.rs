@@ -32,6 +32,8 @@ pub struct GossipConfig {
     pub lifetime: Duration,
     /// Servers kept at most.
     pub max_servers: usize,
+    /// The address the descriptor gives (default: the card's).
+    pub advertise: Option<meow_proto::Address>,
 }
 
 impl Default for GossipConfig {
@@ -41,6 +43,7 @@ impl Default for GossipConfig {
             peers: Vec::new(),
             lifetime: Duration::from_secs(3 * 3600),
             max_servers: MAX_CATALOG_ANSWER,
+            advertise: None,
         }
     }
 }
@@ -117,7 +120,7 @@ impl CatalogService {
         let now = now_ms / 1000;
         let body = DescriptorBody {
             name: card.name.chars().take(meow_proto::catalog::MAX_NAME).collect(),
-            addresses: vec![card.address.clone()],
+            addresses: vec![cfg.advertise.clone().unwrap_or_else(|| card.address.clone())],
             session_key: card.key,
             issued_at: now,
             sequence: now.max(last_sequence + 1),
