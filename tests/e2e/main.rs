@@ -8,6 +8,7 @@
 mod containment;
 mod guides;
 mod home;
+mod matriochka;
 mod offgrid;
 mod plugins;
 mod recipes;

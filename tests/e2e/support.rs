@@ -85,15 +85,35 @@ impl ServerProc {
     }
 
     pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Self {
+        Self::spawn(data, port, extra, None)
+    }
+
+    /// A server whose debug log of its relay (`meow_server::relay`) goes to `log`.
+    pub fn start_logged(data: &Path, port: u16, extra: &[&str], log: &Path) -> Self {
+        Self::spawn(data, port, extra, Some(log))
+    }
+
+    fn spawn(data: &Path, port: u16, extra: &[&str], log: Option<&Path>) -> Self {
         let last_run = data.join("last-run.json");
         let _ = std::fs::remove_file(&last_run);
-        let child = Command::new(meow_bin())
-            .args(["-q", "server", "--data"])
+        let mut command = Command::new(meow_bin());
+        match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+                command
+                    .env("RUST_LOG", "warn,meow_server::relay=debug")
+                    .args(["server", "--data"])
+                    .stderr(Stdio::from(file));
+            }
+            None => {
+                command.args(["-q", "server", "--data"]).stderr(server_log());
+            }
+        }
+        let child = command
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(server_log())
             .spawn()
             .unwrap();
         let proc = Proc(child);
