@@ -264,3 +264,6 @@ pub async fn exchange(
         Err(e) => Err(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;
