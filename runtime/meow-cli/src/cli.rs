@@ -205,6 +205,29 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         readings: usize,
     },
+    /// Matriochka: a global passive observer's linking accuracy and anonymity-set entropy as
+    /// the mean per-hop delay grows (simulated on virtual time), relay throughput against the
+    /// X25519 baseline, the latency three relays add, and bytes per packet.
+    #[command(
+        after_help = "Example:\n  cargo run --release -p meow-cli -- bench matriochka\n\nThe observer logs every packet on every link (time and link; sizes are all equal) and\ntraces each delivered message back through the relays, weighting each earlier packet by the\nexponential delay density: the best attack on a continuous-time mix."
+    )]
+    Matriochka {
+        /// Repetitions of each measurement (the range is reported).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: u64,
+        /// Senders in the observer simulation (each to its own recipient).
+        #[arg(long, default_value_t = 32)]
+        senders: usize,
+        /// Relays in the observer simulation.
+        #[arg(long, default_value_t = 6)]
+        relays: usize,
+        /// Simulated seconds of traffic.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Packets per throughput measurement.
+        #[arg(long, default_value_t = 20_000)]
+        packets: usize,
+    },
     /// Plugin dispatch cost (WASM and Lua) and `meow run` start-up time with 10 instances.
     #[command(
         after_help = "Example:\n  cargo run --release -p meow-cli -- plugin build plugins\n  cargo run --release -p meow-cli -- bench plugins"

@@ -92,6 +92,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             bench::vault::run(rounds as usize, tries as usize).map(|()| 0)
         }
         Command::Bench(cli::BenchCmd::Lora { readings }) => bench::lora::run(readings).map(|()| 0),
+        Command::Bench(cli::BenchCmd::Matriochka {
+            runs,
+            senders,
+            relays,
+            seconds,
+            packets,
+        }) => bench::matriochka::run(bench::matriochka::Workload {
+            runs: runs as usize,
+            senders,
+            relays: relays.max(3),
+            seconds,
+            packets,
+        })
+        .map(|()| 0),
         Command::Bench(cli::BenchCmd::Plugins { bundles, events, size }) => {
             bench::plugins::run(&bundles, events, size).map(|()| 0)
         }

@@ -17,6 +17,7 @@
 // A test kit fails the test that uses it, loudly, when its world cannot be built.
 #![allow(clippy::panic)]
 
+pub mod mixsim;
 pub mod radio;
 pub mod services;
 pub mod sim;

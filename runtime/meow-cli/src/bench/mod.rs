@@ -2,6 +2,7 @@
 
 pub mod group;
 pub mod lora;
+pub mod matriochka;
 pub mod mqtt;
 pub mod plugins;
 pub mod server;

@@ -73,7 +73,7 @@ fn age_us(buf: &[u8], at: usize) -> u64 {
 }
 
 /// A real envelope for a message of `size` content bytes (its size class is what goes on the wire).
-fn template_envelope(size: usize) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn template_envelope(size: usize) -> anyhow::Result<Vec<u8>> {
     let mut rng = meow_proto::os_rng();
     let m = Message {
         id: MessageId::random(&mut rng),
