@@ -88,6 +88,11 @@ function meow.reply(message, text) end
 ---@return MeowNodeInfo
 function meow.node() end
 
+---How messages to a contact travel: "server", "direct" or "matriochka" (an onion route).
+---@param contact string
+---@return string|nil policy nil when there is no such contact
+function meow.contact_policy(contact) end
+
 ---@param text string
 function meow.debug(text) end
 ---@param text string

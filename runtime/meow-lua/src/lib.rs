@@ -337,6 +337,11 @@ fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) 
             Ok(t)
         })?,
     )?;
+    let h = host.clone();
+    meow.set(
+        "contact_policy",
+        func(lua, b, move |_, contact: String| Ok(h.contact_policy(&contact)))?,
+    )?;
     Ok(())
 }
 

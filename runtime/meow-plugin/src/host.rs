@@ -89,6 +89,9 @@ pub trait Services: Send + Sync {
     fn cancel_timer(&self, instance: &str, id: u64) -> Result<(), HostError>;
     /// The node's public information.
     fn node_info(&self, instance: &str) -> NodeInfo;
+    /// How messages to a contact travel (`server`, `direct`, `matriochka`); `None` for no
+    /// such contact.
+    fn contact_policy(&self, instance: &str, contact: &str) -> Option<String>;
     /// Logs a line for the instance.
     fn log(&self, instance: &str, level: Level, message: &str);
     /// Queues a message to a group.
@@ -241,6 +244,11 @@ impl Host {
     /// Node information (always allowed).
     pub fn node_info(&self) -> NodeInfo {
         self.services.node_info(&self.instance)
+    }
+
+    /// A contact's privacy policy (always allowed: it is the home's own setting).
+    pub fn contact_policy(&self, contact: &str) -> Option<String> {
+        self.services.contact_policy(&self.instance, contact)
     }
 
     /// Logs (always allowed).

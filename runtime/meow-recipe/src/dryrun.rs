@@ -60,7 +60,7 @@ pub fn message_event(kind: TriggerKind, sender: &str, text: &str, group: Option<
     };
     TriggerEvent::new(
         kind,
-        json!({"sender": sender, "text": text, "group": group, "id": id, "type": ty}),
+        json!({"sender": sender, "text": text, "group": group, "id": id, "type": ty, "policy": "server"}),
     )
 }
 

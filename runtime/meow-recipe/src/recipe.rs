@@ -551,7 +551,7 @@ impl Recipe {
                 v.insert("kind".into(), json!(kind.as_str()));
                 v.insert("json".into(), json);
                 v.insert("captures".into(), Value::Object(captures));
-                for k in ["sender", "text", "id", "type"] {
+                for k in ["sender", "text", "id", "type", "policy"] {
                     v.entry(k).or_insert(Value::Null);
                 }
                 v.entry("automatic").or_insert(Value::Bool(false));

@@ -24,7 +24,17 @@ pub fn environment() -> Environment<'static> {
 pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
     use crate::TriggerKind;
     match kind {
-        TriggerKind::Message => &["kind", "sender", "text", "json", "captures", "id", "type", "automatic"],
+        TriggerKind::Message => &[
+            "kind",
+            "sender",
+            "text",
+            "json",
+            "captures",
+            "id",
+            "type",
+            "automatic",
+            "policy",
+        ],
         TriggerKind::GroupMessage => &[
             "kind",
             "sender",
@@ -35,6 +45,7 @@ pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
             "type",
             "group",
             "automatic",
+            "policy",
         ],
         TriggerKind::Schedule => &["kind", "time", "schedule"],
         TriggerKind::Startup => &["kind"],

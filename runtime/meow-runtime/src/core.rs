@@ -186,7 +186,7 @@ pub struct Core {
     /// The home.
     pub(crate) node: Arc<smol::lock::Mutex<Node>>,
     home: PathBuf,
-    services: Arc<RuntimeServices>,
+    pub(crate) services: Arc<RuntimeServices>,
     supervisors: Mutex<BTreeMap<String, Supervisor>>,
     accepts_automatic: Mutex<BTreeMap<String, bool>>,
     instance_configs: Vec<InstanceConfig>,
@@ -481,8 +481,9 @@ impl Core {
     }
 
     pub(crate) async fn refresh_contacts(&self) {
-        let names = crate::services::addressable(&*self.node.lock().await);
-        self.services.set_contacts(names);
+        let node = self.node.lock().await;
+        self.services.set_contacts(crate::services::addressable(&node));
+        self.services.set_policies(crate::services::policies(&node));
     }
 
     /// Asks the daemon to stop.
@@ -796,6 +797,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
     let (cmd_tx, cmd_rx) = smol::channel::bounded(cfg.limits.command_queue.max(1));
     let vault = node.vault();
     let contacts = crate::services::addressable(&node);
+    let policies = crate::services::policies(&node);
     let (nickname, fingerprint) = (node.display_name().map(str::to_owned), node.user_public().fingerprint());
     let node = Arc::new(smol::lock::Mutex::new(node));
     let auto = Arc::new(crate::services::auto_budget(&cfg.limits, clock.clone()));
@@ -809,6 +811,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         auto: auto.clone(),
     }));
     services.set_contacts(contacts);
+    services.set_policies(policies);
     let (stop, stop_rx) = smol::channel::bounded(1);
     let loaded = load_recipes(&node, &cfg).await?;
     let mut accepts: BTreeMap<String, bool> = cfg

@@ -220,7 +220,13 @@ impl Recipes {
 
     /// Matches a node event against every recipe.
     pub fn on_event(self: &Arc<Self>, e: &NodeEvent) {
-        if let Some(ev) = trigger_event(e) {
+        if let Some(mut ev) = trigger_event(e) {
+            // The sender's privacy policy (`server`, `direct`, `matriochka`).
+            let sender = ev.fields.get("sender").and_then(Value::as_str);
+            let policy = sender.and_then(|s| self.daemon.upgrade()?.services.policy_of(s));
+            if let Some(p) = policy {
+                ev.fields.insert("policy".into(), Value::String(p));
+            }
             self.on_trigger_event(&ev);
         }
     }

@@ -151,6 +151,8 @@ pub struct RuntimeServices {
     clock: SharedClock,
     /// The contacts plugins may address, with the hidden compartment of each hidden one.
     contacts: RwLock<Vec<(String, Option<Compartment>)>>,
+    /// Each contact's privacy policy by name, for plugins and recipes.
+    policies: RwLock<std::collections::HashMap<String, String>>,
     nickname: Option<String>,
     fingerprint: String,
     recent: Mutex<(HashMap<String, String>, VecDeque<String>)>,
@@ -188,6 +190,14 @@ fn content_type(name: &str) -> Result<meow_proto::ContentType, HostError> {
 }
 
 /// The contacts of a node that plugins may address, with the compartment of hidden ones.
+/// Each contact's privacy policy by name.
+pub(crate) fn policies(node: &Node) -> std::collections::HashMap<String, String> {
+    node.contacts()
+        .iter()
+        .map(|c| (c.name.clone(), c.policy.name().to_owned()))
+        .collect()
+}
+
 pub(crate) fn addressable(node: &Node) -> Vec<(String, Option<Compartment>)> {
     node.contacts()
         .iter()
@@ -234,6 +244,7 @@ impl RuntimeServices {
             commands: setup.commands,
             clock: setup.clock,
             contacts: RwLock::new(Vec::new()),
+            policies: RwLock::default(),
             nickname: setup.nickname,
             fingerprint: setup.fingerprint,
             recent: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -263,6 +274,16 @@ impl RuntimeServices {
     /// The contacts plugins may address (names, and the compartment of hidden ones).
     pub fn set_contacts(&self, contacts: Vec<(String, Option<Compartment>)>) {
         *self.contacts.write() = contacts;
+    }
+
+    /// Each contact's privacy policy, by name.
+    pub fn set_policies(&self, policies: std::collections::HashMap<String, String>) {
+        *self.policies.write() = policies;
+    }
+
+    /// A contact's privacy policy (`server`, `direct`, `matriochka`).
+    pub fn policy_of(&self, contact: &str) -> Option<String> {
+        self.policies.read().get(contact).cloned()
     }
 
     /// The hidden compartment a key-value key belongs in: that of a hidden contact it names.
@@ -486,6 +507,10 @@ impl Services for RuntimeServices {
             }
             _ => Err(HostError::NotFound(format!("no timer {id}"))),
         }
+    }
+
+    fn contact_policy(&self, _instance: &str, contact: &str) -> Option<String> {
+        self.policy_of(contact)
     }
 
     fn node_info(&self, instance: &str) -> NodeInfo {

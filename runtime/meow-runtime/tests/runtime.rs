@@ -24,8 +24,12 @@ impl meow_runtime::native::Handler for Echo {
     fn handle(&mut self, host: &Host, event: &Event) -> Result<(), String> {
         if let Event::Message(m) = event {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            host.reply(&m.id, &format!("echo: {}", m.text.as_deref().unwrap_or("")))
-                .map_err(|e| e.to_string())?;
+            let text = m.text.as_deref().unwrap_or("");
+            let answer = match text {
+                "policy of owner?" => format!("plugin sees {:?}", host.contact_policy("owner")),
+                _ => format!("echo: {text}"),
+            };
+            host.reply(&m.id, &answer).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -315,6 +319,41 @@ fn conversations_post_quantum_false_gives_contacts_a_classical_start() {
             .unwrap();
         assert_eq!(owner_texts(&s).await, ["echo: hi"]);
         assert_eq!(protocol(&s).await, "v2 (double ratchet, classical start)");
+        s.runtime.shutdown().await.unwrap();
+    });
+}
+
+/// A contact's privacy policy is what plugins (`contact-policy`) and recipes (`trigger.policy`)
+/// read, and it follows a change made through the control API.
+#[test]
+fn plugins_and_recipes_read_a_contacts_policy() {
+    smol::block_on(async {
+        let recipe = "version: 1\nname: policy\ntriggers: [message: { contains: policy }]\nactions:\n  - reply: { text: \"recipe sees {{ trigger.policy }}\" }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(&file, recipe).unwrap();
+        let s = setup(&format!("recipes: [\"{}\"]\n", file.display())).await;
+        let r = s
+            .runtime
+            .request(Request::SetPolicy {
+                name: "owner".into(),
+                policy: "direct-preferred".into(),
+                hops: None,
+                delay_ms: None,
+                default: false,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(r, Response::PolicySet { ref after, .. } if after == "direct"), "{r:?}");
+        sync::send(&s.owner, "bot", ContentType::TEXT, b"policy of owner?".to_vec())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            got.extend(owner_texts(&s).await);
+        }
+        got.sort();
+        assert_eq!(got, ["plugin sees Some(\"direct\")", "recipe sees direct"]);
         s.runtime.shutdown().await.unwrap();
     });
 }

@@ -48,6 +48,9 @@ impl Services for NullServices {
     fn node_info(&self, instance: &str) -> NodeInfo {
         node_info(instance)
     }
+    fn contact_policy(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
     fn log(&self, _: &str, _: Level, _: &str) {}
     fn group_send(&self, _: &str, _: &str, _: &str) -> Result<(), HostError> {
         Ok(())
@@ -132,6 +135,9 @@ impl Services for RecordingServices {
     }
     fn node_info(&self, instance: &str) -> NodeInfo {
         node_info(instance)
+    }
+    fn contact_policy(&self, _: &str, _: &str) -> Option<String> {
+        None
     }
     fn log(&self, _: &str, _: Level, message: &str) {
         self.logs.lock().push(message.into());

@@ -142,6 +142,10 @@ impl meow::bot::node::Host for State {
             now: i.now,
         }
     }
+
+    fn contact_policy(&mut self, contact: String) -> Option<String> {
+        self.host.contact_policy(&contact)
+    }
 }
 
 impl meow::bot::groups::Host for State {
