@@ -170,6 +170,27 @@ proptest! {
         let _ = UncheckedCard::from_bytes(&bytes).map(|c| c.check(0));
         let _ = meow_proto::upgrade::UpgradeMessage::from_bytes(&bytes);
         let _ = meow_proto::ratchet::Ratchet::from_bytes(&bytes);
+        let _ = meow_proto::catalog::UncheckedDescriptor::from_bytes(&bytes).map(|d| d.check(1_800_000_000));
+        if let Ok(i) = meow_proto::onion::Instruction::from_bytes(&bytes) {
+            prop_assert_eq!(i.to_bytes(), bytes.clone(), "an instruction re-encodes as it came");
+        }
+    }
+
+    /// Any packet of an onion size, peeled with some key: refused cleanly, never a panic.
+    #[test]
+    fn onion_packets_of_any_content_are_refused_cleanly(class in 0u8..3, fill in any::<u64>(), key in any::<[u8; 32]>()) {
+        let len = meow_proto::onion::packet_len(class).unwrap();
+        let mut rng = TestRng::new(fill);
+        let mut bytes = vec![0u8; len];
+        for chunk in bytes.chunks_mut(32) {
+            let r: [u8; 32] = meow_proto::crypto::random_bytes(&mut rng);
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+        bytes[0] = meow_proto::onion::VERSION;
+        bytes[1] = class;
+        let packet = meow_proto::onion::OnionPacket::from_bytes(bytes).unwrap();
+        let r = meow_proto::onion::peel(&packet, &meow_proto::RelayKey::from_secret_bytes(key));
+        prop_assert!(r.is_err(), "a random packet does not pass the MAC");
     }
 
     #[test]
