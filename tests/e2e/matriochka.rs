@@ -29,7 +29,12 @@ fn plain(line: &str) -> String {
 }
 
 fn field(line: &str, name: &str) -> Option<usize> {
-    line.split(&format!("{name}=")).nth(1)?.split_whitespace().next()?.parse().ok()
+    line.split(&format!("{name}="))
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The (class, size) of each packet a relay's log says it accepted.
@@ -62,7 +67,10 @@ fn wait_for_all(home: &Home, want: &[&str]) -> Vec<String> {
 #[test]
 fn two_homes_talk_through_three_relays_and_wait_when_the_relays_are_down() {
     let tmp = TempDir::new("matriochka");
-    let mailbox = ServerProc::start(&tmp.path().join("mailbox"), &["--name", "mailbox", "--gossip-interval", "1s"]);
+    let mailbox = ServerProc::start(
+        &tmp.path().join("mailbox"),
+        &["--name", "mailbox", "--gossip-interval", "1s"],
+    );
     let mailbox_card = mailbox.card.to_text();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let relay = |i: usize| {
@@ -95,7 +103,16 @@ fn two_homes_talk_through_three_relays_and_wait_when_the_relays_are_down() {
     assert!(listed.ok().contains("relay (delays up to 500 ms)"), "{}", listed.stdout);
     // The mailbox server does not relay: routes must start at a relay the person trusts.
     alice
-        .meow(&["contacts", "policy", "bob", "matriochka", "--hops", "3", "--delay", "20ms"])
+        .meow(&[
+            "contacts",
+            "policy",
+            "bob",
+            "matriochka",
+            "--hops",
+            "3",
+            "--delay",
+            "20ms",
+        ])
         .ok();
     alice
         .meow(&["send", "bob", "too early"])
@@ -106,11 +123,18 @@ fn two_homes_talk_through_three_relays_and_wait_when_the_relays_are_down() {
     }
     let shown = bob.meow(&["contacts", "policy", "alice", "matriochka", "--delay", "20ms"]);
     assert!(
-        shown.ok().contains("alice: matriochka, 3 hops, mean delay 20 ms (was server)"),
+        shown
+            .ok()
+            .contains("alice: matriochka, 3 hops, mean delay 20 ms (was server)"),
         "{}",
         shown.stdout
     );
-    assert!(alice.meow(&["contacts"]).ok().contains("matriochka, 3 hops, mean delay 20 ms"));
+    assert!(
+        alice
+            .meow(&["contacts"])
+            .ok()
+            .contains("matriochka, 3 hops, mean delay 20 ms")
+    );
 
     for i in 1..=3 {
         alice.meow(&["send", "bob", &format!("onion {i}")]).ok();
@@ -154,7 +178,10 @@ fn two_homes_talk_through_three_relays_and_wait_when_the_relays_are_down() {
     }
     alice.meow(&["send", "bob", "held back"]).fails_with(75, "relay");
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!stored(&bob).contains(&"held back".to_owned()), "went around the relays");
+    assert!(
+        !stored(&bob).contains(&"held back".to_owned()),
+        "went around the relays"
+    );
 
     // They come back (same keys): the outbox goes out through them.
     let _relays: Vec<ServerProc> = (0..3)
@@ -175,7 +202,10 @@ fn replay_is_dropped(mailbox: &ServerProc, relay: &ServerProc) {
         let client = meow_net::ServerClient::connect(&mailbox.card.address, &mailbox.card.key)
             .await
             .unwrap();
-        let Response::Catalog { descriptors } = client.request(Request::Catalog { offer: None }, Duration::ZERO).await.unwrap()
+        let Response::Catalog { descriptors } = client
+            .request(Request::Catalog { offer: None }, Duration::ZERO)
+            .await
+            .unwrap()
         else {
             panic!("no catalog")
         };
@@ -204,9 +234,18 @@ fn replay_is_dropped(mailbox: &ServerProc, relay: &ServerProc) {
             .await
             .unwrap();
         assert_eq!(first, Response::Forwarded);
-        let again = to_relay.request(Request::Forward { packet }, Duration::ZERO).await.unwrap();
+        let again = to_relay
+            .request(Request::Forward { packet }, Duration::ZERO)
+            .await
+            .unwrap();
         assert!(
-            matches!(again, Response::Error { code: ErrorCode::Replayed, .. }),
+            matches!(
+                again,
+                Response::Error {
+                    code: ErrorCode::Replayed,
+                    ..
+                }
+            ),
             "{again:?}"
         );
     });

@@ -15,7 +15,13 @@ use crate::support::{Home, ServerProc, TempDir, wait_for};
 /// Two homes on `server`, `inviter` and `invitee`, contacts of each other (each knows the
 /// other by the other's name). The invitee reaches the server `via` a link for link sessions,
 /// if given.
-pub(crate) fn contacts_on(tmp: &TempDir, server: &ServerProc, inviter: &str, invitee: &str, via: Option<&str>) -> (Home, Home) {
+pub(crate) fn contacts_on(
+    tmp: &TempDir,
+    server: &ServerProc,
+    inviter: &str,
+    invitee: &str,
+    via: Option<&str>,
+) -> (Home, Home) {
     let a = Home::init(tmp.path().join(inviter), inviter);
     let b = Home::init(tmp.path().join(invitee), invitee);
     let card = server.card.to_text();

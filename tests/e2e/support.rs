@@ -99,7 +99,11 @@ impl ServerProc {
         let mut command = Command::new(meow_bin());
         match log {
             Some(path) => {
-                let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
                 command
                     .env("RUST_LOG", "warn,meow_server::relay=debug")
                     .args(["server", "--data"])

@@ -478,7 +478,9 @@ pub enum ServersCmd {
     },
     /// Trust a server to be the first relay of your Matriochka routes. Your own servers are
     /// trusted unless you untrust them.
-    #[command(after_help = "Examples:\n  meow servers trust relay-one\n  meow servers trust 3f2a9c…   (a key fingerprint from `meow servers catalog`)")]
+    #[command(
+        after_help = "Examples:\n  meow servers trust relay-one\n  meow servers trust 3f2a9c…   (a key fingerprint from `meow servers catalog`)"
+    )]
     Trust {
         /// Its name, address or key fingerprint.
         server: String,

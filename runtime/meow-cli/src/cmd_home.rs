@@ -568,8 +568,13 @@ fn policy_request(p: &PolicyArgs) -> anyhow::Result<Request> {
     let (name, policy) = match (&p.policy, p.default) {
         (Some(policy), false) => (p.name.clone(), policy.clone()),
         (None, true) => (String::new(), p.name.clone()),
-        (None, false) => anyhow::bail!("say which policy: meow contacts policy {} server|direct-preferred|matriochka", p.name),
-        (Some(_), true) => anyhow::bail!("with --default, give the policy alone: meow contacts policy --default matriochka"),
+        (None, false) => anyhow::bail!(
+            "say which policy: meow contacts policy {} server|direct-preferred|matriochka",
+            p.name
+        ),
+        (Some(_), true) => {
+            anyhow::bail!("with --default, give the policy alone: meow contacts policy --default matriochka")
+        }
     };
     if !["server", "direct-preferred", "matriochka"].contains(&policy.as_str()) {
         anyhow::bail!("unknown policy {policy:?}: server, direct-preferred or matriochka");
@@ -613,7 +618,11 @@ fn catalog_lines(r: &mut Reply, servers: &[CatalogView], fetched_ms: u64) {
             s.name,
             s.addresses.first().map_or("", |a| a.as_str()),
             s.fingerprint,
-            if marks.is_empty() { String::new() } else { format!("  [{marks}]") }
+            if marks.is_empty() {
+                String::new()
+            } else {
+                format!("  [{marks}]")
+            }
         ));
     }
 }

@@ -10,11 +10,11 @@
 //! delay drawn from an exponential distribution of the contact's mean, cut to what the relay
 //! accepts. With no usable route the message waits in the outbox: it never goes any other way.
 
-use meow_proto::{Address, LookupKey, MailboxId, ServerPublic};
 use meow_proto::catalog::{Catalog, MAX_CATALOG_ANSWER, ServerDescriptor, UncheckedDescriptor};
 use meow_proto::codec::{Decode, Encode, Reader, Writer};
 use meow_proto::crypto::{CryptoRng, random_below, random_bytes};
 use meow_proto::onion::{self, Instruction, RouteHop};
+use meow_proto::{Address, LookupKey, MailboxId, ServerPublic};
 
 use crate::records::{OutboxItem, PrivacyPolicy, RouteOptions};
 use crate::{Node, NodeError, Result, Table};
@@ -160,7 +160,10 @@ impl Node {
     }
 
     fn find_server(&self, which: &str) -> Result<(String, ServerPublic)> {
-        let mine = self.servers.iter().map(|s| (s.card.name.clone(), s.card.address.clone(), s.card.key));
+        let mine = self
+            .servers
+            .iter()
+            .map(|s| (s.card.name.clone(), s.card.address.clone(), s.card.key));
         let known = self.matriochka.catalog.descriptors().map(|d| {
             let address = d.body.addresses[0].clone();
             (d.body.name.clone(), address, d.body.session_key)
@@ -278,7 +281,10 @@ impl Node {
         }
         let first = trusted[random_below(trusted.len(), &mut rng)];
         // The contact's server ends the route when it relays: it stores the envelope itself.
-        let exit = relays.iter().copied().find(|d| theirs(d) && d.identity != first.identity);
+        let exit = relays
+            .iter()
+            .copied()
+            .find(|d| theirs(d) && d.identity != first.identity);
         let wanted = usize::from(opts.hops);
         let middles_needed = wanted.saturating_sub(1 + usize::from(exit.is_some()));
         let mut pool: Vec<&ServerDescriptor> = relays
@@ -333,7 +339,10 @@ impl Node {
                     envelope: item.envelope.clone(),
                 },
             };
-            hops.push(RouteHop { relay: key, instruction });
+            hops.push(RouteHop {
+                relay: key,
+                instruction,
+            });
         }
         let packet = onion::wrap(&hops, rng).map_err(|e| e.to_string())?;
         Ok(OnionPlan {

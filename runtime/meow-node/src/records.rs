@@ -275,10 +275,17 @@ impl RouteOptions {
     /// Checks the bounds.
     pub fn check(self) -> Result<Self, String> {
         if !(1..=meow_proto::onion::MAX_HOPS as u8).contains(&self.hops) {
-            return Err(format!("a route has 1 to {} relays, not {}", meow_proto::onion::MAX_HOPS, self.hops));
+            return Err(format!(
+                "a route has 1 to {} relays, not {}",
+                meow_proto::onion::MAX_HOPS,
+                self.hops
+            ));
         }
         if self.mean_delay_ms > 600_000 {
-            return Err(format!("a mean delay of {} ms is more than 10 minutes", self.mean_delay_ms));
+            return Err(format!(
+                "a mean delay of {} ms is more than 10 minutes",
+                self.mean_delay_ms
+            ));
         }
         Ok(self)
     }

@@ -145,7 +145,9 @@ async fn try_onion(
         match client.request(request, Duration::ZERO).await? {
             meow_proto::wire::Response::Forwarded => Ok(()),
             meow_proto::wire::Response::Error { code, message } => Err(ClientError::Server { code, message }),
-            other => Err(ClientError::Protocol(format!("unexpected answer to forward: {other:?}"))),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to forward: {other:?}"
+            ))),
         }
     }
     .await;
@@ -155,7 +157,10 @@ async fn try_onion(
             Ok(address.clone())
         }
         Err(e) => {
-            if matches!(e, ClientError::Closed(_) | ClientError::Timeout | ClientError::Connect { .. }) {
+            if matches!(
+                e,
+                ClientError::Closed(_) | ClientError::Timeout | ClientError::Connect { .. }
+            ) {
                 pool.drop_client(address).await;
             }
             Err(Undelivered::Relay(e))
@@ -186,10 +191,15 @@ pub async fn refresh_catalog(node: &Mutex<Node>) -> Result<usize> {
     for s in &servers {
         let asked = async {
             let client = pool.get(&s.address, &s.key).await?;
-            match client.request(meow_proto::wire::Request::Catalog { offer: None }, Duration::ZERO).await? {
+            match client
+                .request(meow_proto::wire::Request::Catalog { offer: None }, Duration::ZERO)
+                .await?
+            {
                 meow_proto::wire::Response::Catalog { descriptors } => Ok(descriptors),
                 meow_proto::wire::Response::Error { code, message } => Err(ClientError::Server { code, message }),
-                other => Err(ClientError::Protocol(format!("unexpected answer to catalog: {other:?}"))),
+                other => Err(ClientError::Protocol(format!(
+                    "unexpected answer to catalog: {other:?}"
+                ))),
             }
         }
         .await;

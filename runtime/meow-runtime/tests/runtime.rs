@@ -344,7 +344,10 @@ fn plugins_and_recipes_read_a_contacts_policy() {
             })
             .await
             .unwrap();
-        assert!(matches!(r, Response::PolicySet { ref after, .. } if after == "direct"), "{r:?}");
+        assert!(
+            matches!(r, Response::PolicySet { ref after, .. } if after == "direct"),
+            "{r:?}"
+        );
         sync::send(&s.owner, "bot", ContentType::TEXT, b"policy of owner?".to_vec())
             .await
             .unwrap();

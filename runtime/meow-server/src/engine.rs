@@ -269,7 +269,9 @@ impl Engine {
                 open_broadcast: self.cfg.allow_broadcast,
             }))),
             Request::Forward { packet } => match &self.relay {
-                Some(relay) => relay.accept(now_ms, packet).map(|()| Action::Reply(Response::Forwarded)),
+                Some(relay) => relay
+                    .accept(now_ms, packet)
+                    .map(|()| Action::Reply(Response::Forwarded)),
                 None => Err((
                     ErrorCode::Unavailable,
                     "this server does not relay Matriochka packets (its operator may start it with --relay)".into(),

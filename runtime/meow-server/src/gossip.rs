@@ -222,7 +222,7 @@ impl CatalogService {
             key: d.body.session_key,
         });
         // Configured peers are asked on even rounds while there are any; known servers otherwise.
-        let seeded = (!self.cfg.peers.is_empty() && (round % 2 == 0 || known.is_none()))
+        let seeded = (!self.cfg.peers.is_empty() && (round.is_multiple_of(2) || known.is_none()))
             .then(|| self.cfg.peers[meow_proto::crypto::random_below(self.cfg.peers.len(), &mut rng)].clone());
         seeded.or(known)
     }

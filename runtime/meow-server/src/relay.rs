@@ -103,6 +103,9 @@ pub struct RelayStats {
     pub lost: u64,
 }
 
+/// Packets held, by due time and arrival order, and the last order given.
+type Held = (BTreeMap<(u64, u64), Job>, u64);
+
 /// A server's relay: keys, tags, held packets.
 #[derive(Debug)]
 pub struct Relay {
@@ -110,7 +113,7 @@ pub struct Relay {
     cfg: RelayConfig,
     keys: Mutex<BTreeMap<u64, RelayKey>>,
     tags: Mutex<HashMap<u64, HashSet<ReplayTag>>>,
-    held: Mutex<(BTreeMap<(u64, u64), Job>, u64)>,
+    held: Mutex<Held>,
     rate: Mutex<Bucket>,
     stats: Mutex<RelayStats>,
     wake: (Sender<()>, Receiver<()>),
@@ -143,7 +146,10 @@ impl Relay {
     }
 
     fn epoch_secs(&self) -> u64 {
-        self.cfg.epoch.as_secs().max(u64::from(meow_proto::catalog::MIN_EPOCH_SECS))
+        self.cfg
+            .epoch
+            .as_secs()
+            .max(u64::from(meow_proto::catalog::MIN_EPOCH_SECS))
     }
 
     fn epoch_at(&self, now_ms: u64) -> u64 {
@@ -180,11 +186,14 @@ impl Relay {
         let current = self.epoch_at(now_ms);
         let mut keys = self.keys.lock();
         for epoch in current..=current + KEYS_AHEAD {
-            if !keys.contains_key(&epoch) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(epoch) {
                 let key = RelayKey::generate(&mut meow_proto::os_rng());
-                crate::write_private(&self.dir.join(format!("epoch-{epoch}.key")), key.secret_bytes().as_slice())
-                    .map_err(std::io::Error::other)?;
-                keys.insert(epoch, key);
+                crate::write_private(
+                    &self.dir.join(format!("epoch-{epoch}.key")),
+                    key.secret_bytes().as_slice(),
+                )
+                .map_err(std::io::Error::other)?;
+                slot.insert(key);
             }
         }
         let old: Vec<u64> = keys.keys().copied().filter(|e| *e + 1 < current).collect();

@@ -193,7 +193,11 @@ fn trace(
 ) {
     let list = &inputs[relay];
     let end = list.partition_point(|a| a.at <= departed + 1e-9);
-    let window = if s.mean_delay_ms > 0.0 { 30.0 * s.mean_delay_ms } else { 1e-6 };
+    let window = if s.mean_delay_ms > 0.0 {
+        30.0 * s.mean_delay_ms
+    } else {
+        1e-6
+    };
     let first_hop = hops_left == 1;
     let mut found: Vec<(Arrival, f64)> = list[..end]
         .iter()

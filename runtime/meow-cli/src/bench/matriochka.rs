@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use meow_proto::crypto::onion::{OnionGroup, X25519Group};
 use meow_proto::onion::{self, Instruction, RouteHop};
 use meow_proto::wire::{Request, Response};
-use meow_proto::crypto::onion::{OnionGroup, X25519Group};
 use meow_proto::{LookupKey, MailboxId, RelayKey};
 use meow_server::relay::{Relay, RelayConfig};
 use meow_testkit::mixsim::{Scenario, observe};
@@ -37,8 +37,14 @@ fn range(v: &[f64]) -> (f64, f64) {
 
 /// Runs every part and prints the figures.
 pub fn run(w: Workload) -> anyhow::Result<()> {
-    println!("== observer: {} senders, {} relays, 3 hops, 1 msg/s per sender, {} s, 1 ms links; {} runs (seeds)", w.senders, w.relays, w.seconds, w.runs);
-    println!("{:>12} {:>22} {:>10} {:>24} {:>8}", "mean delay", "linking accuracy", "baseline", "entropy (bits)", "max");
+    println!(
+        "== observer: {} senders, {} relays, 3 hops, 1 msg/s per sender, {} s, 1 ms links; {} runs (seeds)",
+        w.senders, w.relays, w.seconds, w.runs
+    );
+    println!(
+        "{:>12} {:>22} {:>10} {:>24} {:>8}",
+        "mean delay", "linking accuracy", "baseline", "entropy (bits)", "max"
+    );
     for delay in [0.0, 10.0, 50.0, 200.0, 1000.0] {
         let results: Vec<_> = (0..w.runs)
             .map(|seed| {
@@ -116,7 +122,10 @@ fn packets(key: meow_proto::RelayPublic, n: usize, envelope: &[u8], forward: boo
 }
 
 fn throughput(w: Workload) -> anyhow::Result<()> {
-    println!("\n== relay throughput ({} packets of the smallest class, {} runs)", w.packets, w.runs);
+    println!(
+        "\n== relay throughput ({} packets of the smallest class, {} runs)",
+        w.packets, w.runs
+    );
     let envelope = super::server::template_envelope(64)?;
     let (mut dh, mut peel, mut served) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..w.runs {
@@ -145,7 +154,9 @@ fn throughput(w: Workload) -> anyhow::Result<()> {
         let list = packets(key, w.packets, &envelope, true)?;
         let start = Instant::now();
         for p in list {
-            relay.accept(meow_net::now_ms(), p).map_err(|(c, m)| anyhow::anyhow!("{c:?}: {m}"))?;
+            relay
+                .accept(meow_net::now_ms(), p)
+                .map_err(|(c, m)| anyhow::anyhow!("{c:?}: {m}"))?;
         }
         peel.push(super::rate(w.packets as u64, start.elapsed()));
 
@@ -241,7 +252,9 @@ fn latency(w: Workload) -> anyhow::Result<()> {
         p99.push(lat.quantile_ms(0.99));
     }
     let ((a, b), (c, d)) = (range(&p50), range(&p99));
-    println!("\n== added latency: 3 relays on 127.0.0.1, no delays asked, {samples} messages per run, send → stored and polled");
+    println!(
+        "\n== added latency: 3 relays on 127.0.0.1, no delays asked, {samples} messages per run, send → stored and polled"
+    );
     println!("p50 {a:.2} – {b:.2} ms, p99 {c:.2} – {d:.2} ms over {} runs", w.runs);
     println!("a route adds on top the delays it asks for: 3 × the mean on average (0.6 s at 200 ms)");
     Ok(())
@@ -261,7 +274,14 @@ fn latency_once(samples: usize) -> anyhow::Result<super::Samples> {
     let now = meow_net::now_ms();
     let keys: Vec<_> = servers
         .iter()
-        .map(|s| s.catalog().own().body.relay.and_then(|r| r.key_at(now)).context("relay key"))
+        .map(|s| {
+            s.catalog()
+                .own()
+                .body
+                .relay
+                .and_then(|r| r.key_at(now))
+                .context("relay key")
+        })
         .collect::<anyhow::Result<_>>()?;
     let lookup = LookupKey::generate(&mut meow_proto::os_rng());
     let mailbox = MailboxId::of(&lookup.public());
@@ -279,8 +299,14 @@ fn latency_once(samples: usize) -> anyhow::Result<super::Samples> {
                 }
             };
             let route = [
-                RouteHop { relay: keys[0], instruction: hop(1) },
-                RouteHop { relay: keys[1], instruction: hop(2) },
+                RouteHop {
+                    relay: keys[0],
+                    instruction: hop(1),
+                },
+                RouteHop {
+                    relay: keys[1],
+                    instruction: hop(2),
+                },
                 RouteHop {
                     relay: keys[2],
                     instruction: Instruction::Deliver {
@@ -312,10 +338,15 @@ fn latency_once(samples: usize) -> anyhow::Result<super::Samples> {
 /// Bytes a packet carries beyond its envelope, per size class.
 fn overhead() {
     println!("\n== bytes: every link carries the same packet size for a class, whatever the hop");
-    println!("{:>10} {:>10} {:>10} {:>26}", "envelope", "packet", "overhead", "3-hop route, bytes on links");
+    println!(
+        "{:>10} {:>10} {:>10} {:>26}",
+        "envelope", "packet", "overhead", "3-hop route, bytes on links"
+    );
     for (class, size) in meow_proto::padding::SIZE_CLASSES.iter().enumerate().take(4) {
         let packet = onion::packet_len(class as u8).unwrap_or_default();
         println!("{:>10} {:>10} {:>10} {:>26}", size, packet, packet - size, 4 * packet);
     }
-    println!("(overhead = version, class, 32-byte ephemeral key, 768-byte routing field, 32-byte MAC; a plain deposit crosses 1 link, a 3-hop route 4)");
+    println!(
+        "(overhead = version, class, 32-byte ephemeral key, 768-byte routing field, 32-byte MAC; a plain deposit crosses 1 link, a 3-hop route 4)"
+    );
 }

@@ -126,11 +126,11 @@ pub fn entry_len(payload_len: usize) -> usize {
     bigsize_len(payload_len as u64) + payload_len + MAC_LEN
 }
 
+/// A secret shared with one hop, erased when dropped.
+type Secret = Zeroizing<[u8; 32]>;
+
 /// The shared secret with each hop, and the first hop's ephemeral point.
-fn shared_secrets<G: OnionGroup>(
-    session: &[u8; 32],
-    hops: &[Hop<'_>],
-) -> Result<(Vec<u8>, Vec<Zeroizing<[u8; 32]>>), SphinxError> {
+fn shared_secrets<G: OnionGroup>(session: &[u8; 32], hops: &[Hop<'_>]) -> Result<(Vec<u8>, Vec<Secret>), SphinxError> {
     let first = G::public(session)?;
     let mut ephemeral = first.clone();
     let mut blinds: Vec<Zeroizing<[u8; 32]>> = Vec::with_capacity(hops.len());

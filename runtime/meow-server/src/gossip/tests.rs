@@ -97,7 +97,9 @@ fn bad_offers_are_refused_and_the_catalog_survives_a_restart() {
         a.service.answer(NOW_MS, b.ip, Some(vec![1, 2, 3])).unwrap_err().0,
         ErrorCode::Malformed
     );
-    a.service.answer(NOW_MS, b.ip, Some(b.service.own().to_bytes())).unwrap();
+    a.service
+        .answer(NOW_MS, b.ip, Some(b.service.own().to_bytes()))
+        .unwrap();
     assert_eq!(a.service.known(NOW_MS).len(), 1);
     // A flood from one address is cut.
     let refused = (0..100)
@@ -108,5 +110,9 @@ fn bad_offers_are_refused_and_the_catalog_survives_a_restart() {
     let dir = a._dir.path().to_owned();
     let again = CatalogService::open(&dir, GossipConfig::default(), a.service.card.clone(), None, NOW_MS).unwrap();
     assert_eq!(again.known(NOW_MS).len(), 1);
-    assert_eq!(again.own().identity, a.service.own().identity, "the same identity after a restart");
+    assert_eq!(
+        again.own().identity,
+        a.service.own().identity,
+        "the same identity after a restart"
+    );
 }

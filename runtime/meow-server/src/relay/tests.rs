@@ -33,7 +33,10 @@ fn a_replay_is_refused_even_after_a_restart() {
     let relay = Relay::open(dir.path(), config(), NOW_MS).unwrap();
     let packet = packet_for(&relay, NOW_MS, 10);
     relay.accept(NOW_MS, packet.clone()).unwrap();
-    assert_eq!(relay.accept(NOW_MS + 1, packet.clone()).unwrap_err().0, ErrorCode::Replayed);
+    assert_eq!(
+        relay.accept(NOW_MS + 1, packet.clone()).unwrap_err().0,
+        ErrorCode::Replayed
+    );
     drop(relay);
     let again = Relay::open(dir.path(), config(), NOW_MS + 2).unwrap();
     assert_eq!(again.accept(NOW_MS + 2, packet).unwrap_err().0, ErrorCode::Replayed);
