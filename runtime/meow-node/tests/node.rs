@@ -238,7 +238,8 @@ fn duplicates_and_messages_not_signed_by_the_contact_are_dropped() {
         for item in &items {
             client.deposit(item.mailbox, item.envelope.clone()).await.unwrap();
         }
-        let item = items.last().unwrap();
+        let item = items.last().unwrap().clone();
+        let item = &item;
         client.deposit(item.mailbox, item.envelope.clone()).await.unwrap();
         assert_eq!(
             texts(&sync::fetch(&alice, Duration::ZERO).await.unwrap().events),
@@ -273,5 +274,99 @@ fn duplicates_and_messages_not_signed_by_the_contact_are_dropped() {
         assert_eq!(alice.lock().await.contact("bob").unwrap().dropped_unsigned, 1);
         // It was deleted at the server: the next fetch finds nothing.
         assert!(sync::fetch(&alice, Duration::ZERO).await.unwrap().events.is_empty());
+    });
+}
+
+/// A signed relay descriptor of a made-up server (its address refuses connections).
+fn relay_descriptor(name: &str, session_key: meow_proto::ServerPublic, port: u16) -> Vec<u8> {
+    use meow_proto::catalog::{DescriptorBody, RelayInfo, ServerDescriptor};
+    use meow_proto::codec::Encode;
+    let mut rng = meow_proto::os_rng();
+    let now = meow_node::now_ms() / 1000;
+    let body = DescriptorBody {
+        name: name.into(),
+        addresses: vec![format!("127.0.0.1:{port}").parse().unwrap()],
+        session_key,
+        issued_at: now,
+        sequence: 1,
+        expires_at: now + 3 * 3600,
+        relay: Some(RelayInfo {
+            max_delay_ms: 60_000,
+            epoch_secs: 3600,
+            keys: (0..4)
+                .map(|e| (now / 3600 + e, meow_proto::RelayKey::generate(&mut rng).public()))
+                .collect(),
+        }),
+    };
+    ServerDescriptor::sign(&meow_proto::ServerIdentity::generate(&mut rng), body).to_bytes()
+}
+
+/// Routes start at a trusted relay (switching among them at random), never put the home's own
+/// or the contact's server in the middle, and end at the contact's server when it relays; with
+/// no route, or a first relay that is down, the message waits: it never goes to the server.
+#[test]
+fn matriochka_routes_follow_the_rules_and_never_fall_back() {
+    let dir = tempdir("matriochka");
+    let srv = server(dir.path(), 0);
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+        let mut a = alice.lock().await;
+        let fresh = || meow_proto::ServerKey::generate(&mut meow_proto::os_rng()).public();
+        let mut catalog = vec![relay_descriptor("home", srv.card().key, srv.local_addr().port())];
+        for name in ["trusted", "m1", "m2", "m3"] {
+            catalog.push(relay_descriptor(name, fresh(), 1));
+        }
+        assert_eq!(a.take_catalog(&catalog).unwrap(), 5);
+        a.set_policy("bob", meow_node::PrivacyPolicy::Matriochka).unwrap();
+        let items = a
+            .queue_message("bob", ContentType::TEXT, b"via onions".to_vec())
+            .unwrap();
+        let item = items.last().unwrap().clone();
+        let item = &item;
+
+        // Only my own server is trusted so far: every route starts there.
+        let plan = a.onion_plan(item).unwrap();
+        assert_eq!(plan.relays.len(), 3);
+        assert_eq!(plan.relays[0], "home");
+        a.set_trust("trusted", true).unwrap();
+        let mut firsts = std::collections::BTreeSet::new();
+        for _ in 0..60 {
+            let plan = a.onion_plan(item).unwrap();
+            assert_eq!(plan.relays.len(), 3, "{:?}", plan.relays);
+            firsts.insert(plan.relays[0].clone());
+            if plan.relays[0] == "trusted" {
+                assert_eq!(plan.relays[2], "home", "the contact's server ends the route");
+            }
+            assert!(!plan.relays[1].contains("home"), "{:?}", plan.relays);
+            assert_eq!(plan.packet.len(), meow_proto::onion::packet_len(0).unwrap());
+        }
+        assert_eq!(
+            firsts.len(),
+            2,
+            "the first relay switches among trusted ones: {firsts:?}"
+        );
+        // Untrusting my own server leaves only the other one.
+        a.set_trust("home", false).unwrap();
+        assert!((0..20).all(|_| a.onion_plan(item).unwrap().relays[0] == "trusted"));
+        a.set_trust("trusted", false).unwrap();
+        assert!(a.onion_plan(item).unwrap_err().contains("no trusted relay"));
+        a.set_trust("trusted", true).unwrap();
+        drop(a);
+
+        // The trusted relay is down (nothing listens there): the message waits in the outbox,
+        // and the server (up, and bob's) never sees it.
+        let d = sync::deliver_all(&alice, items).await.unwrap();
+        assert!(
+            matches!(d.last(), Some(Delivery::Queued { reason }) if reason.contains("first relay")),
+            "{d:?}"
+        );
+        let waiting = alice.lock().await.outbox(false).unwrap();
+        assert!(
+            waiting.iter().any(|w| w.message == item.message),
+            "it waits in the outbox"
+        );
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        assert!(texts(&got.events).is_empty(), "{:?}", got.events);
     });
 }
