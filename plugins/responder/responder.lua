@@ -1,4 +1,5 @@
--- responder: answers keywords, tells its uptime, counts messages per contact, greets new contacts.
+-- responder: answers keywords, tells its uptime and how its messages to you travel (privacy),
+-- counts messages per contact, greets new contacts.
 --
 -- Configuration (plugin.yaml has the defaults):
 --   keywords            word -> answer, e.g. { ping = "pong" }
@@ -35,6 +36,9 @@ function on_message(msg)
   local word = (msg.text:lower():match("^%s*(%S+)")) or ""
   if word == "uptime" then
     meow.reply(msg, "up " .. human((meow.node().now - started) / 1000))
+  elseif word == "privacy" then
+    local policy = meow.contact_policy(msg.sender) or "unknown"
+    meow.reply(msg, "my messages to you travel by: " .. policy)
   elseif word == "stats" then
     meow.reply(msg, string.format("%s, you sent me %d message%s", msg.sender, n, n == 1 and "" or "s"))
   else
@@ -48,7 +52,7 @@ function on_contact_added(name, via_directory)
     meow.send(name, "hello " .. name .. "! I answer: " .. table.concat((function()
       local w = {}
       for k in pairs(meow.config.keywords or {}) do w[#w + 1] = k end
-      w[#w + 1] = "uptime"; w[#w + 1] = "stats"
+      w[#w + 1] = "uptime"; w[#w + 1] = "stats"; w[#w + 1] = "privacy"
       table.sort(w)
       return w
     end)(), ", "))

@@ -49,6 +49,22 @@ fn echo_and_lua_answer_while_hostile_plugins_are_stopped() {
         assert!(!log.contains(&format!("escaped through {way}")));
     }
 
+    // Both read the contact's policy: Lua through meow.contact_policy, WASM through
+    // node.contact-policy; the change is made through the running daemon.
+    s.user.meow(&["send", "bot", "privacy"]).ok();
+    wait_for_text(&s.user, "the responder's privacy answer", |t| {
+        t == "my messages to you travel by: server"
+    });
+    let set = s.bot.meow(&["contacts", "policy", "user", "direct-preferred"]);
+    assert!(set.ok().contains("user: direct (was server)"), "{}", set.stdout);
+    s.user.meow(&["send", "bot", "privacy"]).ok();
+    wait_for_text(&s.user, "the new policy, from Lua", |t| {
+        t == "my messages to you travel by: direct"
+    });
+    wait_for_text(&s.user, "the new policy, from WASM", |t| {
+        t.starts_with("echo: privacy") && t.ends_with("[direct]")
+    });
+
     // The echo plugin kept answering throughout.
     s.user.meow(&["send", "bot", "after the storm"]).ok();
     wait_for_text(&s.user, "the echo after hostile plugins", |t| {

@@ -1,11 +1,12 @@
 //! The echo bot: answers every text message with the same text after a prefix.
 //!
 //! Configuration: `prefix` (default `"echo: "`), `count` (default `true`: keep a per-contact message
-//! count in the key-value store and mention it).
+//! count in the key-value store and mention it). An answer to a contact kept on another policy
+//! than `server` says which (`[direct]`, `[matriochka]`): the way the answer travels.
 
 use std::sync::OnceLock;
 
-use meow_sdk::{Bot, Config, Message, export_bot, kv, log, messaging};
+use meow_sdk::{Bot, Config, Message, export_bot, kv, log, messaging, node};
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
@@ -36,6 +37,9 @@ impl Bot for Echo {
         let mut answer = format!("{}{text}", config.get_or("prefix", "echo: "));
         if config.flag("count") != Some(false) {
             answer.push_str(&format!(" (#{})", count(&msg.sender)?));
+        }
+        if let Some(policy) = node::contact_policy(&msg.sender).filter(|p| p != "server") {
+            answer.push_str(&format!(" [{policy}]"));
         }
         messaging::reply(&msg.id, &answer).map_err(|e| e.to_string())
     }
