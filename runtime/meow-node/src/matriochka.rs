@@ -276,6 +276,9 @@ impl Node {
             .copied()
             .filter(|d| self.is_trusted(&d.body.session_key))
             .collect();
+        if relays.is_empty() {
+            return Err("the server catalog lists no relay: `meow servers catalog --refresh` (your servers learn relays from their --peer servers)".into());
+        }
         if trusted.is_empty() {
             return Err("no trusted relay: run your server with --relay, or mark a relay with `meow servers trust NAME` (see `meow servers catalog`)".into());
         }
