@@ -75,6 +75,12 @@ pub struct EmbeddedServer {
     /// shows each one's counters and airtime budget.
     #[serde(default)]
     pub links: Vec<String>,
+    /// Relay Matriochka packets for anyone (as `meow server --relay`, with its defaults).
+    #[serde(default)]
+    pub relay: bool,
+    /// Other servers' cards (text) to exchange the server catalog with.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 impl EmbeddedServer {
@@ -94,6 +100,8 @@ impl Default for EmbeddedServer {
             allow_broadcast: false,
             udp: None,
             links: Vec::new(),
+            relay: false,
+            peers: Vec::new(),
         }
     }
 }

@@ -763,6 +763,11 @@ fn embedded_server(node: &mut Node, home: &Path, cfg: &RunConfig) -> Result<Opti
     sc.allow_broadcast = cfg.server.allow_broadcast;
     sc.listen_udp = cfg.server.udp;
     sc.links = cfg.server.link_addresses();
+    sc.relay = cfg.server.relay.then(meow_server::relay::RelayConfig::default);
+    for text in &cfg.server.peers {
+        let card = meow_proto::ServerCard::from_text(text.trim()).map_err(meow_node::NodeError::from)?;
+        sc.gossip.peers.push(card);
+    }
     let s = meow_server::Server::start(sc)?;
     node.ensure_server(s.card())?;
     Ok(Some(s))

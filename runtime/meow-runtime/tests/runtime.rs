@@ -360,3 +360,40 @@ fn plugins_and_recipes_read_a_contacts_policy() {
         s.runtime.shutdown().await.unwrap();
     });
 }
+
+/// `server: { relay: true }` in meow.yaml makes the embedded server a Matriochka relay: the
+/// home's catalog, fetched from it, lists it as a relay of its own, trusted to start routes.
+#[test]
+fn an_embedded_server_with_relay_true_is_a_trusted_relay_in_the_catalog() {
+    smol::block_on(async {
+        // The system clock: the embedded server signs its descriptor on it.
+        let dir = tempfile::tempdir().unwrap();
+        let opts = meow_node::InitOptions {
+            kdf: meow_proto::crypto::KdfParams::TESTING,
+            display_name: Some("relayhome".into()),
+            decoys: false,
+        };
+        let home = Node::init(&dir.path().join("relayhome"), b"pw", opts).unwrap();
+        let cfg_path = dir.path().join("meow.yaml");
+        std::fs::write(
+            &cfg_path,
+            "version: 1\nserver: { listen: \"127.0.0.1:0\", relay: true, name: relayhome }\n",
+        )
+        .unwrap();
+        let cfg = RunConfig::load(&cfg_path).unwrap();
+        let runtime = Runtime::builder(&dir.path().join("relayhome"), home, cfg)
+            .start()
+            .await
+            .unwrap();
+        let r = runtime.request(Request::ServerCatalog { refresh: true }).await.unwrap();
+        let Response::Catalog { servers, fetched_ms } = r else {
+            panic!("{r:?}")
+        };
+        assert!(fetched_ms > 0);
+        assert_eq!(servers.len(), 1, "{servers:?}");
+        let s = &servers[0];
+        assert!(s.relays && s.mine && s.trusted, "{s:?}");
+        assert_eq!(s.name, "relayhome");
+        runtime.shutdown().await.unwrap();
+    });
+}
