@@ -331,8 +331,8 @@ impl Server {
                     ctx.shell.commit(change).await.map(drop)
                 }
             };
-            ex.spawn(relay::run(r.clone(), pool.clone(), cfg.clock.clone(), deposit))
-                .detach();
+            let queue = relay::run(r.clone(), pool.clone(), cfg.clock.clone(), deposit, Arc::downgrade(&ex));
+            ex.spawn(queue).detach();
         }
         drop(ctx);
 

@@ -361,10 +361,16 @@ fn remove_if_there(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Runs the relay's queue: hands on each packet when its delay is over, rotating keys as epochs
-/// pass. `deposit` stores an envelope in this server's own store.
-pub async fn run<D, F>(relay: Arc<Relay>, pool: Arc<meow_net::Pool>, clock: meow_clock::SharedClock, deposit: D)
-where
+/// Runs the relay's queue: hands on each packet when its delay is over (a task each, on the
+/// server's executor `ex`), rotating keys as epochs pass. `deposit` stores an envelope in this
+/// server's own store. Ends when the server shuts down.
+pub async fn run<D, F>(
+    relay: Arc<Relay>,
+    pool: Arc<meow_net::Pool>,
+    clock: meow_clock::SharedClock,
+    deposit: D,
+    ex: std::sync::Weak<smol::Executor<'static>>,
+) where
     D: Fn(MailboxId, Vec<u8>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<(), Refusal>> + Send + 'static,
 {
@@ -378,10 +384,14 @@ where
             next_rotation = now + 60_000;
         }
         let (jobs, next) = relay.due(now);
+        let Some(executor) = ex.upgrade() else { return };
         for job in jobs {
             let (relay, pool, clock, deposit) = (relay.clone(), pool.clone(), clock.clone(), deposit.clone());
-            smol::spawn(async move { hand_on(&relay, &pool, &clock, &deposit, job).await }).detach();
+            executor
+                .spawn(async move { hand_on(&relay, &pool, &clock, &deposit, job).await })
+                .detach();
         }
+        drop(executor);
         let until = next.unwrap_or(u64::MAX).min(next_rotation);
         let wake = relay.wake.1.clone();
         futures_lite::future::or(
