@@ -119,6 +119,12 @@ fn serve(args: ServerRunArgs) -> anyhow::Result<()> {
     meow_server::write_private(&args.data.join("last-run.json"), &serde_json::to_vec_pretty(&last)?)
         .context("writing last-run.json")?;
     tracing::info!(name = %card.name, address = %card.address, key = %card.key, "meow server ready");
+    if args.relay {
+        tracing::info!(
+            identity = %server.catalog().own().identity,
+            "relaying Matriochka packets; servers and clients find this relay in the catalog"
+        );
+    }
     tracing::info!(
         "server card (clients add it with `meow servers add`): {}",
         card.to_text()
@@ -133,6 +139,17 @@ fn serve(args: ServerRunArgs) -> anyhow::Result<()> {
     wait_for_shutdown_signal()?;
     for (name, s) in server.link_status() {
         tracing::info!(link = %name, sent = ?s.sent, received = ?s.received, dropped = s.dropped, airtime_used = ?s.airtime_used, "link totals");
+    }
+    if let Some(r) = server.relay_stats() {
+        tracing::info!(
+            accepted = r.accepted,
+            forwarded = r.forwarded,
+            delivered = r.delivered,
+            replays = r.replays,
+            refused = r.refused,
+            lost = r.lost,
+            "relay totals"
+        );
     }
     tracing::info!("shutting down");
     server.shutdown();
