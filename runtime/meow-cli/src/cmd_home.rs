@@ -361,6 +361,11 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
         }
         (Command::Accept(a), Response::Accepted(view)) => accepted(&mut r, a.out.as_deref(), view)?,
         (Command::Contacts(a), Response::Contacts { contacts, invitations }) => {
+            if a.json {
+                r.json(&serde_json::json!({"contacts": contacts, "invitations": invitations}))?;
+                return Ok(r);
+            }
+            // For people, a Matriochka policy says the shape of its routes.
             let contacts: Vec<ContactView> = contacts
                 .into_iter()
                 .map(|mut c| {
@@ -370,10 +375,6 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                     c
                 })
                 .collect();
-            if a.json {
-                r.json(&serde_json::json!({"contacts": contacts, "invitations": invitations}))?;
-                return Ok(r);
-            }
             if contacts.is_empty() && invitations.is_empty() {
                 r.note("no contacts yet (start with `meow invite NAME`)");
             }
