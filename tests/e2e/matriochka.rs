@@ -135,6 +135,13 @@ fn two_homes_talk_through_three_relays_and_wait_when_the_relays_are_down() {
             .ok()
             .contains("matriochka, 3 hops, mean delay 20 ms")
     );
+    let json: serde_json::Value = serde_json::from_str(alice.meow(&["contacts", "--json"]).ok()).unwrap();
+    let bob_view = &json["contacts"][0];
+    assert_eq!(bob_view["policy"], "matriochka", "{bob_view}");
+    assert_eq!(
+        (bob_view["hops"].as_u64(), bob_view["mean_delay_ms"].as_u64()),
+        (Some(3), Some(20))
+    );
 
     for i in 1..=3 {
         alice.meow(&["send", "bob", &format!("onion {i}")]).ok();
