@@ -82,7 +82,7 @@ pub fn read_card_arg(arg: &str) -> anyhow::Result<Vec<u8>> {
     if arg.trim_start().starts_with("meow:") {
         return Ok(arg.as_bytes().to_vec());
     }
-    bail!("{arg}: no such file, and not a card text (meow:card:…)")
+    bail!("{arg}: no such file, and not a card text (meow:card:… or meow:server:…)")
 }
 
 /// Writes a card in the format the file name asks for.
@@ -468,6 +468,12 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                 r.line(format!("outbox   {} message(s) waiting", s.outbox));
                 for l in &s.links {
                     r.line(format!("link     {}", link_line(l)));
+                }
+                if let Some(v) = &s.relay {
+                    r.line(format!(
+                        "relay    {} taken, {} forwarded, {} delivered, {} held; {} replays and {} refused dropped, {} lost",
+                        v.accepted, v.forwarded, v.delivered, v.held, v.replays, v.refused, v.lost
+                    ));
                 }
                 r.line(format!("events   {} waiting for plugins and recipes", s.events_waiting));
                 r.line(format!("plugins  {}", s.instances.len()));

@@ -202,6 +202,7 @@ pub struct Core {
     watchdog: Watchdog,
     server_address: Option<String>,
     server_links: Vec<(String, Arc<dyn meow_net::port::DatagramPort>)>,
+    server_relay: Option<Arc<meow_server::relay::Relay>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -387,6 +388,18 @@ impl Core {
             outbox,
             events_waiting,
             links: self.link_views(),
+            relay: self.server_relay.as_ref().map(|r| {
+                let s = r.stats();
+                crate::views::RelayView {
+                    accepted: s.accepted,
+                    forwarded: s.forwarded,
+                    delivered: s.delivered,
+                    replays: s.replays,
+                    refused: s.refused,
+                    lost: s.lost,
+                    held: r.held(),
+                }
+            }),
         }
     }
 
@@ -843,6 +856,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         watchdog: Watchdog::start().map_err(RuntimeError::io("starting the watchdog thread"))?,
         server_address: server.as_ref().map(|s| s.local_addr().to_string()),
         server_links: server.as_ref().map(|s| s.links()).unwrap_or_default(),
+        server_relay: server.as_ref().and_then(|s| s.relay()),
         cfg: cfg.clone(),
     });
     let names: Vec<String> = loaded.iter().map(|r| r.name.clone()).collect();

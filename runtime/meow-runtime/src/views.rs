@@ -341,6 +341,28 @@ pub struct StatusView {
     /// The embedded server's serial lines and radios.
     #[serde(default)]
     pub links: Vec<LinkView>,
+    /// The embedded server's Matriochka relay, when it relays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayView>,
+}
+
+/// What the embedded server's Matriochka relay has done since it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayView {
+    /// Packets taken.
+    pub accepted: u64,
+    /// Packets handed to the next relay.
+    pub forwarded: u64,
+    /// Envelopes deposited (here or on the target server).
+    pub delivered: u64,
+    /// Replays dropped.
+    pub replays: u64,
+    /// Packets refused (not for its keys, malformed, over its rate).
+    pub refused: u64,
+    /// Packets dropped after every attempt to hand them on failed.
+    pub lost: u64,
+    /// Packets held now, waiting for their delay.
+    pub held: usize,
 }
 
 /// A serial line or radio of the embedded server: what it carried and its airtime budget.

@@ -394,6 +394,11 @@ fn an_embedded_server_with_relay_true_is_a_trusted_relay_in_the_catalog() {
         let s = &servers[0];
         assert!(s.relays && s.mine && s.trusted, "{s:?}");
         assert_eq!(s.name, "relayhome");
+        let Ok(Response::Status(status)) = runtime.request(Request::Status).await else {
+            panic!("a status")
+        };
+        let relay = status.relay.expect("the relay's counters in the status");
+        assert_eq!((relay.accepted, relay.held), (0, 0));
         runtime.shutdown().await.unwrap();
     });
 }

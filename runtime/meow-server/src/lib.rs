@@ -142,6 +142,11 @@ impl ServerHandle {
         self.relay.as_ref().map(|r| r.stats())
     }
 
+    /// Its Matriochka relay, if it relays (to read its counters later).
+    pub fn relay(&self) -> Option<Arc<relay::Relay>> {
+        self.relay.clone()
+    }
+
     /// Its catalog service: its own descriptor and the servers it knows.
     pub fn catalog(&self) -> &gossip::CatalogService {
         &self.catalog
