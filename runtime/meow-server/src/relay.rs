@@ -8,10 +8,10 @@
 //! once their epoch is over: a packet captured earlier can no longer be opened by anything the
 //! server holds, and the tag set never grows beyond two epochs' traffic.
 //!
-//! Durability: tags are appended to `relay/tags-N` before the packet is accepted, so a relay
-//! killed and restarted still refuses a replay (a power cut may lose the last tags the kernel
-//! had not written). Held packets are memory only, like Nym's and Loopix's mixes: a relay that
-//! crashes loses at most what it held (bounded by `max_delay`); docs/THREAT-MODEL.md says so.
+//! Durability: tags are appended to `relay/tags-N` and the packet to the journal of held
+//! packets ([`journal`]) before the packet is accepted, so a relay killed and restarted still
+//! refuses a replay and hands on what it held (a power cut may lose the last records the
+//! kernel had not written).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
@@ -103,8 +103,15 @@ pub struct RelayStats {
     pub lost: u64,
 }
 
-/// Packets held, by due time and arrival order, and the last order given.
-type Held = (BTreeMap<(u64, u64), Job>, u64);
+mod journal;
+
+/// Packets held, by due time and arrival order; the last order given; their journal.
+#[derive(Debug)]
+struct Held {
+    queue: BTreeMap<(u64, u64), Job>,
+    last: u64,
+    journal: journal::Journal,
+}
 
 /// A server's relay: keys, tags, held packets.
 #[derive(Debug)]
@@ -130,13 +137,26 @@ impl Relay {
         let dir = data_dir.join("relay");
         std::fs::create_dir_all(&dir)?;
         let per_second = f64::from(cfg.per_second.max(1));
+        let (journal, pending) = journal::Journal::open(&dir)?;
+        let mut held = Held {
+            queue: BTreeMap::new(),
+            last: 0,
+            journal,
+        };
+        for (order, due, job) in pending {
+            held.last = held.last.max(order);
+            held.queue.insert((due, order), job);
+        }
+        if !held.queue.is_empty() {
+            tracing::info!(packets = held.queue.len(), "relay: packets held before a restart go on");
+        }
         let relay = Self {
             dir,
             rate: Mutex::new(Bucket::new(per_second, cfg.per_second.max(1), now_ms)),
             cfg,
             keys: Mutex::default(),
             tags: Mutex::default(),
-            held: Mutex::default(),
+            held: Mutex::new(held),
             stats: Mutex::default(),
             wake: smol::channel::bounded(1),
         };
@@ -231,7 +251,7 @@ impl Relay {
 
     /// Packets held now.
     pub fn held(&self) -> usize {
-        self.held.lock().0.len()
+        self.held.lock().queue.len()
     }
 
     fn count(&self, f: impl FnOnce(&mut RelayStats)) {
@@ -288,11 +308,11 @@ impl Relay {
             _ => return Err((ErrorCode::Malformed, "the onion's layers disagree".into())),
         };
         tracing::debug!(size, class = packet.class(), delay_ms = delay, "onion packet accepted");
+        self.hold(now_ms + delay, job)?;
         self.count(|s| {
             s.accepted += 1;
             s.sizes_in.insert(size);
         });
-        self.hold(now_ms + delay, job);
         Ok(())
     }
 
@@ -335,22 +355,33 @@ impl Relay {
         })
     }
 
-    fn hold(&self, due_ms: u64, job: Job) {
+    /// Journals the job, then queues it.
+    fn hold(&self, due_ms: u64, job: Job) -> Result<(), Refusal> {
         let mut held = self.held.lock();
-        held.1 += 1;
-        let order = held.1;
-        held.0.insert((due_ms, order), job);
+        let order = held.last + 1;
+        held.journal.put(order, due_ms, &job).map_err(|e| io_refusal(&e))?;
+        held.last = order;
+        held.queue.insert((due_ms, order), job);
         drop(held);
         let _ = self.wake.0.try_send(());
+        Ok(())
     }
 
-    /// The jobs due at `now_ms`, and when the next one is due.
-    pub fn due(&self, now_ms: u64) -> (Vec<Job>, Option<u64>) {
+    /// The jobs due at `now_ms` with their order (for [`Relay::finish`]), and when the next one
+    /// is due.
+    pub fn due(&self, now_ms: u64) -> (Vec<(u64, Job)>, Option<u64>) {
         let mut held = self.held.lock();
-        let later = held.0.split_off(&(now_ms + 1, 0));
-        let due = std::mem::replace(&mut held.0, later);
-        let next = held.0.keys().next().map(|(t, _)| *t);
-        (due.into_values().collect(), next)
+        let later = held.queue.split_off(&(now_ms + 1, 0));
+        let due = std::mem::replace(&mut held.queue, later);
+        let next = held.queue.keys().next().map(|(t, _)| *t);
+        (due.into_iter().map(|((_, order), job)| (order, job)).collect(), next)
+    }
+
+    /// Notes that job `order` was handed on or given up: the journal forgets it.
+    pub fn finish(&self, order: u64) {
+        if let Err(e) = self.held.lock().journal.done(order) {
+            tracing::error!(error = %e, "relay journal: marking a packet done failed");
+        }
     }
 }
 
@@ -385,10 +416,13 @@ pub async fn run<D, F>(
         }
         let (jobs, next) = relay.due(now);
         let Some(executor) = ex.upgrade() else { return };
-        for job in jobs {
+        for (order, job) in jobs {
             let (relay, pool, clock, deposit) = (relay.clone(), pool.clone(), clock.clone(), deposit.clone());
             executor
-                .spawn(async move { hand_on(&relay, &pool, &clock, &deposit, job).await })
+                .spawn(async move {
+                    hand_on(&relay, &pool, &clock, &deposit, &job).await;
+                    relay.finish(order);
+                })
                 .detach();
         }
         drop(executor);
@@ -404,16 +438,16 @@ pub async fn run<D, F>(
     }
 }
 
-async fn hand_on<D, F>(relay: &Relay, pool: &meow_net::Pool, clock: &meow_clock::SharedClock, deposit: &D, job: Job)
+async fn hand_on<D, F>(relay: &Relay, pool: &meow_net::Pool, clock: &meow_clock::SharedClock, deposit: &D, job: &Job)
 where
     D: Fn(MailboxId, Vec<u8>) -> F,
     F: Future<Output = Result<(), Refusal>>,
 {
     let mut backoff = Duration::from_millis(500);
     for attempt in 1..=ATTEMPTS {
-        match try_hand_on(pool, deposit, &job).await {
+        match try_hand_on(pool, deposit, job).await {
             Ok(()) => {
-                relay.count(|s| match &job {
+                relay.count(|s| match job {
                     Job::Forward { packet, .. } => {
                         s.forwarded += 1;
                         s.sizes_out.insert(packet.len());

@@ -105,3 +105,46 @@ fn the_rate_cap_holds() {
     assert!(results[0].is_ok() && results[1].is_ok());
     assert_eq!(results[2].as_ref().unwrap_err().0, ErrorCode::RateLimited);
 }
+
+#[test]
+fn held_packets_survive_a_restart_until_handed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::open(dir.path(), config(), NOW_MS).unwrap();
+    for delay in [10, 20, 30] {
+        relay.accept(NOW_MS, packet_for(&relay, NOW_MS, delay)).unwrap();
+    }
+    let (due, _) = relay.due(NOW_MS + 15);
+    assert_eq!(due.len(), 1);
+    relay.finish(due[0].0);
+    drop(relay); // killed: the two others were never handed on
+
+    let again = Relay::open(dir.path(), config(), NOW_MS + 100).unwrap();
+    assert_eq!(again.held(), 2, "what was held goes on after the restart");
+    let (due, next) = again.due(NOW_MS + 100);
+    assert_eq!((due.len(), next), (2, None));
+    assert!(matches!(&due[0].1, Job::Deposit { mailbox, .. } if *mailbox == MailboxId([3; 16])));
+    for (order, _) in &due {
+        again.finish(*order);
+    }
+    // A record cut short by a crash is ignored, not an error.
+    let segment = std::fs::read_dir(dir.path().join("relay"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("held-"))
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(&[1, 0, 0, 0])
+        .unwrap();
+    drop(again);
+    let third = Relay::open(dir.path(), config(), NOW_MS + 200).unwrap();
+    assert_eq!(third.held(), 0, "everything handed on stays handed on");
+    let segments = std::fs::read_dir(dir.path().join("relay"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("held-"))
+        .count();
+    assert_eq!(segments, 1, "old segments with nothing pending are deleted");
+}

@@ -1,0 +1,212 @@
+//! The relay's journal of held packets: every packet taken is appended before `Forwarded` is
+//! answered, and marked done once handed on (or given up), so a relay killed and restarted
+//! hands on what it held instead of losing it.
+//!
+//! ```text
+//! segment = record*                          (files relay/held-N.log, N increasing)
+//! record  = 1 put:  order:u64 | due_ms:u64 | len:u32 | job
+//!         | 2 done: order:u64
+//! job     = 1 forward: next:[32] | address | packet:bytes
+//!         | 2 deposit: target:option<key:[32] | address> | mailbox:[16] | envelope:bytes
+//! ```
+//!
+//! Records are appended (no fsync: a kill loses nothing the kernel has; a power cut may lose the
+//! last ones). A new segment starts past 8 MiB; the oldest segments go once every packet they
+//! hold is done, oldest first, so a `done` is never dropped while its `put` remains. A record
+//! cut short by a crash ends the replay of its segment. A packet replayed twice after a crash
+//! (its `done` lost) is refused by the next relay as a replay, or dropped by the recipient's
+//! duplicate detection: at most once on the wire beyond the relay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use meow_proto::codec::{Decode, Encode, Reader, Writer};
+use meow_proto::{Address, MailboxId, ServerPublic};
+
+use super::Job;
+
+/// A segment is closed past this size.
+const SEGMENT_BYTES: u64 = 8 << 20;
+const PUT: u8 = 1;
+const DONE: u8 = 2;
+const FORWARD: u8 = 1;
+const DEPOSIT: u8 = 2;
+
+/// Held packets on disk.
+#[derive(Debug)]
+pub(super) struct Journal {
+    dir: PathBuf,
+    current: (u64, File, u64),
+    /// Per segment, the packets it holds that are not done.
+    live: BTreeMap<u64, usize>,
+    /// Which segment holds each packet not done.
+    place: HashMap<u64, u64>,
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("held-{id}.log"))
+}
+
+fn encode_job(job: &Job, w: &mut Writer) {
+    match job {
+        Job::Forward { next, address, packet } => {
+            w.u8(FORWARD);
+            next.encode(w);
+            address.encode(w);
+            w.bytes(packet);
+        }
+        Job::Deposit {
+            target,
+            mailbox,
+            envelope,
+        } => {
+            w.u8(DEPOSIT);
+            w.option(target.as_ref(), |w, (key, address)| {
+                key.encode(w);
+                address.encode(w);
+            });
+            mailbox.encode(w);
+            w.bytes(envelope);
+        }
+    }
+}
+
+fn decode_job(r: &mut Reader<'_>) -> Option<Job> {
+    let max = meow_proto::wire::MAX_ONION_PACKET;
+    Some(match r.u8("job").ok()? {
+        FORWARD => Job::Forward {
+            next: ServerPublic::decode(r).ok()?,
+            address: Address::decode(r).ok()?,
+            packet: r.bytes(max, "packet").ok()?.to_vec(),
+        },
+        DEPOSIT => Job::Deposit {
+            target: r
+                .option("target", |r| Ok((ServerPublic::decode(r)?, Address::decode(r)?)))
+                .ok()?,
+            mailbox: MailboxId::decode(r).ok()?,
+            envelope: r.bytes(max, "envelope").ok()?.to_vec(),
+        },
+        _ => return None,
+    })
+}
+
+/// Reads one segment's records into `pending`, by order.
+fn replay(bytes: &[u8], id: u64, pending: &mut BTreeMap<u64, (u64, u64, Job)>) {
+    let mut r = Reader::new(bytes);
+    loop {
+        let record = (|| -> Option<()> {
+            match r.u8("record").ok()? {
+                PUT => {
+                    let order = u64::from_be_bytes(r.array::<8>("order").ok()?);
+                    let due = u64::from_be_bytes(r.array::<8>("due").ok()?);
+                    let len = u32::from_be_bytes(r.array::<4>("length").ok()?) as usize;
+                    let mut job = Reader::new(r.take(len, "job").ok()?);
+                    pending.insert(order, (id, due, decode_job(&mut job)?));
+                }
+                DONE => {
+                    pending.remove(&u64::from_be_bytes(r.array::<8>("order").ok()?));
+                }
+                _ => return None,
+            }
+            Some(())
+        })();
+        if record.is_none() {
+            return;
+        }
+    }
+}
+
+impl Journal {
+    /// Opens the journal in `dir`; the packets not done, as (order, due_ms, job).
+    pub(super) fn open(dir: &Path) -> std::io::Result<(Self, Vec<(u64, u64, Job)>)> {
+        let mut ids: Vec<u64> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("held-")?.strip_suffix(".log")?.parse().ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        let mut pending = BTreeMap::new();
+        for id in &ids {
+            replay(&std::fs::read(segment_path(dir, *id))?, *id, &mut pending);
+        }
+        let next_id = ids.last().map_or(0, |i| i + 1);
+        let file = File::create(segment_path(dir, next_id))?;
+        let mut journal = Self {
+            dir: dir.to_owned(),
+            current: (next_id, file, 0),
+            live: ids.iter().map(|i| (*i, 0)).collect(),
+            place: HashMap::new(),
+        };
+        journal.live.insert(next_id, 0);
+        for (order, (id, _, _)) in &pending {
+            *journal.live.entry(*id).or_default() += 1;
+            journal.place.insert(*order, *id);
+        }
+        journal.collect()?;
+        let held = pending
+            .into_iter()
+            .map(|(order, (_, due, job))| (order, due, job))
+            .collect();
+        Ok((journal, held))
+    }
+
+    fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
+        if self.current.2 >= SEGMENT_BYTES {
+            let id = self.current.0 + 1;
+            self.current = (id, File::create(segment_path(&self.dir, id))?, 0);
+            self.live.insert(id, 0);
+        }
+        self.current.1.write_all(record)?;
+        self.current.2 += record.len() as u64;
+        Ok(())
+    }
+
+    /// Records a packet taken.
+    pub(super) fn put(&mut self, order: u64, due_ms: u64, job: &Job) -> std::io::Result<()> {
+        let mut w = Writer::new();
+        encode_job(job, &mut w);
+        let job = w.into_bytes();
+        let mut record = Vec::with_capacity(21 + job.len());
+        record.push(PUT);
+        record.extend_from_slice(&order.to_be_bytes());
+        record.extend_from_slice(&due_ms.to_be_bytes());
+        record.extend_from_slice(&(job.len() as u32).to_be_bytes());
+        record.extend_from_slice(&job);
+        self.append(&record)?;
+        *self.live.entry(self.current.0).or_default() += 1;
+        self.place.insert(order, self.current.0);
+        Ok(())
+    }
+
+    /// Records a packet handed on (or given up), and drops the segments nothing needs.
+    pub(super) fn done(&mut self, order: u64) -> std::io::Result<()> {
+        let mut record = vec![DONE];
+        record.extend_from_slice(&order.to_be_bytes());
+        self.append(&record)?;
+        if let Some(id) = self.place.remove(&order)
+            && let Some(n) = self.live.get_mut(&id)
+        {
+            *n = n.saturating_sub(1);
+        }
+        self.collect()
+    }
+
+    /// Deletes the oldest segments while they hold nothing pending (never the current one).
+    fn collect(&mut self) -> std::io::Result<()> {
+        while let Some((&id, &n)) = self.live.iter().next() {
+            if n > 0 || id == self.current.0 {
+                break;
+            }
+            self.live.remove(&id);
+            match std::fs::remove_file(segment_path(&self.dir, id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
