@@ -34,6 +34,9 @@ const DONE: u8 = 2;
 const FORWARD: u8 = 1;
 const DEPOSIT: u8 = 2;
 
+/// A packet not done: its order, when it is due (Unix ms), what to do.
+pub(super) type Pending = (u64, u64, Job);
+
 /// Held packets on disk.
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -119,8 +122,8 @@ fn replay(bytes: &[u8], id: u64, pending: &mut BTreeMap<u64, (u64, u64, Job)>) {
 }
 
 impl Journal {
-    /// Opens the journal in `dir`; the packets not done, as (order, due_ms, job).
-    pub(super) fn open(dir: &Path) -> std::io::Result<(Self, Vec<(u64, u64, Job)>)> {
+    /// Opens the journal in `dir`; the packets not done.
+    pub(super) fn open(dir: &Path) -> std::io::Result<(Self, Vec<Pending>)> {
         let mut ids: Vec<u64> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
