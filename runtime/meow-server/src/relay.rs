@@ -9,7 +9,7 @@
 //! server holds, and the tag set never grows beyond two epochs' traffic.
 //!
 //! Durability: tags are appended to `relay/tags-N` and the packet to the journal of held
-//! packets ([`journal`]) before the packet is accepted, so a relay killed and restarted still
+//! packets (`relay/held-N.log`) before the packet is accepted, so a relay killed and restarted still
 //! refuses a replay and hands on what it held (a power cut may lose the last records the
 //! kernel had not written).
 

@@ -167,7 +167,10 @@ fn throughput(w: Workload) -> anyhow::Result<()> {
         println!("{name:<62} {lo:>9.0} – {hi:>9.0} /s");
     };
     show("baseline: X25519 scalar multiplications, one core", &dh);
-    show("relay, middle hop: peel + blind + tag + journal + hold, one core", &peel);
+    show(
+        "relay, middle hop: peel + blind + tag + journal + hold, one core",
+        &peel,
+    );
     show("server --relay over TCP, last hop: peel + deposit durably", &served);
     println!("(Loopix reports ~300 messages/s per mix relay; Nym's published figures are per node.)");
     Ok(())
