@@ -191,16 +191,32 @@ fn two_homes_talk_through_three_relays_and_wait_when_the_relays_are_down() {
     );
 
     // They come back (same keys): the outbox goes out through them.
-    let _relays: Vec<ServerProc> = (0..3)
-        .map(|i| {
-            let name = format!("relay{i}");
-            let args = ["--name", name.as_str(), "--relay", "--relay-max-delay", "500ms"];
-            ServerProc::start_on(&relay_data[i], ports[i], &args)
-        })
-        .collect();
+    let restart = || -> Vec<ServerProc> {
+        (0..3)
+            .map(|i| {
+                let name = format!("relay{i}");
+                let args = ["--name", name.as_str(), "--relay", "--relay-max-delay", "500ms"];
+                ServerProc::start_on(&relay_data[i], ports[i], &args)
+            })
+            .collect()
+    };
+    let relays = restart();
     alice.meow(&["send", "bob", "after"]).ok();
     let texts = wait_for_all(&bob, &["after", "held back"]);
     assert_eq!(texts.iter().filter(|t| *t == "after").count(), 1);
+
+    // A message held by a relay (long delays now) when every relay is killed: taken means
+    // journaled, so it arrives once they are back, and once only.
+    alice
+        .meow(&["contacts", "policy", "bob", "matriochka", "--delay", "400ms"])
+        .ok();
+    alice.meow(&["send", "bob", "in flight"]).ok();
+    for r in relays {
+        r.kill9();
+    }
+    let _relays = restart();
+    let texts = wait_for_all(&bob, &["in flight"]);
+    assert_eq!(texts.iter().filter(|t| *t == "in flight").count(), 1, "{texts:?}");
 }
 
 /// A packet sent twice to a relay: taken once, then refused as a replay.
