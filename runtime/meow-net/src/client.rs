@@ -409,6 +409,22 @@ impl ServerClient {
         }
     }
 
+    /// Hands a Matriochka packet to a relay; returns once the relay has recorded it.
+    pub async fn forward(&self, packet: Vec<u8>) -> Result<(), ClientError> {
+        match self.request(Request::Forward { packet }, Duration::ZERO).await? {
+            Response::Forwarded => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The server's catalog (encoded descriptors, unchecked), offering one's own descriptor.
+    pub async fn catalog(&self, offer: Option<Vec<u8>>) -> Result<Vec<Vec<u8>>, ClientError> {
+        match self.request(Request::Catalog { offer }, Duration::ZERO).await? {
+            Response::Catalog { descriptors } => Ok(descriptors),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The server's name and limits.
     pub async fn info(&self) -> Result<ServerInfo, ClientError> {
         match self.request(Request::Info, Duration::ZERO).await? {

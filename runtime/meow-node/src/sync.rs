@@ -139,18 +139,7 @@ async fn try_onion(
 ) -> std::result::Result<meow_proto::Address, Undelivered> {
     let plan = plan.map_err(Undelivered::NoRoute)?;
     let (address, key) = &plan.first;
-    let sent = async {
-        let client = pool.get(address, key).await?;
-        let request = meow_proto::wire::Request::Forward { packet: plan.packet };
-        match client.request(request, Duration::ZERO).await? {
-            meow_proto::wire::Response::Forwarded => Ok(()),
-            meow_proto::wire::Response::Error { code, message } => Err(ClientError::Server { code, message }),
-            other => Err(ClientError::Protocol(format!(
-                "unexpected answer to forward: {other:?}"
-            ))),
-        }
-    }
-    .await;
+    let sent = async { pool.get(address, key).await?.forward(plan.packet).await }.await;
     match sent {
         Ok(()) => {
             tracing::debug!(to = %item.label, relays = ?plan.relays, "handed to a Matriochka route");
@@ -189,20 +178,7 @@ pub async fn refresh_catalog(node: &Mutex<Node>) -> Result<usize> {
     };
     let mut last = None;
     for s in &servers {
-        let asked = async {
-            let client = pool.get(&s.address, &s.key).await?;
-            match client
-                .request(meow_proto::wire::Request::Catalog { offer: None }, Duration::ZERO)
-                .await?
-            {
-                meow_proto::wire::Response::Catalog { descriptors } => Ok(descriptors),
-                meow_proto::wire::Response::Error { code, message } => Err(ClientError::Server { code, message }),
-                other => Err(ClientError::Protocol(format!(
-                    "unexpected answer to catalog: {other:?}"
-                ))),
-            }
-        }
-        .await;
+        let asked = async { pool.get(&s.address, &s.key).await?.catalog(None).await }.await;
         match asked {
             Ok(descriptors) => return node.lock().await.take_catalog(&descriptors),
             Err(e) => last = Some(e),

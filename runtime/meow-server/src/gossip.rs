@@ -11,7 +11,7 @@ use std::time::Duration;
 use meow_clock::rate::Buckets;
 use meow_proto::catalog::{Catalog, DescriptorBody, MAX_CATALOG_ANSWER, Offer, ServerDescriptor, UncheckedDescriptor};
 use meow_proto::codec::{Decode, Encode};
-use meow_proto::wire::{ErrorCode, Request, Response};
+use meow_proto::wire::{ErrorCode, Response};
 use meow_proto::{ServerCard, ServerIdentity};
 use parking_lot::Mutex;
 
@@ -256,13 +256,11 @@ pub async fn exchange(
     now_ms: u64,
 ) -> Result<usize, String> {
     let client = pool.get(&peer.address, &peer.key).await.map_err(|e| e.to_string())?;
-    let offer = Some(service.own().to_bytes());
-    match client.request(Request::Catalog { offer }, Duration::ZERO).await {
-        Ok(Response::Catalog { descriptors }) => Ok(service.merge(descriptors, now_ms)),
-        Ok(Response::Error { code, message }) => Err(format!("{code:?}: {message}")),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
+    let descriptors = client
+        .catalog(Some(service.own().to_bytes()))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(service.merge(descriptors, now_ms))
 }
 
 #[cfg(test)]

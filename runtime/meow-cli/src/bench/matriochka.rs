@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use meow_proto::crypto::onion::{OnionGroup, X25519Group};
 use meow_proto::onion::{self, Instruction, RouteHop};
-use meow_proto::wire::{Request, Response};
 use meow_proto::{LookupKey, MailboxId, RelayKey};
 use meow_server::relay::{Relay, RelayConfig};
 use meow_testkit::mixsim::{Scenario, observe};
@@ -215,14 +214,11 @@ fn served_rate(n: usize, envelope: &[u8]) -> anyhow::Result<f64> {
                         .map(|p| {
                             let c = client.clone();
                             let p = p.clone();
-                            smol::spawn(async move { c.request(Request::Forward { packet: p }, Duration::ZERO).await })
+                            smol::spawn(async move { c.forward(p).await })
                         })
                         .collect();
                     for s in sends {
-                        match s.await? {
-                            Response::Forwarded => {}
-                            other => anyhow::bail!("relay answered {other:?}"),
-                        }
+                        s.await?;
                     }
                 }
                 anyhow::Ok(())
@@ -322,7 +318,7 @@ fn latency_once(samples: usize) -> anyhow::Result<super::Samples> {
             ];
             let packet = onion::wrap(&route, &mut meow_proto::os_rng())?.into_bytes();
             let start = Instant::now();
-            first.request(Request::Forward { packet }, Duration::ZERO).await?;
+            first.forward(packet).await?;
             loop {
                 let got = last.poll(&[&lookup], 16, Duration::from_secs(5), 0).await?;
                 if !got.messages.is_empty() {
