@@ -583,9 +583,6 @@ fn policy_request(p: &PolicyArgs) -> anyhow::Result<Request> {
             anyhow::bail!("with --default, give the policy alone: meow contacts policy --default matriochka")
         }
     };
-    if !["server", "direct-preferred", "matriochka"].contains(&policy.as_str()) {
-        anyhow::bail!("unknown policy {policy:?}: server, direct-preferred or matriochka");
-    }
     let delay_ms = match &p.delay {
         Some(d) => Some(u32::try_from(crate::util::parse_duration(d)?.as_millis()).context("that delay is too long")?),
         None => None,

@@ -61,19 +61,11 @@ pub struct CatalogService {
     offers: Mutex<Buckets<IpAddr>>,
 }
 
+/// The server's identity (`server-identity.key`), made on first use.
 fn identity(dir: &Path) -> std::io::Result<ServerIdentity> {
-    let path = dir.join("server-identity.key");
-    match std::fs::read(&path) {
-        Ok(bytes) => <[u8; 32]>::try_from(bytes)
-            .map(|b| ServerIdentity::from_seed(&b))
-            .map_err(|_| std::io::Error::other(format!("{} is damaged (expected 32 bytes)", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let seed: [u8; 32] = meow_proto::crypto::random_bytes(&mut meow_proto::os_rng());
-            crate::write_private(&path, &seed).map_err(std::io::Error::other)?;
-            Ok(ServerIdentity::from_seed(&seed))
-        }
-        Err(e) => Err(e),
-    }
+    crate::load_or_create_secret(dir, "server-identity.key")
+        .map(|seed| ServerIdentity::from_seed(&seed))
+        .map_err(std::io::Error::other)
 }
 
 impl CatalogService {

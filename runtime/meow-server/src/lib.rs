@@ -50,7 +50,7 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] meow_store::StoreError),
-    /// The key file is damaged.
+    /// A key file is damaged.
     #[error("server key file {0} is damaged (expected 32 bytes)")]
     BadKey(String),
 }
@@ -62,19 +62,21 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerEr
 
 /// The server's key, created in `dir` on first use (file `server.key`, owner-only).
 pub fn load_or_create_key(dir: &Path) -> Result<ServerKey, ServerError> {
+    load_or_create_secret(dir, "server.key").map(ServerKey::from_secret_bytes)
+}
+
+/// The 32 secret bytes in `dir/file`, made at random (owner-only) on first use.
+pub(crate) fn load_or_create_secret(dir: &Path, file: &str) -> Result<[u8; 32], ServerError> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let path = dir.join("server.key");
+    let path = dir.join(file);
     match std::fs::read(&path) {
-        Ok(bytes) => {
-            let bytes: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| ServerError::BadKey(path.display().to_string()))?;
-            Ok(ServerKey::from_secret_bytes(bytes))
-        }
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| ServerError::BadKey(path.display().to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = ServerKey::generate(&mut meow_proto::os_rng());
-            write_private(&path, key.secret_bytes().as_slice())?;
-            Ok(key)
+            let secret = meow_proto::crypto::random_bytes(&mut meow_proto::os_rng());
+            write_private(&path, &secret)?;
+            Ok(secret)
         }
         Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
     }

@@ -81,6 +81,65 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// The job a peeled layer asks for: a forward carries the inner packet, a deliver is the last
+    /// layer; `None` when the instruction and the layers disagree.
+    pub fn new(instruction: Instruction, next: Option<Vec<u8>>) -> Option<Self> {
+        Some(match (instruction, next) {
+            (Instruction::Forward { next, address, .. }, Some(packet)) => Job::Forward { next, address, packet },
+            (
+                Instruction::Deliver {
+                    target,
+                    mailbox,
+                    envelope,
+                    ..
+                },
+                None,
+            ) => Job::Deposit {
+                target,
+                mailbox,
+                envelope,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The instruction (with no delay left) and the inner packet that make this job again with
+    /// [`Job::new`]: what the journal stores.
+    fn parts(&self) -> (Instruction, Option<&[u8]>) {
+        match self {
+            Job::Forward { next, address, packet } => (
+                Instruction::Forward {
+                    next: *next,
+                    address: address.clone(),
+                    delay_ms: 0,
+                },
+                Some(packet),
+            ),
+            Job::Deposit {
+                target,
+                mailbox,
+                envelope,
+            } => (
+                Instruction::Deliver {
+                    delay_ms: 0,
+                    target: target.clone(),
+                    mailbox: *mailbox,
+                    envelope: envelope.clone(),
+                },
+                None,
+            ),
+        }
+    }
+}
+
+/// The replay tags seen under one epoch's key, and their file (opened on the first new tag).
+#[derive(Debug, Default)]
+struct EpochTags {
+    seen: HashSet<ReplayTag>,
+    file: Option<std::fs::File>,
+}
+
 /// What a relay has done, for its operator and the tests: packet sizes in and out (one per size
 /// class whatever the hop), and counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,7 +178,7 @@ pub struct Relay {
     dir: PathBuf,
     cfg: RelayConfig,
     keys: Mutex<BTreeMap<u64, RelayKey>>,
-    tags: Mutex<HashMap<u64, HashSet<ReplayTag>>>,
+    tags: Mutex<HashMap<u64, EpochTags>>,
     held: Mutex<Held>,
     rate: Mutex<Bucket>,
     stats: Mutex<RelayStats>,
@@ -191,11 +250,11 @@ impl Relay {
                 }
             } else if let Some(epoch) = name.strip_prefix("tags-").and_then(|n| n.parse::<u64>().ok()) {
                 let bytes = std::fs::read(entry.path())?;
-                let set: HashSet<ReplayTag> = bytes
+                let seen: HashSet<ReplayTag> = bytes
                     .chunks_exact(16)
                     .filter_map(|c| c.try_into().ok().map(ReplayTag))
                     .collect();
-                self.tags.lock().insert(epoch, set);
+                self.tags.lock().insert(epoch, EpochTags { seen, file: None });
             }
         }
         Ok(())
@@ -286,27 +345,8 @@ impl Relay {
         let (epoch, peeled) = self.peel(now_ms, &packet)?;
         self.remember(epoch, peeled.tag)?;
         let delay = u64::from(peeled.instruction.delay_ms()).min(self.cfg.max_delay.as_millis() as u64);
-        let job = match (peeled.instruction, peeled.next) {
-            (Instruction::Forward { next, address, .. }, Some(inner)) => Job::Forward {
-                next,
-                address,
-                packet: inner.into_bytes(),
-            },
-            (
-                Instruction::Deliver {
-                    target,
-                    mailbox,
-                    envelope,
-                    ..
-                },
-                None,
-            ) => Job::Deposit {
-                target,
-                mailbox,
-                envelope,
-            },
-            _ => return Err((ErrorCode::Malformed, "the onion's layers disagree".into())),
-        };
+        let job = Job::new(peeled.instruction, peeled.next.map(OnionPacket::into_bytes))
+            .ok_or_else(|| (ErrorCode::Malformed, "the onion's layers disagree".to_owned()))?;
         tracing::debug!(size, class = packet.class(), delay_ms = delay, "onion packet accepted");
         self.hold(now_ms + delay, job)?;
         self.count(|s| {
@@ -319,10 +359,17 @@ impl Relay {
     /// Opens the packet with the key of the epoch it arrives in, or of the epoch before or after.
     fn peel(&self, now_ms: u64, packet: &OnionPacket) -> Result<(u64, onion::Peeled), Refusal> {
         let current = self.epoch_at(now_ms);
-        let keys = self.keys.lock();
+        // Copied out of the lock: peeling (two X25519 operations) runs on every thread at once.
+        let candidates: Vec<(u64, RelayKey)> = {
+            let keys = self.keys.lock();
+            [current, current.saturating_sub(1), current + 1]
+                .into_iter()
+                .filter_map(|e| Some((e, keys.get(&e)?.clone())))
+                .collect()
+        };
         let mut last = None;
-        for epoch in [current, current.saturating_sub(1), current + 1] {
-            let Some(key) = keys.get(&epoch) else { continue };
+        for (epoch, key) in &candidates {
+            let epoch = *epoch;
             match onion::peel(packet, key) {
                 Ok(p) => return Ok((epoch, p)),
                 Err(e) => last = Some(e),
@@ -339,18 +386,21 @@ impl Relay {
 
     fn remember(&self, epoch: u64, tag: ReplayTag) -> Result<(), Refusal> {
         let mut tags = self.tags.lock();
-        let set = tags.entry(epoch).or_default();
-        if !set.insert(tag) {
+        let entry = tags.entry(epoch).or_default();
+        if !entry.seen.insert(tag) {
             return Err((ErrorCode::Replayed, "this packet was relayed before".into()));
         }
-        let path = self.dir.join(format!("tags-{epoch}"));
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&tag.0));
+        let appended = match &mut entry.file {
+            Some(file) => file.write_all(&tag.0),
+            None => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("tags-{epoch}")))
+                .and_then(|mut f| f.write_all(&tag.0).map(|()| entry.file = Some(f))),
+        };
         appended.map_err(|e| {
-            set.remove(&tag);
+            entry.seen.remove(&tag);
+            entry.file = None;
             io_refusal(&e)
         })
     }
@@ -385,6 +435,7 @@ impl Relay {
     }
 }
 
+/// Removes a file; one already gone is no error.
 fn remove_if_there(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),

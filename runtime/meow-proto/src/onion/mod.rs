@@ -210,7 +210,7 @@ impl Decode for Instruction {
     }
 }
 
-/// The size class (an index into [`SIZE_CLASSES`]) of a packet.
+/// The length of the routing field of a packet of a class (an index into [`SIZE_CLASSES`]).
 pub fn field_len(class: u8) -> Option<usize> {
     SIZE_CLASSES.get(usize::from(class)).map(|e| e + ROUTING_SPACE)
 }

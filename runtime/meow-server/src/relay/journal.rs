@@ -6,8 +6,7 @@
 //! segment = record*                          (files relay/held-N.log, N increasing)
 //! record  = 1 put:  order:u64 | due_ms:u64 | len:u32 | job
 //!         | 2 done: order:u64
-//! job     = 1 forward: next:[32] | address | packet:bytes
-//!         | 2 deposit: target:option<key:[32] | address> | mailbox:[16] | envelope:bytes
+//! job     = instruction (docs/PROTOCOL.md §22, with no delay left) | packet:option<bytes>
 //! ```
 //!
 //! Records are appended (no fsync: a kill loses nothing the kernel has; a power cut may lose the
@@ -23,7 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use meow_proto::codec::{Decode, Encode, Reader, Writer};
-use meow_proto::{Address, MailboxId, ServerPublic};
+use meow_proto::onion::Instruction;
 
 use super::Job;
 
@@ -31,8 +30,6 @@ use super::Job;
 const SEGMENT_BYTES: u64 = 8 << 20;
 const PUT: u8 = 1;
 const DONE: u8 = 2;
-const FORWARD: u8 = 1;
-const DEPOSIT: u8 = 2;
 
 /// A packet not done: its order, when it is due (Unix ms), what to do.
 pub(super) type Pending = (u64, u64, Job);
@@ -52,47 +49,25 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("held-{id}.log"))
 }
 
-fn encode_job(job: &Job, w: &mut Writer) {
-    match job {
-        Job::Forward { next, address, packet } => {
-            w.u8(FORWARD);
-            next.encode(w);
-            address.encode(w);
-            w.bytes(packet);
-        }
-        Job::Deposit {
-            target,
-            mailbox,
-            envelope,
-        } => {
-            w.u8(DEPOSIT);
-            w.option(target.as_ref(), |w, (key, address)| {
-                key.encode(w);
-                address.encode(w);
-            });
-            mailbox.encode(w);
-            w.bytes(envelope);
-        }
-    }
+/// A job as the journal stores it: its instruction, and the inner packet of a forward.
+fn encode_job(job: &Job) -> Vec<u8> {
+    let (instruction, packet) = job.parts();
+    let mut w = Writer::new();
+    instruction.encode(&mut w);
+    w.option(packet.as_ref(), |w, p| {
+        w.bytes(p);
+    });
+    w.into_bytes()
 }
 
 fn decode_job(r: &mut Reader<'_>) -> Option<Job> {
-    let max = meow_proto::wire::MAX_ONION_PACKET;
-    Some(match r.u8("job").ok()? {
-        FORWARD => Job::Forward {
-            next: ServerPublic::decode(r).ok()?,
-            address: Address::decode(r).ok()?,
-            packet: r.bytes(max, "packet").ok()?.to_vec(),
-        },
-        DEPOSIT => Job::Deposit {
-            target: r
-                .option("target", |r| Ok((ServerPublic::decode(r)?, Address::decode(r)?)))
-                .ok()?,
-            mailbox: MailboxId::decode(r).ok()?,
-            envelope: r.bytes(max, "envelope").ok()?.to_vec(),
-        },
-        _ => return None,
-    })
+    let instruction = Instruction::decode(r).ok()?;
+    let packet = r
+        .option("packet", |r| {
+            Ok(r.bytes(meow_proto::wire::MAX_ONION_PACKET, "packet")?.to_vec())
+        })
+        .ok()?;
+    Job::new(instruction, packet)
 }
 
 /// Reads one segment's records into `pending`, by order.
@@ -170,9 +145,7 @@ impl Journal {
 
     /// Records a packet taken.
     pub(super) fn put(&mut self, order: u64, due_ms: u64, job: &Job) -> std::io::Result<()> {
-        let mut w = Writer::new();
-        encode_job(job, &mut w);
-        let job = w.into_bytes();
+        let job = encode_job(job);
         let mut record = Vec::with_capacity(21 + job.len());
         record.push(PUT);
         record.extend_from_slice(&order.to_be_bytes());
@@ -205,10 +178,7 @@ impl Journal {
                 break;
             }
             self.live.remove(&id);
-            match std::fs::remove_file(segment_path(&self.dir, id)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            super::remove_if_there(&segment_path(&self.dir, id))?;
         }
         Ok(())
     }
@@ -217,6 +187,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meow_proto::MailboxId;
 
     /// A damaged journal (any bytes) reads without a panic, keeping the records before the damage.
     #[test]
