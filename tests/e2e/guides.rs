@@ -105,3 +105,53 @@ fn the_rust_plugin_of_the_guide_builds_and_runs_as_written() {
     assert_eq!(answer, "HEY THERE");
     run_and_ask(&hub, &homes[0], &config, &base, &instance, "hey there", &answer);
 }
+
+/// Builds the guide's plugin `name` (files `files` under my-plugins/NAME) with the guide's build
+/// command, then runs it with the guide's instance line and checks the guide's answer to `text`.
+fn build_and_ask(tag: &str, name: &str, files: &[&str], text: &str) {
+    let doc = guide();
+    let tmp = TempDir::new(tag);
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
+    for file in files {
+        write_from_guide(&doc, tmp.path(), &format!("my-plugins/{name}/{file}"));
+    }
+    let build = block_with(&doc, &format!("meow plugin build my-plugins/{name}"));
+    let args: Vec<&str> = build.split_whitespace().skip(1).collect();
+    let out = Home {
+        dir: tmp.path().join("none"),
+        password: "x".into(),
+    }
+    .meow_in(tmp.path(), &args);
+    assert!(
+        out.ok().contains(&format!("built {name} 0.1.0 (wasm")),
+        "{}",
+        out.stdout
+    );
+    let instance = block_with(&doc, &format!("{{ name: {name}, plugin: {name}"));
+    let answer = expected_answer(&doc, &format!("meow send bot \"{text}\""));
+    std::fs::write(&config, format!("{base}{instance}")).unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    homes[0].meow(&["send", "hub", text]).ok();
+    crate::languages::wait_for_all(&homes[0], &daemon, &[answer]);
+    assert!(
+        daemon.log_text().contains(&format!("{name} ready")),
+        "its stdout is in the log"
+    );
+    assert_eq!(daemon.terminate(), 0);
+}
+
+#[test]
+fn the_python_plugin_of_the_guide_builds_and_runs_as_written() {
+    if !crate::languages::tool_or_skip("componentize-py", "pip install componentize-py") {
+        return;
+    }
+    build_and_ask("guide-python", "reverse", &["app.py", "plugin.yaml"], "stressed");
+}
+
+#[test]
+fn the_javascript_plugin_of_the_guide_builds_and_runs_as_written() {
+    if !crate::languages::tool_or_skip("componentize-js", "npm install -g @bytecodealliance/componentize-js") {
+        return;
+    }
+    build_and_ask("guide-js", "words", &["bot.js", "plugin.yaml"], "one two three");
+}

@@ -8,6 +8,7 @@
 mod containment;
 mod guides;
 mod home;
+mod languages;
 mod matriochka;
 mod offgrid;
 mod plugins;

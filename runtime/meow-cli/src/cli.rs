@@ -645,7 +645,25 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCmd {
-    /// Build plugin sources into pinned bundles (WASM plugins are compiled for wasm32-wasip2).
+    /// Write a new plugin that answers "hello", in Rust, Lua, Python or JavaScript.
+    #[command(
+        after_help = "Examples:\n  meow plugin new greeter --lang lua\n  meow plugin new weather --lang python --dir bots/weather\n\n\
+Then `meow plugin build` (Rust: cargo and the wasm32-wasip2 target; Python: `pip install\n\
+componentize-py`; JavaScript: `npm install -g @bytecodealliance/componentize-js`) or, for Lua,\n\
+`meow plugin pin`. docs/PLUGINS.md walks through each language."
+    )]
+    New {
+        /// The plugin's name (lowercase letters, digits, '-' and '_').
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum, default_value = "lua")]
+        lang: crate::plugin_new::Lang,
+        /// The folder to write (default: ./NAME); it must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build plugin sources into pinned bundles: Rust (Cargo.toml), Python (app.py), JavaScript
+    /// (bot.js), an already-built component (the manifest's entry), or Lua (copied).
     #[command(
         after_help = "Examples:\n  meow plugin build plugins              every plugin under plugins/\n  meow plugin build plugins/echo --out ~/.meow/plugins"
     )]
@@ -656,6 +674,15 @@ pub enum PluginCmd {
         /// Where bundles go.
         #[arg(long, default_value = "target/plugins")]
         out: PathBuf,
+    },
+    /// Compile a component into the runtime's cache format (what `meow run` starts in a child
+    /// process, so that the compiler's memory is returned when it exits).
+    #[command(hide = true)]
+    CompileWasm {
+        /// The component.
+        input: PathBuf,
+        /// Where the compiled code goes.
+        output: PathBuf,
     },
     /// Write the entry file's SHA-256 into a plugin.yaml (after editing the plugin).
     #[command(after_help = "Example:\n  meow plugin pin plugins/ping")]

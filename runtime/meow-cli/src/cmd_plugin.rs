@@ -1,5 +1,9 @@
 //! `meow plugin build` and `meow plugin pin`: turn plugin sources into pinned bundles the runtime
 //! loads (`<out>/<name>/plugin.yaml` with the entry file's SHA-256, plus the entry file).
+//!
+//! A WASM plugin's folder says how it is built: a `Cargo.toml` (Rust, cargo for wasm32-wasip2),
+//! an `app.py` (Python, componentize-py), a `bot.js` (JavaScript, componentize-js), or else an
+//! already-built component named as the manifest's entry, which is packaged as it is.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,6 +81,142 @@ fn cargo_build_wasm(dir: &Path, target_dir: &Path) -> anyhow::Result<PathBuf> {
         .join(format!("{}.wasm", package.replace('-', "_"))))
 }
 
+/// The WIT the Python and JavaScript builds bind to (this binary's own).
+const WIT: &str = include_str!("../../../wit/meow-bot.wit");
+
+/// How a WASM plugin's folder is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Rust,
+    Python,
+    Js,
+    /// A component built elsewhere: the manifest's entry, in the folder.
+    Prebuilt,
+}
+
+impl Source {
+    fn of(dir: &Path, entry: &str) -> anyhow::Result<Self> {
+        Ok(if dir.join("Cargo.toml").is_file() {
+            Source::Rust
+        } else if dir.join("app.py").is_file() {
+            Source::Python
+        } else if dir.join("bot.js").is_file() {
+            Source::Js
+        } else if dir.join(entry).is_file() {
+            Source::Prebuilt
+        } else {
+            bail!(
+                "{}: nothing to build: a WASM plugin's folder holds a Cargo.toml (Rust), an app.py (Python), \
+                 a bot.js (JavaScript) or the built component {entry} (see `meow plugin new --help`)",
+                dir.display()
+            )
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Source::Rust => "rust",
+            Source::Python => "python",
+            Source::Js => "js",
+            Source::Prebuilt => "prebuilt",
+        }
+    }
+}
+
+/// Writes this binary's WIT under `build_dir`, for the tools that bind to it.
+fn wit_dir(build_dir: &Path) -> anyhow::Result<PathBuf> {
+    let dir = std::path::absolute(build_dir.join("wit"))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("meow-bot.wit"), WIT).with_context(|| format!("writing {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `tool`, from the plugin's own `node_modules/.bin` or the PATH.
+fn find_tool(dir: &Path, tool: &str) -> Option<PathBuf> {
+    let local = dir.join("node_modules/.bin").join(tool);
+    if local.is_file() {
+        return Some(local);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Runs a component tool in `dir`; its error output, if it fails, says why.
+fn run_tool(dir: &Path, tool: &str, install: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {
+    let Some(path) = find_tool(dir, tool) else {
+        bail!(
+            "building {} needs {tool}, which is not installed: {install}",
+            dir.display()
+        );
+    };
+    let output = Command::new(&path)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let out = String::from_utf8_lossy(&output.stdout);
+        let said: Vec<&str> = err
+            .lines()
+            .chain(out.lines())
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let tail = said[said.len().saturating_sub(6)..].join("\n  ");
+        bail!("{tool} could not build {}:\n  {tail}", dir.display());
+    }
+    Ok(())
+}
+
+/// Builds `app.py` into a component with componentize-py.
+fn python_build(dir: &Path, build_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let wit = wit_dir(build_dir)?;
+    let out = std::path::absolute(build_dir.join(format!("{name}.wasm")))?;
+    let args = [
+        "-d".as_ref(),
+        wit.as_os_str(),
+        "-w".as_ref(),
+        "bot".as_ref(),
+        "componentize".as_ref(),
+        "app".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ];
+    run_tool(dir, "componentize-py", "pip install componentize-py", &args)?;
+    Ok(out)
+}
+
+/// Builds `bot.js` into a component with componentize-js (its default features).
+fn js_build(dir: &Path, build_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let wit = wit_dir(build_dir)?;
+    let out = std::path::absolute(build_dir.join(format!("{name}.wasm")))?;
+    let args = [
+        "bot.js".as_ref(),
+        "--wit".as_ref(),
+        wit.as_os_str(),
+        "--world-name".as_ref(),
+        "bot".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ];
+    let install = "npm install -g @bytecodealliance/componentize-js (or in the plugin's folder, without -g)";
+    run_tool(dir, "componentize-js", install, &args)?;
+    Ok(out)
+}
+
+/// Copies `from` to `to`, unless they are the same file (`--out` naming the plugin's own
+/// parent folder): copying a file onto itself would empty it.
+fn copy_into(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let same = matches!((std::fs::canonicalize(from), std::fs::canonicalize(to)), (Ok(a), Ok(b)) if a == b);
+    if !same {
+        std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
 /// Builds (WASM) or copies (Lua) each plugin into a pinned bundle under `out`.
 pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
     let mut dirs = Vec::new();
@@ -90,26 +230,37 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
     for dir in dirs {
         let (manifest, dir, file) = Manifest::read(&dir)?;
-        let entry = match manifest.kind {
-            Kind::Wasm => cargo_build_wasm(&dir, &build_dir)?,
-            Kind::Lua => dir.join(&manifest.entry),
+        let (entry, kind) = match manifest.kind {
+            Kind::Wasm => {
+                let source = Source::of(&dir, &manifest.entry)?;
+                // Rust keeps cargo's target folder where it always was (a warm cache).
+                let scratch = match source {
+                    Source::Rust => build_dir.clone(),
+                    _ => build_dir.join(source.name()),
+                };
+                let built = match source {
+                    Source::Rust => cargo_build_wasm(&dir, &scratch)?,
+                    Source::Python => python_build(&dir, &scratch, &manifest.name)?,
+                    Source::Js => js_build(&dir, &scratch, &manifest.name)?,
+                    Source::Prebuilt => dir.join(&manifest.entry),
+                };
+                (built, source.name())
+            }
+            Kind::Lua => (dir.join(&manifest.entry), "lua"),
         };
         let bundle = out.join(&manifest.name);
         std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
-        std::fs::copy(&entry, bundle.join(&manifest.entry)).with_context(|| format!("copying {}", entry.display()))?;
-        std::fs::copy(&file, bundle.join("plugin.yaml")).with_context(|| format!("copying {}", file.display()))?;
+        copy_into(&entry, &bundle.join(&manifest.entry))?;
+        copy_into(&file, &bundle.join("plugin.yaml"))?;
         let hash = meow_plugin::pin(&bundle)?;
         let size = std::fs::metadata(bundle.join(&manifest.entry))
             .map(|m| m.len())
             .unwrap_or(0);
-        let kind = match manifest.kind {
-            Kind::Wasm => "wasm",
-            Kind::Lua => "lua",
-        };
         done.push(format!(
-            "{} {} ({kind}, {} KiB, sha256 {}…) -> {}",
+            "{} {} ({}, {kind}, {} KiB, sha256 {}…) -> {}",
             manifest.name,
             manifest.version,
+            if manifest.kind == Kind::Wasm { "wasm" } else { "lua" },
             size / 1024,
             &hash[..12],
             bundle.display()
@@ -121,10 +272,11 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
 /// One line about a plugin instance.
 pub fn instance_line(i: &meow_runtime::views::InstanceView) -> String {
     let s = &i.status;
-    let state = match (&s.broken, s.running) {
-        (Some(_), _) => "broken: not started again until `meow plugin reload` brings a new version",
-        (None, true) => "running",
-        (None, false) => "restarting",
+    let state = match (&s.broken, s.running, s.compiling) {
+        (Some(_), ..) => "broken: not started again until `meow plugin reload` brings a new version",
+        (None, true, _) => "running",
+        (None, false, true) => "compiling (the first start of this version)",
+        (None, false, false) => "restarting",
     };
     let last = s
         .last_stop

@@ -13,6 +13,7 @@ mod cmd_recipe;
 mod cmd_sensor;
 mod cmd_server;
 mod cmd_social;
+mod plugin_new;
 mod util;
 
 use std::path::{Path, PathBuf};
@@ -48,9 +49,13 @@ pub fn engines(home: &Path) -> Engines {
     Engines::new()
         .with(meow_plugin::Kind::Lua, || Ok(Arc::new(meow_lua::LuaEngine)))
         .with(meow_plugin::Kind::Wasm, move || {
-            meow_wasm::WasmEngine::new(Some(cache.clone()))
-                .map(|e| Arc::new(e) as Arc<dyn meow_plugin::Engine>)
-                .map_err(|e| e.to_string())
+            let engine = meow_wasm::WasmEngine::new(Some(cache.clone())).map_err(|e| e.to_string())?;
+            // Compiling in a child process returns the compiler's memory when it exits.
+            let engine = match std::env::current_exe() {
+                Ok(me) => engine.compile_in_child(vec![me.into(), "plugin".into(), "compile-wasm".into()]),
+                Err(_) => engine,
+            };
+            Ok(Arc::new(engine) as Arc<dyn meow_plugin::Engine>)
         })
 }
 
@@ -138,6 +143,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 link.as_ref(),
             ))
             .map(|()| 0)
+        }
+        Command::Plugin(PluginCmd::New { name, lang, dir }) => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            for file in plugin_new::scaffold(&name, lang, &dir)? {
+                println!("wrote {}", file.display());
+            }
+            println!("{}", plugin_new::next_steps(&name, lang, &dir));
+            Ok(0)
+        }
+        Command::Plugin(PluginCmd::CompileWasm { input, output }) => {
+            meow_wasm::compile_file(&input, &output)?;
+            Ok(0)
         }
         Command::Plugin(PluginCmd::Build { sources, out }) => {
             for line in cmd_plugin::build(&sources, &out)? {

@@ -69,6 +69,12 @@ impl Default for Limits {
 
 /// Something that can run plugins of one kind.
 pub trait Engine: Send + Sync {
+    /// Whether `plugin` starts without being compiled first (`meow plugin list` says
+    /// "compiling" while a first start compiles).
+    fn compiled(&self, _plugin: &Plugin) -> bool {
+        true
+    }
+
     /// Creates a running instance of `plugin` calling back into `host`.
     fn instantiate(&self, plugin: &Plugin, host: Host, limits: Limits) -> Result<Box<dyn Instance>, Failure>;
 }

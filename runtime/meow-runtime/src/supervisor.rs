@@ -73,6 +73,13 @@ impl Spec {
         }
     }
 
+    fn compiling(&self) -> bool {
+        match &self.source {
+            Source::Plugin { plugin, engine } => !engine.compiled(plugin),
+            Source::Native(_) => false,
+        }
+    }
+
     fn instantiate(&self) -> Result<Box<dyn Instance>, Failure> {
         match &self.source {
             Source::Plugin { plugin, engine } => engine.instantiate(plugin, self.host.clone(), self.limits),
@@ -98,6 +105,9 @@ pub struct Status {
     /// version is loaded (`meow plugin reload`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
+    /// Its code is being compiled (the first start of a version of a WASM plugin).
+    #[serde(default)]
+    pub compiling: bool,
 }
 
 enum Msg {
@@ -274,7 +284,16 @@ impl Supervisor {
 
 fn start(spec: &Spec, slot: &Slot, generation: u64) -> Result<Box<dyn Instance>, Failure> {
     (spec.on_restart)(&spec.name);
-    let mut inst = spec.instantiate()?;
+    let compiling = spec.compiling();
+    if compiling {
+        slot.status.lock().compiling = true;
+        tracing::info!(plugin = %spec.name, "compiling {} (its first start)", spec.describe());
+    }
+    let made = spec.instantiate();
+    if compiling {
+        slot.status.lock().compiling = false;
+    }
+    let mut inst = made?;
     let budget = Duration::from_millis(spec.limits.call_ms);
     match slot.call(generation, budget, || inst.init(&spec.config)) {
         Ok(()) => {}

@@ -29,6 +29,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 mod output;
+mod unprovided;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -227,7 +228,30 @@ pub struct WasmEngine {
     engine: Engine,
     linker: Linker<State>,
     cache: Option<PathBuf>,
+    /// A program that compiles a component into a file: `program args… IN OUT` (see
+    /// [`WasmEngine::compile_in_child`]).
+    compiler: Option<Vec<std::ffi::OsString>>,
     prepared: Mutex<HashMap<String, InstancePre<State>>>,
+}
+
+/// The engine configuration: the same in a compiling child, so that its output loads here.
+fn config() -> Config {
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true).epoch_interruption(true);
+    cfg
+}
+
+/// Compiles the component in file `input` into `output` (what a compiling child does, see
+/// [`WasmEngine::compile_in_child`]); the memory the compiler used goes with the process.
+pub fn compile_file(input: &Path, output: &Path) -> Result<(), EngineError> {
+    let err = |e: &dyn std::fmt::Display| EngineError(e.to_string());
+    let engine = Engine::new(&config()).map_err(|e| err(&e))?;
+    let code = std::fs::read(input).map_err(|e| err(&format!("reading {}: {e}", input.display())))?;
+    let compiled = engine.precompile_component(&code).map_err(|e| err(&e))?;
+    let tmp = output.with_extension("tmp");
+    std::fs::write(&tmp, compiled)
+        .and_then(|()| std::fs::rename(&tmp, output))
+        .map_err(|e| err(&format!("writing {}: {e}", output.display())))
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -239,9 +263,7 @@ impl std::fmt::Debug for WasmEngine {
 impl WasmEngine {
     /// A new engine; compiled components are cached in `cache` if given.
     pub fn new(cache: Option<PathBuf>) -> Result<Self, EngineError> {
-        let mut cfg = Config::new();
-        cfg.wasm_component_model(true).epoch_interruption(true);
-        let engine = Engine::new(&cfg).map_err(|e| EngineError(e.to_string()))?;
+        let engine = Engine::new(&config()).map_err(|e| EngineError(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError(e.to_string()))?;
         refuse_waiting(&mut linker).map_err(|e| EngineError(e.to_string()))?;
@@ -264,16 +286,66 @@ impl WasmEngine {
             engine,
             linker,
             cache,
+            compiler: None,
             prepared: Mutex::new(HashMap::new()),
         })
     }
 
-    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+    /// Compiles components in a short-lived child process, `program` followed by the input
+    /// and output files, which must call [`compile_file`] (the `meow` binary runs itself). A
+    /// compiler's peak memory (hundreds of MiB for a Python component) then leaves with the
+    /// child instead of staying in the daemon's heap; the result is loaded from the cache
+    /// (mapped, so only the code that runs takes memory). Needs a cache folder; if the child
+    /// fails, the component is compiled here instead, so its error is the real one.
+    pub fn compile_in_child(mut self, program: Vec<std::ffi::OsString>) -> Self {
+        self.compiler = Some(program);
+        self
+    }
+
+    /// The prefix of this engine's cache files: its compatibility hash.
+    fn cache_prefix(&self) -> String {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        self.cache
-            .as_ref()
-            .map(|d| d.join(format!("{:016x}-{sha256}.cwasm", h.finish())))
+        format!("{:016x}-", h.finish())
+    }
+
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        let prefix = self.cache_prefix();
+        self.cache.as_ref().map(|d| d.join(format!("{prefix}{sha256}.cwasm")))
+    }
+
+    /// Keeps the cache within [`CACHE_MAX_BYTES`] and [`CACHE_MAX_FILES`]: files another
+    /// engine version wrote and leftovers of interrupted compiles go first, then the entries
+    /// used longest ago; the components this engine has loaded stay.
+    fn evict(&self) {
+        let Some(dir) = &self.cache else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let prefix = self.cache_prefix();
+        let in_use: Vec<String> = self.prepared.lock().keys().cloned().collect();
+        let mut kept = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = e.metadata() else { continue };
+            let ours = name.starts_with(&prefix) && name.ends_with(".cwasm");
+            if !ours {
+                let _ = std::fs::remove_file(e.path());
+            } else if !in_use.iter().any(|sha| name.contains(sha.as_str())) {
+                kept.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len(), e.path()));
+            }
+        }
+        kept.sort();
+        let mut bytes: u64 = kept.iter().map(|k| k.1).sum();
+        let mut files = kept.len() + in_use.len();
+        for (_, len, path) in kept {
+            if bytes <= CACHE_MAX_BYTES && files <= CACHE_MAX_FILES {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                tracing::debug!(file = %path.display(), "evicted from the compiled plugin cache");
+                bytes -= len;
+                files -= 1;
+            }
+        }
     }
 
     /// Loads a compiled component from the cache.
@@ -292,7 +364,21 @@ impl WasmEngine {
     fn component(&self, plugin: &Plugin) -> Result<Component, Failure> {
         let path = self.cache_path(&plugin.sha256);
         if let Some(c) = path.as_deref().and_then(|p| self.cached(p)) {
+            touch(path.as_deref());
             return Ok(c);
+        }
+        if let (Some(program), Some(path)) = (&self.compiler, &path) {
+            match compile_child(program, plugin, path) {
+                Ok(()) => {
+                    if let Some(c) = self.cached(path) {
+                        return Ok(c);
+                    }
+                    tracing::warn!(plugin = %plugin.name(), "the compiling child's output does not load: compiling here");
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.name(), "compiling in a child process failed ({e}): compiling here")
+                }
+            }
         }
         let c = Component::new(&self.engine, &plugin.code)
             .map_err(|e| Failure::Broken(format!("not a valid meow:bot component: {e}")))?;
@@ -313,12 +399,62 @@ impl WasmEngine {
             return Ok(p);
         }
         let component = self.component(plugin)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| Failure::Broken(format!("cannot link: {e} (is it built against the meow:bot world?)")))?;
+        let pre = self.link(&component)?;
         self.prepared.lock().insert(plugin.sha256.clone(), pre.clone());
+        self.evict();
         Ok(pre)
+    }
+
+    /// Links a component; what it imports and this host does not provide is linked to stubs
+    /// that fail when called (module `unprovided`).
+    fn link(&self, component: &Component) -> Result<InstancePre<State>, Failure> {
+        let broken = |e: wasmtime::Error| {
+            Failure::Broken(format!(
+                "cannot link against this host's {WIT_VERSION}: {e:#} (build it against the meow:bot world of wit/)"
+            ))
+        };
+        if let Ok(pre) = self.linker.instantiate_pre(component) {
+            return Ok(pre);
+        }
+        let mut linker = self.linker.clone();
+        unprovided::stub(&mut linker, component).map_err(broken)?;
+        linker.instantiate_pre(component).map_err(broken)
+    }
+}
+
+/// The most bytes of compiled components the cache keeps beside those in use.
+pub const CACHE_MAX_BYTES: u64 = 512 << 20;
+/// The most compiled components the cache keeps.
+pub const CACHE_MAX_FILES: usize = 64;
+
+/// The WIT package this host implements.
+pub const WIT_VERSION: &str = "meow:bot@0.1.0";
+
+/// Runs `program IN OUT` on the plugin's code; `OUT` is `path`.
+fn compile_child(program: &[std::ffi::OsString], plugin: &Plugin, path: &Path) -> Result<(), String> {
+    let (exe, args) = program.split_first().ok_or("no compiler program")?;
+    let input = path.with_extension("src");
+    std::fs::write(&input, &plugin.code).map_err(|e| format!("writing {}: {e}", input.display()))?;
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .arg(&input)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output();
+    let _ = std::fs::remove_file(&input);
+    let out = out.map_err(|e| format!("starting {}: {e}", exe.to_string_lossy()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Marks a cache entry as used now (eviction goes by last use).
+fn touch(path: Option<&Path>) {
+    if let Some(f) = path.and_then(|p| std::fs::File::options().append(true).open(p).ok()) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
 }
 
@@ -337,7 +473,10 @@ fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
         None if format!("{e:?}").contains("growing memory") => {
             format!("exceeded its memory limit of {} MiB", limits.memory_bytes >> 20)
         }
-        None => format!("trapped: {e}"),
+        None => match e.downcast_ref::<unprovided::Unprovided>() {
+            Some(u) => u.to_string(),
+            None => format!("trapped: {e}"),
+        },
     }
 }
 
@@ -427,6 +566,10 @@ impl Instance for WasmInstance {
 }
 
 impl meow_plugin::Engine for WasmEngine {
+    fn compiled(&self, plugin: &Plugin) -> bool {
+        self.prepared.lock().contains_key(&plugin.sha256) || self.cache_path(&plugin.sha256).is_some_and(|p| p.exists())
+    }
+
     fn instantiate(&self, plugin: &Plugin, host: Host, limits: Limits) -> Result<Box<dyn Instance>, Failure> {
         let pre = self.prepare(plugin)?;
         let (stdout, stderr) = (

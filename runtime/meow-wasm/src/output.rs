@@ -16,6 +16,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// The longest line logged; the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 1024;
+/// Lines kept for a trap's explanation: enough to hold a short Python traceback.
+const KEPT_LINES: usize = 12;
 /// What one write may carry (the guest splits larger ones).
 const WRITE_BUDGET: usize = 64 * 1024;
 
@@ -26,8 +28,8 @@ pub(crate) struct GuestOutput {
     stream: &'static str,
     level: Level,
     line: Arc<Mutex<Vec<u8>>>,
-    /// The last two lines logged, hints (`note: …`) left out: a trap's explanation quotes
-    /// stderr's (Rust: where it panicked and the message; Python and JS: the exception).
+    /// The last lines logged, hints (`note: …`) left out: a trap's explanation quotes
+    /// stderr's (Rust: where it panicked and the message; Python: the exception).
     last: Arc<Mutex<Vec<String>>>,
 }
 
@@ -52,10 +54,22 @@ impl GuestOutput {
         }
     }
 
-    /// The last lines since the previous call of this, joined, if any.
+    /// What the last lines since the previous call of this say: a Python traceback's exception
+    /// line if there is one (the lines after it are componentize-py's own panic), else the last
+    /// two lines joined.
     pub(crate) fn take_last(&self) -> Option<String> {
         let lines = std::mem::take(&mut *self.last.lock());
-        (!lines.is_empty()).then(|| lines.join(" "))
+        let traceback = lines
+            .iter()
+            .rposition(|l| l.starts_with("Traceback (most recent call last)"));
+        let exception = traceback.and_then(|at| lines[at + 1..].iter().find(|l| !l.starts_with(char::is_whitespace)));
+        match exception {
+            Some(line) => Some(line.trim().to_owned()),
+            None => (!lines.is_empty()).then(|| {
+                let tail = &lines[lines.len().saturating_sub(2)..];
+                tail.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
+            }),
+        }
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -86,10 +100,10 @@ impl GuestOutput {
             self.host.log(self.level, &format!("{}: {text}", self.stream));
             if !text.starts_with("note: ") {
                 let mut last = self.last.lock();
-                if last.len() == 2 {
+                if last.len() == KEPT_LINES {
                     last.remove(0);
                 }
-                last.push(text.trim().to_owned());
+                last.push(text.to_owned());
             }
         }
     }
