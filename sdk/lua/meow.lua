@@ -60,10 +60,38 @@ function timers.interval(name, ms) end
 ---@return boolean|nil ok, string|nil err
 function timers.cancel(id) end
 
+---@class MeowCommands
+---@field new fun(opts: {bans: boolean|nil, rate: {count: integer, window_ms: integer}|nil}|nil): MeowCommands
+local commands = {}
+---A command anyone may run: `/name usage` does `help`; the handler returns the answer.
+---@param name string
+---@param usage string
+---@param help string
+---@param fn fun(msg: MeowMessage, args: string[]): string|nil
+---@return MeowCommands
+function commands:command(name, usage, help, fn) end
+---A command for admins (`admins` in the configuration) and the owner.
+---@return MeowCommands
+function commands:admin(name, usage, help, fn) end
+---A command for the owner (`owner` in the configuration).
+---@return MeowCommands
+function commands:owner(name, usage, help, fn) end
+---Answers `msg` if it is a command (help, roles, bans, rate limit); returns whether it was one.
+---@param msg MeowMessage
+---@return boolean
+function commands:handle(msg) end
+---The /help text for a role ("anyone", "admin", "owner").
+---@return string
+function commands:help(role) end
+---@param contact string
+---@return string role
+function commands:role_of(contact) end
+
 ---@class Meow
 ---@field config table          this instance's configuration (defaults filled in)
 ---@field kv MeowKv             key-value store (capability `kv`)
 ---@field timers MeowTimers     timers (capability `timers`)
+---@field commands MeowCommands command bots: `meow.commands.new{…}`
 meow = {}
 
 ---Sends text to a contact (capability `messaging`).

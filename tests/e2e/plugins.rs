@@ -260,3 +260,53 @@ fn a_guests_stdout_and_stderr_reach_the_log_rate_limited_and_a_panic_says_why() 
     assert!(lines > 0 && lines < 1000, "{lines} of 10 000 lines logged");
     assert_eq!(daemon.terminate(), 0);
 }
+
+#[test]
+fn the_helpdesk_bot_lists_its_commands_enforces_roles_and_slows_a_flood() {
+    let s = setup(
+        "helpdesk",
+        "  - { name: helpdesk, plugin: helpdesk, grant: [messaging, kv], config: { admins: boss, commands_per_minute: 8 } }\n",
+    );
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+    let boss = crate::support::Home::init(s.tmp.path().join("boss"), "boss");
+    s.pair_with(&boss, "boss");
+
+    // A new contact is greeted with the commands it may run.
+    let greeting = wait_for_text(&s.user, "the user's greeting", |t| {
+        t.starts_with("hello user! commands:")
+    });
+    assert!(!greeting.iter().any(|t| t.contains("/announce")), "{greeting:?}");
+    wait_for_text(&boss, "the admin's greeting", |t| {
+        t.starts_with("hello boss! commands:") && t.contains("/announce <text> - sends text to every contact")
+    });
+
+    s.user.meow(&["send", "bot", "/help"]).ok();
+    wait_for_text(&s.user, "/help", |t| {
+        t == "commands:\n/help - this list\n/ping - answers pong\n/time - the bot's clock, Unix ms\n/visits - counts your visits"
+    });
+    s.user.meow(&["send", "bot", "/announce free pizza"]).ok();
+    wait_for_text(&s.user, "the refusal", |t| t == "/announce is for admins");
+    boss.meow(&["send", "bot", "/announce meeting at 5"]).ok();
+    wait_for_text(&boss, "the admin's confirmation", |t| t == "announced to 1 contacts");
+    wait_for_text(&s.user, "the announcement", |t| t == "meeting at 5");
+    assert!(!s.user.texts().contains(&"free pizza".to_owned()));
+
+    // 2 commands used of 8 a minute: 6 pings are answered, the 7th gets one warning, the rest
+    // nothing.
+    for _ in 0..10 {
+        s.user.meow(&["send", "bot", "/ping"]).ok();
+    }
+    wait_for_text(&s.user, "the warning", |t| {
+        t.starts_with("slow down: 8 commands per 60 s")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let texts = s.user.texts();
+    assert_eq!(texts.iter().filter(|t| *t == "pong").count(), 6, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| t.starts_with("slow down")).count(),
+        1,
+        "{texts:?}"
+    );
+    assert_eq!(daemon.terminate(), 0);
+}

@@ -246,7 +246,7 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
                 };
                 (built, source.name())
             }
-            Kind::Lua => (dir.join(&manifest.entry), "lua"),
+            Kind::Lua => (dir.join(&manifest.entry), ""),
         };
         let bundle = out.join(&manifest.name);
         std::fs::create_dir_all(&bundle).with_context(|| format!("creating {}", bundle.display()))?;
@@ -257,10 +257,10 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
             .map(|m| m.len())
             .unwrap_or(0);
         done.push(format!(
-            "{} {} ({}, {kind}, {} KiB, sha256 {}…) -> {}",
+            "{} {} ({}{kind}, {} KiB, sha256 {}…) -> {}",
             manifest.name,
             manifest.version,
-            if manifest.kind == Kind::Wasm { "wasm" } else { "lua" },
+            if manifest.kind == Kind::Wasm { "wasm, " } else { "lua" },
             size / 1024,
             &hash[..12],
             bundle.display()

@@ -51,6 +51,9 @@ const PRELUDE: &str = "local exhausted, raw_pcall, raw_xpcall, raw_resume, raw_c
 
 /// Builds the message table of `on_message` in one call: a Lua table constructor with constant
 /// keys costs a fraction of setting the fields one by one through the C API.
+/// `meow.commands`, written in Lua (see the file): run in the sandbox like the plugin's own code.
+const COMMANDS: &str = include_str!("commands.lua");
+
 const MESSAGE_TABLE: &str = "return function(id, sender, content_type, text, body, sent_at, group, automatic) \
     return { id = id, sender = sender, content_type = content_type, text = text, body = body, \
     sent_at = sent_at, group = group, automatic = automatic } end";
@@ -531,6 +534,13 @@ impl meow_plugin::Engine for LuaEngine {
         register_timers(&lua, &meow, &host, &budget).map_err(stop)?;
         register_log_and_node(&lua, &meow, &host, &budget).map_err(stop)?;
         register_social(&lua, &meow, &host, &budget).map_err(stop)?;
+        let commands: Table = lua
+            .load(COMMANDS)
+            .set_name("=meow.commands")
+            .set_mode(ChunkMode::Text)
+            .call(())
+            .map_err(stop)?;
+        meow.set("commands", commands).map_err(stop)?;
         lua.globals().set("meow", meow).map_err(stop)?;
         lua.set_memory_limit(limits.memory_bytes).map_err(stop)?;
 

@@ -295,3 +295,41 @@ fn pcall_still_catches_ordinary_errors_and_patterns_still_work() {
     inst.unwrap().handle(&message("x")).unwrap();
     assert_eq!(rec.logs().as_slice(), ["false plain false 7 2 false in co x key value"]);
 }
+
+#[test]
+fn meow_commands_give_help_roles_bans_and_a_rate_limit() {
+    let src = r#"
+        local bot = meow.commands.new { bans = true, rate = { count = 4, window_ms = 60000 } }
+        bot:command("ping", "", "answers pong", function() return "pong" end)
+        bot:command("echo", "<text>", "says it back", function(msg, args) return table.concat(args, " ") end)
+        bot:admin("stop", "", "stops the bot", function() return "bye" end)
+        function on_message(msg) bot:handle(msg) end
+    "#;
+    let (inst, rec) = start(src, &[Capability::Messaging, Capability::Kv], Limits::default());
+    let mut inst = inst.unwrap();
+    inst.init(r#"{"admins": "alice, carol"}"#).unwrap();
+    for text in [
+        "/help",
+        "/echo a  b",
+        "/stop",
+        "hello",
+        "/nope",
+        "/ping",
+        "/ping",
+        "/ping",
+    ] {
+        inst.handle(&message(text)).unwrap();
+    }
+    let answers: Vec<String> = rec.sent().into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        answers,
+        [
+            "commands:\n/help - this list\n/ping - answers pong\n/echo <text> - says it back",
+            "a b",
+            "/stop is for admins",
+            "unknown command /nope: /help lists them",
+            "slow down: 4 commands per 60 s; try again in 60 s",
+        ],
+        "bob is no admin; 'hello' is no command; the fifth command is over the limit, the rest are ignored"
+    );
+}

@@ -232,6 +232,9 @@ pub struct WasmEngine {
     /// [`WasmEngine::compile_in_child`]).
     compiler: Option<Vec<std::ffi::OsString>>,
     prepared: Mutex<HashMap<String, InstancePre<State>>>,
+    /// Held while compiling: one compile at a time (two instances of one plugin starting
+    /// together compile it once; the peak memory of compiles does not add up).
+    compiling: Mutex<()>,
 }
 
 /// The engine configuration: the same in a compiling child, so that its output loads here.
@@ -288,6 +291,7 @@ impl WasmEngine {
             cache,
             compiler: None,
             prepared: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(()),
         })
     }
 
@@ -316,12 +320,14 @@ impl WasmEngine {
 
     /// Keeps the cache within [`CACHE_MAX_BYTES`] and [`CACHE_MAX_FILES`]: files another
     /// engine version wrote and leftovers of interrupted compiles go first, then the entries
-    /// used longest ago; the components this engine has loaded stay.
-    fn evict(&self) {
+    /// used longest ago; the components this engine has loaded, and `keep`, stay. Called with
+    /// the compile lock held, so no compile's files are in the way.
+    fn evict(&self, keep: &str) {
         let Some(dir) = &self.cache else { return };
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         let prefix = self.cache_prefix();
-        let in_use: Vec<String> = self.prepared.lock().keys().cloned().collect();
+        let mut in_use: Vec<String> = self.prepared.lock().keys().cloned().collect();
+        in_use.push(keep.to_owned());
         let mut kept = Vec::new();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -367,7 +373,20 @@ impl WasmEngine {
             touch(path.as_deref());
             return Ok(c);
         }
-        if let (Some(program), Some(path)) = (&self.compiler, &path) {
+        let _one_at_a_time = self.compiling.lock();
+        // Another thread may have compiled it while this one waited.
+        if let Some(c) = path.as_deref().and_then(|p| self.cached(p)) {
+            return Ok(c);
+        }
+        let compiled = self.compile(plugin, path.as_deref());
+        // No compile is in progress here (the lock is held): leftovers can go.
+        self.evict(&plugin.sha256);
+        compiled
+    }
+
+    /// Compiles `plugin` (in a child if so configured) and writes it to the cache at `path`.
+    fn compile(&self, plugin: &Plugin, path: Option<&Path>) -> Result<Component, Failure> {
+        if let (Some(program), Some(path)) = (&self.compiler, path) {
             match compile_child(program, plugin, path) {
                 Ok(()) => {
                     if let Some(c) = self.cached(path) {
@@ -401,7 +420,6 @@ impl WasmEngine {
         let component = self.component(plugin)?;
         let pre = self.link(&component)?;
         self.prepared.lock().insert(plugin.sha256.clone(), pre.clone());
-        self.evict();
         Ok(pre)
     }
 
@@ -605,5 +623,41 @@ impl meow_plugin::Engine for WasmEngine {
             stdout,
             stderr,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_drops_other_versions_and_leftovers_then_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = WasmEngine::new(Some(dir.path().to_owned())).unwrap();
+        let prefix = engine.cache_prefix();
+        std::fs::write(dir.path().join("0000000000000000-old.cwasm"), b"x").unwrap();
+        std::fs::write(dir.path().join(format!("{prefix}cut.src")), b"x").unwrap();
+        let start = std::time::SystemTime::now() - Duration::from_secs(10_000);
+        for i in 0..CACHE_MAX_FILES + 5 {
+            let path = dir.path().join(format!("{prefix}{i:03}.cwasm"));
+            let f = std::fs::File::create(&path).unwrap();
+            f.set_modified(start + Duration::from_secs(i as u64)).unwrap();
+        }
+        // The oldest is the one being compiled: it stays anyway.
+        engine.evict("000");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), CACHE_MAX_FILES, "{left:?}");
+        assert!(
+            left.iter().all(|n| n.starts_with(&prefix) && n.ends_with(".cwasm")),
+            "{left:?}"
+        );
+        let kept = |i: usize| left.contains(&format!("{prefix}{i:03}.cwasm"));
+        assert!(kept(0), "the entry in use stays");
+        assert!((1..=5).all(|i| !kept(i)), "the five used longest ago go: {left:?}");
+        assert!(kept(6) && kept(CACHE_MAX_FILES + 4));
     }
 }

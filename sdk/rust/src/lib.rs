@@ -41,10 +41,12 @@ pub mod bindings {
     });
 }
 
+pub mod commands;
 mod config;
 
 pub use bindings::meow::bot::types::{Broadcast, Error, Event, Level, Message, Timer};
 pub use bindings::meow::bot::{broadcast, directory, groups, kv, messaging, node, timers};
+pub use commands::{Commands, Role};
 pub use config::Config;
 
 /// Logging helpers (always allowed).
