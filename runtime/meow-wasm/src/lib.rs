@@ -404,7 +404,7 @@ impl WasmEngine {
         if let (Some(path), Ok(bytes)) = (path, c.serialize()) {
             let tmp = path.with_extension("tmp");
             if std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::rename(&tmp, &path))
+                .and_then(|()| std::fs::rename(&tmp, path))
                 .is_err()
             {
                 tracing::debug!("could not write the compiled plugin cache");
