@@ -677,7 +677,10 @@ componentize-py`; JavaScript: `npm install -g @bytecodealliance/componentize-js`
     },
     /// Compile a component into the runtime's cache format (what `meow run` starts in a child
     /// process, so that the compiler's memory is returned when it exits).
-    #[command(hide = true)]
+    #[command(
+        hide = true,
+        after_help = "Example (what `meow run` does itself):\n  meow plugin compile-wasm echo.wasm echo.cwasm"
+    )]
     CompileWasm {
         /// The component.
         input: PathBuf,
