@@ -163,7 +163,11 @@ fn run_tool(dir: &Path, tool: &str, install: &str, args: &[&std::ffi::OsStr]) ->
         let said: Vec<&str> = err
             .lines()
             .chain(out.lines())
-            .filter(|l| !l.trim().is_empty())
+            // Stack frames and the Node.js banner say nothing about the plugin.
+            .filter(|l| {
+                let l = l.trim();
+                !l.is_empty() && !l.starts_with("at ") && !l.starts_with("Node.js v")
+            })
             .collect();
         let tail = said[said.len().saturating_sub(6)..].join("\n  ");
         bail!("{tool} could not build {}:\n  {tail}", dir.display());
@@ -171,39 +175,44 @@ fn run_tool(dir: &Path, tool: &str, install: &str, args: &[&std::ffi::OsStr]) ->
     Ok(())
 }
 
-/// Builds `app.py` into a component with componentize-py.
-fn python_build(dir: &Path, build_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+/// Builds a Python (`app.py`, componentize-py) or JavaScript (`bot.js`, componentize-js with its
+/// default features) plugin into `<build_dir>/<name>.wasm`.
+fn component_build(source: Source, dir: &Path, build_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let wit = wit_dir(build_dir)?;
     let out = std::path::absolute(build_dir.join(format!("{name}.wasm")))?;
-    let args = [
-        "-d".as_ref(),
-        wit.as_os_str(),
-        "-w".as_ref(),
-        "bot".as_ref(),
-        "componentize".as_ref(),
-        "app".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ];
-    run_tool(dir, "componentize-py", "pip install componentize-py", &args)?;
-    Ok(out)
-}
-
-/// Builds `bot.js` into a component with componentize-js (its default features).
-fn js_build(dir: &Path, build_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let wit = wit_dir(build_dir)?;
-    let out = std::path::absolute(build_dir.join(format!("{name}.wasm")))?;
-    let args = [
-        "bot.js".as_ref(),
-        "--wit".as_ref(),
-        wit.as_os_str(),
-        "--world-name".as_ref(),
-        "bot".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ];
-    let install = "npm install -g @bytecodealliance/componentize-js (or in the plugin's folder, without -g)";
-    run_tool(dir, "componentize-js", install, &args)?;
+    let (w, o) = (wit.as_os_str(), out.as_os_str());
+    let (tool, install, args): (_, _, Vec<&std::ffi::OsStr>) = match source {
+        Source::Python => (
+            "componentize-py",
+            "pip install componentize-py",
+            [
+                "-d".as_ref(),
+                w,
+                "-w".as_ref(),
+                "bot".as_ref(),
+                "componentize".as_ref(),
+                "app".as_ref(),
+                "-o".as_ref(),
+                o,
+            ]
+            .into(),
+        ),
+        _ => (
+            "componentize-js",
+            "npm install -g @bytecodealliance/componentize-js (or in the plugin's folder, without -g)",
+            [
+                "bot.js".as_ref(),
+                "--wit".as_ref(),
+                w,
+                "--world-name".as_ref(),
+                "bot".as_ref(),
+                "-o".as_ref(),
+                o,
+            ]
+            .into(),
+        ),
+    };
+    run_tool(dir, tool, install, &args)?;
     Ok(out)
 }
 
@@ -240,8 +249,7 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
                 };
                 let built = match source {
                     Source::Rust => cargo_build_wasm(&dir, &scratch)?,
-                    Source::Python => python_build(&dir, &scratch, &manifest.name)?,
-                    Source::Js => js_build(&dir, &scratch, &manifest.name)?,
+                    Source::Python | Source::Js => component_build(source, &dir, &scratch, &manifest.name)?,
                     Source::Prebuilt => dir.join(&manifest.entry),
                 };
                 (built, source.name())

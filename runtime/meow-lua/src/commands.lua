@@ -90,12 +90,11 @@ end
 local function ban(on, args)
   local name = on and "ban" or "unban"
   if #args ~= 1 then return "usage: /" .. name .. " <contact>" end
-  if on then
-    meow.kv.set("bans/" .. args[1], "1")
-    return args[1] .. " is banned"
-  end
-  meow.kv.delete("bans/" .. args[1])
-  return args[1] .. " is heard again"
+  local key = "bans/" .. args[1]
+  local call, ok, err
+  if on then call, ok, err = pcall(meow.kv.set, key, "1") else call, ok, err = pcall(meow.kv.delete, key) end
+  if not call or not ok then return "cannot " .. name .. ": " .. tostring(call and err or ok) end
+  return args[1] .. (on and " is banned" or " is heard again")
 end
 
 -- The answer to `text` from a contact of `role` (nil: not a command).
@@ -125,7 +124,11 @@ end
 -- Handles `msg` if it is a command; returns whether it was one (a banned contact's messages
 -- count as handled, and get no answer).
 function Commands:handle(msg)
-  if self.bans and meow.kv.get("bans/" .. msg.sender) then return true end
+  -- Without the kv capability there are no bans to read (and /ban says why it fails).
+  if self.bans then
+    local read, banned = pcall(meow.kv.get, "bans/" .. msg.sender)
+    if read and banned then return true end
+  end
   local text = msg.text
   if not text or not text:match("^%s*/") then return false end
   local ok, why = self:admit(msg.sender, meow.node().now)

@@ -333,3 +333,20 @@ fn meow_commands_give_help_roles_bans_and_a_rate_limit() {
         "bob is no admin; 'hello' is no command; the fifth command is over the limit, the rest are ignored"
     );
 }
+
+#[test]
+fn meow_commands_ban_says_why_it_cannot_without_the_kv_capability() {
+    let src = r#"
+        local bot = meow.commands.new { bans = true }
+        function on_message(msg) bot:handle(msg) end
+    "#;
+    let (inst, rec) = start(src, &[Capability::Messaging], Limits::default());
+    let mut inst = inst.unwrap();
+    inst.init(r#"{"owner": "bob"}"#).unwrap();
+    inst.handle(&message("/ban eve")).unwrap();
+    inst.handle(&message("/unban")).unwrap();
+    let answers: Vec<String> = rec.sent().into_iter().map(|(_, t)| t).collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers[0].starts_with("cannot ban: denied"), "{answers:?}");
+    assert_eq!(answers[1], "usage: /unban <contact>");
+}
