@@ -209,79 +209,125 @@ class WitWorld(wit_world.WitWorld):
             raise ValueError(f"raiser refuses {event.value.text!r}")
 "#;
 
-/// The WIT of this repository as a later `0.1.x` would be: one more function in `messaging`.
-fn later_wit(dir: &Path) {
+/// The WIT package of this repository: `meow:bot@0.1.N`.
+fn host_wit() -> String {
     let wit = std::fs::read_to_string(crate::support::repo().join("wit/meow-bot.wit")).unwrap();
-    let later = wit.replace("package meow:bot@0.1.0;", "package meow:bot@0.1.1;").replace(
-        "    reply: func(message-id: string, text: string) -> result<_, error>;\n",
-        "    reply: func(message-id: string, text: string) -> result<_, error>;\n\n    /// Added in 0.1.1.\n    send-later: func(to: string, text: string, delay-ms: u64) -> result<_, error>;\n",
-    );
-    assert!(
-        later.contains("0.1.1") && later.contains("send-later"),
-        "the WIT changed shape"
-    );
+    let line = wit.lines().find(|l| l.starts_with("package meow:bot@")).unwrap();
+    line.trim_start_matches("package ").trim_end_matches(';').to_owned()
+}
+
+/// [`host_wit`] with its patch number moved by `by`.
+fn version_by(by: i32) -> String {
+    let host = host_wit();
+    let (base, patch) = host.rsplit_once('.').unwrap();
+    format!("{base}.{}", patch.parse::<i32>().unwrap() + by)
+}
+
+const REPLY: &str = "    reply: func(message-id: string, text: string) -> result<_, error>;\n";
+const SEND_LATER: &str = "\n    send-later: func(to: string, text: string, delay-ms: u64) -> result<_, error>;\n";
+const SET_CRON: &str = "    set-cron: func(name: string, expression: string) -> result<u64, error>;\n";
+
+/// A plugin crate `name` in `dir`, built with wit-bindgen against this repository's WIT under
+/// `version`, edited by `edit`; it answers every text with `"{name}: TEXT"`, and calls
+/// `messaging.send-later` (a function of no WIT of ours) on "later" when `later` is set.
+fn versioned_plugin(dir: &Path, name: &str, version: &str, edit: impl Fn(String) -> String, later: bool) {
+    let wit = std::fs::read_to_string(crate::support::repo().join("wit/meow-bot.wit")).unwrap();
+    let changed = edit(wit.replace(&format!("package {};", host_wit()), &format!("package {version};")));
+    assert!(changed.contains(version), "the WIT changed shape");
     std::fs::create_dir_all(dir.join("wit")).unwrap();
-    std::fs::write(dir.join("wit/meow-bot.wit"), later).unwrap();
-}
-
-const LATER_LIB: &str = r#"
-wit_bindgen::generate!({ world: "bot", path: "wit" });
-use meow::bot::messaging;
-struct Later;
-impl Guest for Later {
-    fn init(_config: String) -> Result<(), String> { Ok(()) }
-    fn handle(event: Event) -> Result<(), String> {
-        let Event::Message(m) = event else { return Ok(()) };
-        match m.text.as_deref() {
-            Some("later") => messaging::send_later(&m.sender, "in a while", 1000).map_err(|e| format!("{e:?}")),
-            Some(t) => messaging::reply(&m.id, &format!("built against 0.1.1: {t}")).map_err(|e| format!("{e:?}")),
-            None => Ok(()),
-        }
-    }
-}
-export!(Later);
-"#;
-
-#[test]
-fn a_plugin_built_against_a_later_wit_with_one_more_function_loads_and_says_what_is_missing() {
-    crate::support::plugins();
-    let tmp = TempDir::new("later-wit");
-    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
-    let dir = tmp.path().join("src/later");
-    later_wit(&dir);
     std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(dir.join("src/lib.rs"), LATER_LIB).unwrap();
+    std::fs::write(dir.join("wit/meow-bot.wit"), changed).unwrap();
+    let call = if later {
+        r#"Some("later") => messaging::send_later(&m.sender, "in a while", 1000).map_err(|e| format!("{e:?}")),"#
+    } else {
+        ""
+    };
+    let lib = format!(
+        r#"wit_bindgen::generate!({{ world: "bot", path: "wit" }});
+use meow::bot::messaging;
+struct P;
+impl Guest for P {{
+    fn init(_config: String) -> Result<(), String> {{ Ok(()) }}
+    fn handle(event: Event) -> Result<(), String> {{
+        let Event::Message(m) = event else {{ return Ok(()) }};
+        match m.text.as_deref() {{
+            {call}
+            Some(t) => messaging::reply(&m.id, &format!("{name}: {{t}}")).map_err(|e| format!("{{e:?}}")),
+            None => Ok(()),
+        }}
+    }}
+}}
+export!(P);
+"#
+    );
+    std::fs::write(dir.join("src/lib.rs"), lib).unwrap();
     std::fs::write(
         dir.join("Cargo.toml"),
-        "[package]\nname = \"later\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n\
-         [dependencies]\nwit-bindgen = \"0.63\"\n\n[workspace]\n",
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nwit-bindgen = \"0.63\"\n\n[workspace]\n"
+        ),
     )
     .unwrap();
     std::fs::write(
         dir.join("plugin.yaml"),
-        "name: later\nversion: 0.1.0\nkind: wasm\nentry: later.wasm\ncapabilities: [messaging]\n",
+        format!("name: {name}\nversion: 0.1.0\nkind: wasm\nentry: {name}.wasm\ncapabilities: [messaging]\n"),
     )
     .unwrap();
-    let out = cli(&tmp).meow_in(tmp.path(), &["plugin", "build", "src/later", "--out", "built"]);
-    assert!(out.ok().contains("built later"), "{}", out.stdout);
+}
+
+#[test]
+fn plugins_built_against_the_previous_and_the_next_wit_load_and_say_what_is_missing() {
+    crate::support::plugins();
+    let tmp = TempDir::new("wit-versions");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
+    // The previous version lacked set-cron; the next one adds send-later.
+    let earlier = version_by(-1);
+    versioned_plugin(
+        &tmp.path().join("src/earlier"),
+        "earlier",
+        &earlier,
+        |w| w.replace(SET_CRON, ""),
+        false,
+    );
+    let earlier_wit = std::fs::read_to_string(tmp.path().join("src/earlier/wit/meow-bot.wit")).unwrap();
+    assert!(!earlier_wit.contains("set-cron"), "the previous WIT has no cron timers");
+    let later = version_by(1);
+    let add = |w: String| w.replace(REPLY, &format!("{REPLY}{SEND_LATER}"));
+    versioned_plugin(&tmp.path().join("src/later"), "later", &later, add, true);
+    let out = cli(&tmp).meow_in(
+        tmp.path(),
+        &["plugin", "build", "src/earlier", "src/later", "--out", "built"],
+    );
+    assert!(
+        out.ok().contains("built earlier") && out.ok().contains("built later"),
+        "{}",
+        out.stdout
+    );
 
     let instances = format!(
-        "plugin_dirs: [{}]\nplugins:\n  - {{ name: later, plugin: later, grant: [messaging] }}\n",
+        "plugin_dirs: [{}]\nplugins:\n  - {{ name: earlier, plugin: earlier, grant: [messaging] }}\n  \
+         - {{ name: later, plugin: later, grant: [messaging] }}\n",
         tmp.path().join("built").display()
     );
     std::fs::write(&config, format!("{base}{instances}")).unwrap();
     let daemon = Daemon::start(&hub, &config);
     homes[0].meow(&["send", "hub", "hi"]).ok();
-    wait_for_all(&homes[0], &daemon, &["built against 0.1.1: hi".to_owned()]);
+    wait_for_all(&homes[0], &daemon, &["earlier: hi".to_owned(), "later: hi".to_owned()]);
     homes[0].meow(&["send", "hub", "later"]).ok();
     daemon.wait_log("does not provide");
     let log = daemon.log_text();
+    let missing = format!(
+        "called {}#send-later, which this host ({}) does not provide",
+        later.replace("meow:bot@", "meow:bot/messaging@"),
+        host_wit()
+    );
     assert!(
-        log.contains("send-later") && log.contains("meow:bot@0.1.0"),
+        log.contains(&missing),
         "the log names the missing function and this host's WIT:\n{log}"
     );
     // It was restarted and still answers.
     homes[0].meow(&["send", "hub", "again"]).ok();
-    wait_for_all(&homes[0], &daemon, &["built against 0.1.1: again".to_owned()]);
+    wait_for_all(&homes[0], &daemon, &["later: again".to_owned()]);
     assert_eq!(daemon.terminate(), 0);
 }

@@ -237,6 +237,13 @@ fn register_timers(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlu
     )?;
     let h = host.clone();
     timers.set(
+        "cron",
+        func(lua, b, move |_, (name, expression): (String, String)| {
+            h.set_cron_timer(&name, &expression).map_err(lua_err)
+        })?,
+    )?;
+    let h = host.clone();
+    timers.set(
         "cancel",
         func(lua, b, move |lua, id: u64| outcome(lua, h.cancel_timer(id)))?,
     )?;

@@ -85,6 +85,11 @@ pub trait Services: Send + Sync {
     fn kv_list(&self, instance: &str, prefix: &str) -> Result<Vec<String>, HostError>;
     /// Sets a timer; returns its id.
     fn set_timer(&self, instance: &str, name: &str, after_ms: u64, repeat: bool) -> Result<u64, HostError>;
+    /// Sets a timer that fires at the times of a cron expression (local time); returns its id.
+    fn set_cron_timer(&self, instance: &str, name: &str, expression: &str) -> Result<u64, HostError> {
+        let _ = (instance, name, expression);
+        Err(HostError::Failed("this runtime has no cron timers".into()))
+    }
     /// Cancels a timer.
     fn cancel_timer(&self, instance: &str, id: u64) -> Result<(), HostError>;
     /// The node's public information.
@@ -191,6 +196,12 @@ impl Host {
     pub fn set_timer(&self, name: &str, after_ms: u64, repeat: bool) -> Result<u64, HostError> {
         self.require(Capability::Timers)?;
         self.services.set_timer(&self.instance, name, after_ms, repeat)
+    }
+
+    /// Sets a cron timer (capability timers).
+    pub fn set_cron_timer(&self, name: &str, expression: &str) -> Result<u64, HostError> {
+        self.require(Capability::Timers)?;
+        self.services.set_cron_timer(&self.instance, name, expression)
     }
 
     /// Cancels a timer (capability timers).

@@ -53,6 +53,12 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// A cron schedule from a five-field expression (local time).
+    pub fn cron(expression: &str) -> Result<Schedule, String> {
+        let cron = croner::Cron::from_str(expression).map_err(|e| format!("invalid cron expression: {e}"))?;
+        Ok(Schedule::Cron(Box::new(cron), expression.to_owned()))
+    }
+
     /// The next firing after `after`.
     pub fn next_after(&self, after: chrono::DateTime<chrono::Local>) -> Option<chrono::DateTime<chrono::Local>> {
         match self {
@@ -437,11 +443,7 @@ impl Recipe {
                 }
                 Ok(Schedule::Every(d))
             }
-            (None, Some(c), None) => {
-                let cron =
-                    croner::Cron::from_str(c).map_err(|e| (path("cron"), format!("invalid cron expression: {e}")))?;
-                Ok(Schedule::Cron(Box::new(cron), c.clone()))
-            }
+            (None, Some(c), None) => Schedule::cron(c).map_err(|e| (path("cron"), e)),
             (None, None, Some(at)) => {
                 let (h, m) = at
                     .split_once(':')

@@ -235,7 +235,59 @@ pub(crate) struct ServicesSetup {
     pub auto: Arc<AutoBudget>,
 }
 
+/// When a plugin's timer fires.
+enum When {
+    /// Once, after this many ms.
+    Once(u64),
+    /// Every this many ms.
+    Every(u64),
+    /// At the times of a cron schedule.
+    Cron(meow_recipe::Schedule),
+}
+
+impl When {
+    /// The next firing after `now_ms`, in ms on the runtime's clock.
+    fn next(&self, now_ms: u64) -> Option<u64> {
+        match self {
+            When::Once(ms) | When::Every(ms) => Some(now_ms + ms),
+            When::Cron(s) => Some(s.next_after(crate::recipes::local(now_ms))?.timestamp_millis().max(0) as u64),
+        }
+    }
+}
+
 impl RuntimeServices {
+    /// Starts a plugin's timer: it sends a `Timer` command at each firing of `when`.
+    fn spawn_timer(&self, instance: &str, name: &str, when: When) -> Result<u64, HostError> {
+        let mut timers = self.timers.lock();
+        if timers.values().filter(|(owner, _)| owner == instance).count() >= MAX_TIMERS {
+            return Err(HostError::Quota(format!("at most {MAX_TIMERS} timers per instance")));
+        }
+        let id = self.next_timer.fetch_add(1, Ordering::Relaxed);
+        let (tx, inst, name, clock) = (
+            self.commands.clone(),
+            instance.to_owned(),
+            name.to_owned(),
+            self.clock.clone(),
+        );
+        let task = smol::spawn(async move {
+            while let Some(at) = when.next(clock.now_ms()) {
+                clock.sleep_until(at).await;
+                let fired = Command::Timer {
+                    instance: inst.clone(),
+                    id,
+                    name: name.clone(),
+                };
+                // A full queue skips this firing: a repeating timer fires again next time.
+                let queued = tx.try_send(fired);
+                if matches!(queued, Err(smol::channel::TrySendError::Closed(_))) || matches!(when, When::Once(_)) {
+                    return;
+                }
+            }
+        });
+        timers.insert(id, (instance.to_owned(), task));
+        Ok(id)
+    }
+
     /// Services over the home's vault, handing work to `commands`.
     pub(crate) fn new(setup: ServicesSetup) -> Self {
         Self {
@@ -472,30 +524,17 @@ impl Services for RuntimeServices {
                 "timers fire after at least {MIN_TIMER_MS} ms"
             )));
         }
-        let mut timers = self.timers.lock();
-        if timers.values().filter(|(owner, _)| owner == instance).count() >= MAX_TIMERS {
-            return Err(HostError::Quota(format!("at most {MAX_TIMERS} timers per instance")));
-        }
-        let id = self.next_timer.fetch_add(1, Ordering::Relaxed);
-        let (tx, inst, name) = (self.commands.clone(), instance.to_owned(), name.to_owned());
-        let (period, clock) = (Duration::from_millis(after_ms), self.clock.clone());
-        let task = smol::spawn(async move {
-            loop {
-                clock.sleep(period).await;
-                let fired = Command::Timer {
-                    instance: inst.clone(),
-                    id,
-                    name: name.clone(),
-                };
-                // A full queue skips this firing: the timer fires again next period.
-                let queued = tx.try_send(fired);
-                if matches!(queued, Err(smol::channel::TrySendError::Closed(_))) || !repeat {
-                    return;
-                }
-            }
-        });
-        timers.insert(id, (instance.to_owned(), task));
-        Ok(id)
+        let when = if repeat {
+            When::Every(after_ms)
+        } else {
+            When::Once(after_ms)
+        };
+        self.spawn_timer(instance, name, when)
+    }
+
+    fn set_cron_timer(&self, instance: &str, name: &str, expression: &str) -> Result<u64, HostError> {
+        let schedule = meow_recipe::Schedule::cron(expression).map_err(HostError::Invalid)?;
+        self.spawn_timer(instance, name, When::Cron(schedule))
     }
 
     fn cancel_timer(&self, instance: &str, id: u64) -> Result<(), HostError> {

@@ -402,3 +402,73 @@ fn an_embedded_server_with_relay_true_is_a_trusted_relay_in_the_catalog() {
         runtime.shutdown().await.unwrap();
     });
 }
+
+/// Sets a cron timer at startup and records the runtime's clock at each firing; a bad
+/// expression's error too.
+struct CronTicks(std::sync::Arc<std::sync::Mutex<Vec<Result<u64, String>>>>);
+
+impl meow_runtime::native::Handler for CronTicks {
+    fn handle(&mut self, host: &Host, event: &Event) -> Result<(), String> {
+        match event {
+            Event::Startup => {
+                host.set_cron_timer("tick", "*/10 * * * *").map_err(|e| e.to_string())?;
+                let bad = host.set_cron_timer("bad", "every tuesday").map(|_| 0);
+                self.0.lock().unwrap().push(bad.map_err(|e| e.to_string()));
+            }
+            Event::Timer { name, .. } if name == "tick" => self.0.lock().unwrap().push(Ok(host.node_info().now)),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_cron_timer_fires_at_the_times_of_its_expression_on_the_runtimes_clock() {
+    smol::block_on(async {
+        let world = World::new(START, 12);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("meow.yaml");
+        std::fs::write(&cfg_path, "version: 1\nserver: { enabled: false }\n").unwrap();
+        let cfg = RunConfig::load(&cfg_path).unwrap();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<Result<u64, String>>>> = std::sync::Arc::default();
+        let s = seen.clone();
+        let runtime = Runtime::builder(&dir.path().join("bot"), world.home(dir.path(), "bot", 1), cfg)
+            .clock(world.clock.shared())
+            .native("cron", &[Capability::Timers], move || CronTicks(s.clone()))
+            .start()
+            .await
+            .unwrap();
+        let wait_for = |n: usize| {
+            let seen = seen.clone();
+            async move {
+                let wall = std::time::Instant::now();
+                while seen.lock().unwrap().len() < n {
+                    assert!(wall.elapsed() < Duration::from_secs(20), "{:?}", seen.lock().unwrap());
+                    smol::Timer::after(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        wait_for(1).await;
+        // START is on a 10-minute boundary: the next firings are 10 and 20 minutes later.
+        for _ in 0..2 {
+            for _ in 0..10 {
+                world.clock.advance(Duration::from_secs(60));
+            }
+            let n = seen.lock().unwrap().len() + 1;
+            wait_for(n).await;
+        }
+        world.clock.advance(Duration::from_secs(9 * 60));
+        smol::Timer::after(Duration::from_millis(100)).await;
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            matches!(&seen[0], Err(e) if e.contains("invalid cron expression")),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen[1..],
+            [Ok(START + 600_000), Ok(START + 1_200_000)],
+            "and not before the 30th minute"
+        );
+        runtime.shutdown().await.unwrap();
+    });
+}

@@ -114,6 +114,10 @@ impl meow::bot::timers::Host for State {
         self.host.set_timer(&name, every_ms, true).map_err(wit_error)
     }
 
+    fn set_cron(&mut self, name: String, expression: String) -> Result<u64, types::Error> {
+        self.host.set_cron_timer(&name, &expression).map_err(wit_error)
+    }
+
     fn cancel(&mut self, id: u64) -> Result<(), types::Error> {
         self.host.cancel_timer(id).map_err(wit_error)
     }
@@ -446,7 +450,7 @@ pub const CACHE_MAX_BYTES: u64 = 512 << 20;
 pub const CACHE_MAX_FILES: usize = 64;
 
 /// The WIT package this host implements.
-pub const WIT_VERSION: &str = "meow:bot@0.1.0";
+pub const WIT_VERSION: &str = "meow:bot@0.1.1";
 
 /// Runs `program IN OUT` on the plugin's code; `OUT` is `path`.
 fn compile_child(program: &[std::ffi::OsString], plugin: &Plugin, path: &Path) -> Result<(), String> {

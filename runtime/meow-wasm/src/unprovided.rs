@@ -4,8 +4,8 @@
 //! import named.
 //!
 //! Two cases, and only these: a function of a `meow:bot` interface this host lacks is added to
-//! the host's own instance of that interface (the component may name it `@0.1.1`; wasmtime
-//! resolves that to our `@0.1.0` by semver, so a new instance under the component's name would
+//! the host's own instance of that interface (the component may name it `@0.1.9`; wasmtime
+//! resolves that to ours, `@0.1.1`, by semver, so a new instance under the component's name would
 //! shadow every real function); an interface of a package the host does not link at all is
 //! stubbed whole under its own name. A function the host has under another type, or a missing
 //! function of a WASI package the host does link, still refuses to link.
