@@ -116,10 +116,10 @@ mod tests {
     #[test]
     fn a_later_patch_of_our_interfaces_maps_to_the_host_instance_and_a_new_minor_does_not() {
         assert_eq!(
-            ours("meow:bot/messaging@0.1.1").as_deref(),
-            Some("meow:bot/messaging@0.1.0")
+            ours("meow:bot/messaging@0.1.9").as_deref(),
+            Some("meow:bot/messaging@0.1.1")
         );
-        assert_eq!(ours("meow:bot/kv@0.1.0").as_deref(), Some("meow:bot/kv@0.1.0"));
+        assert_eq!(ours("meow:bot/kv@0.1.0").as_deref(), Some("meow:bot/kv@0.1.1"));
         assert_eq!(ours("meow:bot/kv@0.2.0"), None);
         assert_eq!(ours("wasi:http/types@0.2.10"), None);
     }
