@@ -321,3 +321,98 @@ fn sensor_readings_over_a_gateway_link_take_110_bytes_and_reach_the_recipes() {
     readings(9);
     assert_eq!(daemon.terminate(), 0);
 }
+
+/// `mosquitto`, from the PATH or /usr/sbin (Debian's place), if installed.
+fn mosquitto() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("mosquitto"))
+        .find(|p| p.is_file())
+}
+
+/// A Mosquitto broker on 127.0.0.1:`port`, killed on drop.
+fn start_mosquitto(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> crate::support::Proc {
+    let conf = dir.join(format!("mosquitto-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for("mosquitto listening", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    crate::support::Proc(child)
+}
+
+#[test]
+fn a_recipe_publishes_each_sensor_reading_to_mosquitto_including_those_sent_while_it_was_down() {
+    let Some(bin) = mosquitto() else {
+        let required = std::env::var("MEOW_REQUIRE_MOSQUITTO").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "mosquitto is required here (MEOW_REQUIRE_MOSQUITTO=1): apt-get install mosquitto mosquitto-clients"
+        );
+        eprintln!("skipped: mosquitto is not installed (apt-get install mosquitto mosquitto-clients)");
+        return;
+    };
+    let tmp = TempDir::new("mqtt");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["sensor"]);
+    let port = crate::support::free_port();
+    let recipe = repo().join("recipes/sensor-to-mqtt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}mqtt: {{ broker: \"mqtt://127.0.0.1:{port}\", client_id: meow-test }}\nrecipes:\n  - {}\n",
+            recipe.display()
+        ),
+    )
+    .unwrap();
+    // The broker is down when the runtime starts and when the first reading comes.
+    let daemon = Daemon::start(&hub, &config);
+    homes[0].meow(&["send", "hub", r#"{"t":21.5}"#]).ok();
+    daemon.wait_log("queued for MQTT topic meow/sensor/reading");
+    let broker = start_mosquitto(&bin, tmp.path(), port);
+    let sub = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "meow/#",
+            "-v",
+            "-C",
+            "2",
+            "-W",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub (apt-get install mosquitto-clients)");
+    daemon.wait_log("MQTT: connected");
+    homes[0].meow(&["send", "hub", r#"{"t":22.0}"#]).ok();
+    let out = sub.wait_with_output().unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // The first reading was retained or delivered after the reconnection; the second live.
+    assert!(
+        lines.contains(&r#"meow/sensor/reading {"t":21.5}"#.to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&r#"meow/sensor/reading {"t":22.0}"#.to_owned()),
+        "{lines:?}"
+    );
+    drop(broker);
+    assert_eq!(daemon.terminate(), 0);
+}

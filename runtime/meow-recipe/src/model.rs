@@ -174,6 +174,8 @@ pub enum RawAction {
     Log(RawLog),
     /// Publish my directory entry.
     DirectoryPublish(RawPublish),
+    /// Publish to a topic of the MQTT broker in meow.yaml.
+    MqttPublish(RawMqttPublish),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +236,15 @@ pub struct RawPublish {
     pub description: String,
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttPublish {
+    pub topic: String,
+    pub payload: String,
+    #[serde(default)]
+    pub retain: bool,
 }
 
 #[cfg(test)]

@@ -212,6 +212,15 @@ pub enum Rendered {
         /// Tags.
         tags: Vec<String>,
     },
+    /// Publish to an MQTT topic.
+    MqttPublish {
+        /// Topic.
+        topic: String,
+        /// Payload.
+        payload: String,
+        /// Whether the broker keeps it for later subscribers.
+        retain: bool,
+    },
 }
 
 impl std::fmt::Display for Rendered {
@@ -228,6 +237,10 @@ impl std::fmt::Display for Rendered {
             Rendered::Log { level, text } => write!(f, "log ({level:?}): {text}"),
             Rendered::DirectoryPublish { description, tags } => {
                 write!(f, "publish directory entry {description:?} {tags:?}")
+            }
+            Rendered::MqttPublish { topic, payload, retain } => {
+                let kept = if *retain { " (retained)" } else { "" };
+                write!(f, "publish to MQTT topic {topic}{kept}: {payload:?}")
             }
         }
     }
@@ -297,6 +310,10 @@ fn action_templates(i: usize, a: &RawAction) -> Vec<(String, &str)> {
         RawAction::Get(g) => vec![(p("get", "key"), g.key.as_str())],
         RawAction::Log(l) => vec![(p("log", "text"), l.text.as_str())],
         RawAction::DirectoryPublish(d) => vec![(p("directory_publish", "description"), d.description.as_str())],
+        RawAction::MqttPublish(m) => vec![
+            (p("mqtt_publish", "topic"), m.topic.as_str()),
+            (p("mqtt_publish", "payload"), m.payload.as_str()),
+        ],
         RawAction::Delay(_) => vec![],
     }
 }
@@ -625,6 +642,11 @@ impl Recipe {
         &self.conditions
     }
 
+    /// Whether an action publishes to MQTT (the runtime needs a broker for it).
+    pub fn uses_mqtt(&self) -> bool {
+        self.actions.iter().any(|a| matches!(a, RawAction::MqttPublish(_)))
+    }
+
     /// Number of actions.
     pub fn action_count(&self) -> usize {
         self.actions.len()
@@ -679,6 +701,11 @@ impl Recipe {
             RawAction::DirectoryPublish(d) => Rendered::DirectoryPublish {
                 description: r("directory_publish.description", &d.description)?,
                 tags: d.tags.clone(),
+            },
+            RawAction::MqttPublish(m) => Rendered::MqttPublish {
+                topic: r("mqtt_publish.topic", &m.topic)?,
+                payload: r("mqtt_publish.payload", &m.payload)?,
+                retain: m.retain,
             },
         })
     }

@@ -230,6 +230,24 @@ pub struct ConversationSettings {
     pub post_quantum: bool,
 }
 
+/// `mqtt:` in meow.yaml: the broker the `mqtt_publish` recipe action publishes to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSettings {
+    /// `mqtt://[user[:password]@]host[:port]` (port 1883 when absent).
+    pub broker: String,
+    /// The client id the broker knows this runtime by (default `meow-<process id>`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A user name (or in the URL).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the password, relative to meow.yaml (rather than in the URL, which
+    /// meow.yaml shows to whoever reads it).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
 /// `direct:` in meow.yaml: accept direct links from contacts whose policy is
 /// `direct-preferred` (`meow policy NAME direct-preferred`), and tell them where.
 #[derive(Debug, Clone, Deserialize)]
@@ -302,6 +320,9 @@ pub struct RunConfig {
     /// Direct links with `direct-preferred` contacts (off when absent).
     #[serde(default)]
     pub direct: Option<DirectSettings>,
+    /// The MQTT broker recipes publish to (`mqtt_publish`); no bridge when absent.
+    #[serde(default)]
+    pub mqtt: Option<MqttSettings>,
     /// The folder of the file (for relative paths).
     #[serde(skip)]
     pub base: PathBuf,
@@ -322,6 +343,7 @@ impl Default for RunConfig {
             limits: RuntimeLimits::default(),
             conversations: ConversationSettings::default(),
             direct: None,
+            mqtt: None,
             base: PathBuf::from("."),
         }
     }

@@ -203,6 +203,8 @@ pub struct Core {
     server_address: Option<String>,
     server_links: Vec<(String, Arc<dyn meow_net::port::DatagramPort>)>,
     server_relay: Option<Arc<meow_server::relay::Relay>>,
+    /// The MQTT bridge, when meow.yaml names a broker.
+    pub(crate) mqtt: Option<crate::mqtt::Mqtt>,
 }
 
 impl std::fmt::Debug for Core {
@@ -735,6 +737,9 @@ async fn load_recipes(node: &smol::lock::Mutex<Node>, cfg: &RunConfig) -> Result
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in cfg.recipe_files()? {
         let recipe = meow_recipe::Recipe::load_file(&file, &check)?;
+        if recipe.uses_mqtt() && cfg.mqtt.is_none() {
+            return Err(RuntimeError::NoMqtt { file });
+        }
         if let Some(first) = files.insert(recipe.name.clone(), file.clone()) {
             return Err(RuntimeError::RecipeNameTaken {
                 file,
@@ -857,6 +862,11 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         server_address: server.as_ref().map(|s| s.local_addr().to_string()),
         server_links: server.as_ref().map(|s| s.links()).unwrap_or_default(),
         server_relay: server.as_ref().and_then(|s| s.relay()),
+        mqtt: cfg
+            .mqtt
+            .as_ref()
+            .map(|m| crate::mqtt::Mqtt::start(m, &cfg.base))
+            .transpose()?,
         cfg: cfg.clone(),
     });
     let names: Vec<String> = loaded.iter().map(|r| r.name.clone()).collect();

@@ -48,6 +48,18 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// A recipe publishes to MQTT and meow.yaml names no broker.
+    #[error(
+        "{}: mqtt_publish needs a broker: add `mqtt: {{ broker: \"mqtt://HOST:1883\" }}` to meow.yaml",
+        file.display()
+    )]
+    NoMqtt {
+        /// The recipe file.
+        file: PathBuf,
+    },
+    /// An MQTT broker could not be used.
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
     /// Two recipe files use one name.
     #[error(
         "{}: the recipe name {name:?} is taken by {} (traces and run modes go by name: rename one)",

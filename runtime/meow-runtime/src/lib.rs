@@ -27,6 +27,7 @@ mod direct;
 mod error;
 pub mod home;
 pub mod log;
+pub mod mqtt;
 pub mod native;
 pub mod recipes;
 mod services;

@@ -543,6 +543,15 @@ impl Recipes {
                 sync::directory_publish(&d.node, &description, &tags).await?;
                 "published".into()
             }
+            Rendered::MqttPublish { topic, payload, retain } => {
+                let Some(mqtt) = &d.mqtt else {
+                    return Err(RuntimeError::Invalid(
+                        "mqtt_publish: meow.yaml names no MQTT broker".into(),
+                    ));
+                };
+                mqtt.publish(&topic, payload.as_bytes(), retain)?;
+                format!("queued for MQTT topic {topic}")
+            }
             Rendered::Delay(_) => "".into(),
         })
     }

@@ -472,3 +472,32 @@ fn a_cron_timer_fires_at_the_times_of_its_expression_on_the_runtimes_clock() {
         runtime.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn a_recipe_that_publishes_to_mqtt_without_a_broker_is_refused_at_start() {
+    smol::block_on(async {
+        let world = World::new(START, 13);
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = dir.path().join("to-mqtt.yaml");
+        std::fs::write(
+            &recipe,
+            "version: 1\ntriggers:\n  - startup: {}\nactions:\n  - mqtt_publish: { topic: meow/up, payload: yes }\n",
+        )
+        .unwrap();
+        let cfg_path = dir.path().join("meow.yaml");
+        let yaml = format!(
+            "version: 1\nserver: {{ enabled: false }}\nrecipes: [\"{}\"]\n",
+            recipe.display()
+        );
+        std::fs::write(&cfg_path, yaml).unwrap();
+        let cfg = RunConfig::load(&cfg_path).unwrap();
+        let started = Runtime::builder(&dir.path().join("bot"), world.home(dir.path(), "bot", 1), cfg)
+            .clock(world.clock.shared())
+            .start()
+            .await;
+        let Err(e) = started else {
+            panic!("a runtime started with no broker for mqtt_publish")
+        };
+        assert!(e.to_string().contains("mqtt_publish needs a broker: add `mqtt:"), "{e}");
+    });
+}

@@ -1,0 +1,241 @@
+//! The MQTT bridge: recipes publish to the broker named in meow.yaml (`mqtt:`), so what arrives
+//! over MEOW shows up as MQTT topics (Home Assistant, Node-RED, Mosquitto's own tools).
+//!
+//! The client is rumqttc's: its event loop runs on a thread of its own (rumqttc drives it with
+//! a small tokio runtime of its own there), reconnects with a backoff, and resends what the
+//! broker has not acknowledged (QoS 1). The rest of the runtime stays on smol and hands it
+//! messages through a bounded queue: a publish never waits, and fails with a clear reason when
+//! the queue is full.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, QoS};
+
+use crate::config::MqttSettings;
+
+/// Messages waiting for the broker at most (beyond them, a publish fails).
+const QUEUE: usize = 1024;
+/// The longest payload a recipe may publish.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// The longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why the bridge could not start or publish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MqttError {
+    /// The broker URL is not `mqtt://[user[:password]@]host[:port]`.
+    #[error("mqtt.broker {0:?}: {1}")]
+    Broker(String, String),
+    /// The password file could not be read.
+    #[error("mqtt.password_file {0}: {1}")]
+    Password(String, String),
+    /// A topic a recipe named is not one MQTT allows for publishing.
+    #[error("MQTT topic {0:?}: {1}")]
+    Topic(String, &'static str),
+    /// The payload is too large.
+    #[error("MQTT payload of {0} bytes: at most {MAX_PAYLOAD}")]
+    Payload(usize),
+    /// The bridge's queue is full (the broker is away or slow).
+    #[error("the MQTT queue is full ({QUEUE} messages wait for the broker, which is {state})")]
+    Full {
+        /// Connected or not.
+        state: &'static str,
+    },
+    /// The bridge stopped.
+    #[error("the MQTT bridge stopped")]
+    Stopped,
+}
+
+/// Where the broker is: host, port and credentials from `mqtt://[user[:password]@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Broker {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+fn parse_broker(url: &str) -> Result<Broker, MqttError> {
+    let bad = |why: &str| MqttError::Broker(url.to_owned(), why.to_owned());
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| bad("expected mqtt://host[:port] (TLS brokers are not supported yet)"))?;
+    let (auth, hostport) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let hostport = hostport.trim_end_matches('/');
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
+        ),
+        _ => (hostport, 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad("no host"));
+    }
+    let (user, password) = match auth.map(|a| a.split_once(':').map_or((a, None), |(u, p)| (u, Some(p)))) {
+        Some((u, p)) => (Some(u.to_owned()), p.map(str::to_owned)),
+        None => (None, None),
+    };
+    Ok(Broker {
+        host: host.to_owned(),
+        port,
+        user,
+        password,
+    })
+}
+
+/// Checks a topic a recipe publishes to (MQTT 3.1.1 §4.7): not empty, no wildcards, no NUL,
+/// at most 65 535 bytes.
+pub fn check_topic(topic: &str) -> Result<(), MqttError> {
+    let bad = |why| Err(MqttError::Topic(topic.to_owned(), why));
+    if topic.is_empty() {
+        return bad("empty");
+    }
+    if topic.contains(['+', '#']) {
+        return bad("a topic to publish to has no wildcards (+, #)");
+    }
+    if topic.contains('\0') {
+        return bad("contains NUL");
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return bad("longer than 65535 bytes");
+    }
+    Ok(())
+}
+
+/// A running bridge to one broker.
+pub struct Mqtt {
+    client: Client,
+    connected: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Mqtt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mqtt(connected: {})", self.connected.load(Ordering::Relaxed))
+    }
+}
+
+impl Mqtt {
+    /// Starts the bridge (it connects in the background; publishing before it is connected
+    /// queues). `base` is the folder relative paths of the settings start from.
+    pub fn start(settings: &MqttSettings, base: &Path) -> Result<Self, MqttError> {
+        let broker = parse_broker(&settings.broker)?;
+        let id = settings
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("meow-{}", std::process::id()));
+        let mut options = MqttOptions::new(id, broker.host.clone(), broker.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let password = match &settings.password_file {
+            Some(file) => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| MqttError::Password(path.display().to_string(), e.to_string()))?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            None => broker.password.clone(),
+        };
+        if let Some(user) = settings.username.clone().or(broker.user.clone()) {
+            options.set_credentials(user, password.unwrap_or_default());
+        }
+        let (client, connection) = Client::new(options, QUEUE);
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = connected.clone();
+        let address = format!("{}:{}", broker.host, broker.port);
+        std::thread::Builder::new()
+            .name("meow-mqtt".into())
+            .spawn(move || drive(connection, &flag, &address))
+            .map_err(|e| MqttError::Broker(settings.broker.clone(), e.to_string()))?;
+        Ok(Self { client, connected })
+    }
+
+    /// Whether the broker has accepted the connection (and not lost it since).
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Queues `payload` for `topic`, at least once (QoS 1); never waits.
+    pub fn publish(&self, topic: &str, payload: &[u8], retain: bool) -> Result<(), MqttError> {
+        check_topic(topic)?;
+        if payload.len() > MAX_PAYLOAD {
+            return Err(MqttError::Payload(payload.len()));
+        }
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
+            .map_err(|e| match e {
+                rumqttc::ClientError::TryRequest(_) => MqttError::Full {
+                    state: if self.connected() { "connected" } else { "not connected" },
+                },
+                _ => MqttError::Stopped,
+            })
+    }
+}
+
+impl Drop for Mqtt {
+    fn drop(&mut self) {
+        // Ends the event loop's thread once what is queued has gone (or the broker is away).
+        let _ = self.client.try_disconnect();
+    }
+}
+
+/// The event loop's thread: connects, reconnects with a backoff, says so in the log once per
+/// change, and ends when the client is gone.
+fn drive(mut connection: rumqttc::Connection, connected: &AtomicBool, address: &str) {
+    let mut backoff = Duration::from_secs(1);
+    for event in connection.iter() {
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected.store(true, Ordering::Relaxed);
+                backoff = Duration::from_secs(1);
+                tracing::info!(broker = %address, "MQTT: connected");
+            }
+            Ok(_) => {}
+            Err(ConnectionError::RequestsDone) => return,
+            Err(e) => {
+                if connected.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(broker = %address, "MQTT: connection lost ({e}); reconnecting");
+                } else {
+                    tracing::debug!(broker = %address, "MQTT: cannot connect ({e}); next try in {}s", backoff.as_secs());
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_name_host_port_and_credentials() {
+        let b = parse_broker("mqtt://127.0.0.1:1884").unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.user), ("127.0.0.1", 1884, None));
+        let b = parse_broker("mqtt://ha:secret@homeassistant.local").unwrap();
+        assert_eq!(b.host, "homeassistant.local");
+        assert_eq!(b.port, 1883);
+        assert_eq!((b.user.as_deref(), b.password.as_deref()), (Some("ha"), Some("secret")));
+        assert_eq!(parse_broker("mqtt://[::1]:1883").unwrap().host, "::1");
+        for bad in ["tcp://x", "mqtts://x:8883", "mqtt://", "mqtt://x:port", "mqtt://x:0"] {
+            assert!(parse_broker(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topics_to_publish_to_have_no_wildcards() {
+        assert!(check_topic("meow/sensor/kitchen").is_ok());
+        for bad in ["", "meow/+/x", "meow/#", "a\0b"] {
+            assert!(check_topic(bad).is_err(), "{bad:?}");
+        }
+    }
+}
