@@ -103,10 +103,21 @@ pub fn scaffold(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<Vec<PathBu
 /// What to do next, for the person who just ran `meow plugin new`.
 pub fn next_steps(name: &str, lang: Lang, dir: &Path) -> String {
     let d = dir.display();
-    let build = match lang {
+    let mut build = match lang {
         Lang::Lua => format!("  meow plugin pin {d}                      # after each edit\n"),
         _ => format!("  meow plugin build {d} --out {d}/../built\n"),
     };
+    let sdk = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+    let sdk_path = sdk
+        .lines()
+        .find_map(|l| l.split("path = \"").nth(1))
+        .map(|p| p.trim_end_matches(['"', ' ', '}']));
+    if lang == Lang::Rust && sdk_path.is_some_and(|p| !Path::new(p).join("Cargo.toml").is_file()) {
+        build.insert_str(
+            0,
+            "  (first point meow-sdk's path in Cargo.toml at sdk/rust of a meow checkout)\n",
+        );
+    }
     let plugin_dir = if lang == Lang::Lua {
         d.to_string()
     } else {

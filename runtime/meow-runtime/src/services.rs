@@ -269,8 +269,10 @@ impl RuntimeServices {
             name.to_owned(),
             self.clock.clone(),
         );
+        // The first deadline counts from now, not from when the task first runs.
+        let mut next = when.next(clock.now_ms());
         let task = smol::spawn(async move {
-            while let Some(at) = when.next(clock.now_ms()) {
+            while let Some(at) = next {
                 clock.sleep_until(at).await;
                 let fired = Command::Timer {
                     instance: inst.clone(),
@@ -282,6 +284,12 @@ impl RuntimeServices {
                 if matches!(queued, Err(smol::channel::TrySendError::Closed(_))) || matches!(when, When::Once(_)) {
                     return;
                 }
+                // From the deadline (no drift); a deadline a stall has already passed is
+                // skipped, and the timer goes on from now (no burst of catch-ups).
+                let now = clock.now_ms();
+                next = when
+                    .next(at)
+                    .map(|n| if n < now { when.next(now).unwrap_or(n) } else { n });
             }
         });
         timers.insert(id, (instance.to_owned(), task));
