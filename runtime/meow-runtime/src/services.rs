@@ -249,7 +249,8 @@ impl When {
     /// The next firing after `now_ms`, in ms on the runtime's clock.
     fn next(&self, now_ms: u64) -> Option<u64> {
         match self {
-            When::Once(ms) | When::Every(ms) => Some(now_ms + ms),
+            // A plugin may ask for u64::MAX ms: it never fires, and nothing overflows.
+            When::Once(ms) | When::Every(ms) => Some(now_ms.saturating_add(*ms)),
             When::Cron(s) => Some(s.next_after(crate::recipes::local(now_ms))?.timestamp_millis().max(0) as u64),
         }
     }

@@ -412,10 +412,18 @@ impl meow_runtime::native::Handler for CronTicks {
         match event {
             Event::Startup => {
                 host.set_cron_timer("tick", "*/10 * * * *").map_err(|e| e.to_string())?;
+                // The longest wait a plugin can ask for: taken, never fires, overflows nothing.
+                host.set_timer("never", u64::MAX, true).map_err(|e| e.to_string())?;
                 let bad = host.set_cron_timer("bad", "every tuesday").map(|_| 0);
                 self.0.lock().unwrap().push(bad.map_err(|e| e.to_string()));
             }
-            Event::Timer { name, .. } if name == "tick" => self.0.lock().unwrap().push(Ok(host.node_info().now)),
+            Event::Timer { name, .. } => self.0.lock().unwrap().push(Ok(host.node_info().now).and_then(|now| {
+                if name == "tick" {
+                    Ok(now)
+                } else {
+                    Err(format!("{name} fired"))
+                }
+            })),
             _ => {}
         }
         Ok(())

@@ -255,10 +255,14 @@ pub fn compile_file(input: &Path, output: &Path) -> Result<(), EngineError> {
     let engine = Engine::new(&config()).map_err(|e| err(&e))?;
     let code = std::fs::read(input).map_err(|e| err(&format!("reading {}: {e}", input.display())))?;
     let compiled = engine.precompile_component(&code).map_err(|e| err(&e))?;
-    let tmp = output.with_extension("tmp");
-    std::fs::write(&tmp, compiled)
-        .and_then(|()| std::fs::rename(&tmp, output))
-        .map_err(|e| err(&format!("writing {}: {e}", output.display())))
+    write_whole(output, &compiled).map_err(|e| err(&format!("writing {}: {e}", output.display())))
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed into place: a reader never sees
+/// half a compiled component.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path))
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -405,14 +409,10 @@ impl WasmEngine {
         }
         let c = Component::new(&self.engine, &plugin.code)
             .map_err(|e| Failure::Broken(format!("not a valid meow:bot component: {e}")))?;
-        if let (Some(path), Ok(bytes)) = (path, c.serialize()) {
-            let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .is_err()
-            {
-                tracing::debug!("could not write the compiled plugin cache");
-            }
+        if let (Some(path), Ok(bytes)) = (path, c.serialize())
+            && let Err(e) = write_whole(path, &bytes)
+        {
+            tracing::debug!("could not write the compiled plugin cache: {e}");
         }
         Ok(c)
     }
