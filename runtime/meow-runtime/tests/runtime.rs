@@ -403,6 +403,19 @@ fn an_embedded_server_with_relay_true_is_a_trusted_relay_in_the_catalog() {
     });
 }
 
+/// A runtime of a home of its own, on `world`'s clock, with no server, no contact and
+/// `yaml_extra` in its meow.yaml: ready for `.native(…)` and `.start()`.
+fn lone_runtime(world: &World, dir: &std::path::Path, yaml_extra: &str) -> meow_runtime::RuntimeBuilder {
+    let cfg_path = dir.join("meow.yaml");
+    std::fs::write(
+        &cfg_path,
+        format!("version: 1\nserver: {{ enabled: false }}\n{yaml_extra}"),
+    )
+    .unwrap();
+    let cfg = RunConfig::load(&cfg_path).unwrap();
+    Runtime::builder(&dir.join("bot"), world.home(dir, "bot", 1), cfg).clock(world.clock.shared())
+}
+
 /// Sets a cron timer at startup and records the runtime's clock at each firing; a bad
 /// expression's error too.
 struct CronTicks(std::sync::Arc<std::sync::Mutex<Vec<Result<u64, String>>>>);
@@ -435,13 +448,9 @@ fn a_cron_timer_fires_at_the_times_of_its_expression_on_the_runtimes_clock() {
     smol::block_on(async {
         let world = World::new(START, 12);
         let dir = tempfile::tempdir().unwrap();
-        let cfg_path = dir.path().join("meow.yaml");
-        std::fs::write(&cfg_path, "version: 1\nserver: { enabled: false }\n").unwrap();
-        let cfg = RunConfig::load(&cfg_path).unwrap();
         let seen: std::sync::Arc<std::sync::Mutex<Vec<Result<u64, String>>>> = std::sync::Arc::default();
         let s = seen.clone();
-        let runtime = Runtime::builder(&dir.path().join("bot"), world.home(dir.path(), "bot", 1), cfg)
-            .clock(world.clock.shared())
+        let runtime = lone_runtime(&world, dir.path(), "")
             .native("cron", &[Capability::Timers], move || CronTicks(s.clone()))
             .start()
             .await
@@ -492,15 +501,7 @@ fn a_recipe_that_publishes_to_mqtt_without_a_broker_is_refused_at_start() {
             "version: 1\ntriggers:\n  - startup: {}\nactions:\n  - mqtt_publish: { topic: meow/up, payload: yes }\n",
         )
         .unwrap();
-        let cfg_path = dir.path().join("meow.yaml");
-        let yaml = format!(
-            "version: 1\nserver: {{ enabled: false }}\nrecipes: [\"{}\"]\n",
-            recipe.display()
-        );
-        std::fs::write(&cfg_path, yaml).unwrap();
-        let cfg = RunConfig::load(&cfg_path).unwrap();
-        let started = Runtime::builder(&dir.path().join("bot"), world.home(dir.path(), "bot", 1), cfg)
-            .clock(world.clock.shared())
+        let started = lone_runtime(&world, dir.path(), &format!("recipes: [\"{}\"]\n", recipe.display()))
             .start()
             .await;
         let Err(e) = started else {
