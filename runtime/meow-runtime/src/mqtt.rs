@@ -116,6 +116,9 @@ pub fn check_topic(topic: &str) -> Result<(), MqttError> {
 pub struct Mqtt {
     client: Client,
     connected: Arc<AtomicBool>,
+    /// Set when the bridge is dropped: the event loop's thread ends even while the broker is
+    /// away (it would otherwise retry for as long as the process lives).
+    stopped: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Mqtt {
@@ -148,14 +151,18 @@ impl Mqtt {
             options.set_credentials(user, password.unwrap_or_default());
         }
         let (client, connection) = Client::new(options, QUEUE);
-        let connected = Arc::new(AtomicBool::new(false));
-        let flag = connected.clone();
+        let (connected, stopped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (flag, stop) = (connected.clone(), stopped.clone());
         let address = format!("{}:{}", broker.host, broker.port);
         std::thread::Builder::new()
             .name("meow-mqtt".into())
-            .spawn(move || drive(connection, &flag, &address))
+            .spawn(move || drive(connection, &flag, &stop, &address))
             .map_err(|e| MqttError::Broker(settings.broker.clone(), e.to_string()))?;
-        Ok(Self { client, connected })
+        Ok(Self {
+            client,
+            connected,
+            stopped,
+        })
     }
 
     /// Whether the broker has accepted the connection (and not lost it since).
@@ -183,13 +190,14 @@ impl Mqtt {
 impl Drop for Mqtt {
     fn drop(&mut self) {
         // Ends the event loop's thread once what is queued has gone (or the broker is away).
+        self.stopped.store(true, Ordering::Relaxed);
         let _ = self.client.try_disconnect();
     }
 }
 
 /// The event loop's thread: connects, reconnects with a backoff, says so in the log once per
 /// change, and ends when the client is gone.
-fn drive(mut connection: rumqttc::Connection, connected: &AtomicBool, address: &str) {
+fn drive(mut connection: rumqttc::Connection, connected: &AtomicBool, stopped: &AtomicBool, address: &str) {
     let mut backoff = Duration::from_secs(1);
     for event in connection.iter() {
         match event {
@@ -200,6 +208,7 @@ fn drive(mut connection: rumqttc::Connection, connected: &AtomicBool, address: &
             }
             Ok(_) => {}
             Err(ConnectionError::RequestsDone) => return,
+            Err(_) if stopped.load(Ordering::Relaxed) => return,
             Err(e) => {
                 if connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(broker = %address, "MQTT: connection lost ({e}); reconnecting");
