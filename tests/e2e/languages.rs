@@ -225,23 +225,20 @@ fn version_by(by: i32) -> String {
 
 const REPLY: &str = "    reply: func(message-id: string, text: string) -> result<_, error>;\n";
 const SEND_LATER: &str = "\n    send-later: func(to: string, text: string, delay-ms: u64) -> result<_, error>;\n";
+const SEND: &str = "    send: func(to: string, text: string) -> result<_, error>;\n";
+const SEND_CHANGED: &str = "    send: func(to: string, text: string, urgent: bool) -> result<_, error>;\n";
 const SET_CRON: &str = "    set-cron: func(name: string, expression: string) -> result<u64, error>;\n";
 
 /// A plugin crate `name` in `dir`, built with wit-bindgen against this repository's WIT under
-/// `version`, edited by `edit`; it answers every text with `"{name}: TEXT"`, and calls
-/// `messaging.send-later` (a function of no WIT of ours) on "later" when `later` is set.
-fn versioned_plugin(dir: &Path, name: &str, version: &str, edit: impl Fn(String) -> String, later: bool) {
+/// `version`, edited by `edit`; it answers every text with `"{name}: TEXT"`, after `call` (more
+/// arms of the match on the text, e.g. one calling a function the host lacks).
+fn versioned_plugin(dir: &Path, name: &str, version: &str, edit: impl Fn(String) -> String, call: &str) {
     let wit = std::fs::read_to_string(crate::support::repo().join("wit/meow-bot.wit")).unwrap();
     let changed = edit(wit.replace(&format!("package {};", host_wit()), &format!("package {version};")));
     assert!(changed.contains(version), "the WIT changed shape");
     std::fs::create_dir_all(dir.join("wit")).unwrap();
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(dir.join("wit/meow-bot.wit"), changed).unwrap();
-    let call = if later {
-        r#"Some("later") => messaging::send_later(&m.sender, "in a while", 1000).map_err(|e| format!("{e:?}")),"#
-    } else {
-        ""
-    };
     let lib = format!(
         r#"wit_bindgen::generate!({{ world: "bot", path: "wit" }});
 use meow::bot::messaging;
@@ -288,32 +285,58 @@ fn plugins_built_against_the_previous_and_the_next_wit_load_and_say_what_is_miss
         "earlier",
         &earlier,
         |w| w.replace(SET_CRON, ""),
-        false,
+        "",
     );
     let earlier_wit = std::fs::read_to_string(tmp.path().join("src/earlier/wit/meow-bot.wit")).unwrap();
     assert!(!earlier_wit.contains("set-cron"), "the previous WIT has no cron timers");
     let later = version_by(1);
     let add = |w: String| w.replace(REPLY, &format!("{REPLY}{SEND_LATER}"));
-    versioned_plugin(&tmp.path().join("src/later"), "later", &later, add, true);
+    let send_later =
+        r#"Some("later") => messaging::send_later(&m.sender, "in a while", 1000).map_err(|e| format!("{e:?}")),"#;
+    versioned_plugin(&tmp.path().join("src/later"), "later", &later, add, send_later);
+    // Same version, but `send` takes another argument: a change, not an addition.
+    let changed = |w: String| w.replace(SEND, SEND_CHANGED);
+    let send = r#"Some("send") => messaging::send(&m.sender, "x", true).map_err(|e| format!("{e:?}")),"#;
+    versioned_plugin(&tmp.path().join("src/changed"), "changed", &host_wit(), changed, send);
     let out = cli(&tmp).meow_in(
         tmp.path(),
-        &["plugin", "build", "src/earlier", "src/later", "--out", "built"],
+        &[
+            "plugin",
+            "build",
+            "src/earlier",
+            "src/later",
+            "src/changed",
+            "--out",
+            "built",
+        ],
     );
-    assert!(
-        out.ok().contains("built earlier") && out.ok().contains("built later"),
+    assert_eq!(
+        out.ok().lines().filter(|l| l.starts_with("built ")).count(),
+        3,
         "{}",
         out.stdout
     );
 
     let instances = format!(
         "plugin_dirs: [{}]\nplugins:\n  - {{ name: earlier, plugin: earlier, grant: [messaging] }}\n  \
-         - {{ name: later, plugin: later, grant: [messaging] }}\n",
+         - {{ name: later, plugin: later, grant: [messaging] }}\n  \
+         - {{ name: changed, plugin: changed, grant: [messaging] }}\n",
         tmp.path().join("built").display()
     );
     std::fs::write(&config, format!("{base}{instances}")).unwrap();
     let daemon = Daemon::start(&hub, &config);
     homes[0].meow(&["send", "hub", "hi"]).ok();
     wait_for_all(&homes[0], &daemon, &["earlier: hi".to_owned(), "later: hi".to_owned()]);
+    // The changed one does not link, and says which function.
+    let broken = daemon.log_text();
+    let line = broken
+        .lines()
+        .find(|l| l.contains("plugin changed cannot run as it is"))
+        .unwrap_or_else(|| panic!("no broken line:\n{broken}"));
+    assert!(
+        line.contains(&format!("cannot link against this host's {}", host_wit())) && line.contains("send"),
+        "{line}"
+    );
     homes[0].meow(&["send", "hub", "later"]).ok();
     daemon.wait_log("does not provide");
     let log = daemon.log_text();
