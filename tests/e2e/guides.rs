@@ -91,19 +91,24 @@ fn the_rust_plugin_of_the_guide_builds_and_runs_as_written() {
     assert_ne!(patched, text, "the guide's Cargo.toml names ../../sdk/rust");
     std::fs::write(&cargo_toml, patched).unwrap();
 
-    let build = block_with(&doc, "meow plugin build my-plugins/shout");
-    let args: Vec<&str> = build.split_whitespace().skip(1).collect();
-    let out = Home {
-        dir: tmp.path().join("none"),
-        password: "x".into(),
-    }
-    .meow_in(tmp.path(), &args);
-    assert!(out.ok().contains("built shout 0.1.0 (wasm"), "{}", out.stdout);
+    build_from_guide(&doc, &tmp, "shout");
 
     let instance = block_with(&doc, "my-plugins/built]");
     let answer = expected_answer(&doc, "meow send bot \"hey there\"");
     assert_eq!(answer, "HEY THERE");
     run_and_ask(&hub, &homes[0], &config, &base, &instance, "hey there", &answer);
+}
+
+/// Runs the guide's build command for the WASM plugin my-plugins/`name`, in `tmp`.
+fn build_from_guide(doc: &str, tmp: &TempDir, name: &str) {
+    let build = block_with(doc, &format!("meow plugin build my-plugins/{name}"));
+    let args: Vec<&str> = build.split_whitespace().skip(1).collect();
+    let out = crate::support::cli(tmp).meow_in(tmp.path(), &args);
+    assert!(
+        out.ok().contains(&format!("built {name} 0.1.0 (wasm")),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Builds the guide's plugin `name` (files `files` under my-plugins/NAME) with the guide's build
@@ -115,18 +120,7 @@ fn build_and_ask(tag: &str, name: &str, files: &[&str], text: &str) {
     for file in files {
         write_from_guide(&doc, tmp.path(), &format!("my-plugins/{name}/{file}"));
     }
-    let build = block_with(&doc, &format!("meow plugin build my-plugins/{name}"));
-    let args: Vec<&str> = build.split_whitespace().skip(1).collect();
-    let out = Home {
-        dir: tmp.path().join("none"),
-        password: "x".into(),
-    }
-    .meow_in(tmp.path(), &args);
-    assert!(
-        out.ok().contains(&format!("built {name} 0.1.0 (wasm")),
-        "{}",
-        out.stdout
-    );
+    build_from_guide(&doc, &tmp, name);
     let instance = block_with(&doc, &format!("{{ name: {name}, plugin: {name}"));
     let answer = expected_answer(&doc, &format!("meow send bot \"{text}\""));
     std::fs::write(&config, format!("{base}{instance}")).unwrap();

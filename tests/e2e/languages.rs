@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{Daemon, Home, TempDir, hub_with_contacts};
+use crate::support::{Daemon, Home, TempDir, cli, hub_with_contacts};
 
 /// The language, its component tool (none for Rust and Lua) and how to install it.
 const LANGS: [(&str, Option<&str>, &str); 4] = [
@@ -23,22 +23,9 @@ const LANGS: [(&str, Option<&str>, &str); 4] = [
     ),
 ];
 
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-/// Whether `tool` is installed; if not, says the test skips it, or fails when CI requires it.
+/// Whether a plugin language's `tool` is installed (see [`crate::support::tool_or_skip`]).
 pub fn tool_or_skip(tool: &str, install: &str) -> bool {
-    if on_path(tool) {
-        return true;
-    }
-    let required = std::env::var("MEOW_REQUIRE_PLUGIN_TOOLS").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{tool} is required here (MEOW_REQUIRE_PLUGIN_TOOLS=1): {install}"
-    );
-    eprintln!("skipped: {tool} is not installed ({install})");
-    false
+    crate::support::tool_or_skip(tool, install, "MEOW_REQUIRE_PLUGIN_TOOLS").is_some()
 }
 
 /// The languages whose tools are here.
@@ -48,14 +35,6 @@ fn languages() -> Vec<&'static str> {
         .filter(|(_, tool, install)| tool.is_none_or(|t| tool_or_skip(t, install)))
         .map(|(lang, ..)| *lang)
         .collect()
-}
-
-/// A tool-less home that runs the CLI in `cwd`.
-fn cli(tmp: &TempDir) -> Home {
-    Home {
-        dir: tmp.path().join("none"),
-        password: "x".into(),
-    }
 }
 
 /// Waits (long: a Python component's first compile takes tens of seconds) until `home` has

@@ -1,6 +1,6 @@
 //! Recipes in a running daemon (issue: automation recipes).
 
-use crate::support::{Daemon, Home, TempDir, hub_with_contacts, repo, wait_for_text};
+use crate::support::{Daemon, TempDir, hub_with_contacts, repo, wait_for_text};
 
 #[test]
 fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_restart() {
@@ -81,10 +81,7 @@ fn sensor_readings_over_the_threshold_alert_the_owner_and_delays_survive_a_resta
 #[test]
 fn recipe_check_and_dry_run_from_the_command_line() {
     let tmp = TempDir::new("recipe-cli");
-    let h = Home {
-        dir: tmp.path().join("none"),
-        password: "x".into(),
-    };
+    let h = crate::support::cli(&tmp);
     let files: Vec<String> = std::fs::read_dir(repo().join("recipes"))
         .unwrap()
         .flatten()
@@ -322,15 +319,6 @@ fn sensor_readings_over_a_gateway_link_take_110_bytes_and_reach_the_recipes() {
     assert_eq!(daemon.terminate(), 0);
 }
 
-/// `mosquitto`, from the PATH or /usr/sbin (Debian's place), if installed.
-fn mosquitto() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([std::path::PathBuf::from("/usr/sbin")])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-}
-
 /// A Mosquitto broker on 127.0.0.1:`port`, killed on drop.
 fn start_mosquitto(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> crate::support::Proc {
     let conf = dir.join(format!("mosquitto-{port}.conf"));
@@ -354,13 +342,8 @@ fn start_mosquitto(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> c
 
 #[test]
 fn a_recipe_publishes_each_sensor_reading_to_mosquitto_including_those_sent_while_it_was_down() {
-    let Some(bin) = mosquitto() else {
-        let required = std::env::var("MEOW_REQUIRE_MOSQUITTO").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "mosquitto is required here (MEOW_REQUIRE_MOSQUITTO=1): apt-get install mosquitto mosquitto-clients"
-        );
-        eprintln!("skipped: mosquitto is not installed (apt-get install mosquitto mosquitto-clients)");
+    let install = "apt-get install mosquitto mosquitto-clients";
+    let Some(bin) = crate::support::tool_or_skip("mosquitto", install, "MEOW_REQUIRE_MOSQUITTO") else {
         return;
     };
     let tmp = TempDir::new("mqtt");

@@ -496,3 +496,30 @@ pub fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// A home-less `meow` for commands that need no home (`plugin new`, `plugin build`, `recipe
+/// check`), run with [`Home::meow_in`] in a folder of `tmp`.
+pub fn cli(tmp: &TempDir) -> Home {
+    Home {
+        dir: tmp.path().join("none"),
+        password: "x".into(),
+    }
+}
+
+/// An external tool (`componentize-py`, `mosquitto`): its path from the PATH or /usr/sbin
+/// (Debian's place for daemons). When it is missing the test says it skips, unless the
+/// environment variable `require` is `1` (`.ci/run` sets it after installing the tool): then
+/// the test fails.
+pub fn tool_or_skip(tool: &str, install: &str, require: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let required = std::env::var(require).is_ok_and(|v| v == "1");
+        assert!(!required, "{tool} is required here ({require}=1): {install}");
+        eprintln!("skipped: {tool} is not installed ({install})");
+    }
+    found
+}

@@ -107,12 +107,9 @@ pub fn next_steps(name: &str, lang: Lang, dir: &Path) -> String {
         Lang::Lua => format!("  meow plugin pin {d}                      # after each edit\n"),
         _ => format!("  meow plugin build {d} --out {d}/../built\n"),
     };
-    let sdk = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
-    let sdk_path = sdk
-        .lines()
-        .find_map(|l| l.split("path = \"").nth(1))
-        .map(|p| p.trim_end_matches(['"', ' ', '}']));
-    if lang == Lang::Rust && sdk_path.is_some_and(|p| !Path::new(p).join("Cargo.toml").is_file()) {
+    // The path the template was given (sdk_path is what scaffold wrote) may name no SDK when
+    // this binary was built elsewhere.
+    if lang == Lang::Rust && !Path::new(&sdk_path(dir)).join("Cargo.toml").is_file() {
         build.insert_str(
             0,
             "  (first point meow-sdk's path in Cargo.toml at sdk/rust of a meow checkout)\n",

@@ -69,15 +69,20 @@ fn parse_broker(url: &str) -> Result<Broker, MqttError> {
         None => (None, rest),
     };
     let hostport = hostport.trim_end_matches('/');
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
-        ),
-        _ => (hostport, 1883),
+    // An IPv6 address is bracketed ([::1]:1883): its colons are not the port's.
+    let (host, port) = match hostport.strip_prefix('[').and_then(|h| h.split_once(']')) {
+        Some((h, rest)) => (h, rest.strip_prefix(':')),
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
+        None => 1883,
+    };
     if host.is_empty() || port == 0 {
         return Err(bad("no host"));
     }
@@ -235,6 +240,7 @@ mod tests {
         assert_eq!(b.port, 1883);
         assert_eq!((b.user.as_deref(), b.password.as_deref()), (Some("ha"), Some("secret")));
         assert_eq!(parse_broker("mqtt://[::1]:1883").unwrap().host, "::1");
+        assert_eq!(parse_broker("mqtt://[::1]").unwrap().port, 1883);
         for bad in ["tcp://x", "mqtts://x:8883", "mqtt://", "mqtt://x:port", "mqtt://x:0"] {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }
