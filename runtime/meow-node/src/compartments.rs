@@ -250,6 +250,12 @@ impl Node {
                 put(&mut b, Table::Seen, &k, &v);
             }
         }
+        let file_keys = self.vault.keys(Table::Files);
+        for k in crate::files::keys_of(id, &file_keys) {
+            if let Some(v) = self.vault.get(Table::Files, k)? {
+                put(&mut b, Table::Files, k, &v);
+            }
+        }
         for (k, v) in self.vault.scan(Table::Outbox)? {
             if OutboxItem::from_bytes(&v)?.contact == id {
                 put(&mut b, Table::Outbox, &k, &v);

@@ -25,7 +25,7 @@ use crate::records::{OutboxItem, PrivacyPolicy};
 use crate::{Node, Result};
 
 /// The content type of a presence message.
-pub const PRESENCE: ContentType = ContentType(6);
+pub const PRESENCE: ContentType = ContentType::PRESENCE;
 /// How long a direct route is left alone after it failed, ms.
 const FAILED_BACKOFF_MS: u64 = 30_000;
 

@@ -63,6 +63,33 @@ pub enum NodeError {
         /// The bound.
         limit: usize,
     },
+    /// A file is larger than this home sends or takes in.
+    #[error("a file of {size} bytes is larger than this home's limit ({limit} bytes; meow.yaml `files: max_size`)")]
+    FileTooLarge {
+        /// The file's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A file cannot be described for sending.
+    #[error(transparent)]
+    File(#[from] meow_proto::file::FileError),
+    /// No file has this id.
+    #[error("no file {0:?} (see `meow file list`)")]
+    UnknownFile(String),
+    /// Several files start with this id.
+    #[error("several files start with {0:?}: give more of the id")]
+    AmbiguousFile(String),
+    /// A file is still on its way in.
+    #[error("file {id} is still on its way in ({received} of {chunks} chunks)")]
+    FileIncomplete {
+        /// The file.
+        id: String,
+        /// Chunks in.
+        received: u32,
+        /// Chunks in all.
+        chunks: u32,
+    },
     /// A stored record is missing or its key is damaged.
     #[error("damaged home: {0}; `meow doctor` says more")]
     DamagedRecord(&'static str),

@@ -15,6 +15,7 @@ pub mod doctor;
 mod env;
 mod error;
 mod events;
+pub mod files;
 pub mod groups;
 pub mod matriochka;
 mod messaging;
@@ -96,6 +97,8 @@ pub struct Node {
     /// Outbox sequence numbers and who queued each (for quotas).
     outbox: BTreeMap<u64, Option<String>>,
     outbox_limit: usize,
+    /// The largest file sent or taken in.
+    file_limit: u64,
     /// Whether upgrade offers to version 2 carry an X-Wing key (the post-quantum start).
     post_quantum: bool,
     /// Sequence numbers of the stored events, oldest first.
@@ -253,6 +256,7 @@ impl Node {
             pool: Arc::new(Pool::new(env.client_options())),
             outbox,
             outbox_limit: DEFAULT_OUTBOX_LIMIT,
+            file_limit: files::DEFAULT_MAX_FILE,
             post_quantum: true,
             presence: Default::default(),
             events,

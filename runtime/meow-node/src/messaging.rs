@@ -387,6 +387,7 @@ impl Node {
         let mut inbox = Vec::new();
         let mut acks: Vec<(MailboxId, u64)> = Vec::new();
         let mut new_contacts = Vec::new();
+        let mut files = crate::files::FileIntake::default();
         for m in messages {
             acks.push((m.mailbox, m.seq));
             let routes = self.routes.get(&m.mailbox).cloned().unwrap_or_default();
@@ -406,7 +407,7 @@ impl Node {
                             break;
                         }
                     }
-                    Route::Contact(cid) => match self.take_message(cid, &m, &mut touched, &mut seen)? {
+                    Route::Contact(cid) => match self.take_message(cid, &m, &mut touched, &mut seen, &mut files)? {
                         Ok(taken) => {
                             handled = true;
                             inbox.extend(taken.item);
@@ -461,6 +462,7 @@ impl Node {
             via_public_card: *public,
         }));
         self.record_events(&mut b, records);
+        files.write(self, &mut b);
         for cid in &touched {
             if let Some(c) = self.contacts.get(cid) {
                 self.put_contact(&mut b, c);
@@ -560,6 +562,7 @@ impl Node {
         m: &StoredMessage,
         touched: &mut BTreeSet<u64>,
         seen: &mut Vec<(u64, meow_proto::MessageId, u64)>,
+        files: &mut crate::files::FileIntake,
     ) -> Result<Result<Taken, ConversationError>> {
         let nothing = || Taken {
             item: None,
@@ -608,7 +611,7 @@ impl Node {
             self.take_presence(cid, &msg.content);
             return Ok(Ok(nothing()));
         }
-        let item = InboxItem {
+        let mut item = InboxItem {
             seq: 0,
             from: name,
             contact: cid,
@@ -621,6 +624,23 @@ impl Node {
             origin: Origin::Contact,
             automatic: msg.automatic,
         };
+        if item.content_type == ContentType::FILE {
+            let content = std::mem::take(&mut item.content);
+            let from = item.from.clone();
+            return Ok(Ok(match self.take_chunk(cid, &content, files, item)? {
+                Ok(done) => Taken {
+                    item: done,
+                    ..nothing()
+                },
+                Err(reason) => {
+                    tracing::warn!(contact = %from, %reason, "file chunk dropped");
+                    Taken {
+                        events: vec![NodeEvent::Dropped { contact: from, reason }],
+                        ..nothing()
+                    }
+                }
+            }));
+        }
         if item.content_type == ContentType::GROUP {
             let g = self.take_group(cid, &item.from, &item.content, &item)?;
             return Ok(Ok(Taken {

@@ -37,6 +37,21 @@ pub async fn send(node: &Mutex<Node>, name: &str, content_type: ContentType, con
     deliver_message(node, items).await
 }
 
+/// Queues a file to `to` in chunks (see [`Node::queue_file`]) and tries to deliver them now;
+/// what the outbox keeps goes with the next sync. Returns the file's description and what
+/// became of its last chunk.
+pub async fn send_file(
+    node: &Mutex<Node>,
+    to: &str,
+    file: (&str, &str),
+    data: &[u8],
+    by: Option<&str>,
+) -> Result<(meow_proto::file::FileMeta, Delivery)> {
+    let (name, media_type) = file;
+    let (meta, items) = node.lock().await.queue_file(to, name, media_type, data, by)?;
+    Ok((meta, deliver_message(node, items).await?))
+}
+
 /// Delivers what [`Node::queue_message`] queued, each item to the first of its servers that
 /// takes it (the outbox updated either way); what became of the message (the last item).
 pub async fn deliver_message(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Delivery> {

@@ -370,3 +370,134 @@ fn matriochka_routes_follow_the_rules_and_never_fall_back() {
         assert!(texts(&got.events).is_empty(), "{:?}", got.events);
     });
 }
+
+/// The description of each file that arrived whole.
+fn files(events: &[NodeEvent]) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::Message(i) if i.content_type == ContentType::FILE => Some(serde_json::from_slice(&i.content).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dropped(events: &[NodeEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::Dropped { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_file_arrives_whole_through_a_server_restart_and_a_receiver_restart() {
+    let dir = tempdir("file");
+    let srv = server(dir.path(), 0);
+    let port = srv.local_addr().port();
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    let data: Vec<u8> = (0..5 * 1024 * 1024 + 123).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let meta = smol::block_on(async {
+        pair(&alice, &bob).await;
+        let (meta, items) = alice
+            .lock()
+            .await
+            .queue_file("bob", "data.bin", "application/octet-stream", &data, None)
+            .unwrap();
+        assert_eq!(meta.chunks(), 46);
+        // Half of the chunks now; the rest wait in the outbox.
+        let half = items.len() / 2;
+        sync::deliver_all(&alice, items[..half].to_vec()).await.unwrap();
+
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        assert!(files(&got.events).is_empty());
+        let partial = bob.lock().await.file(&meta.id.to_hex()).unwrap();
+        assert!(!partial.complete() && partial.received > 0, "{partial:?}");
+        let err = bob.lock().await.read_file(&partial).unwrap_err();
+        assert!(err.to_string().contains("still on its way in"), "{err}");
+        meta
+    });
+    // Both the server and Bob's home restart between the halves.
+    srv.shutdown();
+    drop(bob);
+    let srv = server(dir.path(), port);
+    let bob = Mutex::new(Node::open(&dir.path().join("bob"), b"pw").unwrap());
+    smol::block_on(async {
+        sync::flush_outbox(&alice, false).await.unwrap();
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        let arrived = files(&got.events);
+        assert_eq!(arrived.len(), 1, "{:?}", got.events.len());
+        assert_eq!(arrived[0]["name"], "data.bin");
+        assert_eq!(arrived[0]["size"], data.len() as u64);
+        let b = bob.lock().await;
+        let record = b.file(&arrived[0]["file"].as_str().unwrap()[..8]).unwrap();
+        assert_eq!(record.meta, meta);
+        assert!(b.read_file(&record).unwrap() == data, "the file is not what was sent");
+        let range = b.read_file_range(&record, 114_000, 10_000).unwrap();
+        assert_eq!(range, data[114_000..124_000]);
+        let tail = b.read_file_range(&record, data.len() as u64 - 5, 100).unwrap();
+        assert_eq!(tail, data[data.len() - 5..]);
+    });
+    // Deleting it removes its chunks.
+    let mut b = smol::block_on(bob.lock());
+    let record = b.file(&meta.id.to_hex()).unwrap();
+    b.delete_file(&record).unwrap();
+    assert!(b.file_records(None).unwrap().is_empty());
+    assert_eq!(b.vault().count(meow_node::Table::Files), 0);
+    drop(srv);
+}
+
+#[test]
+fn files_over_the_limit_forged_chunks_and_bad_digests_are_dropped() {
+    use meow_proto::codec::Encode;
+    use meow_proto::file::{FileChunk, FileMeta, TransferId};
+    let dir = tempdir("file-bad");
+    let srv = server(dir.path(), 0);
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+        bob.lock().await.set_file_limit(200_000);
+        // Over Bob's limit: refused at its first chunk, not stored.
+        sync::send_file(&alice, "bob", ("big.bin", "application/octet-stream"), &[1; 300_000], None)
+            .await
+            .unwrap();
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        let reasons = dropped(&got.events);
+        assert!(reasons.iter().all(|r| r.contains("larger than this home takes")), "{reasons:?}");
+        assert_eq!(reasons.len(), 3, "each chunk is refused: {reasons:?}");
+        assert_eq!(bob.lock().await.vault().count(meow_node::Table::Files), 0);
+
+        // A file whose chunks do not add up to its digest: dropped when it completes.
+        let data = vec![5u8; 150_000];
+        let meta = FileMeta::describe(TransferId([3; 16]), "x.bin", "application/octet-stream", &data).unwrap();
+        let mut chunks = FileChunk::split(&meta, &data);
+        chunks[1].data[0] ^= 1;
+        // And a chunk of the same transfer that says another size.
+        let mut liar = chunks[0].clone();
+        liar.meta.size = 150_001;
+        liar.meta.digest = [0; 32];
+        for c in [&chunks[0], &liar, &chunks[1]] {
+            sync::send(&alice, "bob", ContentType::FILE, c.to_bytes()).await.unwrap();
+        }
+        // Garbage of the file type.
+        sync::send(&alice, "bob", ContentType::FILE, b"not a chunk".to_vec()).await.unwrap();
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        assert!(files(&got.events).is_empty());
+        let reasons = dropped(&got.events);
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].contains("disagrees with the file's description"), "{reasons:?}");
+        assert!(reasons[1].contains("does not match its SHA-256"), "{reasons:?}");
+        assert!(reasons[2].starts_with("file chunk:"), "{reasons:?}");
+        assert_eq!(bob.lock().await.vault().count(meow_node::Table::Files), 0, "nothing of it is kept");
+
+        // Bad names are refused at the sender.
+        let err = alice
+            .lock()
+            .await
+            .queue_file("bob", "up/../x.txt", "text/plain", b"x", None)
+            .unwrap_err();
+        assert!(err.to_string().contains("must not hold a slash"), "{err}");
+    });
+}

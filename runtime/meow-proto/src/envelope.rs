@@ -109,6 +109,10 @@ impl ContentType {
     pub const CONTACT_ANSWER: ContentType = ContentType(4);
     /// A group message or group control (see the node's group module).
     pub const GROUP: ContentType = ContentType(5);
+    /// Where the sender can be reached directly (see [`crate::presence`]).
+    pub const PRESENCE: ContentType = ContentType(6);
+    /// A chunk of a file (see [`crate::file`]).
+    pub const FILE: ContentType = ContentType(7);
 
     /// A short name for logs and JSON output.
     pub fn name(&self) -> String {
@@ -119,6 +123,8 @@ impl ContentType {
             3 => "control".into(),
             4 => "contact-answer".into(),
             5 => "group".into(),
+            6 => "presence".into(),
+            7 => "file".into(),
             n => format!("type-{n}"),
         }
     }

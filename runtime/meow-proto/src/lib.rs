@@ -20,6 +20,7 @@ pub mod crypto;
 pub mod datagram;
 pub mod directory;
 pub mod envelope;
+pub mod file;
 pub mod group;
 pub mod invitation;
 pub mod keys;

@@ -86,11 +86,13 @@ pub enum Table {
     State = 11,
     /// Events waiting to be handed to plugins and recipes.
     Events = 12,
+    /// Files received and on their way in, and their chunks.
+    Files = 13,
 }
 
 impl Table {
     /// Every table, with its name.
-    pub const ALL: [(Table, &'static str); 12] = [
+    pub const ALL: [(Table, &'static str); 13] = [
         (Table::Profile, "profile"),
         (Table::Servers, "servers"),
         (Table::Contacts, "contacts"),
@@ -103,6 +105,7 @@ impl Table {
         (Table::Recipes, "recipes"),
         (Table::State, "state"),
         (Table::Events, "events"),
+        (Table::Files, "files"),
     ];
 }
 
