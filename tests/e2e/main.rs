@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod containment;
+mod files;
 mod guides;
 mod home;
 mod languages;

@@ -73,11 +73,17 @@ pub enum Command {
         after_help = "Examples:\n  meow policy bob direct-preferred\n  meow policy bob matriochka --hops 4 --delay 1s\n  meow policy bob server\n\nmeow.yaml of a home that accepts direct links:\n  direct:\n    listen: 192.168.1.20:7071"
     )]
     Policy(PolicyArgs),
-    /// Send a text message to a contact.
+    /// Send a text message or a file to a contact.
     #[command(
-        after_help = "Examples:\n  meow send bob 'see you at 8'\n  echo 'from a script' | meow send bob -\n\nExit status 75 means the message was queued (server unreachable): it is\ndelivered by the next send, inbox or run."
+        after_help = "Examples:\n  meow send bob 'see you at 8'\n  echo 'from a script' | meow send bob -\n  meow send bob --file report.pdf\n  meow send bob --file scan.bin --as 'scan 2026-12-07.png' --type image/png\n\nA file travels in chunks of 112 KiB, each an end-to-end encrypted message; what is not\ndelivered now stays in the outbox and goes with the next send, inbox or run. The\nreceiving home checks its SHA-256 and shows it in `meow inbox`; `meow file save` writes it\nout. Files up to limits.file_size in meow.yaml (64 MiB by default).\n\nExit status 75 means the message was queued (server unreachable): it is\ndelivered by the next send, inbox or run."
     )]
     Send(SendArgs),
+    /// Files received (and on their way in): list, save to disk, delete.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meow file list\n  meow file save 3fa2 ~/Downloads/\n  meow file save 3fa2 report.pdf --force\n  meow file delete 3fa2\n\nA file is named by its id (the start of it is enough) as `meow inbox` and\n`meow file list` show it. Received files stay in the encrypted home until deleted."
+    )]
+    File(FileCmd),
     /// Fetch, store and print new messages.
     #[command(after_help = "Examples:\n  meow inbox\n  meow inbox --wait 30 --json")]
     Inbox(InboxArgs),
@@ -601,7 +607,41 @@ pub struct SendArgs {
     /// The contact.
     pub name: String,
     /// The text; `-` reads standard input.
-    pub text: String,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub text: Option<String>,
+    /// Send this file instead of a text.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// The file's name as the contact sees it (default: its own name).
+    #[arg(long = "as", value_name = "NAME", requires = "file")]
+    pub file_name: Option<String>,
+    /// The file's media type (default: guessed from the name, e.g. image/png).
+    #[arg(long = "type", value_name = "TYPE", requires = "file")]
+    pub media_type: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FileCmd {
+    /// Files received and on their way in (with how many chunks are in).
+    #[command(after_help = "Example:\n  meow file list --json")]
+    List(JsonArgs),
+    /// Write a received file to disk (into a folder under its own name, or to a path).
+    #[command(after_help = "Examples:\n  meow file save 3fa2 .\n  meow file save 3fa2 copy.pdf --force")]
+    Save {
+        /// The file's id, or the start of it.
+        id: String,
+        /// A folder, or the file to write [default: the current folder].
+        path: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a received file from the home.
+    #[command(after_help = "Example:\n  meow file delete 3fa2")]
+    Delete {
+        /// The file's id, or the start of it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -109,7 +109,7 @@ fn text_arg(text: &str) -> anyhow::Result<String> {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub fn absolute(p: &Path) -> PathBuf {
     std::env::current_dir()
         .map(|d| d.join(p))
         .unwrap_or_else(|_| p.to_owned())
@@ -163,10 +163,20 @@ pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<O
             server: server.clone(),
             trusted: false,
         },
-        Command::Send(a) => Request::Send {
-            to: a.name.clone(),
-            text: text_arg(&a.text)?,
+        Command::Send(a) => match (&a.file, &a.text) {
+            (Some(path), _) => Request::SendFile {
+                to: a.name.clone(),
+                path: absolute(path),
+                name: a.file_name.clone(),
+                media_type: a.media_type.clone(),
+            },
+            (None, Some(text)) => Request::Send {
+                to: a.name.clone(),
+                text: text_arg(text)?,
+            },
+            (None, None) => bail!("give a text or --file PATH"),
         },
+        Command::File(f) => crate::cmd_file::request(f),
         Command::Inbox(a) => Request::Inbox {
             wait_secs: a.wait,
             all: a.all,
@@ -403,21 +413,7 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                 ));
             }
         }
-        (Command::Send(a), Response::Sent { earlier, delivery }) => {
-            if earlier > 0 {
-                r.note(format!("delivered {earlier} queued message(s)"));
-            }
-            match delivery {
-                DeliveryView::Delivered { server } => r.note(format!("sent to {} (via {server})", a.name)),
-                DeliveryView::Queued { reason } => {
-                    r.code = EXIT_QUEUED;
-                    r.error = Some(format!(
-                        "queued for {}: {reason}; it is delivered by the next send, inbox or run",
-                        a.name
-                    ));
-                }
-            }
-        }
+        (Command::Send(a), Response::Sent { earlier, delivery }) => sent(&mut r, &a.name, earlier, delivery),
         (
             Command::Inbox(a),
             Response::Inbox {
@@ -486,6 +482,10 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                 ));
             }
         }
+        (Command::Send(a), Response::FileSent { file, earlier, delivery }) => {
+            crate::cmd_file::sent(&mut r, &a.name, file, earlier, delivery)
+        }
+        (Command::File(f), resp) => crate::cmd_file::show(&mut r, f, resp)?,
         (c @ (Command::Group(_) | Command::Broadcast { .. } | Command::BroadcastKey | Command::Directory(_)), resp) => {
             crate::cmd_social::show(&mut r, c, resp)?
         }
@@ -529,9 +529,27 @@ fn accepted(r: &mut Reply, out: Option<&Path>, view: AcceptView) -> anyhow::Resu
     Ok(())
 }
 
+/// Notes what became of a message (or a file's last chunk) to `to`; a queued one sets the
+/// exit status.
+pub fn sent(r: &mut Reply, to: &str, earlier: usize, delivery: DeliveryView) {
+    if earlier > 0 {
+        r.note(format!("delivered {earlier} queued message(s)"));
+    }
+    match delivery {
+        DeliveryView::Delivered { server } => r.note(format!("sent to {to} (via {server})")),
+        DeliveryView::Queued { reason } => {
+            r.code = EXIT_QUEUED;
+            r.error = Some(format!(
+                "queued for {to}: {reason}; it is delivered by the next send, inbox or run"
+            ));
+        }
+    }
+}
+
 /// One line per message for people.
 pub fn item_line(i: &MessageView) -> String {
     let body = match &i.text {
+        Some(t) if i.content_type == "file" => crate::cmd_file::described(t),
         Some(t) => t.clone(),
         None => format!("<{} bytes of {}>", i.bytes, i.content_type),
     };

@@ -7,6 +7,7 @@
 mod bench;
 mod cli;
 mod cmd_demo;
+mod cmd_file;
 mod cmd_home;
 mod cmd_plugin;
 mod cmd_recipe;

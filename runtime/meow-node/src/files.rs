@@ -159,7 +159,8 @@ fn part_key(contact: u64, id: &TransferId, index: u32) -> Vec<u8> {
 
 /// The keys of the file table that belong to `contact` (to move them with it).
 pub(crate) fn keys_of(contact: u64, keys: &[Vec<u8>]) -> impl Iterator<Item = &Vec<u8>> {
-    keys.iter().filter(move |k| k.get(..8) == Some(&contact.to_be_bytes()[..]))
+    keys.iter()
+        .filter(move |k| k.get(..8) == Some(&contact.to_be_bytes()[..]))
 }
 
 /// What a poll's chunks change, written in the poll's batch.
@@ -197,6 +198,11 @@ impl Node {
     /// The largest file this home sends or takes in.
     pub fn set_file_limit(&mut self, bytes: u64) {
         self.file_limit = bytes;
+    }
+
+    /// The largest file this home sends or takes in.
+    pub fn file_limit(&self) -> u64 {
+        self.file_limit
     }
 
     /// Splits `data` into chunks to `to` and queues them all in one durable write; returns the
@@ -255,7 +261,10 @@ impl Node {
             },
         };
         if record.meta != chunk.meta {
-            return Ok(Err(format!("file {}: a chunk disagrees with the file's description", chunk.meta.id)));
+            return Ok(Err(format!(
+                "file {}: a chunk disagrees with the file's description",
+                chunk.meta.id
+            )));
         }
         if record.complete() || record.has(chunk.index) {
             return Ok(Ok(None));
@@ -273,9 +282,14 @@ impl Node {
         if !record.meta.matches(&data) {
             intake.records.insert(key, None);
             let prefix = part_key(cid, &record.meta.id, 0);
-            intake.parts.retain(|k, _| k[..prefix.len() - 4] != prefix[..prefix.len() - 4]);
+            intake
+                .parts
+                .retain(|k, _| k[..prefix.len() - 4] != prefix[..prefix.len() - 4]);
             intake.dropped.push((cid, record.meta.clone()));
-            return Ok(Err(format!("file {}: its content does not match its SHA-256", record.meta.id)));
+            return Ok(Err(format!(
+                "file {}: its content does not match its SHA-256",
+                record.meta.id
+            )));
         }
         let described = record.describe().to_string().into_bytes();
         intake.records.insert(key, Some(record));
@@ -389,7 +403,9 @@ impl Node {
         ensure_complete(record)?;
         let data = self.assemble(record, |_| None)?;
         if !record.meta.matches(&data) {
-            return Err(NodeError::DamagedRecord("a received file no longer matches its SHA-256"));
+            return Err(NodeError::DamagedRecord(
+                "a received file no longer matches its SHA-256",
+            ));
         }
         Ok(data)
     }

@@ -376,7 +376,9 @@ fn files(events: &[NodeEvent]) -> Vec<serde_json::Value> {
     events
         .iter()
         .filter_map(|e| match e {
-            NodeEvent::Message(i) if i.content_type == ContentType::FILE => Some(serde_json::from_slice(&i.content).unwrap()),
+            NodeEvent::Message(i) if i.content_type == ContentType::FILE => {
+                Some(serde_json::from_slice(&i.content).unwrap())
+            }
             _ => None,
         })
         .collect()
@@ -398,7 +400,9 @@ fn a_file_arrives_whole_through_a_server_restart_and_a_receiver_restart() {
     let srv = server(dir.path(), 0);
     let port = srv.local_addr().port();
     let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
-    let data: Vec<u8> = (0..5 * 1024 * 1024 + 123).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let data: Vec<u8> = (0..5 * 1024 * 1024 + 123)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let meta = smol::block_on(async {
         pair(&alice, &bob).await;
         let (meta, items) = alice
@@ -460,12 +464,21 @@ fn files_over_the_limit_forged_chunks_and_bad_digests_are_dropped() {
         pair(&alice, &bob).await;
         bob.lock().await.set_file_limit(200_000);
         // Over Bob's limit: refused at its first chunk, not stored.
-        sync::send_file(&alice, "bob", ("big.bin", "application/octet-stream"), &[1; 300_000], None)
-            .await
-            .unwrap();
+        sync::send_file(
+            &alice,
+            "bob",
+            ("big.bin", "application/octet-stream"),
+            &[1; 300_000],
+            None,
+        )
+        .await
+        .unwrap();
         let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
         let reasons = dropped(&got.events);
-        assert!(reasons.iter().all(|r| r.contains("larger than this home takes")), "{reasons:?}");
+        assert!(
+            reasons.iter().all(|r| r.contains("larger than this home takes")),
+            "{reasons:?}"
+        );
         assert_eq!(reasons.len(), 3, "each chunk is refused: {reasons:?}");
         assert_eq!(bob.lock().await.vault().count(meow_node::Table::Files), 0);
 
@@ -479,18 +492,29 @@ fn files_over_the_limit_forged_chunks_and_bad_digests_are_dropped() {
         liar.meta.size = 150_001;
         liar.meta.digest = [0; 32];
         for c in [&chunks[0], &liar, &chunks[1]] {
-            sync::send(&alice, "bob", ContentType::FILE, c.to_bytes()).await.unwrap();
+            sync::send(&alice, "bob", ContentType::FILE, c.to_bytes())
+                .await
+                .unwrap();
         }
         // Garbage of the file type.
-        sync::send(&alice, "bob", ContentType::FILE, b"not a chunk".to_vec()).await.unwrap();
+        sync::send(&alice, "bob", ContentType::FILE, b"not a chunk".to_vec())
+            .await
+            .unwrap();
         let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
         assert!(files(&got.events).is_empty());
         let reasons = dropped(&got.events);
         assert_eq!(reasons.len(), 3, "{reasons:?}");
-        assert!(reasons[0].contains("disagrees with the file's description"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("disagrees with the file's description"),
+            "{reasons:?}"
+        );
         assert!(reasons[1].contains("does not match its SHA-256"), "{reasons:?}");
         assert!(reasons[2].starts_with("file chunk:"), "{reasons:?}");
-        assert_eq!(bob.lock().await.vault().count(meow_node::Table::Files), 0, "nothing of it is kept");
+        assert_eq!(
+            bob.lock().await.vault().count(meow_node::Table::Files),
+            0,
+            "nothing of it is kept"
+        );
 
         // Bad names are refused at the sender.
         let err = alice

@@ -289,7 +289,10 @@ mod tests {
 
     fn meta(size: usize) -> (FileMeta, Vec<u8>) {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        (FileMeta::describe(TransferId([9; 16]), "a.bin", "application/octet-stream", &data).unwrap(), data)
+        (
+            FileMeta::describe(TransferId([9; 16]), "a.bin", "application/octet-stream", &data).unwrap(),
+            data,
+        )
     }
 
     #[test]
@@ -327,15 +330,31 @@ mod tests {
         let mut chunks = FileChunk::split(&m, &data);
         let mut long = chunks.pop().unwrap();
         long.data.push(0);
-        assert_eq!(FileChunk::from_bytes(&long.to_bytes()), Err(invalid("chunk data", "not the length the file's size gives this chunk")));
+        assert_eq!(
+            FileChunk::from_bytes(&long.to_bytes()),
+            Err(invalid("chunk data", "not the length the file's size gives this chunk"))
+        );
         let mut past = chunks.pop().unwrap();
         past.index = 2;
-        assert_eq!(FileChunk::from_bytes(&past.to_bytes()), Err(invalid("chunk index", "past the file's last chunk")));
+        assert_eq!(
+            FileChunk::from_bytes(&past.to_bytes()),
+            Err(invalid("chunk index", "past the file's last chunk"))
+        );
     }
 
     #[test]
     fn names_that_could_leave_a_folder_are_refused() {
-        for bad in ["", "../x", "a/b", "a\\b", ".hidden", "..", "a\nb", " a", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "..",
+            "a\nb",
+            " a",
+            &"x".repeat(256),
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
             let id = TransferId([0; 16]);
             assert!(matches!(

@@ -142,6 +142,10 @@ fn default_auto_window() -> String {
     "10m".into()
 }
 
+fn default_file_size() -> String {
+    "64MiB".into()
+}
+
 fn default_command_queue() -> usize {
     1024
 }
@@ -170,6 +174,10 @@ pub struct RuntimeLimits {
     /// Actions of plugins waiting for the runtime at most (sends, broadcasts, timers fired).
     #[serde(default = "default_command_queue")]
     pub command_queue: usize,
+    /// The largest file sent or taken in (`64MiB`): a contact's larger file is refused at its
+    /// first chunk.
+    #[serde(default = "default_file_size")]
+    pub file_size: String,
 }
 
 impl Default for RuntimeLimits {
@@ -181,11 +189,17 @@ impl Default for RuntimeLimits {
             auto_replies_per_contact: default_auto_replies(),
             auto_reply_window: default_auto_window(),
             command_queue: default_command_queue(),
+            file_size: default_file_size(),
         }
     }
 }
 
 impl RuntimeLimits {
+    /// The largest file sent or taken in, in bytes.
+    pub fn file_size(&self) -> u64 {
+        meow_yaml::size(&self.file_size).unwrap_or(meow_node::files::DEFAULT_MAX_FILE)
+    }
+
     /// The window of the automatic-reply budget.
     pub fn auto_window(&self) -> Duration {
         meow_yaml::duration(&self.auto_reply_window).unwrap_or(Duration::from_secs(600))
@@ -388,6 +402,7 @@ impl RunConfig {
             meow_yaml::duration(&d.announce_every).map_err(|e| at("direct.announce_every", e))?;
         }
         meow_yaml::duration(&cfg.limits.auto_reply_window).map_err(|e| at("limits.auto_reply_window", e))?;
+        meow_yaml::size(&cfg.limits.file_size).map_err(|e| at("limits.file_size", e))?;
         if cfg.limits.incoming_per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(at("limits.incoming_per_second", "must be above 0".into()));
         }

@@ -101,6 +101,36 @@ pub enum Request {
         /// The text.
         text: String,
     },
+    /// Send a file from disk (read by the home: give an absolute path).
+    SendFile {
+        /// The contact.
+        to: String,
+        /// The file.
+        path: PathBuf,
+        /// The name the contact sees (default: the file's own).
+        #[serde(default)]
+        name: Option<String>,
+        /// Its media type (default: guessed from the name).
+        #[serde(default)]
+        media_type: Option<String>,
+    },
+    /// Files received and on their way in.
+    Files,
+    /// Write a received file to disk (a folder: under its own name).
+    FileSave {
+        /// Its id, or the start of it.
+        file: String,
+        /// Where (absolute).
+        path: PathBuf,
+        /// Replace an existing file.
+        #[serde(default)]
+        overwrite: bool,
+    },
+    /// Delete a received file (or one on its way in).
+    FileDelete {
+        /// Its id, or the start of it.
+        file: String,
+    },
     /// Fetch and list messages.
     Inbox {
         /// Wait up to this long for something to arrive.
@@ -330,6 +360,26 @@ pub enum Response {
         /// What became of this one.
         delivery: DeliveryView,
     },
+    /// A file was queued, and perhaps delivered.
+    FileSent {
+        /// The file.
+        file: FileView,
+        /// Queued messages delivered first.
+        earlier: usize,
+        /// What became of its last chunk.
+        delivery: DeliveryView,
+    },
+    /// Files received and on their way in.
+    Files(Vec<FileView>),
+    /// A file was written to disk.
+    FileSaved {
+        /// The file.
+        file: FileView,
+        /// Where.
+        path: PathBuf,
+    },
+    /// A file was deleted.
+    FileDeleted(FileView),
     /// Messages.
     Inbox {
         /// The messages.

@@ -808,6 +808,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         node.ensure_server(&card)?;
     }
     node.set_outbox_limit(cfg.limits.outbox);
+    node.set_file_limit(cfg.limits.file_size());
     node.set_post_quantum_upgrades(cfg.conversations.post_quantum);
     node.record_events_from_now()?;
     // A daemon stopped between moving records into a compartment and rewriting the files (a

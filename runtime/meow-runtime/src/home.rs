@@ -90,6 +90,30 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
             Ok(Response::ServerTrusted { name, trusted })
         }
         Request::Send { to, text } => send(node, &to, text).await,
+        Request::SendFile {
+            to,
+            path,
+            name,
+            media_type,
+        } => {
+            let out = crate::files::Outgoing {
+                to: &to,
+                path: &path,
+                name: name.as_deref(),
+                media_type: media_type.as_deref(),
+                by: None,
+            };
+            crate::files::send(node, out).await
+        }
+        Request::Files => Ok(Response::Files(crate::files::list(&*node.lock().await)?)),
+        Request::FileSave { file, path, overwrite } => {
+            let (file, path) = crate::files::save(&*node.lock().await, &file, &path, overwrite)?;
+            Ok(Response::FileSaved { file, path })
+        }
+        Request::FileDelete { file } => Ok(Response::FileDeleted(crate::files::delete(
+            &mut *node.lock().await,
+            &file,
+        )?)),
         Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
         Request::Rotate { name } => rotate(node, &name).await,
         Request::Hide { name, password, create } => {

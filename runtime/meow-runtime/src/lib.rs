@@ -25,6 +25,7 @@ pub mod control;
 mod core;
 mod direct;
 mod error;
+pub mod files;
 pub mod home;
 pub mod log;
 pub mod mqtt;

@@ -235,13 +235,44 @@ impl From<&meow_node::InboxItem> for MessageView {
             sent_at_ms: i.sent_at_ms,
             received_ms: i.received_ms,
             content_type: i.content_type.name(),
-            text: matches!(i.content_type, ContentType::TEXT | ContentType::JSON)
-                .then(|| String::from_utf8_lossy(&i.content).into_owned()),
+            // A file's message is its JSON description (`meow_node::files::FileRecord::describe`).
+            text: matches!(
+                i.content_type,
+                ContentType::TEXT | ContentType::JSON | ContentType::FILE
+            )
+            .then(|| String::from_utf8_lossy(&i.content).into_owned()),
             bytes: i.content.len(),
             automatic: i.automatic,
             origin,
         }
     }
+}
+
+/// A file received, on its way in, or just sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileView {
+    /// Its id (hex): `meow file save ID`.
+    pub id: String,
+    /// Who sent it (or, for a file sent, to whom).
+    pub contact: String,
+    /// Its name.
+    pub name: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file (hex).
+    pub sha256: String,
+    /// Chunks in.
+    pub received: u32,
+    /// Chunks in all.
+    pub chunks: u32,
+    /// Every chunk is in and the digest matched.
+    pub complete: bool,
+    /// When its first chunk came, Unix ms (0 for a file sent).
+    pub first_ms: u64,
+    /// When its last chunk came, Unix ms.
+    pub last_ms: u64,
 }
 
 /// A group.

@@ -1,0 +1,143 @@
+//! Files through the command line: `meow send --file`, `meow inbox`, `meow file list|save|delete`,
+//! with the server killed and restarted in the middle (issue 18).
+
+use crate::support::{Home, ServerProc, TempDir, free_port, grep};
+
+/// Alice and Bob, contacts of each other through a server process.
+fn pair(tmp: &TempDir, server: &ServerProc) -> (Home, Home) {
+    let alice = Home::init(tmp.path().join("alice"), "alice");
+    let bob = Home::init(tmp.path().join("bob"), "bob");
+    for h in [&alice, &bob] {
+        h.meow(&["servers", "add", &server.card.to_text()]).ok();
+    }
+    let inv = tmp.path().join("inv.meowcard");
+    alice.meow(&["invite", "bob", "--out", inv.to_str().unwrap()]).ok();
+    bob.meow(&["accept", inv.to_str().unwrap(), "--name", "alice"]).ok();
+    alice.meow(&["inbox"]).ok();
+    (alice, bob)
+}
+
+/// Bytes that compress badly and repeat nowhere in 5 MB.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+fn files(home: &Home) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(home.meow(&["file", "list", "--json"]).ok()).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+#[test]
+fn a_5_mb_file_arrives_intact_through_a_server_restart_and_one_sent_while_it_is_down_follows() {
+    let tmp = TempDir::new("files");
+    let data_dir = tmp.path().join("server");
+    let port = free_port();
+    let server = ServerProc::start_on(&data_dir, port, &[]);
+    let (alice, bob) = pair(&tmp, &server);
+
+    let big = content(5 * 1024 * 1024, 7);
+    let path = tmp.path().join("report.bin");
+    std::fs::write(&path, &big).unwrap();
+    let out = alice.meow(&["send", "bob", "--file", path.to_str().unwrap()]);
+    assert!(
+        out.ok().contains("file report.bin (5.0 MiB, 46 chunk(s)) to bob"),
+        "{}",
+        out.stdout
+    );
+
+    // The server dies with every chunk on its disk, and comes back.
+    server.kill9();
+    let small = content(300_000, 9);
+    let small_path = tmp.path().join("notes.txt");
+    std::fs::write(&small_path, &small).unwrap();
+    // Sent while it is down: queued whole in Alice's outbox.
+    alice
+        .meow(&[
+            "send",
+            "bob",
+            "--file",
+            small_path.to_str().unwrap(),
+            "--as",
+            "later.txt",
+        ])
+        .fails_with(75, "queued");
+    let server = ServerProc::start_on(&data_dir, port, &[]);
+    alice.meow(&["inbox"]).ok();
+
+    let inbox = bob.meow(&["inbox"]);
+    let lines: Vec<&str> = inbox.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains("alice: file report.bin (5.0 MiB, application/octet-stream): meow file save "),
+        "{lines:?}"
+    );
+    assert!(lines[1].contains("file later.txt (293.0 KiB, text/plain)"), "{lines:?}");
+
+    let list = files(&bob);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["complete"], true);
+    assert_eq!(list[0]["size"], big.len() as u64);
+    assert_eq!(list[0]["contact"], "alice");
+    let id = list[0]["id"].as_str().unwrap()[..6].to_owned();
+
+    // Saved into a folder under its own name, checked, and never over an existing file.
+    let downloads = tmp.path().join("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    bob.meow(&["file", "save", &id, downloads.to_str().unwrap()]).ok();
+    assert!(
+        std::fs::read(downloads.join("report.bin")).unwrap() == big,
+        "the saved file differs"
+    );
+    bob.meow(&["file", "save", &id, downloads.to_str().unwrap()])
+        .fails_with(1, "exists (choose another path, or overwrite it with --force)");
+    bob.meow(&["file", "save", &id, downloads.to_str().unwrap(), "--force"])
+        .ok();
+    let later = list[1]["id"].as_str().unwrap().to_owned();
+    bob.meow_in(&downloads, &["file", "save", &later]).ok();
+    assert!(std::fs::read(downloads.join("later.txt")).unwrap() == small);
+
+    // At rest in Bob's home, the file is encrypted like everything else.
+    assert_eq!(
+        grep(&bob.dir, &big[1_000_000..1_000_064]),
+        None,
+        "file bytes in bob's home"
+    );
+
+    // Careless input gets one clear line.
+    bob.meow(&["file", "save", "ffff"]).fails_with(1, "no file \"ffff\"");
+    alice
+        .meow(&["send", "bob", "--file", tmp.path().join("nope.bin").to_str().unwrap()])
+        .fails_with(1, "nope.bin: No such file or directory");
+    alice
+        .meow(&["send", "bob", "--file", downloads.to_str().unwrap()])
+        .fails_with(1, "not a regular file");
+    alice
+        .meow(&[
+            "send",
+            "bob",
+            "--file",
+            path.to_str().unwrap(),
+            "--as",
+            "../../etc/passwd",
+        ])
+        .fails_with(1, "must not start with a dot");
+    let neither = alice.meow(&["send", "bob"]);
+    assert_eq!(neither.code, 2, "{}", neither.stderr);
+    assert!(
+        neither.stderr.contains("required arguments were not provided"),
+        "{}",
+        neither.stderr
+    );
+
+    bob.meow(&["file", "delete", &id]).ok();
+    assert_eq!(files(&bob).len(), 1);
+    drop(server);
+}
