@@ -10,6 +10,14 @@
 ---@field text string|nil      the content as text, when it is text or JSON
 ---@field sent_at integer      sender's clock, Unix milliseconds
 ---@field group string|nil     the group it was sent to, if any
+---@field file MeowFile|nil     for content_type "file": the file that arrived
+
+---@class MeowFile
+---@field file string          its id, for meow.files.read
+---@field name string          a plain file name (no folder)
+---@field media_type string
+---@field size integer         bytes
+---@field sha256 string        hex, checked on arrival
 
 ---@class MeowTimer
 ---@field id integer
@@ -60,6 +68,24 @@ function timers.interval(name, ms) end
 ---@return boolean|nil ok, string|nil err
 function timers.cancel(id) end
 
+---@class MeowFiles
+local files = {}
+---Sends `data` as a file named `name` (capability `files`); returns its id. It travels in
+---chunks through the outbox; the instance's `limits.file_size` caps it (8 MiB by default).
+---@param to string
+---@param name string          a plain file name
+---@param data string
+---@param media_type string|nil guessed from the name when absent
+---@return string id
+function files.send(to, name, data, media_type) end
+---Reads at most `len` bytes (1 MiB at most, the default) of a received file from `offset`
+---(capability `files`); fewer at its end, "" past it.
+---@param id string            msg.file.file
+---@param offset integer|nil   0 by default
+---@param len integer|nil
+---@return string
+function files.read(id, offset, len) end
+
 ---@class MeowCommands
 ---@field new fun(opts: {bans: boolean|nil, rate: {count: integer, window_ms: integer}|nil}|nil): MeowCommands
 local commands = {}
@@ -92,6 +118,7 @@ function commands:role_of(contact) end
 ---@field kv MeowKv             key-value store (capability `kv`)
 ---@field timers MeowTimers     timers (capability `timers`)
 ---@field commands MeowCommands command bots: `meow.commands.new{…}`
+---@field files MeowFiles       files (capability `files`)
 meow = {}
 
 ---Sends text to a contact (capability `messaging`).

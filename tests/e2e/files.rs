@@ -1,7 +1,10 @@
 //! Files through the command line: `meow send --file`, `meow inbox`, `meow file list|save|delete`,
-//! with the server killed and restarted in the middle (issue 18).
+//! with the server killed and restarted in the middle; plugins and recipes that send, read and
+//! save files (issue 18).
 
-use crate::support::{Home, ServerProc, TempDir, free_port, grep};
+use std::time::Duration;
+
+use crate::support::{Daemon, Home, ServerProc, TempDir, free_port, grep, setup, wait_for, wait_for_text};
 
 /// Alice and Bob, contacts of each other through a server process.
 fn pair(tmp: &TempDir, server: &ServerProc) -> (Home, Home) {
@@ -140,4 +143,110 @@ fn a_5_mb_file_arrives_intact_through_a_server_restart_and_one_sent_while_it_is_
     bob.meow(&["file", "delete", &id]).ok();
     assert_eq!(files(&bob).len(), 1);
     drop(server);
+}
+
+/// Waits until `home` has a complete file named `name`; returns its id.
+fn wait_for_file(home: &Home, name: &str) -> String {
+    wait_for(&format!("the file {name}"), Duration::from_secs(30), || {
+        home.meow(&["inbox"]).ok();
+        files(home)
+            .into_iter()
+            .find(|f| f["name"] == name && f["complete"] == true)
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+    })
+}
+
+const NO_FILES: &str = r#"
+function on_message(msg)
+  if msg.text == "try files" then
+    local ok, err = pcall(meow.files.send, msg.sender, "x.txt", "x")
+    meow.reply(msg, "files: " .. tostring(ok) .. " " .. tostring(err))
+  end
+end
+"#;
+
+/// A plugin (the first-party `filer`) and a recipe handle files: what arrives is described,
+/// read back and returned; a recipe saves every file that arrives and sends one from disk; a
+/// plugin without the `files` capability is denied.
+#[test]
+fn plugins_and_recipes_send_read_and_save_files_and_the_capability_is_enforced() {
+    let s = setup(
+        "files-plugins",
+        "  - { name: filer, plugin: filer, grant: [messaging, kv, files] }\n  \
+         - { name: nofiles, plugin: \"{local}/nofiles\", grant: [messaging] }\n",
+    );
+    let local = s.local().join("nofiles");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("nofiles.lua"), NO_FILES).unwrap();
+    std::fs::write(
+        local.join("plugin.yaml"),
+        "name: nofiles\nversion: 0.1.0\nkind: lua\nentry: nofiles.lua\ncapabilities: [messaging, files]\n",
+    )
+    .unwrap();
+    s.bot.meow(&["plugin", "pin", local.to_str().unwrap()]).ok();
+    // A recipe keeps every file that arrives in saved/, and sends manual.txt when asked.
+    let recipes = s.tmp.path().join("recipes");
+    std::fs::create_dir_all(recipes.join("saved")).unwrap();
+    std::fs::write(recipes.join("manual.txt"), "read me first\n").unwrap();
+    std::fs::write(
+        recipes.join("keep.yaml"),
+        "version: 1\nname: keep\nmode: queued\ntriggers:\n  - message: {}\nconditions:\n  - \"trigger.type == 'file'\"\n\
+         actions:\n  - save_file: { file: \"{{ trigger.json.file }}\", to: saved/ }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        recipes.join("manual.yaml"),
+        "version: 1\nname: manual\ntriggers:\n  - message: { contains: manual }\n\
+         actions:\n  - send_file: { to: \"{{ trigger.sender }}\", path: manual.txt, as: guide.txt }\n",
+    )
+    .unwrap();
+    let yaml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("{yaml}recipes:\n  - {}/*.yaml\n", recipes.display())).unwrap();
+
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+    let mut photo = b"hello from the user\n".to_vec();
+    photo.extend(content(600_000, 3));
+    let path = s.tmp.path().join("photo.bin");
+    std::fs::write(&path, &photo).unwrap();
+    s.user.meow(&["send", "bot", "--file", path.to_str().unwrap()]).ok();
+    wait_for_text(&s.user, "filer's description", |t| {
+        t == "got photo.bin (600020 bytes, application/octet-stream); it starts with: hello from the user"
+    });
+    // The recipe saved it under its own name beside the recipe.
+    let saved = recipes.join("saved/photo.bin");
+    wait_for("the recipe's copy", Duration::from_secs(30), || {
+        std::fs::read(&saved).ok().filter(|b| *b == photo)
+    });
+
+    // The plugin reads it whole and sends it back.
+    s.user.meow(&["send", "bot", "again"]).ok();
+    let back = wait_for_file(
+        &s.user,
+        &format!("again-{}.bin", &files(&s.bot)[0]["id"].as_str().unwrap()[..8]),
+    );
+    let copy = s.tmp.path().join("back.bin");
+    s.user.meow(&["file", "save", &back, copy.to_str().unwrap()]).ok();
+    assert!(std::fs::read(&copy).unwrap() == photo, "the plugin's copy differs");
+
+    s.user.meow(&["send", "bot", "report"]).ok();
+    let report = wait_for_file(&s.user, "report.txt");
+    let copy = s.tmp.path().join("report.txt");
+    s.user.meow(&["file", "save", &report, copy.to_str().unwrap()]).ok();
+    let text = std::fs::read_to_string(&copy).unwrap();
+    assert_eq!(text.lines().count(), 20_000);
+    assert_eq!(text.lines().last(), Some("line 20000 of the report"));
+
+    s.user.meow(&["send", "bot", "manual please"]).ok();
+    let guide = wait_for_file(&s.user, "guide.txt");
+    let copy = s.tmp.path().join("guide.txt");
+    s.user.meow(&["file", "save", &guide, copy.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "read me first\n");
+
+    // Without the grant, the capability is denied (the manifest asking for it is not enough).
+    s.user.meow(&["send", "bot", "try files"]).ok();
+    wait_for_text(&s.user, "the denial", |t| {
+        t.starts_with("files: false") && t.contains("denied") && t.contains("files")
+    });
+    assert_eq!(daemon.terminate(), 0);
 }

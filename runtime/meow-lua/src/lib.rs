@@ -305,6 +305,43 @@ fn register_social(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlu
     meow.set("directory", directory)
 }
 
+fn register_files(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
+    let files = lua.create_table()?;
+    let h = host.clone();
+    files.set(
+        "send",
+        func(
+            lua,
+            b,
+            move |_, (to, name, data, media_type): (String, String, mlua::LuaString, Option<String>)| {
+                let media_type = media_type.unwrap_or_default();
+                let file = meow_plugin::OutgoingFile {
+                    to,
+                    name,
+                    media_type,
+                    data: data.as_bytes().to_vec(),
+                };
+                h.file_send(file).map_err(lua_err)
+            },
+        )?,
+    )?;
+    let h = host.clone();
+    files.set(
+        "read",
+        func(
+            lua,
+            b,
+            move |lua, (id, offset, len): (String, Option<u64>, Option<u32>)| {
+                let data = h
+                    .file_read(&id, offset.unwrap_or(0), len.unwrap_or(meow_plugin::MAX_FILE_READ))
+                    .map_err(lua_err)?;
+                lua.create_string(&data)
+            },
+        )?,
+    )?;
+    meow.set("files", files)
+}
+
 fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
     for (name, level) in [
         ("debug", Level::Debug),
@@ -400,6 +437,13 @@ fn handler_args(lua: &Lua, message_table: &Function, e: &Event) -> mlua::Result<
                 m.group.as_deref(),
                 m.automatic,
             ))?;
+            if m.content_type == "file"
+                && let Some(json) = &m.text
+                && let Ok(described) = serde_json::from_str::<serde_json::Value>(json)
+            {
+                // A file's description, as a table: msg.file.file (its id), .name, .size, …
+                t.set("file", json_to_lua(lua, &described)?)?;
+            }
             MultiValue::from_vec(vec![Value::Table(t)])
         }
         Event::Timer { id, name } => {
@@ -541,6 +585,7 @@ impl meow_plugin::Engine for LuaEngine {
         register_timers(&lua, &meow, &host, &budget).map_err(stop)?;
         register_log_and_node(&lua, &meow, &host, &budget).map_err(stop)?;
         register_social(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_files(&lua, &meow, &host, &budget).map_err(stop)?;
         let commands: Table = lua
             .load(COMMANDS)
             .set_name("=meow.commands")

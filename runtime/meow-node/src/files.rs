@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use meow_proto::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use meow_proto::envelope::ContentType;
 use meow_proto::file::{FileChunk, FileMeta, TransferId};
-use meow_store::vault::VaultBatch;
+use meow_store::vault::{Vault, VaultBatch};
 
 use crate::messaging::Queued;
 use crate::records::{InboxItem, OutboxItem};
@@ -216,6 +216,20 @@ impl Node {
         data: &[u8],
         by: Option<&str>,
     ) -> Result<(FileMeta, Vec<OutboxItem>)> {
+        let id = TransferId::random(&mut self.env.rng());
+        let meta = FileMeta::describe(id, name, media_type, data)?;
+        let items = self.queue_described(to, &meta, data, by)?;
+        Ok((meta, items))
+    }
+
+    /// Like [`Node::queue_file`], for a file already described (`meta` must describe `data`).
+    pub fn queue_described(
+        &mut self,
+        to: &str,
+        meta: &FileMeta,
+        data: &[u8],
+        by: Option<&str>,
+    ) -> Result<Vec<OutboxItem>> {
         let contact = self.contact_id(to)?;
         if data.len() as u64 > self.file_limit {
             return Err(NodeError::FileTooLarge {
@@ -223,9 +237,10 @@ impl Node {
                 limit: self.file_limit,
             });
         }
-        let id = TransferId::random(&mut self.env.rng());
-        let meta = FileMeta::describe(id, name, media_type, data)?;
-        let messages = FileChunk::split(&meta, data)
+        if !meta.matches(data) {
+            return Err(NodeError::Internal("a file's description does not match its data"));
+        }
+        let messages = FileChunk::split(meta, data)
             .into_iter()
             .map(|chunk| Queued {
                 automatic: by.is_some(),
@@ -234,8 +249,8 @@ impl Node {
             })
             .collect();
         let items = self.queue_all(messages)?;
-        tracing::info!(contact = to, file = %id, size = data.len(), chunks = meta.chunks(), "file queued");
-        Ok((meta, items))
+        tracing::info!(contact = to, file = %meta.id, size = data.len(), chunks = meta.chunks(), "file queued");
+        Ok(items)
     }
 
     /// Takes in one chunk from contact `cid`: `Ok(Some)` the inbox item when it completes its
@@ -278,7 +293,7 @@ impl Node {
             intake.records.insert(key, Some(record));
             return Ok(Ok(None));
         }
-        let data = self.assemble(&record, |k| intake.parts.get(k).map(|(_, d)| d.clone()))?;
+        let data = assemble(&self.vault, &record, |k| intake.parts.get(k).map(|(_, d)| d.clone()))?;
         if !record.meta.matches(&data) {
             intake.records.insert(key, None);
             let prefix = part_key(cid, &record.meta.id, 0);
@@ -350,87 +365,26 @@ impl Node {
         Ok(Ok(()))
     }
 
-    /// The file's bytes, chunk after chunk, from `pending` or the vault.
-    fn assemble(&self, record: &FileRecord, pending: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Result<Vec<u8>> {
-        let mut data = Vec::with_capacity(record.meta.size as usize);
-        for index in 0..record.meta.chunks() {
-            let key = part_key(record.contact, &record.meta.id, index);
-            match pending(&key) {
-                Some(d) => data.extend_from_slice(&d),
-                None => data.extend_from_slice(
-                    &self
-                        .vault
-                        .get(Table::Files, &key)?
-                        .ok_or(NodeError::DamagedRecord("a chunk of a received file is missing"))?,
-                ),
-            }
-        }
-        Ok(data)
-    }
-
     /// Files received and on their way in (of one contact, or all), oldest first.
     pub fn file_records(&self, contact: Option<u64>) -> Result<Vec<FileRecord>> {
-        let keys = self.vault.keys(Table::Files);
-        let mut out = Vec::new();
-        for k in keys.iter().filter(|k| k.get(8) == Some(&RECORD)) {
-            if contact.is_some_and(|c| k.get(..8) != Some(&c.to_be_bytes()[..])) {
-                continue;
-            }
-            if let Some(b) = self.vault.get(Table::Files, k)? {
-                out.push(FileRecord::from_bytes(&b)?);
-            }
-        }
-        out.sort_by_key(|r| r.first_ms);
-        Ok(out)
+        records(&self.vault, contact)
     }
 
     /// The file with this id (its hex, or a unique prefix of it).
     pub fn file(&self, id: &str) -> Result<FileRecord> {
-        let id = id.to_ascii_lowercase();
-        let mut found = self
-            .file_records(None)?
-            .into_iter()
-            .filter(|r| r.meta.id.to_hex().starts_with(&id) && !id.is_empty());
-        match (found.next(), found.next()) {
-            (Some(r), None) => Ok(r),
-            (None, _) => Err(NodeError::UnknownFile(id)),
-            (Some(_), Some(_)) => Err(NodeError::AmbiguousFile(id)),
-        }
+        find(&self.vault, id)
     }
 
     /// The whole content of a received file, checked against its SHA-256 again.
     pub fn read_file(&self, record: &FileRecord) -> Result<Vec<u8>> {
         ensure_complete(record)?;
-        let data = self.assemble(record, |_| None)?;
+        let data = assemble(&self.vault, record, |_| None)?;
         if !record.meta.matches(&data) {
             return Err(NodeError::DamagedRecord(
                 "a received file no longer matches its SHA-256",
             ));
         }
         Ok(data)
-    }
-
-    /// Bytes `offset..offset + len` of a received file (fewer at its end), reading only the
-    /// chunks that hold them.
-    pub fn read_file_range(&self, record: &FileRecord, offset: u64, len: usize) -> Result<Vec<u8>> {
-        ensure_complete(record)?;
-        let end = offset.saturating_add(len as u64).min(record.meta.size);
-        let chunk = meow_proto::file::CHUNK_LEN as u64;
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut at = offset;
-        while at < end {
-            let index = (at / chunk) as u32;
-            let key = part_key(record.contact, &record.meta.id, index);
-            let data = self
-                .vault
-                .get(Table::Files, &key)?
-                .ok_or(NodeError::DamagedRecord("a chunk of a received file is missing"))?;
-            let from = (at % chunk) as usize;
-            let to = data.len().min(from + (end - at) as usize);
-            out.extend_from_slice(&data[from..to]);
-            at += (to - from) as u64;
-        }
-        Ok(out)
     }
 
     /// Deletes a file (received or on its way in) and its chunks.
@@ -443,4 +397,73 @@ impl Node {
         b.commit()?;
         Ok(())
     }
+}
+
+/// The file's bytes, chunk after chunk, from `pending` or the vault.
+fn assemble(vault: &Vault, record: &FileRecord, pending: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(record.meta.size as usize);
+    for index in 0..record.meta.chunks() {
+        let key = part_key(record.contact, &record.meta.id, index);
+        match pending(&key) {
+            Some(d) => data.extend_from_slice(&d),
+            None => data.extend_from_slice(&chunk(vault, &key)?),
+        }
+    }
+    Ok(data)
+}
+
+fn chunk(vault: &Vault, key: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    vault
+        .get(Table::Files, key)?
+        .ok_or(NodeError::DamagedRecord("a chunk of a received file is missing"))
+}
+
+/// Files received and on their way in (of one contact, or all) in the open compartments,
+/// oldest first.
+pub fn records(vault: &Vault, contact: Option<u64>) -> Result<Vec<FileRecord>> {
+    let mut out = Vec::new();
+    for k in vault.keys(Table::Files).iter().filter(|k| k.get(8) == Some(&RECORD)) {
+        if contact.is_some_and(|c| k.get(..8) != Some(&c.to_be_bytes()[..])) {
+            continue;
+        }
+        if let Some(b) = vault.get(Table::Files, k)? {
+            out.push(FileRecord::from_bytes(&b)?);
+        }
+    }
+    out.sort_by_key(|r| r.first_ms);
+    Ok(out)
+}
+
+/// The file with this id (its hex, or a unique prefix of it).
+pub fn find(vault: &Vault, id: &str) -> Result<FileRecord> {
+    let id = id.to_ascii_lowercase();
+    let mut found = records(vault, None)?
+        .into_iter()
+        .filter(|r| !id.is_empty() && r.meta.id.to_hex().starts_with(&id));
+    match (found.next(), found.next()) {
+        (Some(r), None) => Ok(r),
+        (None, _) => Err(NodeError::UnknownFile(id)),
+        (Some(_), Some(_)) => Err(NodeError::AmbiguousFile(id)),
+    }
+}
+
+/// Bytes `offset..offset + len` of a received file (fewer at its end), reading only the
+/// chunks that hold them.
+pub fn read_range(vault: &Vault, record: &FileRecord, offset: u64, len: usize) -> Result<Vec<u8>> {
+    ensure_complete(record)?;
+    let end = offset.saturating_add(len as u64).min(record.meta.size);
+    let chunk_len = meow_proto::file::CHUNK_LEN as u64;
+    let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+    let mut at = offset;
+    while at < end {
+        let data = chunk(
+            vault,
+            &part_key(record.contact, &record.meta.id, (at / chunk_len) as u32),
+        )?;
+        let from = (at % chunk_len) as usize;
+        let to = data.len().min(from + (end - at) as usize);
+        out.extend_from_slice(&data[from..to]);
+        at += (to - from) as u64;
+    }
+    Ok(out)
 }

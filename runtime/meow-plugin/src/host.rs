@@ -113,6 +113,32 @@ pub trait Services: Send + Sync {
     fn directory_withdraw(&self, instance: &str) -> Result<(), HostError>;
     /// Searches the directory (waits for the server).
     fn directory_search(&self, instance: &str, words: &str) -> Result<Vec<DirectoryListing>, HostError>;
+    /// Queues a file to a contact; returns its id (hex).
+    fn file_send(&self, instance: &str, file: OutgoingFile) -> Result<String, HostError> {
+        let _ = (instance, file);
+        Err(HostError::Failed("this runtime does not send files".into()))
+    }
+    /// Reads bytes `offset..offset + len` of a received file (fewer at its end).
+    fn file_read(&self, instance: &str, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
+        let _ = (instance, id, offset, len);
+        Err(HostError::Failed("this runtime has no files".into()))
+    }
+}
+
+/// The most a plugin reads of a file in one call.
+pub const MAX_FILE_READ: u32 = 1 << 20;
+
+/// A file a plugin sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingFile {
+    /// The contact.
+    pub to: String,
+    /// Its name (a plain file name).
+    pub name: String,
+    /// Its media type (empty: guessed from the name).
+    pub media_type: String,
+    /// Its bytes.
+    pub data: Vec<u8>,
 }
 
 /// One instance's access to the services: its name and its granted capabilities.
@@ -250,6 +276,18 @@ impl Host {
     pub fn directory_search(&self, words: &str) -> Result<Vec<DirectoryListing>, HostError> {
         self.require(Capability::Directory)?;
         self.services.directory_search(&self.instance, words)
+    }
+
+    /// Sends a file (capability files); returns its id.
+    pub fn file_send(&self, file: OutgoingFile) -> Result<String, HostError> {
+        self.require(Capability::Files)?;
+        self.services.file_send(&self.instance, file)
+    }
+
+    /// Reads part of a received file (capability files).
+    pub fn file_read(&self, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
+        self.require(Capability::Files)?;
+        self.services.file_read(&self.instance, id, offset, len)
     }
 
     /// Node information (always allowed).

@@ -33,6 +33,8 @@ pub enum Capability {
     Directory,
     /// Send emergency broadcasts.
     Broadcast,
+    /// Send files and read received ones.
+    Files,
 }
 
 impl Capability {
@@ -45,6 +47,7 @@ impl Capability {
             Capability::Groups => "groups",
             Capability::Directory => "directory",
             Capability::Broadcast => "broadcast",
+            Capability::Files => "files",
         }
     }
 }

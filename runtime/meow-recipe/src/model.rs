@@ -176,6 +176,10 @@ pub enum RawAction {
     DirectoryPublish(RawPublish),
     /// Publish to a topic of the MQTT broker in meow.yaml.
     MqttPublish(RawMqttPublish),
+    /// Send a file from disk to a contact.
+    SendFile(RawSendFile),
+    /// Write a received file to disk.
+    SaveFile(RawSaveFile),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +249,30 @@ pub struct RawMqttPublish {
     pub payload: String,
     #[serde(default)]
     pub retain: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSendFile {
+    pub to: String,
+    /// The file on disk (relative: to the recipe file's folder).
+    pub path: String,
+    /// The name the contact sees (default: the file's own).
+    #[serde(default, rename = "as")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSaveFile {
+    /// The file's id (`{{ trigger.json.file }}` for a file that arrived).
+    pub file: String,
+    /// A folder (the file goes in under its own name) or a path (relative: to the recipe
+    /// file's folder).
+    pub to: String,
+    /// Replace an existing file.
+    #[serde(default)]
+    pub overwrite: bool,
 }
 
 #[cfg(test)]

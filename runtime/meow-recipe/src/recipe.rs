@@ -221,6 +221,24 @@ pub enum Rendered {
         /// Whether the broker keeps it for later subscribers.
         retain: bool,
     },
+    /// Send a file from disk.
+    SendFile {
+        /// Contact.
+        to: String,
+        /// The file (as written in the recipe: relative to its folder).
+        path: String,
+        /// The name the contact sees.
+        name: Option<String>,
+    },
+    /// Write a received file to disk.
+    SaveFile {
+        /// The file's id.
+        file: String,
+        /// A folder or a path (as written in the recipe).
+        to: String,
+        /// Replace an existing file.
+        overwrite: bool,
+    },
 }
 
 impl std::fmt::Display for Rendered {
@@ -241,6 +259,14 @@ impl std::fmt::Display for Rendered {
             Rendered::MqttPublish { topic, payload, retain } => {
                 let kept = if *retain { " (retained)" } else { "" };
                 write!(f, "publish to MQTT topic {topic}{kept}: {payload:?}")
+            }
+            Rendered::SendFile { to, path, name } => match name {
+                Some(n) => write!(f, "send file {path} to {to} as {n:?}"),
+                None => write!(f, "send file {path} to {to}"),
+            },
+            Rendered::SaveFile { file, to, overwrite } => {
+                let over = if *overwrite { " (overwriting)" } else { "" };
+                write!(f, "save file {file} to {to}{over}")
             }
         }
     }
@@ -313,6 +339,18 @@ fn action_templates(i: usize, a: &RawAction) -> Vec<(String, &str)> {
         RawAction::MqttPublish(m) => vec![
             (p("mqtt_publish", "topic"), m.topic.as_str()),
             (p("mqtt_publish", "payload"), m.payload.as_str()),
+        ],
+        RawAction::SendFile(s) => {
+            let mut t = vec![
+                (p("send_file", "to"), s.to.as_str()),
+                (p("send_file", "path"), s.path.as_str()),
+            ];
+            t.extend(s.name.as_deref().map(|n| (p("send_file", "as"), n)));
+            t
+        }
+        RawAction::SaveFile(s) => vec![
+            (p("save_file", "file"), s.file.as_str()),
+            (p("save_file", "to"), s.to.as_str()),
         ],
         RawAction::Delay(_) => vec![],
     }
@@ -483,6 +521,10 @@ impl Recipe {
             RawAction::Send(s) if !is_template(&s.to) && !Self::known(&ctx.contacts, &s.to) => {
                 Err((format!("actions[{i}].send.to"), format!("unknown contact {:?}", s.to)))
             }
+            RawAction::SendFile(s) if !is_template(&s.to) && !Self::known(&ctx.contacts, &s.to) => Err((
+                format!("actions[{i}].send_file.to"),
+                format!("unknown contact {:?}", s.to),
+            )),
             RawAction::GroupSend(g) if !is_template(&g.group) && !Self::known(&ctx.groups, &g.group) => Err((
                 format!("actions[{i}].group_send.group"),
                 format!("unknown group {:?}", g.group),
@@ -706,6 +748,16 @@ impl Recipe {
                 topic: r("mqtt_publish.topic", &m.topic)?,
                 payload: r("mqtt_publish.payload", &m.payload)?,
                 retain: m.retain,
+            },
+            RawAction::SendFile(s) => Rendered::SendFile {
+                to: r("send_file.to", &s.to)?,
+                path: r("send_file.path", &s.path)?,
+                name: s.name.as_deref().map(|n| r("send_file.as", n)).transpose()?,
+            },
+            RawAction::SaveFile(s) => Rendered::SaveFile {
+                file: r("save_file.file", &s.file)?,
+                to: r("save_file.to", &s.to)?,
+                overwrite: s.overwrite,
             },
         })
     }

@@ -120,6 +120,16 @@ pub struct InstanceLimits {
     pub send_burst: Option<u32>,
     /// Its messages that may wait in the outbox at once (default 200).
     pub outbox: Option<usize>,
+    /// The largest file it may send (`8MiB` by default; never above the runtime's
+    /// `limits.file_size`, which the home applies to every file).
+    pub file_size: Option<String>,
+}
+
+impl InstanceLimits {
+    /// `file_size` in bytes, if set and valid (checked when meow.yaml is read).
+    pub fn file_size_bytes(&self) -> Option<u64> {
+        self.file_size.as_deref().and_then(|s| meow_yaml::size(s).ok())
+    }
 }
 
 fn default_outbox() -> usize {
@@ -403,6 +413,11 @@ impl RunConfig {
         }
         meow_yaml::duration(&cfg.limits.auto_reply_window).map_err(|e| at("limits.auto_reply_window", e))?;
         meow_yaml::size(&cfg.limits.file_size).map_err(|e| at("limits.file_size", e))?;
+        for (i, p) in cfg.plugins.iter().enumerate() {
+            if let Some(size) = &p.limits.file_size {
+                meow_yaml::size(size).map_err(|e| at(&format!("plugins[{i}].limits.file_size"), e))?;
+            }
+        }
         if cfg.limits.incoming_per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(at("limits.incoming_per_second", "must be above 0".into()));
         }

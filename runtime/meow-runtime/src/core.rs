@@ -226,8 +226,12 @@ pub fn plugin_event(e: &NodeEvent) -> Option<Event> {
                 sent_at: item.sent_at_ms,
             })),
             origin => {
-                let text = matches!(item.content_type, ContentType::TEXT | ContentType::JSON)
-                    .then(|| String::from_utf8_lossy(&item.content).into_owned());
+                // A file's message is its JSON description (`meow_node::files::FileRecord::describe`).
+                let text = matches!(
+                    item.content_type,
+                    ContentType::TEXT | ContentType::JSON | ContentType::FILE
+                )
+                .then(|| String::from_utf8_lossy(&item.content).into_owned());
                 Some(Event::Message(MessageEvent {
                     id: item.message.to_hex(),
                     sender: item.from.clone(),
@@ -559,6 +563,23 @@ impl Core {
                 Ok(server) => tracing::info!(plugin = %instance, "directory entry withdrawn from {server}"),
                 Err(e) => tracing::warn!(plugin = %instance, "directory withdraw failed: {e}"),
             },
+            Command::SendFile {
+                instance,
+                to,
+                meta,
+                data,
+            } => {
+                let by = plugin_sender(&instance);
+                let queued = self.node.lock().await.queue_described(&to, &meta, &data, Some(&by));
+                let delivered = match queued {
+                    Ok(items) => sync::deliver_message(&self.node, items).await,
+                    Err(e) => Err(e),
+                };
+                match delivered {
+                    Ok(d) => tracing::info!(plugin = %instance, %to, file = %meta.id, "file sent ({d:?})"),
+                    Err(e) => tracing::warn!(plugin = %instance, %to, file = %meta.id, "cannot send the file: {e}"),
+                }
+            }
             Command::Timer { instance, id, name } => {
                 self.deliver_to(&instance, Event::Timer { id, name });
             }

@@ -12,7 +12,6 @@ use meow_node::sync;
 use meow_proto::file::FileMeta;
 use smol::lock::Mutex;
 
-use crate::control::Response;
 use crate::error::{Result, RuntimeError};
 use crate::views::{DeliveryView, FileView};
 
@@ -61,8 +60,19 @@ pub struct Outgoing<'a> {
     pub by: Option<&'a str>,
 }
 
+/// What became of a file sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The file.
+    pub file: FileView,
+    /// Queued messages delivered first.
+    pub earlier: usize,
+    /// What became of its last chunk.
+    pub delivery: DeliveryView,
+}
+
 /// Sends a file from disk; what was queued before goes first.
-pub async fn send(node: &Mutex<Node>, out: Outgoing<'_>) -> Result<Response> {
+pub async fn send(node: &Mutex<Node>, out: Outgoing<'_>) -> Result<Sent> {
     let limit = node.lock().await.file_limit();
     let name = match out.name {
         Some(n) => n.to_owned(),
@@ -78,7 +88,7 @@ pub async fn send(node: &Mutex<Node>, out: Outgoing<'_>) -> Result<Response> {
         .unwrap_or_else(|| meow_proto::file::media_type_for(&name));
     let earlier = sync::flush_outbox(node, false).await?;
     let (meta, delivery) = sync::send_file(node, out.to, (&name, media_type), &data, out.by).await?;
-    Ok(Response::FileSent {
+    Ok(Sent {
         file: FileView::sent(&meta, out.to.to_owned()),
         earlier: earlier.delivered,
         delivery: DeliveryView::from(delivery),

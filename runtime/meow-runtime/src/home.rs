@@ -103,7 +103,12 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
                 media_type: media_type.as_deref(),
                 by: None,
             };
-            crate::files::send(node, out).await
+            let sent = crate::files::send(node, out).await?;
+            Ok(Response::FileSent {
+                file: sent.file,
+                earlier: sent.earlier,
+                delivery: sent.delivery,
+            })
         }
         Request::Files => Ok(Response::Files(crate::files::list(&*node.lock().await)?)),
         Request::FileSave { file, path, overwrite } => {

@@ -8,6 +8,7 @@
 //! - `trace/<recipe>/<run>`: what a run did (the last 20 per recipe are kept).
 
 use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -103,8 +104,12 @@ fn key(parts: &[&str]) -> Vec<u8> {
 
 /// The event a recipe sees for a node event.
 pub fn trigger_event(e: &NodeEvent) -> Option<TriggerEvent> {
-    let marked = |mut ev: TriggerEvent, automatic: bool| {
-        ev.fields.insert("automatic".into(), Value::Bool(automatic));
+    let marked = |mut ev: TriggerEvent, item: &meow_node::InboxItem| {
+        ev.fields.insert("automatic".into(), Value::Bool(item.automatic));
+        if item.content_type == meow_proto::ContentType::FILE {
+            // Its text is the file's JSON description: `trigger.json.file`, `.name`, `.size`…
+            ev.fields.insert("type".into(), json!("file"));
+        }
         Some(ev)
     };
     match e {
@@ -113,7 +118,7 @@ pub fn trigger_event(e: &NodeEvent) -> Option<TriggerEvent> {
             match &item.origin {
                 Origin::Contact => marked(
                     message_event(TriggerKind::Message, &item.from, &text, None, &item.message.to_hex()),
-                    item.automatic,
+                    item,
                 ),
                 Origin::Group { name, .. } => marked(
                     message_event(
@@ -123,7 +128,7 @@ pub fn trigger_event(e: &NodeEvent) -> Option<TriggerEvent> {
                         Some(name),
                         &item.message.to_hex(),
                     ),
-                    item.automatic,
+                    item,
                 ),
                 Origin::Broadcast {
                     server, from_operator, ..
@@ -552,6 +557,26 @@ impl Recipes {
                 mqtt.publish(&topic, payload.as_bytes(), retain)?;
                 format!("queued for MQTT topic {topic}")
             }
+            Rendered::SendFile { to, path, name } => {
+                d.auto.take(&to)?;
+                let out = crate::files::Outgoing {
+                    to: &to,
+                    path: &beside(&r.file, &path),
+                    name: name.as_deref(),
+                    media_type: None,
+                    by: Some(&by),
+                };
+                let sent = crate::files::send(&d.node, out).await?;
+                match sent.delivery {
+                    crate::views::DeliveryView::Delivered { .. } => format!("file {} delivered", sent.file.id),
+                    crate::views::DeliveryView::Queued { reason } => format!("file {} queued ({reason})", sent.file.id),
+                }
+            }
+            Rendered::SaveFile { file, to, overwrite } => {
+                let target = beside(&r.file, &to);
+                let (view, path) = crate::files::save(&*d.node.lock().await, &file, &target, overwrite)?;
+                format!("saved {} to {}", view.name, path.display())
+            }
             Rendered::Delay(_) => "".into(),
         })
     }
@@ -695,4 +720,13 @@ pub fn format_time(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// `path` as a recipe names it: relative paths are relative to the recipe file's folder.
+fn beside(recipe_file: &str, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    match Path::new(recipe_file).parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_owned(),
+    }
 }

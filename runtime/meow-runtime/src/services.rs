@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use meow_clock::SharedClock;
 use meow_node::{Node, Table};
-use meow_plugin::{DirectoryListing, HostError, Level, NodeInfo, Services};
+use meow_plugin::{DirectoryListing, HostError, Level, NodeInfo, OutgoingFile, Services};
 use meow_store::vault::{Compartment, Vault};
 use smol::channel::Sender;
 
@@ -64,6 +64,17 @@ pub enum Command {
         /// Who asked.
         instance: String,
     },
+    /// Send a file (described already: its id went back to the plugin).
+    SendFile {
+        /// Who asked.
+        instance: String,
+        /// The contact.
+        to: String,
+        /// What the file is.
+        meta: meow_proto::file::FileMeta,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
     /// A plugin timer fired.
     Timer {
         /// Whose.
@@ -96,12 +107,15 @@ pub const DEFAULT_SENDS_PER_SECOND: f64 = 10.0;
 pub const DEFAULT_SEND_BURST: u32 = 50;
 /// See [`DEFAULT_SENDS_PER_SECOND`].
 pub const DEFAULT_INSTANCE_OUTBOX: usize = 200;
+/// The largest file an instance sends unless its `limits.file_size` says otherwise.
+pub const DEFAULT_INSTANCE_FILE: u64 = 8 << 20;
 
 /// One instance's sending limits.
 #[derive(Debug)]
 struct SendLimits {
     bucket: Bucket,
     outbox: usize,
+    file_size: u64,
 }
 
 /// The automatic-message budget per contact, shared by plugins and recipes.
@@ -328,6 +342,7 @@ impl RuntimeServices {
                 self.clock.now_ms(),
             ),
             outbox: l.outbox.unwrap_or(DEFAULT_INSTANCE_OUTBOX),
+            file_size: l.file_size_bytes().unwrap_or(DEFAULT_INSTANCE_FILE),
         };
         self.sending.lock().insert(inst.name.clone(), limits);
     }
@@ -394,6 +409,14 @@ impl RuntimeServices {
         }
     }
 
+    /// The largest file `instance` may send.
+    fn file_cap(&self, instance: &str) -> u64 {
+        self.sending
+            .lock()
+            .get(instance)
+            .map_or(DEFAULT_INSTANCE_FILE, |l| l.file_size)
+    }
+
     /// Applies an instance's send rate and outbox quota.
     fn may_send(&self, instance: &str, copies: usize) -> Result<(), HostError> {
         let now = self.clock.now_ms();
@@ -402,6 +425,7 @@ impl RuntimeServices {
             let limits = sending.entry(instance.to_owned()).or_insert_with(|| SendLimits {
                 bucket: Bucket::new(DEFAULT_SENDS_PER_SECOND, DEFAULT_SEND_BURST, now),
                 outbox: DEFAULT_INSTANCE_OUTBOX,
+                file_size: DEFAULT_INSTANCE_FILE,
             });
             if !limits.bucket.take(now) {
                 return Err(HostError::Quota(format!(
@@ -432,6 +456,17 @@ impl RuntimeServices {
         if let Some(n) = self.kv_counts.lock().get_mut(instance) {
             *n = n.saturating_add_signed(delta);
         }
+    }
+}
+
+/// A file error as plugins see it.
+fn file_err(e: meow_node::NodeError) -> HostError {
+    use meow_node::NodeError as E;
+    match e {
+        E::UnknownFile(_) => HostError::NotFound(e.to_string()),
+        E::AmbiguousFile(_) | E::File(_) => HostError::Invalid(e.to_string()),
+        E::FileTooLarge { .. } => HostError::Quota(e.to_string()),
+        e => HostError::Failed(e.to_string()),
     }
 }
 
@@ -631,6 +666,40 @@ impl Services for RuntimeServices {
         self.queue(Command::DirectoryWithdraw {
             instance: instance.to_owned(),
         })
+    }
+
+    fn file_send(&self, instance: &str, file: OutgoingFile) -> Result<String, HostError> {
+        use meow_proto::file::{FileMeta, TransferId};
+        self.known(&file.to)?;
+        let cap = self.file_cap(instance);
+        if file.data.len() as u64 > cap {
+            return Err(HostError::Quota(format!(
+                "a file of {} bytes is larger than instance {instance} may send ({cap} bytes; limits.file_size in meow.yaml)",
+                file.data.len()
+            )));
+        }
+        let media_type = match file.media_type.as_str() {
+            "" => meow_proto::file::media_type_for(&file.name),
+            given => given,
+        };
+        let id = TransferId::random(&mut meow_proto::os_rng());
+        let meta = FileMeta::describe(id, &file.name, media_type, &file.data)
+            .map_err(|e| file_err(meow_node::NodeError::File(e)))?;
+        self.may_send(instance, meta.chunks() as usize)?;
+        self.auto.take(&file.to).map_err(|e| HostError::Quota(e.to_string()))?;
+        self.queue(Command::SendFile {
+            instance: instance.to_owned(),
+            to: file.to,
+            meta,
+            data: file.data,
+        })?;
+        Ok(id.to_hex())
+    }
+
+    fn file_read(&self, _: &str, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
+        let record = meow_node::files::find(&self.vault, id).map_err(file_err)?;
+        let len = len.min(meow_plugin::MAX_FILE_READ) as usize;
+        meow_node::files::read_range(&self.vault, &record, offset, len).map_err(file_err)
     }
 
     fn directory_search(&self, _: &str, words: &str) -> Result<Vec<DirectoryListing>, HostError> {

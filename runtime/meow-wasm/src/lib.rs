@@ -196,6 +196,22 @@ impl meow::bot::directory::Host for State {
     }
 }
 
+impl meow::bot::files::Host for State {
+    fn send(&mut self, to: String, name: String, media_type: String, data: Vec<u8>) -> Result<String, types::Error> {
+        let file = meow_plugin::OutgoingFile {
+            to,
+            name,
+            media_type,
+            data,
+        };
+        self.host.file_send(file).map_err(wit_error)
+    }
+
+    fn read(&mut self, id: String, offset: u64, len: u32) -> Result<Vec<u8>, types::Error> {
+        self.host.file_read(&id, offset, len).map_err(wit_error)
+    }
+}
+
 fn wit_event(e: &Event) -> types::Event {
     match e {
         Event::Startup => types::Event::Startup,
@@ -450,7 +466,7 @@ pub const CACHE_MAX_BYTES: u64 = 512 << 20;
 pub const CACHE_MAX_FILES: usize = 64;
 
 /// The WIT package this host implements.
-pub const WIT_VERSION: &str = "meow:bot@0.1.1";
+pub const WIT_VERSION: &str = "meow:bot@0.1.2";
 
 /// Runs `program IN OUT` on the plugin's code; `OUT` is `path`.
 fn compile_child(program: &[std::ffi::OsString], plugin: &Plugin, path: &Path) -> Result<(), String> {
