@@ -1,11 +1,12 @@
 //! Standalone objects: server cards, broadcasts, directory entries and withdrawals, group
-//! payloads, stored conversation state, presence, transport addresses (binary and text), key
-//! texts.
+//! payloads, stored conversation state, presence, file chunks, transport addresses (binary and
+//! text), key texts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use meow_proto::broadcast::UncheckedBroadcast;
 use meow_proto::codec::{Decode, Encode};
 use meow_proto::directory::{UncheckedEntry, Withdrawal};
+use meow_proto::file::FileChunk;
 use meow_proto::group::GroupPayload;
 use meow_proto::presence::Presence;
 use meow_proto::{Address, ContactPublic, Conversation, ServerCard};
@@ -39,6 +40,10 @@ fuzz_target!(|data: &[u8]| {
         } else {
             assert_eq!(Conversation::from_bytes(&again).map(|c| c.to_bytes()), Ok(again));
         }
+    }
+    if let Ok(c) = FileChunk::from_bytes(data) {
+        assert_eq!(c.to_bytes(), data);
+        assert_eq!(c.meta.chunk_len(c.index), Some(c.data.len()));
     }
     if let Ok(p) = Presence::from_bytes(data) {
         assert_eq!(p.to_bytes(), data);
