@@ -86,6 +86,19 @@ function files.send(to, name, data, media_type) end
 ---@return string
 function files.read(id, offset, len) end
 
+---@class MeowHttpResponse
+---@field status integer
+---@field headers table<string, string>
+---@field body string
+
+---@class MeowHttp
+local http = {}
+---Makes an HTTP request to a host `http.allow` in meow.yaml names (capability `http`); raises
+---an error when denied, on a timeout, or when the answer is over `http.max_response`.
+---@param request {url: string, method: string|nil, headers: table<string, string>|nil, body: string|nil}
+---@return MeowHttpResponse
+function http.request(request) end
+
 ---@class MeowCommands
 ---@field new fun(opts: {bans: boolean|nil, rate: {count: integer, window_ms: integer}|nil}|nil): MeowCommands
 local commands = {}
@@ -119,6 +132,7 @@ function commands:role_of(contact) end
 ---@field timers MeowTimers     timers (capability `timers`)
 ---@field commands MeowCommands command bots: `meow.commands.new{…}`
 ---@field files MeowFiles       files (capability `files`)
+---@field http MeowHttp         web requests (capability `http`)
 meow = {}
 
 ---Sends text to a contact (capability `messaging`).

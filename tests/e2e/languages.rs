@@ -257,13 +257,17 @@ fn plugins_built_against_the_previous_and_the_next_wit_load_and_say_what_is_miss
     crate::support::plugins();
     let tmp = TempDir::new("wit-versions");
     let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
-    // An earlier version lacked set-cron and files; the next one adds send-later.
+    // An earlier version lacked set-cron, files and http; the next one adds send-later.
     let earlier = version_by(-1);
     versioned_plugin(
         &tmp.path().join("src/earlier"),
         "earlier",
         &earlier,
-        |w| w.replace(SET_CRON, "").replace("    import files;\n", ""),
+        |w| {
+            w.replace(SET_CRON, "")
+                .replace("    import files;\n", "")
+                .replace("    import http;\n", "")
+        },
         "",
     );
     let earlier_wit = std::fs::read_to_string(tmp.path().join("src/earlier/wit/meow-bot.wit")).unwrap();

@@ -342,6 +342,43 @@ fn register_files(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua
     meow.set("files", files)
 }
 
+/// `meow.http.request{ method = "GET", url = …, headers = { name = value }, body = … }`:
+/// `{ status, headers, body }`, or an error raised (denied, quota, failed).
+fn register_http(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
+    let http = lua.create_table()?;
+    let h = host.clone();
+    http.set(
+        "request",
+        func(lua, b, move |lua, t: Table| {
+            let headers: Option<Table> = t.get("headers")?;
+            let mut pairs = Vec::new();
+            if let Some(headers) = headers {
+                for pair in headers.pairs::<String, String>() {
+                    pairs.push(pair?);
+                }
+            }
+            let body: Option<mlua::LuaString> = t.get("body")?;
+            let request = meow_plugin::HttpRequest {
+                method: t.get::<Option<String>>("method")?.unwrap_or_else(|| "GET".into()),
+                url: t.get("url")?,
+                headers: pairs,
+                body: body.map(|b| b.as_bytes().to_vec()).unwrap_or_default(),
+            };
+            let answer = h.http(request).map_err(lua_err)?;
+            let out = lua.create_table()?;
+            out.set("status", answer.status)?;
+            let headers = lua.create_table()?;
+            for (name, value) in answer.headers {
+                headers.set(name, value)?;
+            }
+            out.set("headers", headers)?;
+            out.set("body", lua.create_string(&answer.body)?)?;
+            Ok(out)
+        })?,
+    )?;
+    meow.set("http", http)
+}
+
 fn register_log_and_node(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
     for (name, level) in [
         ("debug", Level::Debug),
@@ -586,6 +623,7 @@ impl meow_plugin::Engine for LuaEngine {
         register_log_and_node(&lua, &meow, &host, &budget).map_err(stop)?;
         register_social(&lua, &meow, &host, &budget).map_err(stop)?;
         register_files(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_http(&lua, &meow, &host, &budget).map_err(stop)?;
         let commands: Table = lua
             .load(COMMANDS)
             .set_name("=meow.commands")

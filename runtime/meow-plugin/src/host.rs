@@ -118,11 +118,40 @@ pub trait Services: Send + Sync {
         let _ = (instance, file);
         Err(HostError::Failed("this runtime does not send files".into()))
     }
+    /// Makes an HTTP request to a host meow.yaml allows.
+    fn http(&self, instance: &str, request: HttpRequest) -> Result<HttpResponse, HostError> {
+        let _ = (instance, request);
+        Err(HostError::Denied("this runtime makes no HTTP requests".into()))
+    }
     /// Reads bytes `offset..offset + len` of a received file (fewer at its end).
     fn file_read(&self, instance: &str, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
         let _ = (instance, id, offset, len);
         Err(HostError::Failed("this runtime has no files".into()))
     }
+}
+
+/// An HTTP request a plugin makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// GET, POST, …
+    pub method: String,
+    /// An `http://` or `https://` URL.
+    pub url: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty for none).
+    pub body: Vec<u8>,
+}
+
+/// The answer to an [`HttpRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
 }
 
 /// The most a plugin reads of a file in one call.
@@ -282,6 +311,12 @@ impl Host {
     pub fn file_send(&self, file: OutgoingFile) -> Result<String, HostError> {
         self.require(Capability::Files)?;
         self.services.file_send(&self.instance, file)
+    }
+
+    /// Makes an HTTP request (capability http; the host must be allowed in meow.yaml).
+    pub fn http(&self, request: HttpRequest) -> Result<HttpResponse, HostError> {
+        self.require(Capability::Http)?;
+        self.services.http(&self.instance, request)
     }
 
     /// Reads part of a received file (capability files).

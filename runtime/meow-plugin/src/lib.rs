@@ -12,7 +12,10 @@ mod host;
 mod manifest;
 
 pub use event::{BroadcastEvent, Event, MessageEvent};
-pub use host::{DirectoryListing, Host, HostError, Level, MAX_FILE_READ, NodeInfo, OutgoingFile, Services};
+pub use host::{
+    DirectoryListing, Host, HostError, HttpRequest, HttpResponse, Level, MAX_FILE_READ, NodeInfo, OutgoingFile,
+    Services,
+};
 pub use manifest::{Capability, ConfigField, FieldType, Kind, Manifest, Plugin, PluginError, pin, sha256_hex};
 
 /// Why a call into a plugin failed. Deliberately exhaustive: the supervisor must decide what

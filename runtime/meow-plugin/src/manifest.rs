@@ -35,6 +35,8 @@ pub enum Capability {
     Broadcast,
     /// Send files and read received ones.
     Files,
+    /// Make HTTP requests to the hosts meow.yaml allows.
+    Http,
 }
 
 impl Capability {
@@ -48,6 +50,7 @@ impl Capability {
             Capability::Directory => "directory",
             Capability::Broadcast => "broadcast",
             Capability::Files => "files",
+            Capability::Http => "http",
         }
     }
 }

@@ -347,6 +347,9 @@ pub struct RunConfig {
     /// The MQTT broker recipes publish to (`mqtt_publish`); no bridge when absent.
     #[serde(default)]
     pub mqtt: Option<MqttSettings>,
+    /// The hosts the `http` capability may call; none when absent.
+    #[serde(default)]
+    pub http: Option<crate::http::HttpSettings>,
     /// The folder of the file (for relative paths).
     #[serde(skip)]
     pub base: PathBuf,
@@ -368,6 +371,7 @@ impl Default for RunConfig {
             conversations: ConversationSettings::default(),
             direct: None,
             mqtt: None,
+            http: None,
             base: PathBuf::from("."),
         }
     }
@@ -413,6 +417,9 @@ impl RunConfig {
         }
         meow_yaml::duration(&cfg.limits.auto_reply_window).map_err(|e| at("limits.auto_reply_window", e))?;
         meow_yaml::size(&cfg.limits.file_size).map_err(|e| at("limits.file_size", e))?;
+        if let Some(h) = &cfg.http {
+            crate::http::check(h).map_err(|(key, e)| at(&key, e))?;
+        }
         for (i, p) in cfg.plugins.iter().enumerate() {
             if let Some(size) = &p.limits.file_size {
                 meow_yaml::size(size).map_err(|e| at(&format!("plugins[{i}].limits.file_size"), e))?;

@@ -854,6 +854,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         nickname,
         fingerprint,
         auto: auto.clone(),
+        http: cfg.http.as_ref().map(|h| Arc::new(crate::http::HttpClient::new(h))),
     }));
     services.set_contacts(contacts);
     services.set_policies(policies);

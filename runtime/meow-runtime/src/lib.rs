@@ -27,6 +27,7 @@ mod direct;
 mod error;
 pub mod files;
 pub mod home;
+pub mod http;
 pub mod log;
 pub mod mqtt;
 pub mod native;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use meow_clock::SharedClock;
 use meow_node::{Node, Table};
-use meow_plugin::{DirectoryListing, HostError, Level, NodeInfo, OutgoingFile, Services};
+use meow_plugin::{DirectoryListing, HostError, HttpRequest, HttpResponse, Level, NodeInfo, OutgoingFile, Services};
 use meow_store::vault::{Compartment, Vault};
 use smol::channel::Sender;
 
@@ -176,6 +176,7 @@ pub struct RuntimeServices {
     kv_counts: Mutex<HashMap<String, usize>>,
     sending: Mutex<HashMap<String, SendLimits>>,
     auto: Arc<AutoBudget>,
+    http: Option<Arc<crate::http::HttpClient>>,
 }
 
 impl std::fmt::Debug for RuntimeServices {
@@ -247,6 +248,8 @@ pub(crate) struct ServicesSetup {
     pub fingerprint: String,
     /// The automatic-message budget (shared with recipes).
     pub auto: Arc<AutoBudget>,
+    /// The `http` capability's client (`http:` in meow.yaml), if any host is allowed.
+    pub http: Option<Arc<crate::http::HttpClient>>,
 }
 
 /// When a plugin's timer fires.
@@ -329,6 +332,7 @@ impl RuntimeServices {
             kv_counts: Mutex::new(HashMap::new()),
             sending: Mutex::new(HashMap::new()),
             auto: setup.auto,
+            http: setup.http,
         }
     }
 
@@ -694,6 +698,15 @@ impl Services for RuntimeServices {
             data: file.data,
         })?;
         Ok(id.to_hex())
+    }
+
+    fn http(&self, instance: &str, request: HttpRequest) -> Result<HttpResponse, HostError> {
+        match &self.http {
+            Some(client) => client.fetch(instance, request),
+            None => Err(HostError::Denied(
+                "http: no host is allowed: add `http: { allow: [HOST] }` to meow.yaml".into(),
+            )),
+        }
     }
 
     fn file_read(&self, _: &str, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {

@@ -212,6 +212,23 @@ impl meow::bot::files::Host for State {
     }
 }
 
+impl meow::bot::http::Host for State {
+    fn fetch(&mut self, r: meow::bot::http::Request) -> Result<meow::bot::http::Response, types::Error> {
+        let request = meow_plugin::HttpRequest {
+            method: r.method,
+            url: r.url,
+            headers: r.headers,
+            body: r.body,
+        };
+        let answer = self.host.http(request).map_err(wit_error)?;
+        Ok(meow::bot::http::Response {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        })
+    }
+}
+
 fn wit_event(e: &Event) -> types::Event {
     match e {
         Event::Startup => types::Event::Startup,
@@ -466,7 +483,7 @@ pub const CACHE_MAX_BYTES: u64 = 512 << 20;
 pub const CACHE_MAX_FILES: usize = 64;
 
 /// The WIT package this host implements.
-pub const WIT_VERSION: &str = "meow:bot@0.1.2";
+pub const WIT_VERSION: &str = "meow:bot@0.1.3";
 
 /// Runs `program IN OUT` on the plugin's code; `OUT` is `path`.
 fn compile_child(program: &[std::ffi::OsString], plugin: &Plugin, path: &Path) -> Result<(), String> {

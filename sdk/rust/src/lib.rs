@@ -45,7 +45,7 @@ pub mod commands;
 mod config;
 
 pub use bindings::meow::bot::types::{Broadcast, Error, Event, Level, Message, Timer};
-pub use bindings::meow::bot::{broadcast, directory, files, groups, kv, messaging, node, timers};
+pub use bindings::meow::bot::{broadcast, directory, files, groups, http, kv, messaging, node, timers};
 pub use commands::{Commands, Role};
 pub use config::Config;
 

@@ -1,9 +1,9 @@
 // {{name}}: answers "hello" with a greeting and counts greetings per contact.
 // Built into a component by `meow plugin build` with componentize-js (StarlingMonkey).
 
-import { reply } from 'meow:bot/messaging@0.1.2';
-import { get, set } from 'meow:bot/kv@0.1.2';
-import { log } from 'meow:bot/log@0.1.2';
+import { reply } from 'meow:bot/messaging@0.1.3';
+import { get, set } from 'meow:bot/kv@0.1.3';
+import { log } from 'meow:bot/log@0.1.3';
 
 function count(sender) {
   const key = `greeted/${sender}`;
