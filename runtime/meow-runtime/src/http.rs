@@ -58,7 +58,7 @@ impl Allowed {
         };
         let uri: Uri = format!("http://{rest}/").parse().map_err(|_| bad())?;
         let authority = uri.authority().ok_or_else(bad)?;
-        let bad_port = !port_parses(&authority);
+        let bad_port = !port_parses(authority);
         if authority.as_str() != rest || authority.host().is_empty() || rest.contains('@') || bad_port {
             return Err(bad());
         }
