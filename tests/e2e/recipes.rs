@@ -399,3 +399,72 @@ fn a_recipe_publishes_each_sensor_reading_to_mosquitto_including_those_sent_whil
     drop(broker);
     assert_eq!(daemon.terminate(), 0);
 }
+
+/// A recipe listens to MQTT topics and tells a contact what it heard: a small JSON payload and
+/// one of 40 KiB (past rumqttc's default packet limit of 10 KiB), published by mosquitto_pub.
+#[test]
+fn a_recipe_hears_mqtt_topics_and_tells_a_contact() {
+    let install = "apt-get install mosquitto mosquitto-clients";
+    let Some(bin) = crate::support::tool_or_skip("mosquitto", install, "MEOW_REQUIRE_MOSQUITTO") else {
+        return;
+    };
+    let tmp = TempDir::new("mqtt-in");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["owner"]);
+    let port = crate::support::free_port();
+    let broker = start_mosquitto(&bin, tmp.path(), port);
+    let recipe = tmp.path().join("doors.yaml");
+    std::fs::write(
+        &recipe,
+        "version: 1\nname: doors\nmode: queued\ntriggers:\n  - mqtt: { topic: \"home/+/state\" }\n\
+         actions:\n  - send: { to: owner, text: \"{{ trigger.topic }} is {{ trigger.json.state }} ({{ trigger.payload | length }} bytes)\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}mqtt: {{ broker: \"mqtt://127.0.0.1:{port}\", client_id: meow-in }}\nrecipes:\n  - {}\n",
+            recipe.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    daemon.wait_log("MQTT: connected");
+    let publish = |topic: &str, payload: &str| {
+        // Subscribing follows the connection: publish until the recipe has heard once.
+        let status = std::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-m",
+                payload,
+            ])
+            .status()
+            .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+        assert!(status.success());
+    };
+    crate::support::wait_for("the subscription", std::time::Duration::from_secs(30), || {
+        publish("home/door/state", r#"{"state":"open"}"#);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        daemon.log_text().contains("home/door/state is open").then_some(())
+    });
+    let pad = "x".repeat(40 * 1024);
+    let large = format!(r#"{{"state":"closed","pad":"{pad}"}}"#);
+    publish("home/garage/state", &large);
+    publish("garden/gate/state", r#"{"state":"ignored"}"#);
+    let expected = format!("home/garage/state is closed ({} bytes)", large.len());
+    wait_for_text(&homes[0], "the large one", |t| t == expected);
+    let texts = homes[0].texts();
+    assert!(
+        texts.iter().any(|t| t == "home/door/state is open (16 bytes)"),
+        "{texts:?}"
+    );
+    assert!(!texts.iter().any(|t| t.contains("garden")), "{texts:?}");
+    drop(broker);
+    assert_eq!(daemon.terminate(), 0);
+}

@@ -5,7 +5,8 @@
 //! message: { from: sensor, text: '{"t": 31.5}' }
 //! ```
 //! (`group_message` also takes `group`; `schedule: {}` fires the recipe's first schedule;
-//! `startup: {}`; `contact_added: { name: bob }`; `broadcast: { text: flood, server: home }`.)
+//! `startup: {}`; `contact_added: { name: bob }`; `broadcast: { text: flood, server: home }`;
+//! `mqtt: { topic: home/door, payload: open }`.)
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -22,6 +23,23 @@ enum SampleEvent {
     Startup(Empty),
     ContactAdded(SampleContact),
     Broadcast(SampleBroadcast),
+    Mqtt(SampleMqtt),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SampleMqtt {
+    topic: String,
+    payload: String,
+}
+
+/// A message on an MQTT topic as the runtime hands it to recipes (the payload as text, invalid
+/// UTF-8 replaced).
+pub fn mqtt_event(topic: &str, payload: &[u8]) -> TriggerEvent {
+    TriggerEvent::new(
+        TriggerKind::Mqtt,
+        json!({"topic": topic, "payload": String::from_utf8_lossy(payload)}),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +109,7 @@ pub fn sample_event(text: &str, file: &str) -> Result<(TriggerEvent, bool), Reci
             ),
             false,
         ),
+        SampleEvent::Mqtt(m) => (mqtt_event(&m.topic, m.payload.as_bytes()), false),
         SampleEvent::Broadcast(b) => (
             TriggerEvent::new(
                 TriggerKind::Broadcast,

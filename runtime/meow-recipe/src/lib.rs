@@ -26,7 +26,7 @@ mod model;
 mod recipe;
 mod templates;
 
-pub use dryrun::{DryRun, dry_run, message_event, sample_event};
+pub use dryrun::{DryRun, dry_run, message_event, mqtt_event, sample_event};
 pub use model::{Admission, Level, Mode};
 pub use recipe::{CheckContext, Recipe, RecipeError, Rendered, Schedule, TriggerEvent, TriggerKind};
 pub use templates::now_context;

@@ -92,6 +92,14 @@ pub enum RawTrigger {
     Startup(Empty),
     ContactAdded(Empty),
     Broadcast(RawBroadcastTrigger),
+    Mqtt(RawMqttTrigger),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttTrigger {
+    /// A topic filter of the broker in meow.yaml (`+` one level, `#` the rest).
+    pub topic: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -92,6 +92,8 @@ enum Trigger {
     Broadcast {
         contains: Option<String>,
     },
+    /// A message on a topic of the MQTT broker, by topic filter.
+    Mqtt(String),
 }
 
 impl Trigger {
@@ -103,6 +105,7 @@ impl Trigger {
             Trigger::Startup => TriggerKind::Startup,
             Trigger::ContactAdded => TriggerKind::ContactAdded,
             Trigger::Broadcast { .. } => TriggerKind::Broadcast,
+            Trigger::Mqtt(_) => TriggerKind::Mqtt,
         }
     }
 }
@@ -124,6 +127,8 @@ pub enum TriggerKind {
     ContactAdded,
     /// An emergency broadcast arrived.
     Broadcast,
+    /// A message on a subscribed MQTT topic.
+    Mqtt,
 }
 
 impl TriggerKind {
@@ -136,6 +141,7 @@ impl TriggerKind {
             TriggerKind::Startup => "startup",
             TriggerKind::ContactAdded => "contact_added",
             TriggerKind::Broadcast => "broadcast",
+            TriggerKind::Mqtt => "mqtt",
         }
     }
 }
@@ -356,6 +362,42 @@ fn action_templates(i: usize, a: &RawAction) -> Vec<(String, &str)> {
     }
 }
 
+/// Why `filter` is not an MQTT topic filter (MQTT 3.1.1 §4.7.1), if it is not: `+` stands for
+/// one whole level, `#` for the rest and only at the end.
+fn check_filter(filter: &str) -> Result<(), &'static str> {
+    if filter.is_empty() || filter.len() > usize::from(u16::MAX) || filter.contains('\0') {
+        return Err("a topic filter is 1 to 65535 bytes, without NUL");
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Err("# stands alone, as the last level (home/#)");
+        }
+        if level.contains('+') && *level != "+" {
+            return Err("+ stands alone for one level (home/+/state)");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `topic` is one `filter` names.
+fn topic_matches(filter: &str, topic: &str) -> bool {
+    // Topics starting with $ (the broker's own) match no filter starting with a wildcard.
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for level in filter.split('/') {
+        match (level, topic_levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (l, Some(t)) if l == t => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
+}
+
 fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
@@ -485,6 +527,10 @@ impl Recipe {
             RawTrigger::Broadcast(b) => Trigger::Broadcast {
                 contains: b.contains.clone(),
             },
+            RawTrigger::Mqtt(m) => {
+                check_filter(&m.topic).map_err(|why| (format!("triggers[{i}].mqtt.topic"), why.to_owned()))?;
+                Trigger::Mqtt(m.topic.clone())
+            }
         })
     }
 
@@ -631,6 +677,16 @@ impl Recipe {
                 v.insert("kind".into(), json!("broadcast"));
                 Some(Value::Object(v))
             }
+            Trigger::Mqtt(filter) if ev.kind == TriggerKind::Mqtt && topic_matches(filter, ev.str("topic")?) => {
+                let json = ev
+                    .str("payload")
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .unwrap_or(Value::Null);
+                let mut v = ev.fields.clone();
+                v.insert("kind".into(), json!("mqtt"));
+                v.insert("json".into(), json);
+                Some(Value::Object(v))
+            }
             _ => None,
         }
     }
@@ -684,9 +740,20 @@ impl Recipe {
         &self.conditions
     }
 
-    /// Whether an action publishes to MQTT (the runtime needs a broker for it).
+    /// Whether the recipe publishes to MQTT or listens to it (the runtime needs a broker).
     pub fn uses_mqtt(&self) -> bool {
-        self.actions.iter().any(|a| matches!(a, RawAction::MqttPublish(_)))
+        self.actions.iter().any(|a| matches!(a, RawAction::MqttPublish(_))) || !self.mqtt_topics().is_empty()
+    }
+
+    /// The MQTT topic filters its triggers listen to.
+    pub fn mqtt_topics(&self) -> Vec<String> {
+        self.triggers
+            .iter()
+            .filter_map(|t| match t {
+                Trigger::Mqtt(filter) => Some(filter.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Number of actions.

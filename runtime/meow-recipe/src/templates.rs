@@ -51,6 +51,7 @@ pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
         TriggerKind::Startup => &["kind"],
         TriggerKind::ContactAdded => &["kind", "name", "via_directory"],
         TriggerKind::Broadcast => &["kind", "text", "server", "from_operator"],
+        TriggerKind::Mqtt => &["kind", "topic", "payload", "json"],
     }
 }
 

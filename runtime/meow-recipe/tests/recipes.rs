@@ -400,3 +400,45 @@ fn a_dry_run_is_the_same_at_the_same_time() {
     let evening = meow_recipe::dry_run(&r, &ev, false, at("2026-12-02T19:00:00"));
     assert!(!evening.would_run(), "{evening}");
 }
+
+#[test]
+fn mqtt_triggers_match_topic_filters_and_bad_filters_are_refused() {
+    use meow_recipe::mqtt_event;
+    let recipe = |topic: &str| {
+        Recipe::load(
+            &format!(
+                "version: 1\ntriggers:\n  - mqtt: {{ topic: \"{topic}\" }}\nactions:\n  - log: {{ text: \"{{{{ trigger.topic }}}} {{{{ trigger.json.state }}}}\" }}\n"
+            ),
+            "recipes/door.yaml",
+            "door",
+            &home(),
+        )
+    };
+    let r = recipe("home/+/state").unwrap();
+    assert_eq!(r.mqtt_topics(), vec!["home/+/state".to_owned()]);
+    assert!(r.uses_mqtt());
+    let t = r
+        .matches(&mqtt_event("home/door/state", br#"{"state": "open"}"#))
+        .unwrap();
+    assert_eq!(
+        (t["topic"].as_str(), t["json"]["state"].as_str()),
+        (Some("home/door/state"), Some("open"))
+    );
+    for other in ["home/door", "home/door/state/x", "garden/door/state"] {
+        assert!(r.matches(&mqtt_event(other, b"x")).is_none(), "{other}");
+    }
+    let all = recipe("home/#").unwrap();
+    for topic in ["home", "home/a", "home/a/b/c"] {
+        assert!(all.matches(&mqtt_event(topic, b"x")).is_some(), "{topic}");
+    }
+    assert!(
+        recipe("#")
+            .unwrap()
+            .matches(&mqtt_event("$SYS/broker/load", b"1"))
+            .is_none()
+    );
+    for bad in ["home/#/x", "home/a+", "", "ho#me"] {
+        let err = recipe(bad).unwrap_err().to_string();
+        assert!(err.contains("triggers[0].mqtt.topic"), "{bad:?}: {err}");
+    }
+}

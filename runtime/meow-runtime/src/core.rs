@@ -428,6 +428,9 @@ impl Core {
         let recipes = self.recipes.get().ok_or(RuntimeError::NotStarted("the recipes"))?;
         let loaded = load_recipes(&self.node, &self.cfg).await?;
         let names = loaded.iter().map(|r| r.name.clone()).collect();
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.set_topics(mqtt_topics(&loaded));
+        }
         recipes.replace(loaded);
         Ok(names)
     }
@@ -667,6 +670,21 @@ async fn fetch_loop(core: Arc<Core>, wait: Duration, plan: smol::channel::Receiv
 }
 
 /// Runs plugin actions, a bounded number at once.
+/// The MQTT topic filters the recipes listen to, each once.
+fn mqtt_topics(recipes: &[meow_recipe::Recipe]) -> Vec<String> {
+    let mut topics: Vec<String> = recipes.iter().flat_map(|r| r.mqtt_topics()).collect();
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
+/// Hands what the MQTT bridge hears to the recipes.
+async fn heard_loop(recipes: Arc<Recipes>, rx: smol::channel::Receiver<crate::mqtt::Heard>) {
+    while let Ok((topic, payload)) = rx.recv().await {
+        recipes.on_mqtt(&topic, &payload);
+    }
+}
+
 async fn command_loop(core: Arc<Core>, rx: smol::channel::Receiver<Command>) {
     let permits = Arc::new(smol::lock::Semaphore::new(16));
     while let Ok(cmd) = rx.recv().await {
@@ -860,6 +878,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
     services.set_policies(policies);
     let (stop, stop_rx) = smol::channel::bounded(1);
     let loaded = load_recipes(&node, &cfg).await?;
+    let (heard_tx, heard_rx) = smol::channel::bounded(crate::mqtt::INCOMING);
     let mut accepts: BTreeMap<String, bool> = cfg
         .plugins
         .iter()
@@ -888,7 +907,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         mqtt: cfg
             .mqtt
             .as_ref()
-            .map(|m| crate::mqtt::Mqtt::start(m, &cfg.base))
+            .map(|m| crate::mqtt::Mqtt::start(m, &cfg.base, mqtt_topics(&loaded), heard_tx))
             .transpose()?,
         cfg: cfg.clone(),
     });
@@ -908,6 +927,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         smol::spawn(fetch_loop(core.clone(), cfg.poll_wait(), plan_rx)),
         smol::spawn(dispatch_loop(core.clone(), signal_rx)),
         smol::spawn(command_loop(core.clone(), cmd_rx)),
+        smol::spawn(heard_loop(recipes.clone(), heard_rx)),
     ];
     let c = core.clone();
     tasks.push(smol::spawn(control::serve(listener, move |req| {

@@ -1,5 +1,7 @@
 //! The MQTT bridge: recipes publish to the broker named in meow.yaml (`mqtt:`), so what arrives
-//! over MEOW shows up as MQTT topics (Home Assistant, Node-RED, Mosquitto's own tools).
+//! over MEOW shows up as MQTT topics (Home Assistant, Node-RED, Mosquitto's own tools), and
+//! recipes with an `mqtt` trigger hear the topics they name (subscribed again after every
+//! reconnection).
 //!
 //! The client is rumqttc's: its event loop runs on a thread of its own (rumqttc drives it with
 //! a small tokio runtime of its own there), reconnects with a backoff, and resends what the
@@ -9,7 +11,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, QoS};
@@ -20,6 +22,9 @@ use crate::config::MqttSettings;
 const QUEUE: usize = 1024;
 /// The longest payload a recipe may publish.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// Messages heard and not yet taken by the recipes at most (beyond them, they are dropped and
+/// counted).
+pub const INCOMING: usize = 256;
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -117,9 +122,14 @@ pub fn check_topic(topic: &str) -> Result<(), MqttError> {
     Ok(())
 }
 
+/// A message heard on a subscribed topic: the topic and the payload.
+pub type Heard = (String, Vec<u8>);
+
 /// A running bridge to one broker.
 pub struct Mqtt {
     client: Client,
+    /// The topic filters recipes listen to (subscribed on every connection).
+    topics: Arc<parking_lot::Mutex<Vec<String>>>,
     connected: Arc<AtomicBool>,
     /// Set when the bridge is dropped: the event loop's thread ends even while the broker is
     /// away (it would otherwise retry for as long as the process lives).
@@ -134,8 +144,14 @@ impl std::fmt::Debug for Mqtt {
 
 impl Mqtt {
     /// Starts the bridge (it connects in the background; publishing before it is connected
-    /// queues). `base` is the folder relative paths of the settings start from.
-    pub fn start(settings: &MqttSettings, base: &Path) -> Result<Self, MqttError> {
+    /// queues). `base` is the folder relative paths of the settings start from; what is heard
+    /// on `topics` goes to `heard`.
+    pub fn start(
+        settings: &MqttSettings,
+        base: &Path,
+        topics: Vec<String>,
+        heard: smol::channel::Sender<Heard>,
+    ) -> Result<Self, MqttError> {
         let broker = parse_broker(&settings.broker)?;
         let id = settings
             .client_id
@@ -143,6 +159,9 @@ impl Mqtt {
             .unwrap_or_else(|| format!("meow-{}", std::process::id()));
         let mut options = MqttOptions::new(id, broker.host.clone(), broker.port);
         options.set_keep_alive(Duration::from_secs(30));
+        // A payload, a topic of the largest length and the packet's own header.
+        let packet = MAX_PAYLOAD + usize::from(u16::MAX) + 16;
+        options.set_max_packet_size(packet, packet);
         let password = match &settings.password_file {
             Some(file) => {
                 let path = base.join(file);
@@ -157,17 +176,41 @@ impl Mqtt {
         }
         let (client, connection) = Client::new(options, QUEUE);
         let (connected, stopped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let (flag, stop) = (connected.clone(), stopped.clone());
-        let address = format!("{}:{}", broker.host, broker.port);
+        let topics = Arc::new(parking_lot::Mutex::new(topics));
+        let loop_state = Loop {
+            client: client.clone(),
+            topics: topics.clone(),
+            heard,
+            dropped: AtomicU64::new(0),
+            connected: connected.clone(),
+            stopped: stopped.clone(),
+            address: format!("{}:{}", broker.host, broker.port),
+        };
         std::thread::Builder::new()
             .name("meow-mqtt".into())
-            .spawn(move || drive(connection, &flag, &stop, &address))
+            .spawn(move || loop_state.drive(connection))
             .map_err(|e| MqttError::Broker(settings.broker.clone(), e.to_string()))?;
         Ok(Self {
             client,
+            topics,
             connected,
             stopped,
         })
+    }
+
+    /// Listens to `topics` from now on (recipes were reloaded): new filters are subscribed,
+    /// dropped ones unsubscribed.
+    pub fn set_topics(&self, topics: Vec<String>) {
+        let mut current = self.topics.lock();
+        for gone in current.iter().filter(|t| !topics.contains(t)) {
+            let _ = self.client.try_unsubscribe(gone.clone());
+        }
+        for new in topics.iter().filter(|t| !current.contains(t)) {
+            if let Err(e) = self.client.try_subscribe(new.clone(), QoS::AtLeastOnce) {
+                tracing::warn!(topic = %new, "MQTT: cannot subscribe now ({e}); on the next connection");
+            }
+        }
+        *current = topics;
     }
 
     /// Whether the broker has accepted the connection (and not lost it since).
@@ -200,28 +243,63 @@ impl Drop for Mqtt {
     }
 }
 
-/// The event loop's thread: connects, reconnects with a backoff, says so in the log once per
-/// change, and ends when the client is gone.
-fn drive(mut connection: rumqttc::Connection, connected: &AtomicBool, stopped: &AtomicBool, address: &str) {
-    let mut backoff = Duration::from_secs(1);
-    for event in connection.iter() {
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                connected.store(true, Ordering::Relaxed);
-                backoff = Duration::from_secs(1);
-                tracing::info!(broker = %address, "MQTT: connected");
-            }
-            Ok(_) => {}
-            Err(ConnectionError::RequestsDone) => return,
-            Err(_) if stopped.load(Ordering::Relaxed) => return,
-            Err(e) => {
-                if connected.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(broker = %address, "MQTT: connection lost ({e}); reconnecting");
-                } else {
-                    tracing::debug!(broker = %address, "MQTT: cannot connect ({e}); next try in {}s", backoff.as_secs());
+/// What the event loop's thread holds.
+struct Loop {
+    client: Client,
+    topics: Arc<parking_lot::Mutex<Vec<String>>>,
+    heard: smol::channel::Sender<Heard>,
+    /// Messages heard while the recipes' queue was full.
+    dropped: AtomicU64,
+    connected: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
+    address: String,
+}
+
+impl Loop {
+    /// Connects, reconnects with a backoff (saying so in the log once per change), subscribes
+    /// on every connection, hands on what it hears, and ends when the client is gone.
+    fn drive(self, mut connection: rumqttc::Connection) {
+        let address = &self.address;
+        let mut backoff = Duration::from_secs(1);
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    self.connected.store(true, Ordering::Relaxed);
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(broker = %address, "MQTT: connected");
+                    self.subscribe_all();
                 }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                Ok(Event::Incoming(Packet::Publish(p))) => self.hand_on(p.topic, p.payload.to_vec()),
+                Ok(_) => {}
+                Err(ConnectionError::RequestsDone) => return,
+                Err(_) if self.stopped.load(Ordering::Relaxed) => return,
+                Err(e) => {
+                    if self.connected.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(broker = %address, "MQTT: connection lost ({e}); reconnecting");
+                    } else {
+                        tracing::debug!(broker = %address, "MQTT: cannot connect ({e}); next try in {}s", backoff.as_secs());
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn subscribe_all(&self) {
+        for topic in self.topics.lock().iter() {
+            if let Err(e) = self.client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
+                tracing::warn!(topic = %topic, "MQTT: cannot subscribe ({e})");
+            }
+        }
+    }
+
+    fn hand_on(&self, topic: String, payload: Vec<u8>) {
+        if self.heard.try_send((topic, payload)).is_err() {
+            // Said once per power of two, so a flood costs a few lines.
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "MQTT: recipes are behind; messages heard are dropped");
             }
         }
     }

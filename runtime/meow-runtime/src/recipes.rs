@@ -236,6 +236,11 @@ impl Recipes {
         }
     }
 
+    /// Matches a message heard on an MQTT topic against every recipe.
+    pub fn on_mqtt(self: &Arc<Self>, topic: &str, payload: &[u8]) {
+        self.on_trigger_event(&meow_recipe::mqtt_event(topic, payload));
+    }
+
     fn on_trigger_event(self: &Arc<Self>, ev: &TriggerEvent) {
         for r in self.current() {
             if let Some(trigger) = r.matches(ev) {
