@@ -339,3 +339,78 @@ fn plugins_built_against_the_previous_and_the_next_wit_load_and_say_what_is_miss
     wait_for_all(&homes[0], &daemon, &["later: again".to_owned()]);
     assert_eq!(daemon.terminate(), 0);
 }
+
+/// A JavaScript plugin for `meow:bot` 0.2 (export `start`), answering every text with
+/// `"{name}: TEXT"` and counting in kv.
+fn js_v02_plugin(dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("bot.js"),
+        format!(
+            r#"import {{ reply }} from 'meow:bot/messaging@0.2.0';
+import {{ log }} from 'meow:bot/log@0.2.0';
+let started = false;
+export function start(config) {{ started = true; log('info', '{name} started'); }}
+export function handle(event) {{
+  if (event.tag !== 'message' || !started) return;
+  reply(event.val.id, `{name}: ${{event.val.text}}`);
+}}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("plugin.yaml"),
+        format!("name: {name}\nversion: 0.1.0\nkind: wasm\nentry: {name}.wasm\ncapabilities: [messaging]\n"),
+    )
+    .unwrap();
+}
+
+/// The 0.2 world (export `start`, which QuickJS's componentizer needs: it exports an `init` of
+/// its own) beside 0.1: a JavaScript plugin built with componentize-js (jco's default backend)
+/// and one built with componentize-qjs (jco's QuickJS backend) both load and answer; QuickJS
+/// on a 0.1 plugin is refused with the reason.
+#[test]
+fn javascript_plugins_of_the_0_2_world_built_with_starlingmonkey_and_quickjs_both_answer() {
+    if !tool_or_skip("componentize-js", "npm install -g @bytecodealliance/componentize-js")
+        || !tool_or_skip("componentize-qjs", "npm install -g componentize-qjs")
+    {
+        return;
+    }
+    let tmp = TempDir::new("wit-0.2");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
+    js_v02_plugin(&tmp.path().join("src/sm"), "sm");
+    js_v02_plugin(&tmp.path().join("src/qjs"), "qjs");
+    let cli = cli(&tmp);
+    cli.meow_in(tmp.path(), &["plugin", "build", "src/sm", "--out", "built"])
+        .ok();
+    cli.meow_in(
+        tmp.path(),
+        &["plugin", "build", "src/qjs", "--out", "built", "--js-engine", "quickjs"],
+    )
+    .ok();
+    // A 0.1 plugin cannot be built with QuickJS: the error says why and what to change.
+    js_v02_plugin(&tmp.path().join("src/old"), "old");
+    let js = std::fs::read_to_string(tmp.path().join("src/old/bot.js")).unwrap();
+    std::fs::write(
+        tmp.path().join("src/old/bot.js"),
+        js.replace("@0.2.0", "@0.1.3")
+            .replace("function start", "function init"),
+    )
+    .unwrap();
+    cli.meow_in(
+        tmp.path(),
+        &["plugin", "build", "src/old", "--out", "built", "--js-engine", "quickjs"],
+    )
+    .fails_with(1, "QuickJS builds meow:bot 0.2 only");
+    let instances = format!(
+        "plugin_dirs: [{}]\nplugins:\n  - {{ name: sm, plugin: sm, grant: [messaging] }}\n  \
+         - {{ name: qjs, plugin: qjs, grant: [messaging] }}\n",
+        tmp.path().join("built").display()
+    );
+    std::fs::write(&config, format!("{base}{instances}")).unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    homes[0].meow(&["send", "hub", "hi"]).ok();
+    wait_for_all(&homes[0], &daemon, &["sm: hi".to_owned(), "qjs: hi".to_owned()]);
+    assert_eq!(daemon.terminate(), 0);
+}

@@ -705,7 +705,11 @@ componentize-py`; JavaScript: `npm install -g @bytecodealliance/componentize-js`
     /// Build plugin sources into pinned bundles: Rust (Cargo.toml), Python (app.py), JavaScript
     /// (bot.js), an already-built component (the manifest's entry), or Lua (copied).
     #[command(
-        after_help = "Examples:\n  meow plugin build plugins              every plugin under plugins/\n  meow plugin build plugins/echo --out ~/.meow/plugins"
+        after_help = "Examples:\n  meow plugin build plugins              every plugin under plugins/\n  meow plugin build plugins/echo --out ~/.meow/plugins\n  meow plugin build bots/fast --js-engine quickjs\n\n\
+A JavaScript plugin is built against the WIT its imports name: `meow:bot/…@0.1.x` (exports\n\
+`init`, `handle`) or `@0.2.x` (exports `start`, `handle`); the host loads both. QuickJS\n\
+(componentize-qjs: `npm install -g componentize-qjs`) builds 0.2 only: its own export is\n\
+named `init`. Its components are smaller and start faster than StarlingMonkey's."
     )]
     Build {
         /// Plugin folders, or folders containing plugin folders.
@@ -714,6 +718,9 @@ componentize-py`; JavaScript: `npm install -g @bytecodealliance/componentize-js`
         /// Where bundles go.
         #[arg(long, default_value = "target/plugins")]
         out: PathBuf,
+        /// The JavaScript engine a JS plugin is built with.
+        #[arg(long, value_enum, default_value = "starlingmonkey")]
+        js_engine: crate::cmd_plugin::JsEngine,
     },
     /// Compile a component into the runtime's cache format (what `meow run` starts in a child
     /// process, so that the compiler's memory is returned when it exits).

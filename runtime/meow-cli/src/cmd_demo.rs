@@ -39,7 +39,7 @@ fn ensure_plugins(bundles: &Path) -> Vec<&'static str> {
             bundles.display()
         );
         let src = [repo().join("plugins").join(name)];
-        let mut built = crate::cmd_plugin::build(&src, bundles);
+        let mut built = crate::cmd_plugin::build(&src, bundles, crate::cmd_plugin::JsEngine::Starlingmonkey);
         if let Err(e) = &built
             && e.to_string().contains("wasm32-wasip2")
         {
@@ -47,7 +47,7 @@ fn ensure_plugins(bundles: &Path) -> Vec<&'static str> {
             let _ = std::process::Command::new("rustup")
                 .args(["target", "add", "wasm32-wasip2"])
                 .status();
-            built = crate::cmd_plugin::build(&src, bundles);
+            built = crate::cmd_plugin::build(&src, bundles, crate::cmd_plugin::JsEngine::Starlingmonkey);
         }
         match built {
             Ok(_) => ok.push(name),

@@ -81,8 +81,23 @@ fn cargo_build_wasm(dir: &Path, target_dir: &Path) -> anyhow::Result<PathBuf> {
         .join(format!("{}.wasm", package.replace('-', "_"))))
 }
 
-/// The WIT the Python and JavaScript builds bind to (this binary's own).
+/// The WITs the Python and JavaScript builds bind to (this binary's own): 0.1 and 0.2.
 const WIT: &str = include_str!("../../../wit/meow-bot.wit");
+const WIT_V02: &str = include_str!("../../../wit/v0.2/meow-bot.wit");
+
+/// The engine a JavaScript plugin is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JsEngine {
+    /// componentize-js (the engine behind `jco componentize`'s default backend).
+    Starlingmonkey,
+    /// componentize-qjs (`jco componentize --backend quickjs`), synchronous runtime; 0.2 only.
+    Quickjs,
+}
+
+/// Whether a JavaScript plugin targets `meow:bot` 0.2 (its imports name `@0.2.x`).
+fn targets_v02(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("bot.js")).is_ok_and(|js| js.contains("meow:bot/") && js.contains("@0.2."))
+}
 
 /// How a WASM plugin's folder is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,11 +138,13 @@ impl Source {
     }
 }
 
-/// Writes this binary's WIT under `build_dir`, for the tools that bind to it.
-fn wit_dir(build_dir: &Path) -> anyhow::Result<PathBuf> {
-    let dir = std::path::absolute(build_dir.join("wit"))?;
+/// Writes this binary's WIT (0.1, or with `v02` 0.2) under `build_dir`, for the tools that bind
+/// to it.
+fn wit_dir(build_dir: &Path, v02: bool) -> anyhow::Result<PathBuf> {
+    let dir = std::path::absolute(build_dir.join(if v02 { "wit-0.2" } else { "wit" }))?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("meow-bot.wit"), WIT).with_context(|| format!("writing {}", dir.display()))?;
+    let text = if v02 { WIT_V02 } else { WIT };
+    std::fs::write(dir.join("meow-bot.wit"), text).with_context(|| format!("writing {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -176,9 +193,23 @@ fn run_tool(dir: &Path, tool: &str, install: &str, args: &[&std::ffi::OsStr]) ->
 }
 
 /// Builds a Python (`app.py`, componentize-py) or JavaScript (`bot.js`, componentize-js with its
-/// default features) plugin into `<build_dir>/<name>.wasm`.
-fn component_build(source: Source, dir: &Path, build_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let wit = wit_dir(build_dir)?;
+/// default features, or componentize-qjs) plugin into `<build_dir>/<name>.wasm`.
+fn component_build(
+    source: Source,
+    dir: &Path,
+    build_dir: &Path,
+    name: &str,
+    engine: JsEngine,
+) -> anyhow::Result<PathBuf> {
+    let v02 = source == Source::Js && targets_v02(dir);
+    if source == Source::Js && engine == JsEngine::Quickjs && !v02 {
+        bail!(
+            "{}: QuickJS builds meow:bot 0.2 only (its own export is named `init`): import \
+             'meow:bot/…@0.2.0' and export `start` instead of `init`",
+            dir.display()
+        );
+    }
+    let wit = wit_dir(build_dir, v02)?;
     let out = std::path::absolute(build_dir.join(format!("{name}.wasm")))?;
     let (w, o) = (wit.as_os_str(), out.as_os_str());
     let (tool, install, args): (_, _, Vec<&std::ffi::OsStr>) = match source {
@@ -192,6 +223,23 @@ fn component_build(source: Source, dir: &Path, build_dir: &Path, name: &str) -> 
                 "bot".as_ref(),
                 "componentize".as_ref(),
                 "app".as_ref(),
+                "-o".as_ref(),
+                o,
+            ]
+            .into(),
+        ),
+        _ if engine == JsEngine::Quickjs => (
+            "componentize-qjs",
+            "npm install -g componentize-qjs (or in the plugin's folder, without -g)",
+            [
+                "--wit".as_ref(),
+                w,
+                "--js".as_ref(),
+                "bot.js".as_ref(),
+                "--world".as_ref(),
+                "bot".as_ref(),
+                // Our host calls plugins synchronously (no component-model async ABI).
+                "--sync".as_ref(),
                 "-o".as_ref(),
                 o,
             ]
@@ -227,7 +275,7 @@ fn copy_into(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Builds (WASM) or copies (Lua) each plugin into a pinned bundle under `out`.
-pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
+pub fn build(sources: &[PathBuf], out: &Path, engine: JsEngine) -> anyhow::Result<Vec<String>> {
     let mut dirs = Vec::new();
     for s in sources {
         find_plugins(s, 2, &mut dirs);
@@ -249,7 +297,7 @@ pub fn build(sources: &[PathBuf], out: &Path) -> anyhow::Result<Vec<String>> {
                 };
                 let built = match source {
                     Source::Rust => cargo_build_wasm(&dir, &scratch)?,
-                    Source::Python | Source::Js => component_build(source, &dir, &scratch, &manifest.name)?,
+                    Source::Python | Source::Js => component_build(source, &dir, &scratch, &manifest.name, engine)?,
                     Source::Prebuilt => dir.join(&manifest.entry),
                 };
                 (built, source.name())

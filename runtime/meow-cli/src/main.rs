@@ -157,8 +157,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             meow_wasm::compile_file(&input, &output)?;
             Ok(0)
         }
-        Command::Plugin(PluginCmd::Build { sources, out }) => {
-            for line in cmd_plugin::build(&sources, &out)? {
+        Command::Plugin(PluginCmd::Build {
+            sources,
+            out,
+            js_engine,
+        }) => {
+            for line in cmd_plugin::build(&sources, &out, js_engine)? {
                 println!("built {line}");
             }
             Ok(0)

@@ -28,18 +28,29 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+#[macro_use]
+mod hosts;
 mod output;
 mod unprovided;
 
-mod bindings {
+/// The bindings of `meow:bot@0.1.x` (the guest exports `init` and `handle`).
+mod v01 {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "bot",
     });
 }
 
-use bindings::meow::bot::types;
-use bindings::{Bot, BotPre, meow};
+/// The bindings of `meow:bot@0.2.x` (the guest exports `start` and `handle`).
+mod v02 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/v0.2",
+        world: "bot",
+    });
+}
+
+host_version!(v01, host_v01);
+host_version!(v02, host_v02);
 
 /// How often the epoch advances.
 const TICK: Duration = Duration::from_millis(10);
@@ -58,200 +69,6 @@ impl WasiView for State {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-fn wit_error(e: HostError) -> types::Error {
-    match e {
-        HostError::Denied(s) => types::Error::Denied(s),
-        HostError::NotFound(s) => types::Error::NotFound(s),
-        HostError::Quota(s) => types::Error::Quota(s),
-        HostError::Invalid(s) => types::Error::Invalid(s),
-        HostError::Failed(s) => types::Error::Failed(s),
-    }
-}
-
-impl types::Host for State {}
-
-impl meow::bot::messaging::Host for State {
-    fn send(&mut self, to: String, text: String) -> Result<(), types::Error> {
-        self.host.send(&to, "text", text.into_bytes()).map_err(wit_error)
-    }
-
-    fn send_typed(&mut self, to: String, content_type: String, body: Vec<u8>) -> Result<(), types::Error> {
-        self.host.send(&to, &content_type, body).map_err(wit_error)
-    }
-
-    fn reply(&mut self, message_id: String, text: String) -> Result<(), types::Error> {
-        self.host.reply(&message_id, &text).map_err(wit_error)
-    }
-}
-
-impl meow::bot::kv::Host for State {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, types::Error> {
-        self.host.kv_get(&key).map_err(wit_error)
-    }
-
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), types::Error> {
-        self.host.kv_set(&key, &value).map_err(wit_error)
-    }
-
-    fn delete(&mut self, key: String) -> Result<(), types::Error> {
-        self.host.kv_delete(&key).map_err(wit_error)
-    }
-
-    fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, types::Error> {
-        self.host.kv_list(&prefix).map_err(wit_error)
-    }
-}
-
-impl meow::bot::timers::Host for State {
-    fn set_timeout(&mut self, name: String, after_ms: u64) -> Result<u64, types::Error> {
-        self.host.set_timer(&name, after_ms, false).map_err(wit_error)
-    }
-
-    fn set_interval(&mut self, name: String, every_ms: u64) -> Result<u64, types::Error> {
-        self.host.set_timer(&name, every_ms, true).map_err(wit_error)
-    }
-
-    fn set_cron(&mut self, name: String, expression: String) -> Result<u64, types::Error> {
-        self.host.set_cron_timer(&name, &expression).map_err(wit_error)
-    }
-
-    fn cancel(&mut self, id: u64) -> Result<(), types::Error> {
-        self.host.cancel_timer(id).map_err(wit_error)
-    }
-}
-
-impl meow::bot::log::Host for State {
-    fn log(&mut self, level: types::Level, message: String) {
-        let level = match level {
-            types::Level::Trace => Level::Trace,
-            types::Level::Debug => Level::Debug,
-            types::Level::Info => Level::Info,
-            types::Level::Warn => Level::Warn,
-            types::Level::Error => Level::Error,
-        };
-        self.host.log(level, &message);
-    }
-}
-
-impl meow::bot::node::Host for State {
-    fn info(&mut self) -> meow::bot::node::NodeInfo {
-        let i = self.host.node_info();
-        meow::bot::node::NodeInfo {
-            instance: i.instance,
-            nickname: i.nickname,
-            fingerprint: i.fingerprint,
-            contacts: i.contacts,
-            now: i.now,
-        }
-    }
-
-    fn contact_policy(&mut self, contact: String) -> Option<String> {
-        self.host.contact_policy(&contact)
-    }
-}
-
-impl meow::bot::groups::Host for State {
-    fn send(&mut self, group: String, text: String) -> Result<(), types::Error> {
-        self.host.group_send(&group, &text).map_err(wit_error)
-    }
-
-    fn names(&mut self) -> Result<Vec<String>, types::Error> {
-        self.host.group_names().map_err(wit_error)
-    }
-
-    fn members(&mut self, group: String) -> Result<Vec<String>, types::Error> {
-        self.host.group_members(&group).map_err(wit_error)
-    }
-}
-
-impl meow::bot::broadcast::Host for State {
-    fn send(&mut self, text: String) -> Result<(), types::Error> {
-        self.host.broadcast(&text).map_err(wit_error)
-    }
-}
-
-impl meow::bot::directory::Host for State {
-    fn publish(&mut self, description: String, tags: Vec<String>) -> Result<(), types::Error> {
-        self.host.directory_publish(&description, tags).map_err(wit_error)
-    }
-
-    fn withdraw(&mut self) -> Result<(), types::Error> {
-        self.host.directory_withdraw().map_err(wit_error)
-    }
-
-    fn search(&mut self, words: String) -> Result<Vec<meow::bot::directory::Entry>, types::Error> {
-        let found = self.host.directory_search(&words).map_err(wit_error)?;
-        Ok(found
-            .into_iter()
-            .map(|e| meow::bot::directory::Entry {
-                nickname: e.nickname,
-                description: e.description,
-                tags: e.tags,
-                card: e.card,
-            })
-            .collect())
-    }
-}
-
-impl meow::bot::files::Host for State {
-    fn send(&mut self, to: String, name: String, media_type: String, data: Vec<u8>) -> Result<String, types::Error> {
-        let file = meow_plugin::OutgoingFile {
-            to,
-            name,
-            media_type,
-            data,
-        };
-        self.host.file_send(file).map_err(wit_error)
-    }
-
-    fn read(&mut self, id: String, offset: u64, len: u32) -> Result<Vec<u8>, types::Error> {
-        self.host.file_read(&id, offset, len).map_err(wit_error)
-    }
-}
-
-impl meow::bot::http::Host for State {
-    fn fetch(&mut self, r: meow::bot::http::Request) -> Result<meow::bot::http::Response, types::Error> {
-        let request = meow_plugin::HttpRequest {
-            method: r.method,
-            url: r.url,
-            headers: r.headers,
-            body: r.body,
-        };
-        let answer = self.host.http(request).map_err(wit_error)?;
-        Ok(meow::bot::http::Response {
-            status: answer.status,
-            headers: answer.headers,
-            body: answer.body,
-        })
-    }
-}
-
-fn wit_event(e: &Event) -> types::Event {
-    match e {
-        Event::Startup => types::Event::Startup,
-        Event::Message(m) => types::Event::Message(types::Message {
-            id: m.id.clone(),
-            sender: m.sender.clone(),
-            content_type: m.content_type.clone(),
-            body: m.body.clone(),
-            text: m.text.clone(),
-            sent_at: m.sent_at,
-            group: m.group.clone(),
-        }),
-        Event::Timer { id, name } => types::Event::Timer(types::Timer {
-            id: *id,
-            name: name.clone(),
-        }),
-        Event::ContactAdded { name, via_directory } => types::Event::ContactAdded((name.clone(), *via_directory)),
-        Event::Broadcast(b) => types::Event::Broadcast(types::Broadcast {
-            server: b.server.clone(),
-            from_operator: b.from_operator,
-            text: b.text.clone(),
-            sent_at: b.sent_at,
-        }),
     }
 }
 
@@ -311,7 +128,8 @@ impl WasmEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError(e.to_string()))?;
         refuse_waiting(&mut linker).map_err(|e| EngineError(e.to_string()))?;
-        Bot::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| EngineError(e.to_string()))?;
+        v01::Bot::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| EngineError(e.to_string()))?;
+        v02::Bot::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| EngineError(e.to_string()))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("meow-wasm-epoch".into())
@@ -465,15 +283,24 @@ impl WasmEngine {
     fn link(&self, component: &Component) -> Result<InstancePre<State>, Failure> {
         let broken = |e: wasmtime::Error| {
             Failure::Broken(format!(
-                "cannot link against this host's {WIT_VERSION}: {e:#} (build it against the meow:bot world of wit/)"
+                "cannot link against this host's {}: {e:#} (build it against a meow:bot world of wit/)",
+                WIT_VERSIONS.join(" or ")
             ))
         };
-        if let Ok(pre) = self.linker.instantiate_pre(component) {
-            return Ok(pre);
+        let pre = match self.linker.instantiate_pre(component) {
+            Ok(pre) => pre,
+            Err(_) => {
+                let mut linker = self.linker.clone();
+                unprovided::stub(&mut linker, component).map_err(broken)?;
+                linker.instantiate_pre(component).map_err(broken)?
+            }
+        };
+        if v01::BotPre::new(pre.clone()).is_err() && v02::BotPre::new(pre.clone()).is_err() {
+            return Err(Failure::Broken(
+                "exports neither `init` and `handle` (meow:bot 0.1) nor `start` and `handle` (meow:bot 0.2)".into(),
+            ));
         }
-        let mut linker = self.linker.clone();
-        unprovided::stub(&mut linker, component).map_err(broken)?;
-        linker.instantiate_pre(component).map_err(broken)
+        Ok(pre)
     }
 }
 
@@ -482,8 +309,41 @@ pub const CACHE_MAX_BYTES: u64 = 512 << 20;
 /// The most compiled components the cache keeps.
 pub const CACHE_MAX_FILES: usize = 64;
 
-/// The WIT package this host implements.
+/// The WIT package this host implements (the 0.1 line; [`WIT_VERSIONS`] has every one).
 pub const WIT_VERSION: &str = "meow:bot@0.1.3";
+/// Every version of the WIT package this host links, side by side: a plugin built against any
+/// `0.1.x` or `0.2.x` loads (what a later patch adds fails only when called).
+pub const WIT_VERSIONS: &[&str] = &[WIT_VERSION, "meow:bot@0.2.0"];
+
+/// A running guest, of either supported version of the world.
+enum Guest {
+    V01(v01::Bot),
+    V02(v02::Bot),
+}
+
+impl Guest {
+    /// Instantiates a linked component as the version whose exports it has.
+    fn instantiate(pre: InstancePre<State>, store: &mut Store<State>) -> wasmtime::Result<Self> {
+        match v01::BotPre::new(pre.clone()) {
+            Ok(p) => Ok(Guest::V01(p.instantiate(store)?)),
+            Err(_) => Ok(Guest::V02(v02::BotPre::new(pre)?.instantiate(store)?)),
+        }
+    }
+
+    fn start(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Guest::V01(b) => b.call_init(store, config),
+            Guest::V02(b) => b.call_start(store, config),
+        }
+    }
+
+    fn handle(&self, store: &mut Store<State>, event: &Event) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Guest::V01(b) => b.call_handle(store, &host_v01::wit_event(event)),
+            Guest::V02(b) => b.call_handle(store, &host_v02::wit_event(event)),
+        }
+    }
+}
 
 /// Runs `program IN OUT` on the plugin's code; `OUT` is `path`.
 fn compile_child(program: &[std::ffi::OsString], plugin: &Plugin, path: &Path) -> Result<(), String> {
@@ -538,7 +398,7 @@ fn describe(e: &wasmtime::Error, limits: &Limits) -> String {
 /// A running WASM instance.
 pub struct WasmInstance {
     store: Store<State>,
-    bot: Bot,
+    bot: Guest,
     limits: Limits,
     stdout: output::GuestOutput,
     stderr: output::GuestOutput,
@@ -608,14 +468,13 @@ impl WasmInstance {
 impl Instance for WasmInstance {
     fn init(&mut self, config: &str) -> Result<(), Failure> {
         self.store.set_epoch_deadline(ticks(self.limits.call_ms));
-        let r = self.bot.call_init(&mut self.store, config);
+        let r = self.bot.start(&mut self.store, config);
         self.outcome(r)
     }
 
     fn handle(&mut self, event: &Event) -> Result<(), Failure> {
         self.store.set_epoch_deadline(ticks(self.limits.call_ms));
-        let ev = wit_event(event);
-        let r = self.bot.call_handle(&mut self.store, &ev);
+        let r = self.bot.handle(&mut self.store, event);
         self.outcome(r)
     }
 }
@@ -650,8 +509,7 @@ impl meow_plugin::Engine for WasmEngine {
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(limits.call_ms));
-        let bot = BotPre::new(pre)
-            .and_then(|p| p.instantiate(&mut store))
+        let bot = Guest::instantiate(pre, &mut store)
             .map_err(|e| Failure::Stopped(format!("cannot start: {}", describe(&e, &limits))))?;
         Ok(Box::new(WasmInstance {
             store,

@@ -1,5 +1,5 @@
 //! Imports this host does not provide, linked to stubs that fail when called: so a plugin built
-//! against a later `0.1.x` of `meow:bot` (which only adds functions) or a default JavaScript build
+//! against a later `0.1.x` or `0.2.x` of `meow:bot` (which only add functions) or a default JavaScript build
 //! (which imports `wasi:http`) loads, and fails only if it calls what is missing, with the
 //! import named.
 //!
@@ -25,18 +25,26 @@ const LINKED_PACKAGES: &[&str] = &[
     "wasi:sockets/",
 ];
 
-/// A call to an import this host does not provide.
+/// A call to an import this host does not provide: the import, and the host's WIT it was
+/// looked for in.
 #[derive(Debug, thiserror::Error)]
-#[error("called {0}, which this host ({wit}) does not provide", wit = crate::WIT_VERSION)]
-pub(crate) struct Unprovided(pub String);
+#[error("called {0}, which this host ({1}) does not provide")]
+pub(crate) struct Unprovided(pub String, pub &'static str);
 
-/// The name under which the host links the `meow:bot` interface `name` names (any `0.1.x`), or
-/// `None` for another package.
+/// The host's version of the `meow:bot` package of the same minor version as `version`.
+fn host_version(version: &str) -> Option<&'static str> {
+    crate::WIT_VERSIONS.iter().copied().find(|w| {
+        let host = w.strip_prefix("meow:bot@").unwrap_or(w);
+        version.split('.').take(2).eq(host.split('.').take(2))
+    })
+}
+
+/// The name under which the host links the `meow:bot` interface `name` names (any `0.1.x` or
+/// `0.2.x`), or `None` for another package or minor version.
 fn ours(name: &str) -> Option<String> {
     let (interface, version) = name.strip_prefix("meow:bot/")?.split_once('@')?;
-    let host = crate::WIT_VERSION.strip_prefix("meow:bot@").unwrap_or("0.1.0");
-    let compatible = version.split('.').take(2).eq(host.split('.').take(2));
-    compatible.then(|| format!("meow:bot/{interface}@{host}"))
+    let host = host_version(version)?.strip_prefix("meow:bot@")?;
+    Some(format!("meow:bot/{interface}@{host}"))
 }
 
 /// The host's types of the WASI resources other interfaces alias (`use wasi:io/streams.{…}`
@@ -84,11 +92,17 @@ pub(crate) fn stub<T: 'static>(linker: &mut Linker<T>, component: &Component) ->
         } else {
             (name.to_owned(), true)
         };
+        // The WIT an error names: the one of the same minor version, or the 0.1 line.
+        let wit = name
+            .split_once('@')
+            .and_then(|(_, v)| host_version(v))
+            .filter(|_| !whole)
+            .unwrap_or(crate::WIT_VERSION);
         let mut into = linker.instance(&target)?;
         for (export, item) in instance.exports(&engine) {
             let full = format!("{name}#{export}");
             match item.ty {
-                ComponentItem::ComponentFunc(_) => define_failing(&mut into, export, full),
+                ComponentItem::ComponentFunc(_) => define_failing(&mut into, export, full, wit),
                 ComponentItem::Resource(theirs) if whole => {
                     let host = aliased.iter().find(|(t, _)| *t == theirs).map(|(_, ours)| *ours);
                     into.resource(export, host.unwrap_or(ResourceType::host::<()>()), |_, _| Ok(()))
@@ -103,9 +117,14 @@ pub(crate) fn stub<T: 'static>(linker: &mut Linker<T>, component: &Component) ->
 
 /// Defines `export` as a function that fails, naming `full`; in a `meow:bot` instance this fails
 /// (and is ignored) for a function the host already has.
-fn define_failing<T: 'static>(into: &mut LinkerInstance<'_, T>, export: &str, full: String) -> wasmtime::Result<()> {
+fn define_failing<T: 'static>(
+    into: &mut LinkerInstance<'_, T>,
+    export: &str,
+    full: String,
+    wit: &'static str,
+) -> wasmtime::Result<()> {
     into.func_new(export, move |_, _, _, _| {
-        Err(wasmtime::Error::new(Unprovided(full.clone())))
+        Err(wasmtime::Error::new(Unprovided(full.clone(), wit)))
     })
 }
 
@@ -120,7 +139,8 @@ mod tests {
             Some("meow:bot/messaging@0.1.3")
         );
         assert_eq!(ours("meow:bot/kv@0.1.0").as_deref(), Some("meow:bot/kv@0.1.3"));
-        assert_eq!(ours("meow:bot/kv@0.2.0"), None);
+        assert_eq!(ours("meow:bot/kv@0.2.4").as_deref(), Some("meow:bot/kv@0.2.0"));
+        assert_eq!(ours("meow:bot/kv@0.3.0"), None);
         assert_eq!(ours("wasi:http/types@0.2.10"), None);
     }
 }

@@ -1,9 +1,10 @@
 // {{name}}: answers "hello" with a greeting and counts greetings per contact.
-// Built into a component by `meow plugin build` with componentize-js (StarlingMonkey).
+// Built into a component by `meow plugin build` with componentize-js (StarlingMonkey), or with
+// `--js-engine quickjs` by componentize-qjs. It targets meow:bot 0.2 (export `start`).
 
-import { reply } from 'meow:bot/messaging@0.1.3';
-import { get, set } from 'meow:bot/kv@0.1.3';
-import { log } from 'meow:bot/log@0.1.3';
+import { reply } from 'meow:bot/messaging@0.2.0';
+import { get, set } from 'meow:bot/kv@0.2.0';
+import { log } from 'meow:bot/log@0.2.0';
 
 function count(sender) {
   const key = `greeted/${sender}`;
@@ -13,7 +14,7 @@ function count(sender) {
   return n;
 }
 
-export function init(config) {
+export function start(config) {
   log('info', '{{name}} ready');
 }
 
