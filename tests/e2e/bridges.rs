@@ -64,15 +64,7 @@ fn a_plugin_calls_an_allowed_host_and_is_denied_the_others() {
         "  - { name: web, plugin: \"{local}/web\", grant: [messaging, http] }\n  \
          - { name: noweb, plugin: \"{local}/web\", grant: [messaging] }\n",
     );
-    let dir = s.local().join("web");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("web.lua"), WEB).unwrap();
-    std::fs::write(
-        dir.join("plugin.yaml"),
-        "name: web\nversion: 0.1.0\nkind: lua\nentry: web.lua\ncapabilities: [messaging, http]\n",
-    )
-    .unwrap();
-    s.bot.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
+    s.lua_plugin("web", WEB, "messaging, http");
     let yaml = std::fs::read_to_string(&s.config).unwrap();
     std::fs::write(
         &s.config,

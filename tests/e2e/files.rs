@@ -4,21 +4,9 @@
 
 use std::time::Duration;
 
-use crate::support::{Daemon, Home, ServerProc, TempDir, free_port, grep, setup, wait_for, wait_for_text};
-
-/// Alice and Bob, contacts of each other through a server process.
-fn pair(tmp: &TempDir, server: &ServerProc) -> (Home, Home) {
-    let alice = Home::init(tmp.path().join("alice"), "alice");
-    let bob = Home::init(tmp.path().join("bob"), "bob");
-    for h in [&alice, &bob] {
-        h.meow(&["servers", "add", &server.card.to_text()]).ok();
-    }
-    let inv = tmp.path().join("inv.meowcard");
-    alice.meow(&["invite", "bob", "--out", inv.to_str().unwrap()]).ok();
-    bob.meow(&["accept", inv.to_str().unwrap(), "--name", "alice"]).ok();
-    alice.meow(&["inbox"]).ok();
-    (alice, bob)
-}
+use crate::support::{
+    Daemon, Home, ServerProc, TempDir, contacts_through, free_port, grep, setup, wait_for, wait_for_text,
+};
 
 /// Bytes that compress badly and repeat nowhere in 5 MB.
 fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -44,7 +32,8 @@ fn a_5_mb_file_arrives_intact_through_a_server_restart_and_one_sent_while_it_is_
     let data_dir = tmp.path().join("server");
     let port = free_port();
     let server = ServerProc::start_on(&data_dir, port, &[]);
-    let (alice, bob) = pair(&tmp, &server);
+    let (alice, bob) = contacts_through(&tmp, &server, "alice", "bob");
+    alice.meow(&["inbox"]).ok();
 
     let big = content(5 * 1024 * 1024, 7);
     let path = tmp.path().join("report.bin");
@@ -175,15 +164,7 @@ fn plugins_and_recipes_send_read_and_save_files_and_the_capability_is_enforced()
         "  - { name: filer, plugin: filer, grant: [messaging, kv, files] }\n  \
          - { name: nofiles, plugin: \"{local}/nofiles\", grant: [messaging] }\n",
     );
-    let local = s.local().join("nofiles");
-    std::fs::create_dir_all(&local).unwrap();
-    std::fs::write(local.join("nofiles.lua"), NO_FILES).unwrap();
-    std::fs::write(
-        local.join("plugin.yaml"),
-        "name: nofiles\nversion: 0.1.0\nkind: lua\nentry: nofiles.lua\ncapabilities: [messaging, files]\n",
-    )
-    .unwrap();
-    s.bot.meow(&["plugin", "pin", local.to_str().unwrap()]).ok();
+    s.lua_plugin("nofiles", NO_FILES, "messaging, files");
     // A recipe keeps every file that arrives in saved/, and sends manual.txt when asked.
     let recipes = s.tmp.path().join("recipes");
     std::fs::create_dir_all(recipes.join("saved")).unwrap();

@@ -201,14 +201,7 @@ fn a_damaged_home_or_server_store_is_refused_with_one_line_and_doctor_says_why()
         let tmp = TempDir::new("damaged");
         let data = tmp.path().join("server");
         let server = ServerProc::start(&data, &[]);
-        let home = Home::init(tmp.path().join("home"), "home");
-        let friend = Home::init(tmp.path().join("friend"), "friend");
-        for h in [&home, &friend] {
-            h.meow(&["servers", "add", &server.card.to_text()]).ok();
-        }
-        let inv = tmp.path().join("inv.meowcard");
-        home.meow(&["invite", "friend", "--out", inv.to_str().unwrap()]).ok();
-        friend.meow(&["accept", inv.to_str().unwrap(), "--name", "home"]).ok();
+        let (home, friend) = crate::support::contacts_through(&tmp, &server, "home", "friend");
         for i in 0..30 {
             // Deposits waiting in the server's store, and records in the home's vault.
             friend.meow(&["send", "home", &format!("note {i}")]).ok();

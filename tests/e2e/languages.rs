@@ -245,11 +245,7 @@ export!(P);
         ),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("plugin.yaml"),
-        format!("name: {name}\nversion: 0.1.0\nkind: wasm\nentry: {name}.wasm\ncapabilities: [messaging]\n"),
-    )
-    .unwrap();
+    wasm_manifest(dir, name);
 }
 
 #[test]
@@ -359,11 +355,7 @@ export function handle(event) {{
         ),
     )
     .unwrap();
-    std::fs::write(
-        dir.join("plugin.yaml"),
-        format!("name: {name}\nversion: 0.1.0\nkind: wasm\nentry: {name}.wasm\ncapabilities: [messaging]\n"),
-    )
-    .unwrap();
+    wasm_manifest(dir, name);
 }
 
 /// The 0.2 world (export `start`, which QuickJS's componentizer needs: it exports an `init` of
@@ -413,4 +405,13 @@ fn javascript_plugins_of_the_0_2_world_built_with_starlingmonkey_and_quickjs_bot
     homes[0].meow(&["send", "hub", "hi"]).ok();
     wait_for_all(&homes[0], &daemon, &["sm: hi".to_owned(), "qjs: hi".to_owned()]);
     assert_eq!(daemon.terminate(), 0);
+}
+
+/// The plugin.yaml of a WASM plugin `name` that sends messages.
+fn wasm_manifest(dir: &Path, name: &str) {
+    std::fs::write(
+        dir.join("plugin.yaml"),
+        format!("name: {name}\nversion: 0.1.0\nkind: wasm\nentry: {name}.wasm\ncapabilities: [messaging]\n"),
+    )
+    .unwrap();
 }

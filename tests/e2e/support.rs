@@ -487,6 +487,32 @@ impl Setup {
     pub fn local(&self) -> PathBuf {
         self.tmp.path().join("local-plugins")
     }
+
+    /// A Lua plugin `name` in the local plugins folder, asking for `capabilities`, pinned.
+    pub fn lua_plugin(&self, name: &str, code: &str, capabilities: &str) {
+        let dir = self.local().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.lua")), code).unwrap();
+        std::fs::write(
+            dir.join("plugin.yaml"),
+            format!("name: {name}\nversion: 0.1.0\nkind: lua\nentry: {name}.lua\ncapabilities: [{capabilities}]\n"),
+        )
+        .unwrap();
+        self.bot.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
+    }
+}
+
+/// Two homes `a` and `b` in `tmp`, contacts of each other through `server` (`a` invites `b`):
+/// each knows the other by the other's name.
+pub fn contacts_through(tmp: &TempDir, server: &ServerProc, a: &str, b: &str) -> (Home, Home) {
+    let (ha, hb) = (Home::init(tmp.path().join(a), a), Home::init(tmp.path().join(b), b));
+    for h in [&ha, &hb] {
+        h.meow(&["servers", "add", &server.card.to_text()]).ok();
+    }
+    let inv = tmp.path().join(format!("{b}.meowcard"));
+    ha.meow(&["invite", b, "--out", inv.to_str().unwrap()]).ok();
+    hb.meow(&["accept", inv.to_str().unwrap(), "--name", a]).ok();
+    (ha, hb)
 }
 
 /// Copies the files of a folder.

@@ -169,6 +169,10 @@ impl HttpClient {
             .method(request.method.as_str())
             .uri(&request.url);
         for (name, value) in &request.headers {
+            // The host is the URL's, checked above: a Host header naming another is refused.
+            if name.eq_ignore_ascii_case("host") {
+                return Err(HostError::Invalid("http: the Host header comes from the URL".into()));
+            }
             builder = builder.header(name, value);
         }
         let host = request
@@ -298,7 +302,13 @@ mod tests {
             headers: vec![],
             body: vec![],
         };
-        assert!(matches!(c.fetch("t", r), Err(HostError::Denied(m)) if m.contains("127.0.0.1:9")));
+        assert!(matches!(c.fetch("t", r.clone()), Err(HostError::Denied(m)) if m.contains("127.0.0.1:9")));
+        let allowed = client(&["127.0.0.1:9"]);
+        let spoofed = HttpRequest {
+            headers: vec![("HOST".into(), "internal.example".into())],
+            ..r
+        };
+        assert!(matches!(allowed.fetch("t", spoofed), Err(HostError::Invalid(_))));
         let bad = HttpSettings {
             allow: vec!["http://x.org".into()],
             timeout: "10s".into(),
