@@ -11,6 +11,7 @@
 ---@field sent_at integer      sender's clock, Unix milliseconds
 ---@field group string|nil     the group it was sent to, if any
 ---@field file MeowFile|nil     for content_type "file": the file that arrived
+---@field reply_to string|nil  the id of the message it answers (meow.reply sets it)
 
 ---@class MeowFile
 ---@field file string          its id, for meow.files.read

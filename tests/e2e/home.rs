@@ -454,3 +454,41 @@ fn a_hidden_contact_talks_while_unlocked_and_its_messages_wait_while_locked() {
         );
     }
 }
+
+/// The messages of `home`, as `meow inbox --all --json` gives them.
+fn messages(home: &Home) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(home.meow(&["inbox", "--all", "--json"]).ok()).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+/// Threads: `meow send --reply-to` (an id's start is enough) names the message it answers; the
+/// other side's inbox shows it, and a plugin's `reply` does the same.
+#[test]
+fn a_reply_names_the_message_it_answers_from_the_cli_and_from_a_plugin() {
+    let tmp = TempDir::new("threads");
+    let server = ServerProc::start(&tmp.path().join("server"), &[]);
+    let (alice, bob) = crate::support::contacts_through(&tmp, &server, "alice", "bob");
+    alice.meow(&["inbox"]).ok();
+    alice.meow(&["send", "bob", "dinner at 8?"]).ok();
+    alice.meow(&["send", "bob", "or at 9?"]).ok();
+    bob.meow(&["inbox"]).ok();
+    let asked = messages(&bob);
+    let first = asked.iter().find(|m| m["text"] == "dinner at 8?").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.meow(&["send", "alice", "yes, at 8", "--reply-to", &first[..6]])
+        .ok();
+    let shown = alice.meow(&["inbox"]);
+    assert!(
+        shown.ok().contains(&format!("bob (re {}): yes, at 8", &first[..8])),
+        "{}",
+        shown.stdout
+    );
+    let answer = messages(&alice).into_iter().find(|m| m["text"] == "yes, at 8").unwrap();
+    assert_eq!(answer["reply_to"], first.as_str());
+    // An id that names no message from that contact is refused, and nothing is sent.
+    bob.meow(&["send", "alice", "hm", "--reply-to", "zz"])
+        .fails_with(1, "no message from alice in the inbox has an id starting so");
+    assert_eq!(messages(&alice).len(), 1);
+}

@@ -310,3 +310,41 @@ fn the_helpdesk_bot_lists_its_commands_enforces_roles_and_slows_a_flood() {
     );
     assert_eq!(daemon.terminate(), 0);
 }
+
+/// A plugin's `meow.reply` and a recipe's `reply` name the message they answer: the contact's
+/// copy of each answer carries the id under which the bot received the question.
+#[test]
+fn a_plugins_and_a_recipes_replies_keep_the_thread() {
+    let s = setup(
+        "plugin-thread",
+        "  - { name: responder, plugin: responder, grant: [messaging, kv] }\n",
+    );
+    let recipe = s.tmp.path().join("away.yaml");
+    std::fs::write(
+        &recipe,
+        "version: 1\nname: away\ntriggers:\n  - message: { contains: away }\nactions:\n  - reply: { text: back at 8 }\n",
+    )
+    .unwrap();
+    let yaml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("{yaml}recipes:\n  - {}\n", recipe.display())).unwrap();
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+    s.user.meow(&["send", "bot", "ping"]).ok();
+    wait_for_text(&s.user, "pong", |t| t == "pong");
+    s.user.meow(&["send", "bot", "are you away?"]).ok();
+    wait_for_text(&s.user, "the recipe's answer", |t| t == "back at 8");
+    let json = |home: &crate::support::Home| -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(home.meow(&["inbox", "--all", "--json"]).ok())
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (asked, answered) = (json(&s.bot), json(&s.user));
+    for (question, answer) in [("ping", "pong"), ("are you away?", "back at 8")] {
+        let q = asked.iter().find(|m| m["text"] == question).unwrap();
+        let a = answered.iter().find(|m| m["text"] == answer).unwrap();
+        assert_eq!(a["reply_to"], q["id"], "{a}");
+    }
+    assert_eq!(daemon.terminate(), 0);
+}

@@ -75,7 +75,7 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Send a text message or a file to a contact.
     #[command(
-        after_help = "Examples:\n  meow send bob 'see you at 8'\n  echo 'from a script' | meow send bob -\n  meow send bob --file report.pdf\n  meow send bob --file scan.bin --as 'scan 2026-12-07.png' --type image/png\n\nA file travels in chunks of 112 KiB, each an end-to-end encrypted message; what is not\ndelivered now stays in the outbox and goes with the next send, inbox or run. The\nreceiving home checks its SHA-256 and shows it in `meow inbox`; `meow file save` writes it\nout. Files up to limits.file_size in meow.yaml (64 MiB by default).\n\nExit status 75 means the message was queued (server unreachable): it is\ndelivered by the next send, inbox or run."
+        after_help = "Examples:\n  meow send bob 'see you at 8'\n  echo 'from a script' | meow send bob -\n  meow send bob --file report.pdf\n  meow send bob --file scan.bin --as 'scan 2026-12-07.png' --type image/png\n  meow send bob 'yes, at 8' --reply-to 3fa2c1\n\nA file travels in chunks of 112 KiB, each an end-to-end encrypted message; what is not\ndelivered now stays in the outbox and goes with the next send, inbox or run. The\nreceiving home checks its SHA-256 and shows it in `meow inbox`; `meow file save` writes it\nout. Files up to limits.file_size in meow.yaml (64 MiB by default).\n\nExit status 75 means the message was queued (server unreachable): it is\ndelivered by the next send, inbox or run."
     )]
     Send(SendArgs),
     /// Files received (and on their way in): list, save to disk, delete.
@@ -618,6 +618,9 @@ pub struct SendArgs {
     /// The file's media type (default: guessed from the name, e.g. image/png).
     #[arg(long = "type", value_name = "TYPE", requires = "file")]
     pub media_type: Option<String>,
+    /// Answer a message (a thread): its id, or the start of it (`meow inbox --all --json`).
+    #[arg(long, value_name = "ID", conflicts_with = "file")]
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -173,6 +173,7 @@ pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<O
             (None, Some(text)) => Request::Send {
                 to: a.name.clone(),
                 text: text_arg(text)?,
+                reply_to: a.reply_to.clone(),
             },
             (None, None) => bail!("give a text or --file PATH"),
         },
@@ -568,7 +569,12 @@ pub fn item_line(i: &MessageView) -> String {
         } => format!("BROADCAST from {signer_fingerprint} on {server}"),
     };
     let auto = if i.automatic { " (automatic)" } else { "" };
-    format!("[{}] {who}{auto}: {body}", format_time(i.sent_at_ms))
+    let re = i
+        .reply_to
+        .as_deref()
+        .map(|id| format!(" (re {})", &id[..id.len().min(8)]))
+        .unwrap_or_default();
+    format!("[{}] {who}{auto}{re}: {body}", format_time(i.sent_at_ms))
 }
 
 /// One `meow status` line for a serial line or radio.

@@ -54,9 +54,9 @@ const PRELUDE: &str = "local exhausted, raw_pcall, raw_xpcall, raw_resume, raw_c
 /// `meow.commands`, written in Lua (see the file): run in the sandbox like the plugin's own code.
 const COMMANDS: &str = include_str!("commands.lua");
 
-const MESSAGE_TABLE: &str = "return function(id, sender, content_type, text, body, sent_at, group, automatic) \
+const MESSAGE_TABLE: &str = "return function(id, sender, content_type, text, body, sent_at, group, automatic, reply_to) \
     return { id = id, sender = sender, content_type = content_type, text = text, body = body, \
-    sent_at = sent_at, group = group, automatic = automatic } end";
+    sent_at = sent_at, group = group, automatic = automatic, reply_to = reply_to } end";
 
 /// Runs Lua plugins.
 #[derive(Debug, Default)]
@@ -473,6 +473,7 @@ fn handler_args(lua: &Lua, message_table: &Function, e: &Event) -> mlua::Result<
                 m.sent_at,
                 m.group.as_deref(),
                 m.automatic,
+                m.reply_to.as_deref(),
             ))?;
             if m.content_type == "file"
                 && let Some(json) = &m.text

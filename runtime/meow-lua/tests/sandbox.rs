@@ -47,6 +47,7 @@ fn message(text: &str) -> Event {
         sent_at: 1,
         group: None,
         automatic: false,
+        reply_to: None,
     })
 }
 
@@ -90,6 +91,7 @@ fn message_tables_carry_every_field_to_both_handler_styles() {
         sent_at: 1_800_000_000_000,
         group: Some("friends".into()),
         automatic: true,
+        reply_to: None,
     });
     for (src, prefix) in [(direct, ""), (catch_all, "message:")] {
         let (inst, rec) = start(&src, &[Capability::Messaging], Limits::default());

@@ -175,6 +175,7 @@ impl Node {
                     read: true,
                     origin: Origin::Contact,
                     automatic: false,
+                    reply_to: None,
                 };
                 if received_ms + REPLAY_WINDOW_MS > now {
                     b.put_in(

@@ -51,6 +51,8 @@ pub struct Queued {
     pub automatic: bool,
     /// The plugin instance or recipe that asked (counts against its outbox quota).
     pub by: Option<String>,
+    /// The message it answers.
+    pub reply_to: Option<MessageId>,
 }
 
 impl Queued {
@@ -62,6 +64,7 @@ impl Queued {
             content,
             automatic: false,
             by: None,
+            reply_to: None,
         }
     }
 }
@@ -90,11 +93,27 @@ impl Node {
     ) -> Result<Vec<OutboxItem>> {
         let contact = self.contact_id(name)?;
         self.queue_all(vec![Queued {
-            contact,
-            content_type,
-            content,
             automatic: true,
             by: Some(by.to_owned()),
+            ..Queued::new(contact, content_type, content)
+        }])
+    }
+
+    /// Queues a message to `name` that answers message `reply_to` (the receiver shows it as a
+    /// reply); with `by`, as a program's (automatic, counted against its quota).
+    pub fn queue_reply(
+        &mut self,
+        name: &str,
+        (content_type, content): (ContentType, Vec<u8>),
+        reply_to: MessageId,
+        by: Option<&str>,
+    ) -> Result<Vec<OutboxItem>> {
+        let contact = self.contact_id(name)?;
+        self.queue_all(vec![Queued {
+            automatic: by.is_some(),
+            by: by.map(str::to_owned),
+            reply_to: Some(reply_to),
+            ..Queued::new(contact, content_type, content)
         }])
     }
 
@@ -167,7 +186,7 @@ impl Node {
             let out = contact.conversation.seal_as(
                 m.content_type,
                 m.content,
-                m.automatic,
+                (m.automatic, m.reply_to),
                 self.env.now_ms(),
                 &mut self.env.rng(),
             )?;
@@ -623,6 +642,7 @@ impl Node {
             read: false,
             origin: Origin::Contact,
             automatic: msg.automatic,
+            reply_to: msg.reply_to,
         };
         if item.content_type == ContentType::FILE {
             let content = std::mem::take(&mut item.content);
@@ -687,6 +707,7 @@ impl Node {
                     signer: b.signer,
                 },
                 automatic: false,
+                reply_to: None,
             });
         }
         self.counters.broadcasts_seen.insert(server.to_owned(), seen);

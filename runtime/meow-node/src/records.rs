@@ -527,11 +527,13 @@ pub struct InboxItem {
     pub origin: Origin,
     /// Sent by a program, not a person (the message's automatic flag). Version 2 of the record.
     pub automatic: bool,
+    /// The id of the message it answers, if it is a reply. Version 3 of the record.
+    pub reply_to: Option<MessageId>,
 }
 
 impl Encode for InboxItem {
     fn encode(&self, w: &mut Writer) {
-        w.u8(2)
+        w.u8(3)
             .varint(self.seq)
             .string(&self.from)
             .varint(self.contact)
@@ -557,13 +559,16 @@ impl Encode for InboxItem {
             }
         }
         w.bool(self.automatic);
+        w.option(self.reply_to.as_ref(), |w, id| {
+            w.raw(&id.0);
+        });
     }
 }
 
 impl Decode for InboxItem {
     const WHAT: &'static str = "inbox item";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let v = versions(r, "inbox item", 2)?;
+        let v = versions(r, "inbox item", 3)?;
         let seq = r.varint("seq")?;
         let from = string(r, "from")?;
         let contact = r.varint("contact")?;
@@ -592,6 +597,10 @@ impl Decode for InboxItem {
             }
         };
         let automatic = v >= 2 && r.bool("automatic")?;
+        let reply_to = match v {
+            3.. => r.option("reply to", |r| Ok(MessageId(r.array("id replied to")?)))?,
+            _ => None,
+        };
         Ok(Self {
             seq,
             from,
@@ -604,6 +613,7 @@ impl Decode for InboxItem {
             read,
             origin,
             automatic,
+            reply_to,
         })
     }
 }

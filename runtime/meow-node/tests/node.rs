@@ -261,6 +261,7 @@ fn duplicates_and_messages_not_signed_by_the_contact_are_dropped() {
             rotation: None,
             rotation_ack: None,
             automatic: false,
+            reply_to: None,
         };
         let env = meow_proto::envelope::seal(&forged, &mallory, &conversation, &mut meow_proto::os_rng()).unwrap();
         client.deposit(mailbox, env).await.unwrap();
@@ -523,5 +524,47 @@ fn files_over_the_limit_forged_chunks_and_bad_digests_are_dropped() {
             .queue_file("bob", "up/../x.txt", "text/plain", b"x", None)
             .unwrap_err();
         assert!(err.to_string().contains("must not hold a slash"), "{err}");
+    });
+}
+
+#[test]
+fn a_reply_names_the_message_it_answers() {
+    let dir = tempdir("reply");
+    let srv = server(dir.path(), 0);
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+        sync::send(&alice, "bob", ContentType::TEXT, b"dinner at 8?".to_vec())
+            .await
+            .unwrap();
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        let question = got
+            .events
+            .iter()
+            .find_map(|e| match e {
+                NodeEvent::Message(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(question.reply_to, None);
+        let items = bob
+            .lock()
+            .await
+            .queue_reply("alice", (ContentType::TEXT, b"yes".to_vec()), question.message, None)
+            .unwrap();
+        sync::deliver_all(&bob, items).await.unwrap();
+        let got = sync::fetch(&alice, Duration::ZERO).await.unwrap();
+        let answer = got
+            .events
+            .iter()
+            .find_map(|e| match e {
+                NodeEvent::Message(i) if i.content == b"yes" => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(answer.reply_to, Some(question.message));
+        // Stored with it: the inbox read back still says what it answers.
+        let stored = alice.lock().await.inbox(false).unwrap();
+        assert_eq!(stored.last().unwrap().reply_to, Some(question.message));
     });
 }

@@ -20,6 +20,8 @@ pub struct MessageEvent {
     /// Sent by a program (another bot), not a person. Instances only see such messages when
     /// `accept_automatic: true` is set for them in meow.yaml.
     pub automatic: bool,
+    /// The id (hex) of the message it answers, if it is a reply.
+    pub reply_to: Option<String>,
 }
 
 /// An emergency broadcast.

@@ -39,6 +39,7 @@
 //!     rotation: None,
 //!     rotation_ack: None,
 //!     automatic: false,
+//!     reply_to: None,
 //! };
 //! let envelope = compact::seal(&reading, &mut sensor, &me, &peer)?;
 //! assert_eq!(envelope.len(), 83);
@@ -51,7 +52,7 @@
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::crypto::{CryptoRng, TAG_LEN, sha256};
 use crate::envelope::{
-    ContentType, EnvelopeError, FLAG_AUTOMATIC, Message, MessageId, read_flags, read_rotation_fields,
+    ContentType, EnvelopeError, FLAG_AUTOMATIC, Message, MessageId, OptionalFields, read_flags, read_optional_fields,
 };
 use crate::keys::ContactPublic;
 use crate::padding::LORA_FRAME_MAX;
@@ -142,7 +143,7 @@ pub fn check_layout(envelope: &[u8]) -> Result<(), EnvelopeError> {
 fn encode_body(m: &Message) -> Vec<u8> {
     let mut w = Writer::with_capacity(16 + m.content.len());
     w.u8(m.flags()).varint(m.sent_at_ms).varint(m.content_type.0.into());
-    m.encode_rotation_fields(&mut w);
+    m.encode_optional_fields(&mut w);
     w.raw(&m.content);
     w.into_bytes()
 }
@@ -152,7 +153,11 @@ fn decode_body(body: &[u8], id: MessageId) -> Result<Message, DecodeError> {
     let flags = read_flags(&mut r)?;
     let sent_at_ms = r.varint("sent_at")?;
     let content_type = ContentType(r.varint_max(u16::MAX.into(), "content type")? as u16);
-    let (rotation, rotation_ack) = read_rotation_fields(flags, &mut r)?;
+    let OptionalFields {
+        rotation,
+        rotation_ack,
+        reply_to,
+    } = read_optional_fields(flags, &mut r)?;
     Ok(Message {
         id,
         sent_at_ms,
@@ -161,6 +166,7 @@ fn decode_body(body: &[u8], id: MessageId) -> Result<Message, DecodeError> {
         rotation,
         rotation_ack,
         automatic: flags & FLAG_AUTOMATIC != 0,
+        reply_to,
     })
 }
 

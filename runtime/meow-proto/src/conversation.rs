@@ -302,15 +302,16 @@ impl Conversation {
         now_ms: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<Outgoing, ConversationError> {
-        self.seal_as(content_type, content, false, now_ms, rng)
+        self.seal_as(content_type, content, (false, None), now_ms, rng)
     }
 
-    /// [`Conversation::seal`], saying whether a program (not a person) sent the message.
+    /// [`Conversation::seal`], saying whether a program (not a person) sent the message and
+    /// which message it answers: `(automatic, reply_to)`.
     pub fn seal_as(
         &mut self,
         content_type: ContentType,
         content: Vec<u8>,
-        automatic: bool,
+        (automatic, reply_to): (bool, Option<MessageId>),
         now_ms: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<Outgoing, ConversationError> {
@@ -329,6 +330,7 @@ impl Conversation {
             content,
             rotation: self.pending.as_ref().map(KeySet::offer),
             rotation_ack: self.ack_due,
+            reply_to,
         };
         let envelope = match &mut self.version {
             Version::V2 { ratchet, .. } => {
@@ -374,6 +376,7 @@ impl Conversation {
             content,
             rotation: self.pending.as_ref().map(KeySet::offer),
             rotation_ack: self.ack_due,
+            reply_to: None,
         };
         let envelope = crate::compact::seal(&message, ratchet, &self.contact_key.public(), &self.peer)?;
         self.v2_due = false;

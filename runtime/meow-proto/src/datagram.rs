@@ -185,6 +185,7 @@ mod tests {
             rotation: None,
             rotation_ack: None,
             automatic: false,
+            reply_to: None,
         };
         // Message header: flags 1 + id 16 + time 6 + type 1 + content length 1.
         assert_eq!(message.to_bytes().len() - 20, 25);

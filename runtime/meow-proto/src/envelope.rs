@@ -78,6 +78,11 @@ impl MessageId {
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// Reads 32 hex digits (either case).
+    pub fn from_hex(s: &str) -> Option<Self> {
+        crate::file::TransferId::from_hex(s).map(|t| Self(t.0))
+    }
 }
 
 impl fmt::Debug for MessageId {
@@ -145,6 +150,7 @@ pub struct RotationOffer {
 const FLAG_ROTATION: u8 = 1;
 const FLAG_ROTATION_ACK: u8 = 2;
 pub(crate) const FLAG_AUTOMATIC: u8 = 4;
+const FLAG_REPLY: u8 = 8;
 
 /// A user message: what is signed and sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +171,9 @@ pub struct Message {
     /// `Auto-Submitted: auto-replied` in one bit. Bots do not answer such messages by default,
     /// which ends loops between two auto-answering homes.
     pub automatic: bool,
+    /// The id of the message this one answers (a thread): set by replies, shown by the
+    /// receiver beside the message it answers. Added within version 1 (flags bit 3).
+    pub reply_to: Option<MessageId>,
 }
 
 impl Encode for Message {
@@ -174,7 +183,7 @@ impl Encode for Message {
             .varint(self.sent_at_ms)
             .varint(self.content_type.0.into());
         w.bytes(&self.content);
-        self.encode_rotation_fields(w);
+        self.encode_optional_fields(w);
     }
 }
 
@@ -191,11 +200,14 @@ impl Message {
         if self.automatic {
             flags |= FLAG_AUTOMATIC;
         }
+        if self.reply_to.is_some() {
+            flags |= FLAG_REPLY;
+        }
         flags
     }
 
-    /// The rotation offer and acknowledgement, those present.
-    pub(crate) fn encode_rotation_fields(&self, w: &mut Writer) {
+    /// The rotation offer, the acknowledgement and the id replied to, those present.
+    pub(crate) fn encode_optional_fields(&self, w: &mut Writer) {
         if let Some(r) = &self.rotation {
             w.varint(r.serial.into());
             r.conversation.encode(w);
@@ -204,13 +216,16 @@ impl Message {
         if let Some(serial) = self.rotation_ack {
             w.varint(serial.into());
         }
+        if let Some(id) = &self.reply_to {
+            w.raw(&id.0);
+        }
     }
 }
 
 /// Reads a flags byte, refusing unknown flags.
 pub(crate) fn read_flags(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let flags = r.u8("message flags")?;
-    if flags & !(FLAG_ROTATION | FLAG_ROTATION_ACK | FLAG_AUTOMATIC) != 0 {
+    if flags & !(FLAG_ROTATION | FLAG_ROTATION_ACK | FLAG_AUTOMATIC | FLAG_REPLY) != 0 {
         return Err(DecodeError::UnknownValue {
             what: "message flags",
             value: flags.into(),
@@ -219,11 +234,15 @@ pub(crate) fn read_flags(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     Ok(flags)
 }
 
-/// Reads the rotation offer and acknowledgement that `flags` announce.
-pub(crate) fn read_rotation_fields(
-    flags: u8,
-    r: &mut Reader<'_>,
-) -> Result<(Option<RotationOffer>, Option<u32>), DecodeError> {
+/// The optional fields of a message body.
+pub(crate) struct OptionalFields {
+    pub rotation: Option<RotationOffer>,
+    pub rotation_ack: Option<u32>,
+    pub reply_to: Option<MessageId>,
+}
+
+/// Reads the rotation offer, acknowledgement and id replied to that `flags` announce.
+pub(crate) fn read_optional_fields(flags: u8, r: &mut Reader<'_>) -> Result<OptionalFields, DecodeError> {
     let rotation = if flags & FLAG_ROTATION != 0 {
         Some(RotationOffer {
             serial: r.varint_max(u32::MAX.into(), "rotation serial")? as u32,
@@ -238,7 +257,16 @@ pub(crate) fn read_rotation_fields(
     } else {
         None
     };
-    Ok((rotation, rotation_ack))
+    let reply_to = if flags & FLAG_REPLY != 0 {
+        Some(MessageId(r.array("id replied to")?))
+    } else {
+        None
+    };
+    Ok(OptionalFields {
+        rotation,
+        rotation_ack,
+        reply_to,
+    })
 }
 
 impl Decode for Message {
@@ -249,7 +277,11 @@ impl Decode for Message {
         let sent_at_ms = r.varint("sent_at")?;
         let content_type = ContentType(r.varint_max(u16::MAX.into(), "content type")? as u16);
         let content = r.bytes(padding::MAX_ENVELOPE, "content")?.to_vec();
-        let (rotation, rotation_ack) = read_rotation_fields(flags, r)?;
+        let OptionalFields {
+            rotation,
+            rotation_ack,
+            reply_to,
+        } = read_optional_fields(flags, r)?;
         Ok(Self {
             id,
             sent_at_ms,
@@ -258,6 +290,7 @@ impl Decode for Message {
             rotation,
             rotation_ack,
             automatic: flags & FLAG_AUTOMATIC != 0,
+            reply_to,
         })
     }
 }
@@ -492,6 +525,7 @@ mod tests {
             rotation: None,
             rotation_ack: None,
             automatic: false,
+            reply_to: None,
         }
     }
 
@@ -508,6 +542,7 @@ mod tests {
             }),
             rotation_ack: Some(4),
             automatic: true,
+            reply_to: Some(MessageId([3; 16])),
             ..msg(b"hello bob")
         };
         let env = seal(&m, &alice, &bob_conv.public(), &mut rng).unwrap();

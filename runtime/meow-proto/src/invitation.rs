@@ -142,6 +142,7 @@ pub fn answer_message(answer: &Card, now_ms: u64, rng: &mut impl CryptoRng) -> M
         rotation: None,
         rotation_ack: None,
         automatic: false,
+        reply_to: None,
     }
 }
 

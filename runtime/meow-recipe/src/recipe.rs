@@ -658,7 +658,7 @@ impl Recipe {
                 v.insert("kind".into(), json!(kind.as_str()));
                 v.insert("json".into(), json);
                 v.insert("captures".into(), Value::Object(captures));
-                for k in ["sender", "text", "id", "type", "policy"] {
+                for k in ["sender", "text", "id", "type", "policy", "reply_to"] {
                     v.entry(k).or_insert(Value::Null);
                 }
                 v.entry("automatic").or_insert(Value::Bool(false));

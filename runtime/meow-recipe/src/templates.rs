@@ -34,6 +34,7 @@ pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
             "type",
             "automatic",
             "policy",
+            "reply_to",
         ],
         TriggerKind::GroupMessage => &[
             "kind",
@@ -46,6 +47,7 @@ pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
             "group",
             "automatic",
             "policy",
+            "reply_to",
         ],
         TriggerKind::Schedule => &["kind", "time", "schedule"],
         TriggerKind::Startup => &["kind"],

@@ -100,6 +100,10 @@ pub enum Request {
         to: String,
         /// The text.
         text: String,
+        /// The message it answers: its id (hex), or the start of the id of a message from
+        /// `to` in the inbox.
+        #[serde(default)]
+        reply_to: Option<String>,
     },
     /// Send a file from disk (read by the home: give an absolute path).
     SendFile {

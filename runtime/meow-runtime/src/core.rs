@@ -244,6 +244,7 @@ pub fn plugin_event(e: &NodeEvent) -> Option<Event> {
                         _ => None,
                     },
                     automatic: item.automatic,
+                    reply_to: item.reply_to.map(|id| id.to_hex()),
                 }))
             }
         },
@@ -519,10 +520,17 @@ impl Core {
         &self,
         by: &str,
         to: &str,
-        content_type: ContentType,
-        body: Vec<u8>,
+        (content_type, body): (ContentType, Vec<u8>),
+        reply_to: Option<meow_proto::MessageId>,
     ) -> Result<sync::Delivery> {
-        let items = self.node.lock().await.queue_automatic(to, content_type, body, by)?;
+        let items = match reply_to {
+            Some(id) => self
+                .node
+                .lock()
+                .await
+                .queue_reply(to, (content_type, body), id, Some(by))?,
+            None => self.node.lock().await.queue_automatic(to, content_type, body, by)?,
+        };
         Ok(sync::deliver_message(&self.node, items).await?)
     }
 
@@ -533,8 +541,9 @@ impl Core {
                 to,
                 content_type,
                 body,
+                reply_to,
             } => match self
-                .send_automatic(&plugin_sender(&instance), &to, content_type, body)
+                .send_automatic(&plugin_sender(&instance), &to, (content_type, body), reply_to)
                 .await
             {
                 Ok(sync::Delivery::Delivered { .. }) => tracing::debug!(plugin = %instance, %to, "message delivered"),

@@ -89,7 +89,7 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
             let name = node.lock().await.set_trust(&server, trusted)?;
             Ok(Response::ServerTrusted { name, trusted })
         }
-        Request::Send { to, text } => send(node, &to, text).await,
+        Request::Send { to, text, reply_to } => send(node, &to, text, reply_to.as_deref()).await,
         Request::SendFile {
             to,
             path,
@@ -334,14 +334,49 @@ fn contacts(n: &Node) -> Response {
     Response::Contacts { contacts, invitations }
 }
 
-async fn send(node: &Mutex<Node>, to: &str, text: String) -> Result<Response> {
+async fn send(node: &Mutex<Node>, to: &str, text: String, reply_to: Option<&str>) -> Result<Response> {
+    let reply_to = match reply_to {
+        Some(id) => Some(replied(&*node.lock().await, to, id)?),
+        None => None,
+    };
     // Whatever waits in the outbox goes first.
     let earlier = sync::flush_outbox(node, false).await?;
-    let delivery = sync::send(node, to, ContentType::TEXT, text.into_bytes()).await?;
+    let delivery = match reply_to {
+        Some(id) => {
+            let items = node
+                .lock()
+                .await
+                .queue_reply(to, (ContentType::TEXT, text.into_bytes()), id, None)?;
+            sync::deliver_message(node, items).await?
+        }
+        None => sync::send(node, to, ContentType::TEXT, text.into_bytes()).await?,
+    };
     Ok(Response::Sent {
         earlier: earlier.delivered,
         delivery: delivery.into(),
     })
+}
+
+/// The message `id` names for a reply to `to`: a whole id, or the start of the id of a message
+/// from `to` in the inbox.
+fn replied(node: &Node, to: &str, id: &str) -> Result<meow_proto::MessageId> {
+    if let Some(whole) = meow_proto::MessageId::from_hex(id) {
+        return Ok(whole);
+    }
+    let prefix = id.to_ascii_lowercase();
+    let mut found = node
+        .inbox(false)?
+        .into_iter()
+        .filter(|i| i.from == to && !prefix.is_empty() && i.message.to_hex().starts_with(&prefix));
+    match (found.next(), found.next()) {
+        (Some(i), None) => Ok(i.message),
+        (None, _) => Err(RuntimeError::Invalid(format!(
+            "--reply-to {id}: no message from {to} in the inbox has an id starting so (see `meow inbox --all --json`)"
+        ))),
+        (Some(_), Some(_)) => Err(RuntimeError::Invalid(format!(
+            "--reply-to {id}: several messages from {to} start so: give more of the id"
+        ))),
+    }
 }
 
 async fn inbox(node: &Mutex<Node>, wait: Duration, all: bool) -> Result<Response> {

@@ -106,6 +106,9 @@ fn key(parts: &[&str]) -> Vec<u8> {
 pub fn trigger_event(e: &NodeEvent) -> Option<TriggerEvent> {
     let marked = |mut ev: TriggerEvent, item: &meow_node::InboxItem| {
         ev.fields.insert("automatic".into(), Value::Bool(item.automatic));
+        let reply_to = item.reply_to.map(|id| id.to_hex());
+        ev.fields
+            .insert("reply_to".into(), reply_to.map_or(Value::Null, Value::String));
         if item.content_type == meow_proto::ContentType::FILE {
             // Its text is the file's JSON description: `trigger.json.file`, `.name`, `.size`…
             ev.fields.insert("type".into(), json!("file"));
@@ -460,14 +463,14 @@ impl Recipes {
         a: Rendered,
     ) -> Result<String> {
         let by = recipe_sender(&r.name);
-        let send = |to: String, text: String| async move {
+        let send = |to: String, text: String, reply_to: Option<meow_proto::MessageId>| async move {
             d.auto.take(&to)?;
             let delivery = d
                 .send_automatic(
                     &recipe_sender(&r.name),
                     &to,
-                    meow_proto::ContentType::TEXT,
-                    text.into_bytes(),
+                    (meow_proto::ContentType::TEXT, text.into_bytes()),
+                    reply_to,
                 )
                 .await?;
             Ok::<_, RuntimeError>(match delivery {
@@ -476,10 +479,12 @@ impl Recipes {
             })
         };
         Ok(match a {
-            Rendered::Send { to, text } => send(to, text).await?,
+            Rendered::Send { to, text } => send(to, text, None).await?,
             Rendered::Reply { text } => {
                 let to = trigger["sender"].as_str().ok_or(RuntimeError::NoSender)?.to_owned();
-                send(to, text).await?
+                // A reply keeps the thread: it names the message it answers.
+                let id = trigger["id"].as_str().and_then(meow_proto::MessageId::from_hex);
+                send(to, text, id).await?
             }
             Rendered::GroupSend { group, text } => {
                 let n = sync::group_send_as(
@@ -508,6 +513,7 @@ impl Recipes {
                     sent_at: now,
                     group: None,
                     automatic: false,
+                    reply_to: None,
                 });
                 if d.deliver_to(&plugin, ev) {
                     "handed to the plugin".into()

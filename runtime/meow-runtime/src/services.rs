@@ -33,6 +33,8 @@ pub enum Command {
         content_type: meow_proto::ContentType,
         /// The content.
         body: Vec<u8>,
+        /// The message it answers.
+        reply_to: Option<meow_proto::MessageId>,
     },
     /// Send text to a group.
     GroupSend {
@@ -413,6 +415,34 @@ impl RuntimeServices {
         }
     }
 
+    /// Queues a message of a plugin: the contact must be addressable, the content fit one
+    /// message, and the instance within its rate, quota and automatic-message budget.
+    fn queue_send(
+        &self,
+        instance: &str,
+        to: &str,
+        content_type: meow_proto::ContentType,
+        body: Vec<u8>,
+        reply_to: Option<meow_proto::MessageId>,
+    ) -> Result<(), HostError> {
+        self.known(to)?;
+        if body.len() > meow_proto::envelope::max_content_len() {
+            return Err(HostError::Quota(format!(
+                "message of {} bytes is too large",
+                body.len()
+            )));
+        }
+        self.may_send(instance, 1)?;
+        self.auto.take(to).map_err(|e| HostError::Quota(e.to_string()))?;
+        self.queue(Command::Send {
+            instance: instance.to_owned(),
+            to: to.to_owned(),
+            content_type,
+            body,
+            reply_to,
+        })
+    }
+
     /// The largest file `instance` may send.
     fn file_cap(&self, instance: &str) -> u64 {
         self.sending
@@ -480,22 +510,7 @@ fn store_err(e: meow_store::StoreError) -> HostError {
 
 impl Services for RuntimeServices {
     fn send(&self, instance: &str, to: &str, ct: &str, body: Vec<u8>) -> Result<(), HostError> {
-        self.known(to)?;
-        let content_type = content_type(ct)?;
-        if body.len() > meow_proto::envelope::max_content_len() {
-            return Err(HostError::Quota(format!(
-                "message of {} bytes is too large",
-                body.len()
-            )));
-        }
-        self.may_send(instance, 1)?;
-        self.auto.take(to).map_err(|e| HostError::Quota(e.to_string()))?;
-        self.queue(Command::Send {
-            instance: instance.to_owned(),
-            to: to.to_owned(),
-            content_type,
-            body,
-        })
+        self.queue_send(instance, to, content_type(ct)?, body, None)
     }
 
     fn reply(&self, instance: &str, message_id: &str, text: &str) -> Result<(), HostError> {
@@ -506,7 +521,14 @@ impl Services for RuntimeServices {
             .get(message_id)
             .cloned()
             .ok_or_else(|| HostError::NotFound(format!("no recent message with id {message_id}")))?;
-        self.send(instance, &to, "text", text.as_bytes().to_vec())
+        let id = meow_proto::MessageId::from_hex(message_id);
+        self.queue_send(
+            instance,
+            &to,
+            meow_proto::ContentType::TEXT,
+            text.as_bytes().to_vec(),
+            id,
+        )
     }
 
     fn kv_get(&self, instance: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {

@@ -209,6 +209,9 @@ pub struct MessageView {
     pub automatic: bool,
     /// Where it came from.
     pub origin: OriginView,
+    /// The id (hex) of the message it answers, if it is a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 impl From<&meow_node::InboxItem> for MessageView {
@@ -244,6 +247,7 @@ impl From<&meow_node::InboxItem> for MessageView {
             bytes: i.content.len(),
             automatic: i.automatic,
             origin,
+            reply_to: i.reply_to.map(|id| id.to_hex()),
         }
     }
 }

@@ -283,6 +283,7 @@ fn the_typed_control_api_answers_in_process() {
             .request(Request::Send {
                 to: "nobody".into(),
                 text: "x".into(),
+                reply_to: None,
             })
             .await
             .unwrap_err();
@@ -310,6 +311,7 @@ fn conversations_post_quantum_false_gives_contacts_a_classical_start() {
             .request(Request::Send {
                 to: "owner".into(),
                 text: "hello".into(),
+                reply_to: None,
             })
             .await
             .unwrap();

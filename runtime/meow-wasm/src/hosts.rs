@@ -3,9 +3,10 @@
 //! implementations, written once in the macro below.
 
 /// Implements the imports of the world whose bindings are module `$v`, in a module `$m` that
-/// also holds its `wit_error` and `wit_event`.
+/// also holds its `wit_error` and `wit_event`; `$field`s are the message record's fields that
+/// this version adds (copied from the event's field of the same name).
 macro_rules! host_version {
-    ($v:ident, $m:ident) => {
+    ($v:ident, $m:ident $(, $field:ident)*) => {
         pub(crate) mod $m {
             use super::$v::meow;
             use super::$v::meow::bot::types;
@@ -196,6 +197,7 @@ macro_rules! host_version {
                         text: m.text.clone(),
                         sent_at: m.sent_at,
                         group: m.group.clone(),
+                        $($field: m.$field.clone(),)*
                     }),
                     Event::Timer { id, name } => types::Event::Timer(types::Timer {
                         id: *id,

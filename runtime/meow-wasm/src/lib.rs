@@ -50,7 +50,7 @@ mod v02 {
 }
 
 host_version!(v01, host_v01);
-host_version!(v02, host_v02);
+host_version!(v02, host_v02, reply_to);
 
 /// How often the epoch advances.
 const TICK: Duration = Duration::from_millis(10);

@@ -22,6 +22,7 @@ fn message(size: usize) -> Event {
         sent_at: 1_800_000_000_000,
         group: None,
         automatic: false,
+        reply_to: None,
     })
 }
 

@@ -83,6 +83,7 @@ pub(crate) fn template_envelope(size: usize) -> anyhow::Result<Vec<u8>> {
         rotation: None,
         rotation_ack: None,
         automatic: false,
+        reply_to: None,
     };
     let sender = ContactKey::generate(&mut rng);
     let recipient = ConversationKey::generate(&mut rng).public();

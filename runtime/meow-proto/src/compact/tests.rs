@@ -42,6 +42,7 @@ fn reading(content: &[u8]) -> Message {
         rotation: None,
         rotation_ack: None,
         automatic: false,
+        reply_to: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn rotation_fields_and_the_automatic_mark_survive() {
         }),
         rotation_ack: Some(3),
         automatic: true,
+        reply_to: None,
         ..reading(&[7; COMPACT_MAX_CONTENT])
     };
     let env = seal(&m, &mut p.sensor, &p.me, &p.peer).unwrap();
@@ -88,6 +90,18 @@ fn rotation_fields_and_the_automatic_mark_survive() {
             ..m
         }
     );
+}
+
+#[test]
+fn a_reply_names_the_message_it_answers() {
+    let mut p = pair(3);
+    let m = Message {
+        reply_to: Some(MessageId([5; 16])),
+        ..reading(b"ack")
+    };
+    let env = seal(&m, &mut p.sensor, &p.me, &p.peer).unwrap();
+    let opened = open(&env, &mut p.hub, &p.me, &p.peer, &mut p.rng).unwrap();
+    assert_eq!(opened.reply_to, Some(MessageId([5; 16])));
 }
 
 #[test]

@@ -128,6 +128,7 @@ fn a_20_byte_reading_crosses_the_radio_in_at_most_120_bytes() {
         rotation: None,
         rotation_ack: None,
         automatic: false,
+        reply_to: None,
     };
     let envelope = crate::compact::seal(&message, &mut sensor, &me, &peer).unwrap();
     let mailbox = MailboxId([8; 16]);

@@ -38,6 +38,7 @@ fn message() -> impl Strategy<Value = Message> {
             }),
             rotation_ack: ack,
             automatic,
+            reply_to: None,
         })
 }
 

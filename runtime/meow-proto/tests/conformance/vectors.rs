@@ -161,6 +161,7 @@ fn gen_envelopes() -> Value {
             rotation,
             rotation_ack,
             automatic,
+            reply_to: None,
         };
         let env = envelope::seal(&m, &sender, &recipient.public(), &mut rng).unwrap();
         cases.push(json!({"name": name, "message_hex": hex(&m.to_bytes()), "envelope_hex": hex(&env)}));
@@ -520,6 +521,7 @@ fn gen_upgrade() -> Value {
             rotation: None,
             rotation_ack: None,
             automatic: false,
+            reply_to: None,
         };
         let env = envelope::seal_v2(&m, &mut bob, &b.public(), &a.public(), &mut rng).unwrap();
         cases.push(json!({
