@@ -22,8 +22,7 @@ fn content(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn files(home: &Home) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(home.meow(&["file", "list", "--json"]).ok()).unwrap();
-    v.as_array().unwrap().clone()
+    home.json_list(&["file", "list", "--json"])
 }
 
 #[test]

@@ -457,8 +457,7 @@ fn a_hidden_contact_talks_while_unlocked_and_its_messages_wait_while_locked() {
 
 /// The messages of `home`, as `meow inbox --all --json` gives them.
 fn messages(home: &Home) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(home.meow(&["inbox", "--all", "--json"]).ok()).unwrap();
-    v.as_array().unwrap().clone()
+    home.json_list(&["inbox", "--all", "--json"])
 }
 
 /// Threads: `meow send --reply-to` (an id's start is enough) names the message it answers; the

@@ -333,14 +333,8 @@ fn a_plugins_and_a_recipes_replies_keep_the_thread() {
     wait_for_text(&s.user, "pong", |t| t == "pong");
     s.user.meow(&["send", "bot", "are you away?"]).ok();
     wait_for_text(&s.user, "the recipe's answer", |t| t == "back at 8");
-    let json = |home: &crate::support::Home| -> Vec<serde_json::Value> {
-        serde_json::from_str::<serde_json::Value>(home.meow(&["inbox", "--all", "--json"]).ok())
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    };
-    let (asked, answered) = (json(&s.bot), json(&s.user));
+    let inbox = ["inbox", "--all", "--json"];
+    let (asked, answered) = (s.bot.json_list(&inbox), s.user.json_list(&inbox));
     for (question, answer) in [("ping", "pong"), ("are you away?", "back at 8")] {
         let q = asked.iter().find(|m| m["text"] == question).unwrap();
         let a = answered.iter().find(|m| m["text"] == answer).unwrap();

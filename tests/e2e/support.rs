@@ -232,12 +232,15 @@ impl Home {
         }
     }
 
+    /// What a `--json` command that prints an array printed.
+    pub fn json_list(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(self.meow(args).ok()).unwrap();
+        v.as_array().unwrap().clone()
+    }
+
     /// Texts of all stored messages (inbox --all --json after fetching).
     pub fn texts(&self) -> Vec<String> {
-        let out = self.meow(&["inbox", "--all", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
-        v.as_array()
-            .unwrap()
+        self.json_list(&["inbox", "--all", "--json"])
             .iter()
             .filter_map(|m| m["text"].as_str().map(str::to_owned))
             .collect()
