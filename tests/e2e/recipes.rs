@@ -321,10 +321,15 @@ fn sensor_readings_over_a_gateway_link_take_110_bytes_and_reach_the_recipes() {
 
 /// A Mosquitto broker on 127.0.0.1:`port`, killed on drop.
 fn start_mosquitto(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> crate::support::Proc {
+    start_mosquitto_with(bin, dir, port, "")
+}
+
+/// [`start_mosquitto`] with more lines for the listener (TLS files).
+fn start_mosquitto_with(bin: &std::path::Path, dir: &std::path::Path, port: u16, more: &str) -> crate::support::Proc {
     let conf = dir.join(format!("mosquitto-{port}.conf"));
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        format!("listener {port} 127.0.0.1\n{more}allow_anonymous true\npersistence false\n"),
     )
     .unwrap();
     let child = std::process::Command::new(bin)
@@ -466,5 +471,117 @@ fn a_recipe_hears_mqtt_topics_and_tells_a_contact() {
     );
     assert!(!texts.iter().any(|t| t.contains("garden")), "{texts:?}");
     drop(broker);
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`: the CA's PEM.
+fn tls_files(dir: &std::path::Path) -> std::path::PathBuf {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=meow test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+    ]
+    .concat());
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    ]);
+    // Mosquitto started as root reads its files as the user `mosquitto`: a throwaway test key.
+    for f in ["server.key", "server.pem", "ca.pem"] {
+        std::fs::set_permissions(dir.join(f), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    dir.join("ca.pem")
+}
+
+/// An `mqtts://` broker whose certificate a home CA signed (`ca_file`): the recipe's readings
+/// reach a subscriber over TLS.
+#[test]
+fn a_recipe_publishes_to_a_tls_broker_signed_by_a_home_ca() {
+    let install = "apt-get install mosquitto mosquitto-clients";
+    let Some(bin) = crate::support::tool_or_skip("mosquitto", install, "MEOW_REQUIRE_MOSQUITTO") else {
+        return;
+    };
+    if crate::support::tool_or_skip("openssl", "apt-get install openssl", "MEOW_REQUIRE_MOSQUITTO").is_none() {
+        return;
+    }
+    let tmp = TempDir::new("mqtts");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["sensor"]);
+    let ca = tls_files(tmp.path());
+    let port = crate::support::free_port();
+    let dir = tmp.path().display();
+    let _broker = start_mosquitto_with(
+        &bin,
+        tmp.path(),
+        port,
+        &format!("cafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n"),
+    );
+    let recipe = repo().join("recipes/sensor-to-mqtt.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}mqtt: {{ broker: \"mqtts://127.0.0.1:{port}\", client_id: meow-tls, ca_file: {} }}\nrecipes:\n  - {}\n",
+            ca.display(),
+            recipe.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    daemon.wait_log("MQTT: connected");
+    let sub = std::process::Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+        .arg(&ca)
+        .args(["-t", "meow/#", "-v", "-C", "1", "-W", "60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub (apt-get install mosquitto-clients)");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    homes[0].meow(&["send", "hub", r#"{"t":23.5}"#]).ok();
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"meow/sensor/reading {"t":23.5}"#
+    );
     assert_eq!(daemon.terminate(), 0);
 }

@@ -258,7 +258,8 @@ pub struct ConversationSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSettings {
-    /// `mqtt://[user[:password]@]host[:port]` (port 1883 when absent).
+    /// `mqtt://[user[:password]@]host[:port]` (port 1883 when absent), or `mqtts://…` for TLS
+    /// (port 8883 when absent).
     pub broker: String,
     /// The client id the broker knows this runtime by (default `meow-<process id>`).
     #[serde(default)]
@@ -270,6 +271,10 @@ pub struct MqttSettings {
     /// meow.yaml shows to whoever reads it).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// For an `mqtts://` broker whose certificate is not signed by a public authority (a home
+    /// broker's own CA): the CA's certificate, PEM, relative to meow.yaml.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `direct:` in meow.yaml: accept direct links from contacts whose policy is

@@ -38,6 +38,9 @@ pub enum MqttError {
     /// The password file could not be read.
     #[error("mqtt.password_file {0}: {1}")]
     Password(String, String),
+    /// The CA file could not be used.
+    #[error("mqtt.ca_file {0}: {1}")]
+    Ca(String, String),
     /// A topic a recipe named is not one MQTT allows for publishing.
     #[error("MQTT topic {0:?}: {1}")]
     Topic(String, &'static str),
@@ -55,20 +58,24 @@ pub enum MqttError {
     Stopped,
 }
 
-/// Where the broker is: host, port and credentials from `mqtt://[user[:password]@]host[:port]`.
+/// Where the broker is: host, port, TLS and credentials from
+/// `mqtt[s]://[user[:password]@]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Broker {
     host: String,
     port: u16,
+    tls: bool,
     user: Option<String>,
     password: Option<String>,
 }
 
 fn parse_broker(url: &str) -> Result<Broker, MqttError> {
     let bad = |why: &str| MqttError::Broker(url.to_owned(), why.to_owned());
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| bad("expected mqtt://host[:port] (TLS brokers are not supported yet)"))?;
+    let (rest, tls) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(bad("expected mqtt://host[:port], or mqtts://host[:port] for TLS")),
+    };
     let (auth, hostport) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
@@ -86,6 +93,7 @@ fn parse_broker(url: &str) -> Result<Broker, MqttError> {
         Some(p) => p
             .parse::<u16>()
             .map_err(|_| bad("the port is not a number from 1 to 65535"))?,
+        None if tls => 8883,
         None => 1883,
     };
     if host.is_empty() || port == 0 {
@@ -98,9 +106,45 @@ fn parse_broker(url: &str) -> Result<Broker, MqttError> {
     Ok(Broker {
         host: host.to_owned(),
         port,
+        tls,
         user,
         password,
     })
+}
+
+/// The TLS client configuration for an `mqtts://` broker: rustls with its ring provider, the
+/// server checked against `ca` (a PEM file) or, without one, the Mozilla roots.
+fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, MqttError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| MqttError::Ca(shown.clone(), e.to_string()))?;
+            if certs.is_empty() {
+                return Err(MqttError::Ca(shown, "no certificate in it".into()));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| MqttError::Ca(shown.clone(), e.to_string()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    // ring has no post-quantum key exchange (rustls deprecates its provider for that); the
+    // provider that has one, aws-lc-rs, needs a C toolchain and cmake to build. A broker link is
+    // classical TLS 1.2/1.3 (docs/THREAT-MODEL.md), like the `http` capability's.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttError::Ca("(none)".into(), e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Checks a topic a recipe publishes to (MQTT 3.1.1 §4.7): not empty, no wildcards, no NUL,
@@ -173,6 +217,12 @@ impl Mqtt {
         };
         if let Some(user) = settings.username.clone().or(broker.user.clone()) {
             options.set_credentials(user, password.unwrap_or_default());
+        }
+        if broker.tls {
+            let config = tls_config(settings.ca_file.as_deref().map(|f| base.join(f)).as_deref())?;
+            options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
+                Arc::new(config),
+            )));
         }
         let (client, connection) = Client::new(options, QUEUE);
         let (connected, stopped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
@@ -261,11 +311,15 @@ impl Loop {
     fn drive(self, mut connection: rumqttc::Connection) {
         let address = &self.address;
         let mut backoff = Duration::from_secs(1);
+        // The first failure is said at warn (a wrong address, a certificate that does not check),
+        // the retries after it at debug.
+        let mut said = false;
         for event in connection.iter() {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     self.connected.store(true, Ordering::Relaxed);
                     backoff = Duration::from_secs(1);
+                    said = false;
                     tracing::info!(broker = %address, "MQTT: connected");
                     self.subscribe_all();
                 }
@@ -276,6 +330,8 @@ impl Loop {
                 Err(e) => {
                     if self.connected.swap(false, Ordering::Relaxed) {
                         tracing::warn!(broker = %address, "MQTT: connection lost ({e}); reconnecting");
+                    } else if !std::mem::replace(&mut said, true) {
+                        tracing::warn!(broker = %address, "MQTT: cannot connect ({e}); retrying with a backoff");
                     } else {
                         tracing::debug!(broker = %address, "MQTT: cannot connect ({e}); next try in {}s", backoff.as_secs());
                     }
@@ -319,9 +375,27 @@ mod tests {
         assert_eq!((b.user.as_deref(), b.password.as_deref()), (Some("ha"), Some("secret")));
         assert_eq!(parse_broker("mqtt://[::1]:1883").unwrap().host, "::1");
         assert_eq!(parse_broker("mqtt://[::1]").unwrap().port, 1883);
-        for bad in ["tcp://x", "mqtts://x:8883", "mqtt://", "mqtt://x:port", "mqtt://x:0"] {
+        let tls = parse_broker("mqtts://broker.example").unwrap();
+        assert_eq!((tls.port, tls.tls), (8883, true));
+        assert!(!parse_broker("mqtt://x").unwrap().tls);
+        for bad in ["tcp://x", "mqtt://", "mqtt://x:port", "mqtt://x:0", "mqtts://"] {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_holds_no_certificate_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = tls_config(Some(&dir.path().join("nope.pem"))).unwrap_err().to_string();
+        assert!(
+            missing.starts_with("mqtt.ca_file ") && missing.contains("nope.pem"),
+            "{missing}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = tls_config(Some(&empty)).unwrap_err().to_string();
+        assert!(err.contains("no certificate in it"), "{err}");
+        assert!(tls_config(None).is_ok(), "the Mozilla roots");
     }
 
     #[test]
