@@ -85,7 +85,7 @@ impl FileRecord {
             "name": self.meta.name,
             "media_type": self.meta.media_type,
             "size": self.meta.size,
-            "sha256": self.meta.digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "sha256": meow_proto::codec::to_hex(&self.meta.digest),
         })
     }
 }

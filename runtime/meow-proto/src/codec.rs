@@ -350,6 +350,23 @@ pub fn varint_len(v: u64) -> usize {
     bits.max(1).div_ceil(7)
 }
 
+/// Lowercase hex of `bytes` (ids shown to people and in JSON).
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `N` bytes from exactly `2 * N` hex digits (either case).
+pub fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A type with one canonical encoding.
 pub trait Encode {
     /// Appends the encoding to `w`.

@@ -76,12 +76,12 @@ impl MessageId {
 
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::codec::to_hex(&self.0)
     }
 
     /// Reads 32 hex digits (either case).
     pub fn from_hex(s: &str) -> Option<Self> {
-        crate::file::TransferId::from_hex(s).map(|t| Self(t.0))
+        crate::codec::from_hex(s).map(Self)
     }
 }
 

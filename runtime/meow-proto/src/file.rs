@@ -53,19 +53,12 @@ impl TransferId {
 
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::codec::to_hex(&self.0)
     }
 
     /// Reads lowercase or uppercase hex of exactly 16 bytes.
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 32 || !s.is_ascii() {
-            return None;
-        }
-        let mut id = [0; 16];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(Self(id))
+        crate::codec::from_hex(s).map(Self)
     }
 }
 

@@ -35,7 +35,7 @@ impl FileView {
             name: meta.name.clone(),
             media_type: meta.media_type.clone(),
             size: meta.size,
-            sha256: meta.digest.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: meow_proto::codec::to_hex(&meta.digest),
             received: meta.chunks(),
             chunks: meta.chunks(),
             complete: true,
