@@ -568,3 +568,35 @@ fn a_reply_names_the_message_it_answers() {
         assert_eq!(stored.last().unwrap().reply_to, Some(question.message));
     });
 }
+
+#[test]
+fn a_contact_has_at_most_8_files_on_their_way_in() {
+    use meow_proto::codec::Encode;
+    use meow_proto::file::{FileChunk, FileMeta, TransferId};
+    let dir = tempdir("file-flood");
+    let srv = server(dir.path(), 0);
+    let (alice, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    smol::block_on(async {
+        pair(&alice, &bob).await;
+        // Nine files of two chunks each, of which only the first chunk is ever sent.
+        let data = vec![1u8; meow_proto::file::CHUNK_LEN + 1];
+        for i in 0..9u8 {
+            let meta = FileMeta::describe(TransferId([i; 16]), "part.bin", "application/octet-stream", &data).unwrap();
+            let first = FileChunk::split(&meta, &data).remove(0);
+            sync::send(&alice, "bob", ContentType::FILE, first.to_bytes())
+                .await
+                .unwrap();
+        }
+        let got = sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        let reasons = dropped(&got.events);
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].contains("already has 8 files on their way in"),
+            "{reasons:?}"
+        );
+        let b = bob.lock().await;
+        let partial = b.file_records(None).unwrap();
+        assert_eq!(partial.len(), 8);
+        assert!(partial.iter().all(|r| r.received == 1 && !r.complete()));
+    });
+}
