@@ -92,10 +92,9 @@ impl FileRecord {
 
 impl Encode for FileRecord {
     fn encode(&self, w: &mut Writer) {
-        // The description travels as a chunk with no data would: reuse its encoding.
+        // The description is encoded as in a chunk.
         w.u8(1).varint(self.contact);
-        w.raw(&self.meta.id.0).varint(self.meta.size).raw(&self.meta.digest);
-        w.string(&self.meta.name).string(&self.meta.media_type);
+        self.meta.encode(w);
         w.bytes(&self.have).varint(self.received.into());
         w.varint(self.first_ms).varint(self.last_ms);
     }
@@ -113,13 +112,7 @@ impl Decode for FileRecord {
             });
         }
         let contact = r.varint("file contact")?;
-        let meta = FileMeta {
-            id: TransferId(r.array("transfer id")?),
-            size: r.varint_max(meow_proto::file::MAX_FILE_SIZE, "file size")?,
-            digest: r.array("file digest")?,
-            name: r.string(meow_proto::file::MAX_NAME, "file name")?.to_owned(),
-            media_type: r.string(meow_proto::file::MAX_MEDIA_TYPE, "media type")?.to_owned(),
-        };
+        let meta = FileMeta::decode(r)?;
         let have = r.bytes(meta.chunks().div_ceil(8) as usize, "chunks in")?.to_vec();
         if have.len() != meta.chunks().div_ceil(8) as usize {
             return Err(DecodeError::Invalid {

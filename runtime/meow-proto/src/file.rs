@@ -170,11 +170,42 @@ impl FileChunk {
     }
 }
 
+impl Encode for FileMeta {
+    fn encode(&self, w: &mut Writer) {
+        w.raw(&self.id.0).varint(self.size).raw(&self.digest);
+        w.string(&self.name).string(&self.media_type);
+    }
+}
+
+impl Decode for FileMeta {
+    const WHAT: &'static str = "file description";
+
+    /// Reads a description, refusing a name that is not a plain file name and a media type
+    /// that is not `type/subtype`.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let id = TransferId(r.array("transfer id")?);
+        let size = r.varint_max(MAX_FILE_SIZE, "file size")?;
+        let digest = r.array("file digest")?;
+        let name = r.string(MAX_NAME, "file name")?.to_owned();
+        check_name(&name).map_err(|reason| invalid("file name", reason))?;
+        let media_type = r.string(MAX_MEDIA_TYPE, "media type")?.to_owned();
+        if !is_media_type(&media_type) {
+            return Err(invalid("media type", "not type/subtype"));
+        }
+        Ok(Self {
+            id,
+            name,
+            media_type,
+            size,
+            digest,
+        })
+    }
+}
+
 impl Encode for FileChunk {
     fn encode(&self, w: &mut Writer) {
-        let m = &self.meta;
-        w.u8(FORMAT).raw(&m.id.0).varint(m.size).raw(&m.digest);
-        w.string(&m.name).string(&m.media_type);
+        w.u8(FORMAT);
+        self.meta.encode(w);
         w.varint(self.index.into()).bytes(&self.data);
     }
 }
@@ -190,22 +221,7 @@ impl Decode for FileChunk {
                 version: format,
             });
         }
-        let id = TransferId(r.array("transfer id")?);
-        let size = r.varint_max(MAX_FILE_SIZE, "file size")?;
-        let digest = r.array("file digest")?;
-        let name = r.string(MAX_NAME, "file name")?.to_owned();
-        check_name(&name).map_err(|reason| invalid("file name", reason))?;
-        let media_type = r.string(MAX_MEDIA_TYPE, "media type")?.to_owned();
-        if !is_media_type(&media_type) {
-            return Err(invalid("media type", "not type/subtype"));
-        }
-        let meta = FileMeta {
-            id,
-            name,
-            media_type,
-            size,
-            digest,
-        };
+        let meta = FileMeta::decode(r)?;
         let index = r.varint_max(u32::MAX.into(), "chunk index")? as u32;
         let expected = meta
             .chunk_len(index)
