@@ -319,6 +319,13 @@ fn sensor_readings_over_a_gateway_link_take_110_bytes_and_reach_the_recipes() {
     assert_eq!(daemon.terminate(), 0);
 }
 
+/// The mosquitto binary, or `None` (the test skips) where it is not installed and CI does not
+/// require it (see [`crate::support::tool_or_skip`]).
+fn mosquitto_or_skip() -> Option<std::path::PathBuf> {
+    let install = "apt-get install mosquitto mosquitto-clients";
+    crate::support::tool_or_skip("mosquitto", install, "MEOW_REQUIRE_MOSQUITTO")
+}
+
 /// A Mosquitto broker on 127.0.0.1:`port`, killed on drop.
 fn start_mosquitto(bin: &std::path::Path, dir: &std::path::Path, port: u16) -> crate::support::Proc {
     start_mosquitto_with(bin, dir, port, "")
@@ -347,8 +354,7 @@ fn start_mosquitto_with(bin: &std::path::Path, dir: &std::path::Path, port: u16,
 
 #[test]
 fn a_recipe_publishes_each_sensor_reading_to_mosquitto_including_those_sent_while_it_was_down() {
-    let install = "apt-get install mosquitto mosquitto-clients";
-    let Some(bin) = crate::support::tool_or_skip("mosquitto", install, "MEOW_REQUIRE_MOSQUITTO") else {
+    let Some(bin) = mosquitto_or_skip() else {
         return;
     };
     let tmp = TempDir::new("mqtt");
@@ -409,8 +415,7 @@ fn a_recipe_publishes_each_sensor_reading_to_mosquitto_including_those_sent_whil
 /// one of 40 KiB (past rumqttc's default packet limit of 10 KiB), published by mosquitto_pub.
 #[test]
 fn a_recipe_hears_mqtt_topics_and_tells_a_contact() {
-    let install = "apt-get install mosquitto mosquitto-clients";
-    let Some(bin) = crate::support::tool_or_skip("mosquitto", install, "MEOW_REQUIRE_MOSQUITTO") else {
+    let Some(bin) = mosquitto_or_skip() else {
         return;
     };
     let tmp = TempDir::new("mqtt-in");
@@ -539,8 +544,7 @@ fn tls_files(dir: &std::path::Path) -> std::path::PathBuf {
 /// reach a subscriber over TLS.
 #[test]
 fn a_recipe_publishes_to_a_tls_broker_signed_by_a_home_ca() {
-    let install = "apt-get install mosquitto mosquitto-clients";
-    let Some(bin) = crate::support::tool_or_skip("mosquitto", install, "MEOW_REQUIRE_MOSQUITTO") else {
+    let Some(bin) = mosquitto_or_skip() else {
         return;
     };
     if crate::support::tool_or_skip("openssl", "apt-get install openssl", "MEOW_REQUIRE_MOSQUITTO").is_none() {
