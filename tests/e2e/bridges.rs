@@ -1,12 +1,14 @@
 //! The `http` capability end to end: a Lua plugin calls a web server on 127.0.0.1 that meow.yaml
 //! allows, and is denied one it does not allow (which never sees a connection), and an instance
-//! without the capability is denied outright (issue 18).
+//! without the capability is denied outright (issue 18). The same policy holds for a WASM
+//! plugin's standard `wasi:http`: JavaScript's `fetch` (componentize-js).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::languages::{tool_or_skip, wait_for_all};
 use crate::support::{Daemon, setup, wait_for_text};
 
 /// A web server on 127.0.0.1 answering every request with the path it asked for; the count of
@@ -98,6 +100,84 @@ fn a_plugin_calls_an_allowed_host_and_is_denied_the_others() {
         other_accepted.load(Ordering::SeqCst),
         0,
         "a denied host saw a connection"
+    );
+    assert_eq!(daemon.terminate(), 0);
+}
+
+/// A JavaScript plugin (meow:bot 0.2) that fetches the URL it is sent with the standard `fetch`
+/// and answers with what came back, or the error.
+const JS_FETCH: &str = r#"import { reply } from 'meow:bot/messaging@0.2.0';
+export function start(config) {}
+export async function handle(event) {
+  if (event.tag !== 'message') return;
+  const url = event.val.text;
+  try {
+    const r = await fetch(url, { headers: { 'X-Asked-By': event.val.sender } });
+    reply(event.val.id, `js status ${r.status}: ${await r.text()}`);
+  } catch (e) {
+    reply(event.val.id, `js error: ${e}`);
+  }
+}
+"#;
+
+/// `fetch` in a JavaScript plugin goes through the host's policy: the allowed host answers,
+/// the other one is refused before any connection, and the refusal's reason is in the log.
+#[test]
+fn javascript_fetch_goes_through_the_same_allow_list() {
+    if !tool_or_skip("componentize-js", "npm install -g @bytecodealliance/componentize-js") {
+        return;
+    }
+    let (allowed, _) = web_server();
+    let (other, other_accepted) = web_server();
+    let s = setup(
+        "wasi-http",
+        "  - { name: jsweb, plugin: jsweb, grant: [messaging, http] }\n",
+    );
+    let src = s.tmp.path().join("src/jsweb");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("bot.js"), JS_FETCH).unwrap();
+    std::fs::write(
+        src.join("plugin.yaml"),
+        "name: jsweb\nversion: 0.1.0\nkind: wasm\nentry: jsweb.wasm\ncapabilities: [messaging, http]\n",
+    )
+    .unwrap();
+    s.bot
+        .meow_in(
+            s.tmp.path(),
+            &["plugin", "build", "src/jsweb", "--out", s.local().to_str().unwrap()],
+        )
+        .ok();
+    let yaml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!("{yaml}http:\n  allow: [\"127.0.0.1:{allowed}\"]\n  timeout: 5s\n"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&s.bot, &s.config);
+    s.pair();
+
+    s.user
+        .meow(&["send", "bot", &format!("http://127.0.0.1:{allowed}/forecast?days=3")])
+        .ok();
+    // (Long: the component's first compile takes a while.)
+    wait_for_all(
+        &s.user,
+        &daemon,
+        &["js status 200: you asked for /forecast?days=3".to_owned()],
+    );
+    s.user
+        .meow(&["send", "bot", &format!("http://127.0.0.1:{other}/secret")])
+        .ok();
+    wait_for_text(&s.user, "fetch refused", |t| t.starts_with("js error:"));
+    assert_eq!(
+        other_accepted.load(Ordering::SeqCst),
+        0,
+        "a denied host saw a connection"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains(&format!("127.0.0.1:{other} is not in http.allow")),
+        "the log says why:\n{log}"
     );
     assert_eq!(daemon.terminate(), 0);
 }

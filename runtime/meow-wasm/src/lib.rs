@@ -13,7 +13,8 @@
 //! - Compiled components are cached on disk, keyed by the engine's compatibility hash and the
 //!   plugin's SHA-256, so a restart does not recompile.
 //! - WASI is linked with an empty context (no files, environment, clocks beyond WASI's, or
-//!   network): a Rust guest imports it even when it does no I/O. The guest's stdout and stderr
+//!   sockets): a Rust guest imports it even when it does no I/O. `wasi:http` is linked too, and
+//!   its requests go through the host's HTTP policy (module `http`). The guest's stdout and stderr
 //!   go to the instance's log, a line at a time and rate-limited (module `output`); a trap's
 //!   explanation quotes the last lines of stderr (a panic's or an exception's message).
 
@@ -30,6 +31,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 #[macro_use]
 mod hosts;
+mod http;
 mod output;
 mod unprovided;
 
@@ -59,8 +61,19 @@ const TICK: Duration = Duration::from_millis(10);
 struct State {
     host: Host,
     wasi: WasiCtx,
+    http: http::HttpState,
     table: ResourceTable,
     limits: StoreLimits,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http.ctx,
+            table: &mut self.table,
+            hooks: &mut self.http.hooks,
+        }
+    }
 }
 
 impl WasiView for State {
@@ -127,6 +140,7 @@ impl WasmEngine {
         let engine = Engine::new(&config()).map_err(|e| EngineError(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError(e.to_string()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(|e| EngineError(e.to_string()))?;
         refuse_waiting(&mut linker).map_err(|e| EngineError(e.to_string()))?;
         v01::Bot::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| EngineError(e.to_string()))?;
         v02::Bot::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| EngineError(e.to_string()))?;
@@ -427,25 +441,39 @@ fn refuse_waiting(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut poll = linker.instance("wasi:io/poll@0.2.12")?;
     poll.func_wrap("poll", |mut cx, (list,): (Vec<Resource<DynPollable>>,)| {
-        let table = &mut cx.data_mut().table;
-        Ok((now_or_refuse(Host::poll(table, list))?,))
+        let state = cx.data_mut();
+        let wait = state.http.may_wait();
+        Ok((now_or_refuse(Host::poll(&mut state.table, list), wait)?,))
     })?;
     poll.func_wrap("[method]pollable.block", |mut cx, (p,): (Resource<DynPollable>,)| {
-        let table = &mut cx.data_mut().table;
-        now_or_refuse(HostPollable::block(table, p))
+        let state = cx.data_mut();
+        let wait = state.http.may_wait();
+        now_or_refuse(HostPollable::block(&mut state.table, p), wait)
     })?;
     linker.allow_shadowing(false);
     Ok(())
 }
 
-/// The value of `f` if it is ready at its first poll; else the [`WouldBlock`] trap.
-fn now_or_refuse<T>(f: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
-    wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
-        wasmtime_wasi::runtime::poll_noop(std::pin::pin!(f)).unwrap_or_else(|| Err(wasmtime::Error::new(WouldBlock)))
-    })
+/// The value of `f` if it is ready at its first poll, or within `wait` (a call waiting for its
+/// HTTP answer, see module `http`); else the [`WouldBlock`] trap.
+fn now_or_refuse<T>(f: impl Future<Output = wasmtime::Result<T>>, wait: Option<Duration>) -> wasmtime::Result<T> {
+    let mut f = std::pin::pin!(f);
+    let first = wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| wasmtime_wasi::runtime::poll_noop(f.as_mut()));
+    match (first, wait) {
+        (Some(ready), _) => ready,
+        (None, None) => Err(wasmtime::Error::new(WouldBlock)),
+        (None, Some(wait)) => wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(wait, f).await })
+            .unwrap_or_else(|_| Err(wasmtime::Error::new(WouldBlock))),
+    }
 }
 
 impl WasmInstance {
+    /// A call starts: a whole time budget, and no HTTP request of its own yet.
+    fn new_call(&mut self) {
+        self.store.set_epoch_deadline(ticks(self.limits.call_ms));
+        self.store.data_mut().http.new_call();
+    }
+
     fn outcome(&mut self, r: wasmtime::Result<Result<(), String>>) -> Result<(), Failure> {
         self.stdout.finish_line();
         self.stderr.finish_line();
@@ -467,13 +495,13 @@ impl WasmInstance {
 
 impl Instance for WasmInstance {
     fn init(&mut self, config: &str) -> Result<(), Failure> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_ms));
+        self.new_call();
         let r = self.bot.start(&mut self.store, config);
         self.outcome(r)
     }
 
     fn handle(&mut self, event: &Event) -> Result<(), Failure> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_ms));
+        self.new_call();
         let r = self.bot.handle(&mut self.store, event);
         self.outcome(r)
     }
@@ -491,6 +519,7 @@ impl meow_plugin::Engine for WasmEngine {
             output::GuestOutput::stderr(host.clone()),
         );
         let state = State {
+            http: http::HttpState::new(host.clone(), limits.call_ms),
             host,
             wasi: WasiCtxBuilder::new()
                 .stdout(stdout.clone())

@@ -1,7 +1,6 @@
 //! Imports this host does not provide, linked to stubs that fail when called: so a plugin built
-//! against a later `0.1.x` or `0.2.x` of `meow:bot` (which only add functions) or a default JavaScript build
-//! (which imports `wasi:http`) loads, and fails only if it calls what is missing, with the
-//! import named.
+//! against a later `0.1.x` or `0.2.x` of `meow:bot` (which only add functions) loads, and fails
+//! only if it calls what is missing, with the import named.
 //!
 //! Two cases, and only these: a function of a `meow:bot` interface this host lacks is added to
 //! the host's own instance of that interface (the component may name it `@0.1.9`; wasmtime
@@ -23,6 +22,7 @@ const LINKED_PACKAGES: &[&str] = &[
     "wasi:cli/",
     "wasi:filesystem/",
     "wasi:sockets/",
+    "wasi:http/",
 ];
 
 /// A call to an import this host does not provide: the import, and the host's WIT it was
