@@ -100,6 +100,23 @@ local http = {}
 ---@return MeowHttpResponse
 function http.request(request) end
 
+---@class MeowMqtt
+local mqtt = {}
+---Publishes to the broker `mqtt.broker` in meow.yaml names, at least once (capability `mqtt`);
+---never waits (queued while the broker is away). Raises an error for a topic with a wildcard,
+---a payload over 256 KiB, a full queue, or no broker.
+---@param topic string
+---@param payload string
+---@param retain boolean|nil   false by default
+function mqtt.publish(topic, payload, retain) end
+---Listens to a topic filter (`+` one level, `#` the rest; at most 32 per instance): what
+---arrives comes to `on_mqtt(topic, payload)`. Subscriptions end when the instance stops or
+---restarts: subscribe in `init`.
+---@param filter string
+function mqtt.subscribe(filter) end
+---@param filter string
+function mqtt.unsubscribe(filter) end
+
 ---@class MeowCommands
 ---@field new fun(opts: {bans: boolean|nil, rate: {count: integer, window_ms: integer}|nil}|nil): MeowCommands
 local commands = {}
@@ -134,6 +151,7 @@ function commands:role_of(contact) end
 ---@field commands MeowCommands command bots: `meow.commands.new{…}`
 ---@field files MeowFiles       files (capability `files`)
 ---@field http MeowHttp         web requests (capability `http`)
+---@field mqtt MeowMqtt         MQTT (capability `mqtt`)
 meow = {}
 
 ---Sends text to a contact (capability `messaging`).
@@ -185,6 +203,9 @@ on_timer = nil
 on_contact_added = nil
 ---@type fun(broadcast: MeowBroadcast)|nil
 on_broadcast = nil
+---A message on an MQTT topic the instance subscribed to (`meow.mqtt.subscribe`).
+---@type fun(topic: string, payload: string)|nil
+on_mqtt = nil
 ---Catch-all, called when no specific handler exists: event.kind is "message", "timer", …
 ---@type fun(event: table)|nil
 handle = nil

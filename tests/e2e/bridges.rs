@@ -106,7 +106,7 @@ fn a_plugin_calls_an_allowed_host_and_is_denied_the_others() {
 
 /// A JavaScript plugin (meow:bot 0.2) that fetches the URL it is sent with the standard `fetch`
 /// and answers with what came back, or the error.
-const JS_FETCH: &str = r#"import { reply } from 'meow:bot/messaging@0.2.0';
+const JS_FETCH: &str = r#"import { reply } from 'meow:bot/messaging@0.2.1';
 export function start(config) {}
 export async function handle(event) {
   if (event.tag !== 'message') return;

@@ -343,8 +343,8 @@ fn js_v02_plugin(dir: &Path, name: &str) {
     std::fs::write(
         dir.join("bot.js"),
         format!(
-            r#"import {{ reply }} from 'meow:bot/messaging@0.2.0';
-import {{ log }} from 'meow:bot/log@0.2.0';
+            r#"import {{ reply }} from 'meow:bot/messaging@0.2.1';
+import {{ log }} from 'meow:bot/log@0.2.1';
 let started = false;
 export function start(config) {{ started = true; log('info', '{name} started'); }}
 export function handle(event) {{
@@ -386,7 +386,7 @@ fn javascript_plugins_of_the_0_2_world_built_with_starlingmonkey_and_quickjs_bot
     let js = std::fs::read_to_string(tmp.path().join("src/old/bot.js")).unwrap();
     std::fs::write(
         tmp.path().join("src/old/bot.js"),
-        js.replace("@0.2.0", "@0.1.3")
+        js.replace("@0.2.1", "@0.1.4")
             .replace("function start", "function init"),
     )
     .unwrap();

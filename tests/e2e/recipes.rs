@@ -589,3 +589,167 @@ fn a_recipe_publishes_to_a_tls_broker_signed_by_a_home_ca() {
     );
     assert_eq!(daemon.terminate(), 0);
 }
+
+/// A Lua plugin that listens to `lua/+/cmd` and publishes what it is told to `out/lua`.
+const MQTT_LUA: &str = r#"
+function init(config)
+  meow.mqtt.subscribe("lua/+/cmd")
+end
+function on_mqtt(topic, payload)
+  meow.send("owner", "lua heard " .. topic .. ": " .. payload)
+end
+function on_message(msg)
+  local text = msg.text and msg.text:match("^pub (.+)$")
+  if text then
+    meow.mqtt.publish("out/lua", text, true) -- retained: a later subscriber gets it
+    meow.reply(msg, "published")
+  end
+end
+"#;
+
+/// A Rust plugin (the SDK) that listens to `rust/#` and tells the owner; a wildcard in a topic
+/// it publishes to is refused with the reason.
+const MQTT_RUST: &str = r#"
+use meow_sdk::{Bot, Config, Message, export_bot, messaging, mqtt};
+
+struct Plugin;
+
+impl Bot for Plugin {
+    fn init(_config: Config) -> Result<(), String> {
+        mqtt::subscribe("rust/#").map_err(|e| e.to_string())
+    }
+
+    fn on_mqtt(topic: String, payload: Vec<u8>) -> Result<(), String> {
+        let text = String::from_utf8_lossy(&payload);
+        messaging::send("owner", &format!("rust heard {topic}: {text}")).map_err(|e| e.to_string())
+    }
+
+    fn on_message(msg: Message) -> Result<(), String> {
+        if msg.text.as_deref() == Some("bad topic") {
+            let why = mqtt::publish("out/#", b"x", false).map_err(|e| e.to_string()).err();
+            messaging::reply(&msg.id, &format!("rust: {}", why.unwrap_or_default())).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+export_bot!(Plugin);
+"#;
+
+/// Plugins subscribe and publish on a real broker: a Lua plugin (`meow.mqtt`, `on_mqtt`) and a
+/// Rust one (the SDK's `mqtt` and `Bot::on_mqtt`, through the `mqtt-handler` export) each hear
+/// their own topics only, the Lua one publishes what a contact tells it, and an instance
+/// without the `mqtt` grant is denied.
+#[test]
+fn plugins_subscribe_and_publish_on_mqtt() {
+    let Some(bin) = mosquitto_or_skip() else {
+        return;
+    };
+    crate::support::plugins(); // the wasm32-wasip2 target, added if missing
+    let tmp = TempDir::new("mqtt-plugins");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["owner"]);
+    let port = crate::support::free_port();
+    let broker = start_mosquitto(&bin, tmp.path(), port);
+    let cli = crate::support::cli(&tmp);
+    let lua = tmp.path().join("src/mqttlua");
+    std::fs::create_dir_all(&lua).unwrap();
+    std::fs::write(lua.join("mqttlua.lua"), MQTT_LUA).unwrap();
+    std::fs::write(
+        lua.join("plugin.yaml"),
+        "name: mqttlua\nversion: 0.1.0\nkind: lua\nentry: mqttlua.lua\ncapabilities: [messaging, mqtt]\n",
+    )
+    .unwrap();
+    cli.meow_in(
+        tmp.path(),
+        &["plugin", "new", "mqttrs", "--lang", "rust", "--dir", "src/mqttrs"],
+    )
+    .ok();
+    std::fs::write(tmp.path().join("src/mqttrs/src/lib.rs"), MQTT_RUST).unwrap();
+    let manifest = tmp.path().join("src/mqttrs/plugin.yaml");
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, yaml.replace("[messaging, kv]", "[messaging, mqtt]")).unwrap();
+    cli.meow_in(
+        tmp.path(),
+        &["plugin", "build", "src/mqttlua", "src/mqttrs", "--out", "built"],
+    )
+    .ok();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}mqtt: {{ broker: \"mqtt://127.0.0.1:{port}\", client_id: meow-plugins }}\n\
+             plugin_dirs: [{}]\nplugins:\n  - {{ name: mqttlua, plugin: mqttlua, grant: [messaging, mqtt] }}\n  \
+             - {{ name: mqttrs, plugin: mqttrs, grant: [messaging, mqtt] }}\n  \
+             - {{ name: nomqtt, plugin: mqttlua, grant: [messaging] }}\n",
+            tmp.path().join("built").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    let publish = |topic: &str, payload: &str| {
+        let status = std::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-m",
+                payload,
+            ])
+            .status()
+            .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+        assert!(status.success());
+    };
+    // Subscribing follows the connection and the (first) compile: publish until both heard.
+    crate::support::wait_for("both subscriptions", std::time::Duration::from_secs(240), || {
+        publish("lua/door/cmd", "open");
+        publish("rust/boiler/temp", "61");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let texts = homes[0].texts();
+        (texts.contains(&"lua heard lua/door/cmd: open".to_owned())
+            && texts.contains(&"rust heard rust/boiler/temp: 61".to_owned()))
+        .then_some(())
+    });
+    publish("elsewhere/x", "nobody");
+    homes[0].meow(&["send", "hub", "pub kettle on"]).ok();
+    wait_for_text(&homes[0], "the publication", |t| t == "published");
+    let out = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "out/#",
+            "-v",
+            "-C",
+            "1",
+            "-W",
+            "30",
+        ])
+        .output()
+        .expect("mosquitto_sub (apt-get install mosquitto-clients)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some("out/lua kettle on")
+    );
+    homes[0].meow(&["send", "hub", "bad topic"]).ok();
+    wait_for_text(&homes[0], "the refusal", |t| {
+        t.starts_with("rust: ") && t.contains("out/#") && t.contains("wildcard")
+    });
+    let texts = homes[0].texts();
+    assert!(
+        !texts.iter().any(|t| t.contains("elsewhere") || t.contains("nobody")),
+        "{texts:?}"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("capability 'mqtt' is not granted to instance 'nomqtt'"),
+        "the instance without the grant is denied:\n{log}"
+    );
+    drop(broker);
+    assert_eq!(daemon.terminate(), 0);
+}

@@ -205,7 +205,7 @@ fn component_build(
     if source == Source::Js && engine == JsEngine::Quickjs && !v02 {
         bail!(
             "{}: QuickJS builds meow:bot 0.2 only (its own export is named `init`): import \
-             'meow:bot/…@0.2.0' and export `start` instead of `init`",
+             'meow:bot/…@0.2.1' and export `start` instead of `init`",
             dir.display()
         );
     }

@@ -11,7 +11,8 @@
 //! - The same capabilities as WASM plugins, through a `meow` table (see `sdk/lua/meow.lua`).
 //!
 //! A script defines any of `init(config)`, `on_startup()`, `on_message(msg)`, `on_timer(timer)`,
-//! `on_contact_added(name, via_directory)`, `on_broadcast(b)`, or a catch-all `handle(event)`.
+//! `on_contact_added(name, via_directory)`, `on_broadcast(b)`, `on_mqtt(topic, payload)`, or a
+//! catch-all `handle(event)`.
 
 mod budget;
 pub mod patterns;
@@ -342,6 +343,34 @@ fn register_files(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua
     meow.set("files", files)
 }
 
+/// `meow.mqtt.publish(topic, payload [, retain])`, `meow.mqtt.subscribe(filter)`,
+/// `meow.mqtt.unsubscribe(filter)`: what arrives comes to `on_mqtt(topic, payload)`.
+fn register_mqtt(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
+    let mqtt = lua.create_table()?;
+    let h = host.clone();
+    mqtt.set(
+        "publish",
+        func(
+            lua,
+            b,
+            move |_, (topic, payload, retain): (String, mlua::LuaString, Option<bool>)| {
+                h.mqtt_publish(&topic, &payload.as_bytes(), retain.unwrap_or(false))
+                    .map_err(lua_err)
+            },
+        )?,
+    )?;
+    for (name, subscribe) in [("subscribe", true), ("unsubscribe", false)] {
+        let h = host.clone();
+        mqtt.set(
+            name,
+            func(lua, b, move |_, filter: String| {
+                h.mqtt_subscribe(&filter, subscribe).map_err(lua_err)
+            })?,
+        )?;
+    }
+    meow.set("mqtt", mqtt)
+}
+
 /// `meow.http.request{ method = "GET", url = …, headers = { name = value }, body = … }`:
 /// `{ status, headers, body }`, or an error raised (denied, quota, failed).
 fn register_http(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
@@ -502,6 +531,10 @@ fn handler_args(lua: &Lua, message_table: &Function, e: &Event) -> mlua::Result<
             t.set("sent_at", b.sent_at)?;
             MultiValue::from_vec(vec![Value::Table(t)])
         }
+        Event::Mqtt { topic, payload } => MultiValue::from_vec(vec![
+            Value::String(lua.create_string(topic)?),
+            Value::String(lua.create_string(payload)?),
+        ]),
     })
 }
 
@@ -519,6 +552,10 @@ fn event_table(lua: &Lua, e: &Event, args: MultiValue) -> mlua::Result<Table> {
             ev.set("via_directory", args.next())?;
         }
         Event::Broadcast(_) => ev.set("broadcast", args.next())?,
+        Event::Mqtt { .. } => {
+            ev.set("topic", args.next())?;
+            ev.set("payload", args.next())?;
+        }
     }
     Ok(ev)
 }
@@ -530,6 +567,7 @@ fn handler_name(e: &Event) -> &'static str {
         Event::Timer { .. } => "on_timer",
         Event::ContactAdded { .. } => "on_contact_added",
         Event::Broadcast(_) => "on_broadcast",
+        Event::Mqtt { .. } => "on_mqtt",
     }
 }
 
@@ -625,6 +663,7 @@ impl meow_plugin::Engine for LuaEngine {
         register_social(&lua, &meow, &host, &budget).map_err(stop)?;
         register_files(&lua, &meow, &host, &budget).map_err(stop)?;
         register_http(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_mqtt(&lua, &meow, &host, &budget).map_err(stop)?;
         let commands: Table = lua
             .load(COMMANDS)
             .set_name("=meow.commands")

@@ -60,6 +60,13 @@ pub enum Event {
     },
     /// A broadcast arrived.
     Broadcast(BroadcastEvent),
+    /// A message arrived on an MQTT topic the instance subscribed to.
+    Mqtt {
+        /// The topic it was published on.
+        topic: String,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
 }
 
 impl Event {
@@ -71,6 +78,7 @@ impl Event {
             Event::Timer { .. } => "timer",
             Event::ContactAdded { .. } => "contact_added",
             Event::Broadcast(_) => "broadcast",
+            Event::Mqtt { .. } => "mqtt",
         }
     }
 }

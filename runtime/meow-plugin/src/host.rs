@@ -123,6 +123,17 @@ pub trait Services: Send + Sync {
         let _ = (instance, request);
         Err(HostError::Denied("this runtime makes no HTTP requests".into()))
     }
+    /// Publishes to the MQTT broker meow.yaml names (QoS 1).
+    fn mqtt_publish(&self, instance: &str, topic: &str, payload: &[u8], retain: bool) -> Result<(), HostError> {
+        let _ = (instance, topic, payload, retain);
+        Err(HostError::Failed("this runtime has no MQTT broker".into()))
+    }
+    /// Subscribes the instance to an MQTT topic filter (`+` and `#` allowed): what arrives on
+    /// it comes as [`crate::Event::Mqtt`]. `subscribe == false` unsubscribes.
+    fn mqtt_subscribe(&self, instance: &str, filter: &str, subscribe: bool) -> Result<(), HostError> {
+        let _ = (instance, filter, subscribe);
+        Err(HostError::Failed("this runtime has no MQTT broker".into()))
+    }
     /// Reads bytes `offset..offset + len` of a received file (fewer at its end).
     fn file_read(&self, instance: &str, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
         let _ = (instance, id, offset, len);
@@ -323,6 +334,19 @@ impl Host {
     pub fn file_read(&self, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
         self.require(Capability::Files)?;
         self.services.file_read(&self.instance, id, offset, len)
+    }
+
+    /// Publishes to the MQTT broker (capability mqtt).
+    pub fn mqtt_publish(&self, topic: &str, payload: &[u8], retain: bool) -> Result<(), HostError> {
+        self.require(Capability::Mqtt)?;
+        self.services.mqtt_publish(&self.instance, topic, payload, retain)
+    }
+
+    /// Subscribes to (or, with `subscribe == false`, unsubscribes from) an MQTT topic filter
+    /// (capability mqtt).
+    pub fn mqtt_subscribe(&self, filter: &str, subscribe: bool) -> Result<(), HostError> {
+        self.require(Capability::Mqtt)?;
+        self.services.mqtt_subscribe(&self.instance, filter, subscribe)
     }
 
     /// Node information (always allowed).

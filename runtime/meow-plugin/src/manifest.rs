@@ -37,6 +37,8 @@ pub enum Capability {
     Files,
     /// Make HTTP requests to the hosts meow.yaml allows.
     Http,
+    /// Publish to and subscribe on the MQTT broker meow.yaml names.
+    Mqtt,
 }
 
 impl Capability {
@@ -51,6 +53,7 @@ impl Capability {
             Capability::Broadcast => "broadcast",
             Capability::Files => "files",
             Capability::Http => "http",
+            Capability::Mqtt => "mqtt",
         }
     }
 }

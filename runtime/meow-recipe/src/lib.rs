@@ -28,5 +28,7 @@ mod templates;
 
 pub use dryrun::{DryRun, dry_run, message_event, mqtt_event, sample_event};
 pub use model::{Admission, Level, Mode};
-pub use recipe::{CheckContext, Recipe, RecipeError, Rendered, Schedule, TriggerEvent, TriggerKind};
+pub use recipe::{
+    CheckContext, Recipe, RecipeError, Rendered, Schedule, TriggerEvent, TriggerKind, check_filter, topic_matches,
+};
 pub use templates::now_context;

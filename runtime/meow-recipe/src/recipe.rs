@@ -364,7 +364,8 @@ fn action_templates(i: usize, a: &RawAction) -> Vec<(String, &str)> {
 
 /// Why `filter` is not an MQTT topic filter (MQTT 3.1.1 §4.7.1), if it is not: `+` stands for
 /// one whole level, `#` for the rest and only at the end.
-fn check_filter(filter: &str) -> Result<(), &'static str> {
+/// Whether `filter` is an MQTT topic filter (`+` for one level, `#` as the last); why not.
+pub fn check_filter(filter: &str) -> Result<(), &'static str> {
     if filter.is_empty() || filter.len() > usize::from(u16::MAX) || filter.contains('\0') {
         return Err("a topic filter is 1 to 65535 bytes, without NUL");
     }
@@ -380,8 +381,8 @@ fn check_filter(filter: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Whether `topic` is one `filter` names.
-fn topic_matches(filter: &str, topic: &str) -> bool {
+/// Whether MQTT `topic` is one `filter` names.
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
     // Topics starting with $ (the broker's own) match no filter starting with a wildcard.
     if topic.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;

@@ -254,7 +254,8 @@ pub struct ConversationSettings {
     pub post_quantum: bool,
 }
 
-/// `mqtt:` in meow.yaml: the broker the `mqtt_publish` recipe action publishes to.
+/// `mqtt:` in meow.yaml: the broker recipes (`mqtt_publish`, the `mqtt` trigger) and plugins
+/// (capability `mqtt`) publish to and listen on.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSettings {
@@ -349,7 +350,7 @@ pub struct RunConfig {
     /// Direct links with `direct-preferred` contacts (off when absent).
     #[serde(default)]
     pub direct: Option<DirectSettings>,
-    /// The MQTT broker recipes publish to (`mqtt_publish`); no bridge when absent.
+    /// The MQTT broker of recipes and plugins; no bridge when absent.
     #[serde(default)]
     pub mqtt: Option<MqttSettings>,
     /// The hosts the `http` capability may call; none when absent.

@@ -6,7 +6,7 @@
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_lite::FutureExt;
@@ -204,7 +204,7 @@ pub struct Core {
     server_links: Vec<(String, Arc<dyn meow_net::port::DatagramPort>)>,
     server_relay: Option<Arc<meow_server::relay::Relay>>,
     /// The MQTT bridge, when meow.yaml names a broker.
-    pub(crate) mqtt: Option<crate::mqtt::Mqtt>,
+    pub(crate) mqtt: Option<Arc<crate::mqtt::Mqtt>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -282,7 +282,7 @@ impl Core {
             host,
             limits,
             config,
-            on_restart: Arc::new(move |name| services.cancel_timers_of(name)),
+            on_restart: Arc::new(move |name| services.forget_instance(name)),
         }
     }
 
@@ -308,6 +308,9 @@ impl Core {
             .copied()
             .filter(|c| plugin.manifest.capabilities.contains(c))
             .collect();
+        if granted.contains(&meow_plugin::Capability::Mqtt) && self.mqtt.is_none() {
+            tracing::warn!(instance = %inst.name, "granted mqtt, but meow.yaml names no broker (`mqtt:`): its MQTT calls will fail");
+        }
         self.services.configure(inst);
         let source = Source::Plugin {
             engine: self.engines.get(plugin.manifest.kind)?,
@@ -430,7 +433,7 @@ impl Core {
         let loaded = load_recipes(&self.node, &self.cfg).await?;
         let names = loaded.iter().map(|r| r.name.clone()).collect();
         if let Some(mqtt) = &self.mqtt {
-            mqtt.set_topics(mqtt_topics(&loaded));
+            mqtt.set_recipe_topics(mqtt_topics(&loaded));
         }
         recipes.replace(loaded);
         Ok(names)
@@ -687,10 +690,19 @@ fn mqtt_topics(recipes: &[meow_recipe::Recipe]) -> Vec<String> {
     topics
 }
 
-/// Hands what the MQTT bridge hears to the recipes.
-async fn heard_loop(recipes: Arc<Recipes>, rx: smol::channel::Receiver<crate::mqtt::Heard>) {
+/// Hands what the MQTT bridge hears to the recipes and to the plugin instances subscribed.
+async fn heard_loop(core: Weak<Core>, recipes: Arc<Recipes>, rx: smol::channel::Receiver<crate::mqtt::Heard>) {
     while let Ok((topic, payload)) = rx.recv().await {
         recipes.on_mqtt(&topic, &payload);
+        let Some(core) = core.upgrade() else { return };
+        let Some(mqtt) = &core.mqtt else { continue };
+        for instance in mqtt.plugins_hearing(&topic) {
+            let event = Event::Mqtt {
+                topic: topic.clone(),
+                payload: payload.clone(),
+            };
+            core.deliver_to(&instance, event);
+        }
     }
 }
 
@@ -872,6 +884,13 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
     let policies = crate::services::policies(&node);
     let (nickname, fingerprint) = (node.display_name().map(str::to_owned), node.user_public().fingerprint());
     let node = Arc::new(smol::lock::Mutex::new(node));
+    let loaded = load_recipes(&node, &cfg).await?;
+    let (heard_tx, heard_rx) = smol::channel::bounded(crate::mqtt::INCOMING);
+    let mqtt = cfg
+        .mqtt
+        .as_ref()
+        .map(|m| crate::mqtt::Mqtt::start(m, &cfg.base, mqtt_topics(&loaded), heard_tx).map(Arc::new))
+        .transpose()?;
     let auto = Arc::new(crate::services::auto_budget(&cfg.limits, clock.clone()));
     let services = Arc::new(RuntimeServices::new(ServicesSetup {
         node: node.clone(),
@@ -882,12 +901,11 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         fingerprint,
         auto: auto.clone(),
         http: cfg.http.as_ref().map(|h| Arc::new(crate::http::HttpClient::new(h))),
+        mqtt: mqtt.clone(),
     }));
     services.set_contacts(contacts);
     services.set_policies(policies);
     let (stop, stop_rx) = smol::channel::bounded(1);
-    let loaded = load_recipes(&node, &cfg).await?;
-    let (heard_tx, heard_rx) = smol::channel::bounded(crate::mqtt::INCOMING);
     let mut accepts: BTreeMap<String, bool> = cfg
         .plugins
         .iter()
@@ -913,11 +931,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         server_address: server.as_ref().map(|s| s.local_addr().to_string()),
         server_links: server.as_ref().map(|s| s.links()).unwrap_or_default(),
         server_relay: server.as_ref().and_then(|s| s.relay()),
-        mqtt: cfg
-            .mqtt
-            .as_ref()
-            .map(|m| crate::mqtt::Mqtt::start(m, &cfg.base, mqtt_topics(&loaded), heard_tx))
-            .transpose()?,
+        mqtt,
         cfg: cfg.clone(),
     });
     let names: Vec<String> = loaded.iter().map(|r| r.name.clone()).collect();
@@ -936,7 +950,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         smol::spawn(fetch_loop(core.clone(), cfg.poll_wait(), plan_rx)),
         smol::spawn(dispatch_loop(core.clone(), signal_rx)),
         smol::spawn(command_loop(core.clone(), cmd_rx)),
-        smol::spawn(heard_loop(recipes.clone(), heard_rx)),
+        smol::spawn(heard_loop(Arc::downgrade(&core), recipes.clone(), heard_rx)),
     ];
     let c = core.clone();
     tasks.push(smol::spawn(control::serve(listener, move |req| {

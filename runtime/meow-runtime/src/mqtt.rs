@@ -1,7 +1,7 @@
 //! The MQTT bridge: recipes publish to the broker named in meow.yaml (`mqtt:`), so what arrives
 //! over MEOW shows up as MQTT topics (Home Assistant, Node-RED, Mosquitto's own tools), and
-//! recipes with an `mqtt` trigger hear the topics they name (subscribed again after every
-//! reconnection).
+//! recipes with an `mqtt` trigger and plugins with the `mqtt` capability hear the topics they
+//! name (subscribed again after every reconnection), and plugins publish too.
 //!
 //! The client is rumqttc's: its event loop runs on a thread of its own (rumqttc drives it with
 //! a small tokio runtime of its own there), reconnects with a backoff, and resends what the
@@ -9,6 +9,7 @@
 //! messages through a bounded queue: a publish never waits, and fails with a clear reason when
 //! the queue is full.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use crate::config::MqttSettings;
 
 /// Messages waiting for the broker at most (beyond them, a publish fails).
 const QUEUE: usize = 1024;
-/// The longest payload a recipe may publish.
+/// The longest payload a recipe or plugin may publish.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
 /// Messages heard and not yet taken by the recipes at most (beyond them, they are dropped and
 /// counted).
@@ -41,7 +42,7 @@ pub enum MqttError {
     /// The CA file could not be used.
     #[error("mqtt.ca_file {0}: {1}")]
     Ca(String, String),
-    /// A topic a recipe named is not one MQTT allows for publishing.
+    /// A topic (or filter) a recipe or plugin named is not one MQTT allows.
     #[error("MQTT topic {0:?}: {1}")]
     Topic(String, &'static str),
     /// The payload is too large.
@@ -169,11 +170,34 @@ pub fn check_topic(topic: &str) -> Result<(), MqttError> {
 /// A message heard on a subscribed topic: the topic and the payload.
 pub type Heard = (String, Vec<u8>);
 
+/// The most topic filters one plugin instance may subscribe to.
+pub const MAX_PLUGIN_FILTERS: usize = 32;
+
+/// Who listens to which topic filters.
+#[derive(Debug, Default)]
+struct Listeners {
+    /// The recipes' filters.
+    recipes: Vec<String>,
+    /// Each plugin instance's filters.
+    plugins: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Listeners {
+    /// Every filter, each once.
+    fn all(&self) -> Vec<String> {
+        let mut all: BTreeSet<&String> = self.recipes.iter().collect();
+        all.extend(self.plugins.values().flatten());
+        all.into_iter().cloned().collect()
+    }
+}
+
 /// A running bridge to one broker.
 pub struct Mqtt {
     client: Client,
-    /// The topic filters recipes listen to (subscribed on every connection).
+    /// The topic filters recipes and plugins listen to, each once (subscribed on every
+    /// connection).
     topics: Arc<parking_lot::Mutex<Vec<String>>>,
+    listeners: parking_lot::Mutex<Listeners>,
     connected: Arc<AtomicBool>,
     /// Set when the bridge is dropped: the event loop's thread ends even while the broker is
     /// away (it would otherwise retry for as long as the process lives).
@@ -226,6 +250,10 @@ impl Mqtt {
         }
         let (client, connection) = Client::new(options, QUEUE);
         let (connected, stopped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let listeners = parking_lot::Mutex::new(Listeners {
+            recipes: topics.clone(),
+            plugins: BTreeMap::new(),
+        });
         let topics = Arc::new(parking_lot::Mutex::new(topics));
         let loop_state = Loop {
             client: client.clone(),
@@ -243,14 +271,66 @@ impl Mqtt {
         Ok(Self {
             client,
             topics,
+            listeners,
             connected,
             stopped,
         })
     }
 
-    /// Listens to `topics` from now on (recipes were reloaded): new filters are subscribed,
-    /// dropped ones unsubscribed.
-    pub fn set_topics(&self, topics: Vec<String>) {
+    /// The recipes listen to `topics` from now on (they were reloaded).
+    pub fn set_recipe_topics(&self, topics: Vec<String>) {
+        let mut listeners = self.listeners.lock();
+        listeners.recipes = topics;
+        self.listen_to(listeners.all());
+    }
+
+    /// Plugin instance `instance` listens to `filter` too (at most [`MAX_PLUGIN_FILTERS`]).
+    pub fn subscribe(&self, instance: &str, filter: &str) -> Result<(), MqttError> {
+        meow_recipe::check_filter(filter).map_err(|why| MqttError::Topic(filter.to_owned(), why))?;
+        let mut listeners = self.listeners.lock();
+        let filters = listeners.plugins.entry(instance.to_owned()).or_default();
+        if filters.len() >= MAX_PLUGIN_FILTERS && !filters.contains(filter) {
+            return Err(MqttError::Topic(
+                filter.to_owned(),
+                "an instance subscribes to at most 32 filters",
+            ));
+        }
+        filters.insert(filter.to_owned());
+        self.listen_to(listeners.all());
+        Ok(())
+    }
+
+    /// Plugin instance `instance` no longer listens to `filter`.
+    pub fn unsubscribe(&self, instance: &str, filter: &str) {
+        let mut listeners = self.listeners.lock();
+        if let Some(filters) = listeners.plugins.get_mut(instance) {
+            filters.remove(filter);
+        }
+        self.listen_to(listeners.all());
+    }
+
+    /// Plugin instance `instance` listens to nothing any more (it stopped or restarts: it
+    /// subscribes again as it starts).
+    pub fn forget(&self, instance: &str) {
+        let mut listeners = self.listeners.lock();
+        if listeners.plugins.remove(instance).is_some() {
+            self.listen_to(listeners.all());
+        }
+    }
+
+    /// The plugin instances listening to a filter `topic` matches.
+    pub fn plugins_hearing(&self, topic: &str) -> Vec<String> {
+        let listeners = self.listeners.lock();
+        listeners
+            .plugins
+            .iter()
+            .filter(|(_, filters)| filters.iter().any(|f| meow_recipe::topic_matches(f, topic)))
+            .map(|(instance, _)| instance.clone())
+            .collect()
+    }
+
+    /// Listens to `topics` from now on: new filters are subscribed, dropped ones unsubscribed.
+    fn listen_to(&self, topics: Vec<String>) {
         let mut current = self.topics.lock();
         for gone in current.iter().filter(|t| !topics.contains(t)) {
             // Not unsubscribed (the request queue is full): what arrives on it matches no
@@ -359,7 +439,10 @@ impl Loop {
             // Said once per power of two, so a flood costs a few lines.
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "MQTT: recipes are behind; messages heard are dropped");
+                tracing::warn!(
+                    dropped = n,
+                    "MQTT: recipes and plugins are behind; messages heard are dropped"
+                );
             }
         }
     }
@@ -368,6 +451,43 @@ impl Loop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugins_hear_the_filters_they_subscribe_to_until_they_restart() {
+        let settings = MqttSettings {
+            // Nothing listens there: the bridge keeps trying in the background.
+            broker: "mqtt://127.0.0.1:1".into(),
+            client_id: None,
+            username: None,
+            password_file: None,
+            ca_file: None,
+        };
+        let (tx, _rx) = smol::channel::bounded(1);
+        let mqtt = Mqtt::start(&settings, Path::new("."), vec!["recipes/#".into()], tx).unwrap();
+        mqtt.subscribe("lights", "home/+/light").unwrap();
+        mqtt.subscribe("all", "home/#").unwrap();
+        assert_eq!(mqtt.plugins_hearing("home/kitchen/light"), ["all", "lights"]);
+        assert_eq!(mqtt.plugins_hearing("home/kitchen/door"), ["all"]);
+        assert!(
+            mqtt.plugins_hearing("recipes/x").is_empty(),
+            "the recipes' filters are theirs"
+        );
+        assert_eq!(*mqtt.topics.lock(), ["home/#", "home/+/light", "recipes/#"]);
+        let bad = mqtt.subscribe("all", "home/#/x").unwrap_err().to_string();
+        assert!(bad.contains("# stands alone"), "{bad}");
+        for i in 1..MAX_PLUGIN_FILTERS {
+            mqtt.subscribe("all", &format!("f/{i}")).unwrap();
+        }
+        let full = mqtt.subscribe("all", "one/more").unwrap_err().to_string();
+        assert!(full.contains("at most 32"), "{full}");
+        mqtt.subscribe("all", "home/#").unwrap(); // one it has is no new one
+        mqtt.unsubscribe("lights", "home/+/light");
+        assert_eq!(mqtt.plugins_hearing("home/kitchen/light"), ["all"]);
+        mqtt.forget("all");
+        assert!(mqtt.plugins_hearing("home/kitchen/light").is_empty());
+        mqtt.set_recipe_topics(vec!["sensors/#".into()]);
+        assert_eq!(*mqtt.topics.lock(), ["sensors/#"]);
+    }
 
     #[test]
     fn broker_urls_name_host_port_and_credentials() {

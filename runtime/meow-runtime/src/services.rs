@@ -179,6 +179,7 @@ pub struct RuntimeServices {
     sending: Mutex<HashMap<String, SendLimits>>,
     auto: Arc<AutoBudget>,
     http: Option<Arc<crate::http::HttpClient>>,
+    mqtt: Option<Arc<crate::mqtt::Mqtt>>,
 }
 
 impl std::fmt::Debug for RuntimeServices {
@@ -252,6 +253,8 @@ pub(crate) struct ServicesSetup {
     pub auto: Arc<AutoBudget>,
     /// The `http` capability's client (`http:` in meow.yaml), if any host is allowed.
     pub http: Option<Arc<crate::http::HttpClient>>,
+    /// The MQTT bridge (`mqtt:` in meow.yaml), if a broker is named.
+    pub mqtt: Option<Arc<crate::mqtt::Mqtt>>,
 }
 
 /// When a plugin's timer fires.
@@ -335,6 +338,7 @@ impl RuntimeServices {
             sending: Mutex::new(HashMap::new()),
             auto: setup.auto,
             http: setup.http,
+            mqtt: setup.mqtt,
         }
     }
 
@@ -391,9 +395,20 @@ impl RuntimeServices {
         }
     }
 
-    /// Cancels every timer of an instance (it stopped or was reloaded).
-    pub fn cancel_timers_of(&self, instance: &str) {
+    /// Cancels every timer and MQTT subscription of an instance (it stopped or was reloaded:
+    /// it sets them again as it starts).
+    pub fn forget_instance(&self, instance: &str) {
         self.timers.lock().retain(|_, (owner, _)| owner != instance);
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.forget(instance);
+        }
+    }
+
+    /// The MQTT bridge, or why there is none.
+    fn mqtt(&self) -> Result<&crate::mqtt::Mqtt, HostError> {
+        self.mqtt.as_deref().ok_or_else(|| {
+            HostError::Failed("mqtt: no broker: add `mqtt: { broker: \"mqtt://HOST:1883\" }` to meow.yaml".into())
+        })
     }
 
     fn queue(&self, cmd: Command) -> Result<(), HostError> {
@@ -500,6 +515,15 @@ fn file_err(e: meow_node::NodeError) -> HostError {
         E::UnknownFile(_) => HostError::NotFound(e.to_string()),
         E::AmbiguousFile(_) | E::File(_) => HostError::Invalid(e.to_string()),
         E::FileTooLarge { .. } => HostError::Quota(e.to_string()),
+        e => HostError::Failed(e.to_string()),
+    }
+}
+
+fn mqtt_err(e: crate::mqtt::MqttError) -> HostError {
+    use crate::mqtt::MqttError;
+    match e {
+        MqttError::Topic(..) | MqttError::Payload(_) => HostError::Invalid(e.to_string()),
+        MqttError::Full { .. } => HostError::Quota(e.to_string()),
         e => HostError::Failed(e.to_string()),
     }
 }
@@ -728,6 +752,22 @@ impl Services for RuntimeServices {
             None => Err(HostError::Denied(
                 "http: no host is allowed: add `http: { allow: [HOST] }` to meow.yaml".into(),
             )),
+        }
+    }
+
+    fn mqtt_publish(&self, instance: &str, topic: &str, payload: &[u8], retain: bool) -> Result<(), HostError> {
+        self.mqtt()?.publish(topic, payload, retain).map_err(mqtt_err)?;
+        tracing::debug!(plugin = instance, topic, "MQTT publish");
+        Ok(())
+    }
+
+    fn mqtt_subscribe(&self, instance: &str, filter: &str, subscribe: bool) -> Result<(), HostError> {
+        let mqtt = self.mqtt()?;
+        if subscribe {
+            mqtt.subscribe(instance, filter).map_err(mqtt_err)
+        } else {
+            mqtt.unsubscribe(instance, filter);
+            Ok(())
         }
     }
 

@@ -186,8 +186,29 @@ macro_rules! host_version {
                 }
             }
 
-            pub(super) fn wit_event(e: &Event) -> types::Event {
-                match e {
+            impl meow::bot::mqtt::Host for State {
+                fn publish(&mut self, topic: String, payload: Vec<u8>, retain: bool) -> Result<(), types::Error> {
+                    self.host.mqtt_publish(&topic, &payload, retain).map_err(wit_error)
+                }
+
+                fn subscribe(&mut self, filter: String) -> Result<(), types::Error> {
+                    if !self.hears_mqtt {
+                        return Err(types::Error::Invalid(
+                            "this plugin does not export meow:bot/mqtt-handler (build it against the world mqtt-bot) to hear what it subscribes to".into(),
+                        ));
+                    }
+                    self.host.mqtt_subscribe(&filter, true).map_err(wit_error)
+                }
+
+                fn unsubscribe(&mut self, filter: String) -> Result<(), types::Error> {
+                    self.host.mqtt_subscribe(&filter, false).map_err(wit_error)
+                }
+            }
+
+            /// The event as this version's WIT has it; `None` for what goes to another export
+            /// (MQTT messages go to `mqtt-handler`).
+            pub(super) fn wit_event(e: &Event) -> Option<types::Event> {
+                Some(match e {
                     Event::Startup => types::Event::Startup,
                     Event::Message(m) => types::Event::Message(types::Message {
                         id: m.id.clone(),
@@ -212,7 +233,8 @@ macro_rules! host_version {
                         text: b.text.clone(),
                         sent_at: b.sent_at,
                     }),
-                }
+                    Event::Mqtt { .. } => return None,
+                })
             }
         }
     };

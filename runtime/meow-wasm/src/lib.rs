@@ -60,6 +60,8 @@ const TICK: Duration = Duration::from_millis(10);
 /// What a store holds for one instance.
 struct State {
     host: Host,
+    /// The guest exports `mqtt-handler`: it may subscribe to MQTT topics.
+    hears_mqtt: bool,
     wasi: WasiCtx,
     http: http::HttpState,
     table: ResourceTable,
@@ -324,38 +326,79 @@ pub const CACHE_MAX_BYTES: u64 = 512 << 20;
 pub const CACHE_MAX_FILES: usize = 64;
 
 /// The WIT package this host implements (the 0.1 line; [`WIT_VERSIONS`] has every one).
-pub const WIT_VERSION: &str = "meow:bot@0.1.3";
+pub const WIT_VERSION: &str = "meow:bot@0.1.4";
 /// Every version of the WIT package this host links, side by side: a plugin built against any
 /// `0.1.x` or `0.2.x` loads (what a later patch adds fails only when called).
-pub const WIT_VERSIONS: &[&str] = &[WIT_VERSION, "meow:bot@0.2.0"];
+pub const WIT_VERSIONS: &[&str] = &[WIT_VERSION, "meow:bot@0.2.1"];
 
 /// A running guest, of either supported version of the world.
-enum Guest {
+struct Guest {
+    bot: Bot,
+    /// Its `mqtt-handler.on-message`, if it exports one (world `mqtt-bot`).
+    on_mqtt: Option<MqttHandler>,
+}
+
+/// The world's own exports, of either version.
+enum Bot {
     V01(v01::Bot),
     V02(v02::Bot),
 }
 
+type MqttHandler = wasmtime::component::TypedFunc<(String, Vec<u8>), (Result<(), String>,)>;
+
+/// The names of the `mqtt-handler` export in each supported version (a later patch of either is
+/// found under them: wasmtime looks exports up by semver).
+const MQTT_HANDLERS: [&str; 2] = ["meow:bot/mqtt-handler@0.1.4", "meow:bot/mqtt-handler@0.2.1"];
+
 impl Guest {
     /// Instantiates a linked component as the version whose exports it has.
     fn instantiate(pre: InstancePre<State>, store: &mut Store<State>) -> wasmtime::Result<Self> {
-        match v01::BotPre::new(pre.clone()) {
-            Ok(p) => Ok(Guest::V01(p.instantiate(store)?)),
-            Err(_) => Ok(Guest::V02(v02::BotPre::new(pre)?.instantiate(store)?)),
-        }
+        let instance = pre.instantiate(&mut *store)?;
+        let bot = match v01::BotIndices::new(&pre) {
+            Ok(i) => Bot::V01(i.load(&mut *store, &instance)?),
+            Err(_) => Bot::V02(v02::BotIndices::new(&pre)?.load(&mut *store, &instance)?),
+        };
+        let on_mqtt = MQTT_HANDLERS.iter().find_map(|name| {
+            let interface = instance.get_export_index(&mut *store, None, name)?;
+            let func = instance.get_export_index(&mut *store, Some(&interface), "on-message")?;
+            instance.get_typed_func(&mut *store, func).ok()
+        });
+        store.data_mut().hears_mqtt = on_mqtt.is_some();
+        Ok(Self { bot, on_mqtt })
     }
 
     fn start(&self, store: &mut Store<State>, config: &str) -> wasmtime::Result<Result<(), String>> {
-        match self {
-            Guest::V01(b) => b.call_init(store, config),
-            Guest::V02(b) => b.call_start(store, config),
+        match &self.bot {
+            Bot::V01(b) => b.call_init(store, config),
+            Bot::V02(b) => b.call_start(store, config),
         }
     }
 
     fn handle(&self, store: &mut Store<State>, event: &Event) -> wasmtime::Result<Result<(), String>> {
-        match self {
-            Guest::V01(b) => b.call_handle(store, &host_v01::wit_event(event)),
-            Guest::V02(b) => b.call_handle(store, &host_v02::wit_event(event)),
+        if let Event::Mqtt { topic, payload } = event {
+            return self.hear(store, topic, payload);
         }
+        match &self.bot {
+            Bot::V01(b) => match host_v01::wit_event(event) {
+                Some(e) => b.call_handle(store, &e),
+                None => Ok(Ok(())),
+            },
+            Bot::V02(b) => match host_v02::wit_event(event) {
+                Some(e) => b.call_handle(store, &e),
+                None => Ok(Ok(())),
+            },
+        }
+    }
+
+    /// Hands an MQTT message to the `mqtt-handler` export.
+    fn hear(&self, store: &mut Store<State>, topic: &str, payload: &[u8]) -> wasmtime::Result<Result<(), String>> {
+        let Some(f) = &self.on_mqtt else {
+            return Ok(Err(
+                "an MQTT message came, and this plugin exports no mqtt-handler".into()
+            ));
+        };
+        let (r,) = f.call(&mut *store, (topic.to_owned(), payload.to_vec()))?;
+        Ok(r)
     }
 }
 
@@ -521,6 +564,7 @@ impl meow_plugin::Engine for WasmEngine {
         let state = State {
             http: http::HttpState::new(host.clone(), limits.call_ms),
             host,
+            hears_mqtt: false,
             wasi: WasiCtxBuilder::new()
                 .stdout(stdout.clone())
                 .stderr(stderr.clone())

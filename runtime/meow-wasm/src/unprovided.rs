@@ -4,7 +4,7 @@
 //!
 //! Two cases, and only these: a function of a `meow:bot` interface this host lacks is added to
 //! the host's own instance of that interface (the component may name it `@0.1.9`; wasmtime
-//! resolves that to ours, `@0.1.3`, by semver, so a new instance under the component's name would
+//! resolves that to ours, `@0.1.4`, by semver, so a new instance under the component's name would
 //! shadow every real function); an interface of a package the host does not link at all is
 //! stubbed whole under its own name. A function the host has under another type, or a missing
 //! function of a WASI package the host does link, still refuses to link.
@@ -136,10 +136,10 @@ mod tests {
     fn a_later_patch_of_our_interfaces_maps_to_the_host_instance_and_a_new_minor_does_not() {
         assert_eq!(
             ours("meow:bot/messaging@0.1.9").as_deref(),
-            Some("meow:bot/messaging@0.1.3")
+            Some("meow:bot/messaging@0.1.4")
         );
-        assert_eq!(ours("meow:bot/kv@0.1.0").as_deref(), Some("meow:bot/kv@0.1.3"));
-        assert_eq!(ours("meow:bot/kv@0.2.4").as_deref(), Some("meow:bot/kv@0.2.0"));
+        assert_eq!(ours("meow:bot/kv@0.1.0").as_deref(), Some("meow:bot/kv@0.1.4"));
+        assert_eq!(ours("meow:bot/kv@0.2.4").as_deref(), Some("meow:bot/kv@0.2.1"));
         assert_eq!(ours("meow:bot/kv@0.3.0"), None);
         assert_eq!(ours("wasi:http/types@0.2.10"), None);
     }

@@ -20,8 +20,9 @@
 //! export_bot!(Echo);
 //! ```
 //!
-//! The host functions are in [`messaging`], [`kv`], [`timers`], [`log`] and [`node`]; each needs
-//! its capability granted in `meow.yaml` (logging and node info are always allowed).
+//! The host functions are in [`messaging`], [`kv`], [`timers`], [`log`], [`node`], [`files`],
+//! [`http`], [`mqtt`] and the others; each needs its capability granted in `meow.yaml` (logging
+//! and node info are always allowed).
 
 // The generated code names this crate by its public path, also from inside it.
 extern crate self as meow_sdk;
@@ -32,7 +33,9 @@ pub use wit_bindgen as __wit_bindgen;
 /// The generated bindings of the `meow:bot` WIT world.
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "bot",
+        // `bot` plus the `mqtt-handler` export (whose default does nothing): a plugin that
+        // never subscribes pays nothing for it.
+        world: "mqtt-bot",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "export_guest",
@@ -45,7 +48,7 @@ pub mod commands;
 mod config;
 
 pub use bindings::meow::bot::types::{Broadcast, Error, Event, Level, Message, Timer};
-pub use bindings::meow::bot::{broadcast, directory, files, groups, http, kv, messaging, node, timers};
+pub use bindings::meow::bot::{broadcast, directory, files, groups, http, kv, messaging, mqtt, node, timers};
 pub use commands::{Commands, Role};
 pub use config::Config;
 
@@ -106,6 +109,11 @@ pub trait Bot {
     fn on_broadcast(_broadcast: Broadcast) -> Result<(), String> {
         Ok(())
     }
+
+    /// A message arrived on an MQTT topic the instance subscribed to ([`mqtt::subscribe`]).
+    fn on_mqtt(_topic: String, _payload: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Routes an event to the matching [`Bot`] handler (used by [`export_bot!`]).
@@ -132,6 +140,14 @@ macro_rules! export_bot {
                 }
                 fn handle(event: $crate::Event) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::dispatch::<$bot>(event)
+                }
+            }
+            impl $crate::bindings::exports::meow::bot::mqtt_handler::Guest for MeowGuest {
+                fn on_message(
+                    topic: ::std::string::String,
+                    payload: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    <$bot as $crate::Bot>::on_mqtt(topic, payload)
                 }
             }
             $crate::bindings::export_guest!(MeowGuest);

@@ -2,9 +2,9 @@
 // Built into a component by `meow plugin build` with componentize-js (StarlingMonkey), or with
 // `--js-engine quickjs` by componentize-qjs. It targets meow:bot 0.2 (export `start`).
 
-import { reply } from 'meow:bot/messaging@0.2.0';
-import { get, set } from 'meow:bot/kv@0.2.0';
-import { log } from 'meow:bot/log@0.2.0';
+import { reply } from 'meow:bot/messaging@0.2.1';
+import { get, set } from 'meow:bot/kv@0.2.1';
+import { log } from 'meow:bot/log@0.2.1';
 
 function count(sender) {
   const key = `greeted/${sender}`;
