@@ -753,3 +753,59 @@ fn plugins_subscribe_and_publish_on_mqtt() {
     drop(broker);
     assert_eq!(daemon.terminate(), 0);
 }
+
+/// Recipes declare chat commands: `/help` is generated from those the sender may run, a
+/// command of a role the sender lacks is refused with the reason, too few arguments get the
+/// usage line, and a command that runs sees its arguments.
+#[test]
+fn recipe_commands_have_help_roles_and_arguments() {
+    let tmp = TempDir::new("recipe-commands");
+    let (hub, homes, config, base) = hub_with_contacts(&tmp, &["owner", "guest"]);
+    let [owner, guest] = &homes[..] else { unreachable!() };
+    let recipe = tmp.path().join("house.yaml");
+    std::fs::write(
+        &recipe,
+        r#"version: 1
+name: house
+mode: queued
+triggers:
+  - command: { name: status, help: "how the house is" }
+  - command: { name: lights, usage: "<room> on|off", help: "switches a room's lights", role: admin, min_args: 2 }
+actions:
+  - reply: { text: "{{ trigger.command }} by {{ trigger.sender }} ({{ trigger.role }}): {{ trigger.args | join(',') }}" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}roles: {{ admins: [owner] }}\nrecipes:\n  - {}\n",
+            recipe.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&hub, &config);
+    guest.meow(&["send", "hub", "/help"]).ok();
+    wait_for_text(guest, "the guest's help", |t| {
+        t == "commands:\n/status: how the house is\n/help: this list"
+    });
+    guest.meow(&["send", "hub", "/lights kitchen off"]).ok();
+    wait_for_text(guest, "the refusal", |t| t == "/lights is for the admins");
+    guest.meow(&["send", "hub", "/status"]).ok();
+    wait_for_text(guest, "the guest's command", |t| t == "status by guest (anyone): ");
+    owner.meow(&["send", "hub", "/help"]).ok();
+    wait_for_text(owner, "the admin's help", |t| {
+        t.contains("/lights <room> on|off: switches a room's lights") && t.contains("/status")
+    });
+    owner.meow(&["send", "hub", "/lights kitchen"]).ok();
+    wait_for_text(owner, "the usage line", |t| t == "usage: /lights <room> on|off");
+    owner.meow(&["send", "hub", "/lights kitchen off"]).ok();
+    wait_for_text(owner, "the admin's command", |t| {
+        t == "lights by owner (admin): kitchen,off"
+    });
+    assert!(
+        !guest.texts().iter().any(|t| t.starts_with("lights by")),
+        "the guest's /lights ran nothing"
+    );
+    assert_eq!(daemon.terminate(), 0);
+}

@@ -4,7 +4,7 @@
 //! ```yaml
 //! message: { from: sensor, text: '{"t": 31.5}' }
 //! ```
-//! (`group_message` also takes `group`; `schedule: {}` fires the recipe's first schedule;
+//! (`message` also takes `role`, for `command` triggers; `group_message` takes `group`; `schedule: {}` fires the recipe's first schedule;
 //! `startup: {}`; `contact_added: { name: bob }`; `broadcast: { text: flood, server: home }`;
 //! `mqtt: { topic: home/door, payload: open }`.)
 
@@ -49,6 +49,10 @@ struct SampleMessage {
     text: String,
     #[serde(default)]
     group: Option<String>,
+    /// The sender's role for `command` triggers (`anyone` by default; the runtime takes it from
+    /// `roles:` in meow.yaml).
+    #[serde(default)]
+    role: crate::commands::Role,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,10 +90,11 @@ pub fn message_event(kind: TriggerKind, sender: &str, text: &str, group: Option<
 pub fn sample_event(text: &str, file: &str) -> Result<(TriggerEvent, bool), RecipeError> {
     let e: SampleEvent = meow_yaml::load(text, file)?;
     Ok(match e {
-        SampleEvent::Message(m) => (
-            message_event(TriggerKind::Message, &m.from, &m.text, None, "dry-run"),
-            false,
-        ),
+        SampleEvent::Message(m) => {
+            let mut ev = message_event(TriggerKind::Message, &m.from, &m.text, None, "dry-run");
+            ev.fields.insert("role".into(), json!(m.role.as_str()));
+            (ev, false)
+        }
         SampleEvent::GroupMessage(m) => (
             message_event(
                 TriggerKind::GroupMessage,

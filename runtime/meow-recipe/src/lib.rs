@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod commands;
 mod dryrun;
 mod model;
 mod recipe;

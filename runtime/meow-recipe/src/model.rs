@@ -93,6 +93,7 @@ pub enum RawTrigger {
     ContactAdded(Empty),
     Broadcast(RawBroadcastTrigger),
     Mqtt(RawMqttTrigger),
+    Command(crate::commands::RawCommandTrigger),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

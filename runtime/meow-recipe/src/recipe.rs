@@ -5,6 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::commands::Command;
 use meow_yaml::{YamlError, locate};
 use regex::Regex;
 use serde_json::{Map, Value, json};
@@ -94,6 +95,8 @@ enum Trigger {
     },
     /// A message on a topic of the MQTT broker, by topic filter.
     Mqtt(String),
+    /// A chat command from a contact (`/name args…`).
+    Command(Command),
 }
 
 impl Trigger {
@@ -106,6 +109,7 @@ impl Trigger {
             Trigger::ContactAdded => TriggerKind::ContactAdded,
             Trigger::Broadcast { .. } => TriggerKind::Broadcast,
             Trigger::Mqtt(_) => TriggerKind::Mqtt,
+            Trigger::Command(_) => TriggerKind::Message,
         }
     }
 }
@@ -296,7 +300,8 @@ impl TriggerEvent {
         }
     }
 
-    fn str(&self, k: &str) -> Option<&str> {
+    /// Field `k`, when it is a string.
+    pub fn str(&self, k: &str) -> Option<&str> {
         self.fields.get(k).and_then(Value::as_str)
     }
 }
@@ -364,6 +369,23 @@ fn action_templates(i: usize, a: &RawAction) -> Vec<(String, &str)> {
 
 /// Why `filter` is not an MQTT topic filter (MQTT 3.1.1 §4.7.1), if it is not: `+` stands for
 /// one whole level, `#` for the rest and only at the end.
+/// The variables of a message trigger: the event's fields, its JSON and the pattern's captures.
+fn message_vars(ev: &TriggerEvent, kind: TriggerKind, captures: Map<String, Value>) -> Map<String, Value> {
+    let json = ev
+        .str("text")
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .unwrap_or(Value::Null);
+    let mut v = ev.fields.clone();
+    v.insert("kind".into(), json!(kind.as_str()));
+    v.insert("json".into(), json);
+    v.insert("captures".into(), Value::Object(captures));
+    for k in ["sender", "text", "id", "type", "policy", "reply_to"] {
+        v.entry(k).or_insert(Value::Null);
+    }
+    v.entry("automatic").or_insert(Value::Bool(false));
+    v
+}
+
 /// Whether `filter` is an MQTT topic filter (`+` for one level, `#` as the last); why not.
 pub fn check_filter(filter: &str) -> Result<(), &'static str> {
     if filter.is_empty() || filter.len() > usize::from(u16::MAX) || filter.contains('\0') {
@@ -438,6 +460,9 @@ impl Recipe {
         let mut scope = Scope::default();
         for t in &triggers {
             scope.trigger.extend(templates::trigger_fields(t.kind()));
+            if let Trigger::Command(_) = t {
+                scope.trigger.extend(templates::COMMAND_FIELDS);
+            }
         }
         for a in &raw.actions {
             if let RawAction::Get(g) = a {
@@ -454,7 +479,11 @@ impl Recipe {
             Self::check_action(i, a, ctx).map_err(|(path, m)| err(&path, m))?;
         }
         let needs_message = raw.actions.iter().any(|a| matches!(a, RawAction::Reply(_)));
-        if needs_message && triggers.iter().any(|t| !matches!(t, Trigger::Message { .. })) {
+        if needs_message
+            && triggers
+                .iter()
+                .any(|t| !matches!(t, Trigger::Message { .. } | Trigger::Command(_)))
+        {
             let i = raw
                 .actions
                 .iter()
@@ -531,6 +560,9 @@ impl Recipe {
             RawTrigger::Mqtt(m) => {
                 check_filter(&m.topic).map_err(|why| (format!("triggers[{i}].mqtt.topic"), why.to_owned()))?;
                 Trigger::Mqtt(m.topic.clone())
+            }
+            RawTrigger::Command(c) => {
+                Trigger::Command(Command::check(c).map_err(|why| (format!("triggers[{i}].command.name"), why))?)
             }
         })
     }
@@ -652,17 +684,23 @@ impl Recipe {
                         }
                     }
                 }
-                let json = text
-                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
-                    .unwrap_or(Value::Null);
-                let mut v = ev.fields.clone();
-                v.insert("kind".into(), json!(kind.as_str()));
-                v.insert("json".into(), json);
-                v.insert("captures".into(), Value::Object(captures));
-                for k in ["sender", "text", "id", "type", "policy", "reply_to"] {
-                    v.entry(k).or_insert(Value::Null);
+                Some(Value::Object(message_vars(ev, kind, captures)))
+            }
+            Trigger::Command(c) => {
+                if ev.kind != TriggerKind::Message || ev.fields.get("automatic").and_then(Value::as_bool) == Some(true)
+                {
+                    return None;
                 }
-                v.entry("automatic").or_insert(Value::Bool(false));
+                let (name, args) = crate::commands::parse(ev.str("text")?)?;
+                let role = crate::commands::Role::parse(ev.str("role").unwrap_or(""));
+                if name != c.name || role < c.role || args.len() < c.min_args {
+                    return None;
+                }
+                let mut v = message_vars(ev, TriggerKind::Message, Map::new());
+                v.insert("command".into(), json!(c.name));
+                v.insert("args_text".into(), json!(args.join(" ")));
+                v.insert("args".into(), json!(args));
+                v.insert("role".into(), json!(role.as_str()));
                 Some(Value::Object(v))
             }
             Trigger::Startup if ev.kind == TriggerKind::Startup => Some(json!({"kind": "startup"})),
@@ -739,6 +777,17 @@ impl Recipe {
     /// The condition texts.
     pub fn conditions(&self) -> &[String] {
         &self.conditions
+    }
+
+    /// The chat commands its `command` triggers declare.
+    pub fn commands(&self) -> Vec<Command> {
+        self.triggers
+            .iter()
+            .filter_map(|t| match t {
+                Trigger::Command(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether the recipe publishes to MQTT or listens to it (the runtime needs a broker).

@@ -57,6 +57,9 @@ pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
     }
 }
 
+/// The fields a `command` trigger adds to a message's.
+pub const COMMAND_FIELDS: [&str; 4] = ["command", "args", "args_text", "role"];
+
 /// Fields of `now`.
 const NOW_FIELDS: &[&str] = &["iso", "unix", "date", "time", "hour", "minute", "weekday"];
 /// Functions and globals minijinja provides.

@@ -442,3 +442,41 @@ fn mqtt_triggers_match_topic_filters_and_bad_filters_are_refused() {
         assert!(err.contains("triggers[0].mqtt.topic"), "{bad:?}: {err}");
     }
 }
+
+/// A `command` trigger runs for its name with enough arguments from a contact of its role, and
+/// gives the template the command, the arguments and the role; a dry run takes the role too.
+#[test]
+fn a_command_trigger_needs_its_name_its_role_and_its_arguments() {
+    let text = "version: 1\ntriggers:\n  - command: { name: lights, usage: \"<room> on|off\", role: admin, min_args: 2 }\n\
+                actions:\n  - reply: { text: \"{{ trigger.command }} {{ trigger.args[0] }}={{ trigger.args[1] }} ({{ trigger.role }}, {{ trigger.args_text }})\" }\n";
+    let recipe = Recipe::load(text, "lights.yaml", "lights", &home()).unwrap();
+    assert_eq!(recipe.commands()[0].name, "lights");
+    let run = |sample: &str| {
+        let (event, _) = sample_event(sample, "sample").unwrap();
+        meow_recipe::dry_run(&recipe, &event, false, chrono::Local::now())
+    };
+    let ran = run("message: { from: owner, text: \"/Lights kitchen off\", role: admin }");
+    assert_eq!(
+        ran.actions,
+        vec![Ok(Rendered::Reply {
+            text: "lights kitchen=off (admin, kitchen off)".into()
+        })]
+    );
+    assert!(run("message: { from: owner, text: \"/lights kitchen off\", role: owner }").would_run());
+    for refused in [
+        "message: { from: owner, text: \"/lights kitchen off\" }",
+        "message: { from: owner, text: \"/lights kitchen\", role: admin }",
+        "message: { from: owner, text: \"/lightsout kitchen off\", role: admin }",
+        "message: { from: owner, text: \"lights kitchen off\", role: admin }",
+    ] {
+        assert!(!run(refused).would_run(), "{refused}");
+    }
+    let help = "version: 1\ntriggers:\n  - command: { name: help }\nactions:\n  - log: { text: x }\n";
+    let e = Recipe::load(help, "help.yaml", "help", &home())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("triggers[0].command.name") && e.contains("/help is the runtime's"),
+        "{e}"
+    );
+}

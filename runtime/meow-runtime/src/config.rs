@@ -254,6 +254,33 @@ pub struct ConversationSettings {
     pub post_quantum: bool,
 }
 
+/// `roles:` in meow.yaml: the contacts who may run the recipes' `admin` and `owner` commands
+/// (everyone else runs those of `anyone`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// The owner's contact name.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The admins' contact names.
+    #[serde(default)]
+    pub admins: Vec<String>,
+}
+
+impl Roles {
+    /// The role of contact `name`.
+    pub fn of(&self, name: &str) -> meow_recipe::commands::Role {
+        use meow_recipe::commands::Role;
+        if self.owner.as_deref() == Some(name) {
+            Role::Owner
+        } else if self.admins.iter().any(|a| a == name) {
+            Role::Admin
+        } else {
+            Role::Anyone
+        }
+    }
+}
+
 /// `mqtt:` in meow.yaml: the broker recipes (`mqtt_publish`, the `mqtt` trigger) and plugins
 /// (capability `mqtt`) publish to and listen on.
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +383,9 @@ pub struct RunConfig {
     /// The hosts the `http` capability may call; none when absent.
     #[serde(default)]
     pub http: Option<crate::http::HttpSettings>,
+    /// Who may run the recipes' `admin` and `owner` commands.
+    #[serde(default)]
+    pub roles: Roles,
     /// The folder of the file (for relative paths).
     #[serde(skip)]
     pub base: PathBuf,
@@ -378,6 +408,7 @@ impl Default for RunConfig {
             direct: None,
             mqtt: None,
             http: None,
+            roles: Roles::default(),
             base: PathBuf::from("."),
         }
     }

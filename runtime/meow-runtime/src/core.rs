@@ -190,7 +190,7 @@ pub struct Core {
     supervisors: Mutex<BTreeMap<String, Supervisor>>,
     accepts_automatic: Mutex<BTreeMap<String, bool>>,
     instance_configs: Vec<InstanceConfig>,
-    cfg: RunConfig,
+    pub(crate) cfg: RunConfig,
     engines: Engines,
     stop: smol::channel::Sender<()>,
     vault: Arc<meow_store::vault::Vault>,
@@ -881,6 +881,11 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
     let (cmd_tx, cmd_rx) = smol::channel::bounded(cfg.limits.command_queue.max(1));
     let vault = node.vault();
     let contacts = crate::services::addressable(&node);
+    for name in cfg.roles.owner.iter().chain(&cfg.roles.admins) {
+        if !contacts.iter().any(|(c, _)| c == name) {
+            tracing::warn!("roles: {name:?} is no contact of this home: nobody gets that role through it");
+        }
+    }
     let policies = crate::services::policies(&node);
     let (nickname, fingerprint) = (node.display_name().map(str::to_owned), node.user_public().fingerprint());
     let node = Arc::new(smol::lock::Mutex::new(node));

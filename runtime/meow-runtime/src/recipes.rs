@@ -228,15 +228,52 @@ impl Recipes {
 
     /// Matches a node event against every recipe.
     pub fn on_event(self: &Arc<Self>, e: &NodeEvent) {
-        if let Some(mut ev) = trigger_event(e) {
-            // The sender's privacy policy (`server`, `direct`, `matriochka`).
-            let sender = ev.fields.get("sender").and_then(Value::as_str);
-            let policy = sender.and_then(|s| self.daemon.upgrade()?.services.policy_of(s));
-            if let Some(p) = policy {
+        let Some(mut ev) = trigger_event(e) else { return };
+        let Some(d) = self.daemon.upgrade() else { return };
+        if let Some(sender) = ev.str("sender").map(str::to_owned) {
+            // The sender's privacy policy (`server`, `direct`, `matriochka`) and role.
+            if let Some(p) = d.services.policy_of(&sender) {
                 ev.fields.insert("policy".into(), Value::String(p));
             }
-            self.on_trigger_event(&ev);
+            let role = d.cfg.roles.of(&sender);
+            ev.fields.insert("role".into(), json!(role.as_str()));
+            if ev.kind == TriggerKind::Message {
+                self.answer_command(&d, &ev, &sender, role);
+            }
         }
+        self.on_trigger_event(&ev);
+    }
+
+    /// Answers what the recipes' commands cannot: `/help`, a refused role, too few arguments.
+    fn answer_command(&self, d: &Arc<Core>, ev: &TriggerEvent, sender: &str, role: meow_recipe::commands::Role) {
+        if ev.fields.get("automatic").and_then(Value::as_bool) == Some(true) {
+            return;
+        }
+        let commands: Vec<_> = self.current().iter().flat_map(|r| r.commands()).collect();
+        let Some(text) = ev.str("text") else { return };
+        let Some(answer) = meow_recipe::commands::answer(&commands, text, role) else {
+            return;
+        };
+        let reply_to = ev.str("id").and_then(meow_proto::MessageId::from_hex);
+        let (d, to) = (d.clone(), sender.to_owned());
+        smol::spawn(async move {
+            let sent = match d.auto.take(&to) {
+                Ok(()) => {
+                    d.send_automatic(
+                        &recipe_sender("commands"),
+                        &to,
+                        (meow_proto::ContentType::TEXT, answer.into_bytes()),
+                        reply_to,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
+                tracing::warn!(contact = %to, "answering a command: {e}");
+            }
+        })
+        .detach();
     }
 
     /// Matches a message heard on an MQTT topic against every recipe.
