@@ -787,15 +787,15 @@ actions:
     let daemon = Daemon::start(&hub, &config);
     guest.meow(&["send", "hub", "/help"]).ok();
     wait_for_text(guest, "the guest's help", |t| {
-        t == "commands:\n/status: how the house is\n/help: this list"
+        t == "commands:\n/help - this list\n/status - how the house is"
     });
     guest.meow(&["send", "hub", "/lights kitchen off"]).ok();
-    wait_for_text(guest, "the refusal", |t| t == "/lights is for the admins");
+    wait_for_text(guest, "the refusal", |t| t == "/lights is for admins");
     guest.meow(&["send", "hub", "/status"]).ok();
     wait_for_text(guest, "the guest's command", |t| t == "status by guest (anyone): ");
     owner.meow(&["send", "hub", "/help"]).ok();
     wait_for_text(owner, "the admin's help", |t| {
-        t.contains("/lights <room> on|off: switches a room's lights") && t.contains("/status")
+        t.contains("/lights <room> on|off - switches a room's lights") && t.contains("/status")
     });
     owner.meow(&["send", "hub", "/lights kitchen"]).ok();
     wait_for_text(owner, "the usage line", |t| t == "usage: /lights <room> on|off");

@@ -137,7 +137,7 @@ pub fn answer(commands: &[Command], text: &str, role: Role) -> Option<String> {
     let runnable: Vec<&&Command> = found.iter().filter(|c| c.role <= role).collect();
     match (found.first(), runnable.is_empty()) {
         (None, _) => None,
-        (Some(c), true) => Some(format!("/{} is for the {}", c.name, plural(c.role))),
+        (Some(c), true) => Some(format!("/{} is for {}", c.name, who(c.role))),
         (Some(_), false) => {
             let fewest = runnable.iter().map(|c| c.min_args).min().unwrap_or(0);
             (args.len() < fewest).then(|| format!("usage: {}", runnable[0].synopsis()))
@@ -152,21 +152,21 @@ pub fn help(commands: &[Command], role: Role) -> String {
         .filter(|c| c.role <= role)
         .map(|c| match c.help.as_str() {
             "" => c.synopsis(),
-            help => format!("{}: {help}", c.synopsis()),
+            help => format!("{} - {help}", c.synopsis()),
         })
         .collect();
     lines.sort();
     lines.dedup();
-    lines.insert(0, "commands:".into());
-    lines.push("/help: this list".into());
+    lines.splice(0..0, ["commands:".to_owned(), "/help - this list".to_owned()]);
     lines.join("\n")
 }
 
-fn plural(role: Role) -> &'static str {
+/// Who may run a command of `role` (the SDKs' words).
+fn who(role: Role) -> &'static str {
     match role {
-        Role::Anyone => "contacts",
+        Role::Anyone => "anyone",
         Role::Admin => "admins",
-        Role::Owner => "owner",
+        Role::Owner => "the owner",
     }
 }
 
@@ -194,18 +194,18 @@ mod tests {
         ];
         assert_eq!(
             answer(&cmds, "/help", Role::Anyone).unwrap(),
-            "commands:\n/status: does status\n/help: this list"
+            "commands:\n/help - this list\n/status - does status"
         );
         let admin = answer(&cmds, " /HELP ", Role::Admin).unwrap();
-        assert!(admin.contains("/lights <room> on|off: does lights") && !admin.contains("reboot"));
+        assert!(admin.contains("/lights <room> on|off - does lights") && !admin.contains("reboot"));
         assert!(
             answer(&cmds, "/help", Role::Owner)
                 .unwrap()
-                .contains("/reboot: does /Reboot")
+                .contains("/reboot - does /Reboot")
         );
         assert_eq!(
             answer(&cmds, "/lights kitchen off", Role::Anyone).unwrap(),
-            "/lights is for the admins"
+            "/lights is for admins"
         );
         assert_eq!(
             answer(&cmds, "/reboot", Role::Admin).unwrap(),
