@@ -125,6 +125,15 @@ fn a_hello_plugin_in_each_language_goes_from_scaffold_to_an_answer() {
         .map(str::to_owned)
         .collect();
     if langs.contains(&"python") {
+        // The Python SDK's command helper (meow_commands.py, in the scaffold).
+        homes[0].meow(&["send", "hub", "/count"]).ok();
+        wait_for_all(&homes[0], &daemon, &["me said hello 1 times".to_owned()]);
+        homes[0].meow(&["send", "hub", "/help"]).ok();
+        wait_for_all(
+            &homes[0],
+            &daemon,
+            &["commands:\n/help - this list\n/count - how often you said hello".to_owned()],
+        );
         homes[0].meow(&["send", "hub", "boom"]).ok();
         daemon.wait_log("was stopped");
     }

@@ -36,7 +36,11 @@ impl Lang {
                 t!("rust", "plugin.yaml"),
             ],
             Lang::Lua => &[t!("lua", "main.lua"), t!("lua", "plugin.yaml")],
-            Lang::Python => &[t!("python", "app.py"), t!("python", "plugin.yaml")],
+            Lang::Python => &[
+                t!("python", "app.py"),
+                t!("python", "meow_commands.py"),
+                t!("python", "plugin.yaml"),
+            ],
             Lang::Js => &[t!("js", "bot.js"), t!("js", "plugin.yaml")],
         }
     }
