@@ -124,16 +124,22 @@ fn a_hello_plugin_in_each_language_goes_from_scaffold_to_an_answer() {
         .filter(|l| l.contains("ompil"))
         .map(str::to_owned)
         .collect();
-    if langs.contains(&"python") {
-        // The Python SDK's command helper (meow_commands.py, in the scaffold).
+    // The command helpers of the Python and JavaScript scaffolds (meow_commands.py,
+    // commands.js): each answers /count and /help.
+    let helpers = langs.iter().filter(|l| ["python", "js"].contains(l)).count();
+    if helpers > 0 {
         homes[0].meow(&["send", "hub", "/count"]).ok();
-        wait_for_all(&homes[0], &daemon, &["me said hello 1 times".to_owned()]);
         homes[0].meow(&["send", "hub", "/help"]).ok();
+        let help = "commands:\n/help - this list\n/count - how often you said hello";
         wait_for_all(
             &homes[0],
             &daemon,
-            &["commands:\n/help - this list\n/count - how often you said hello".to_owned()],
+            &["me said hello 1 times".to_owned(), help.to_owned()],
         );
+        let texts = homes[0].texts();
+        assert_eq!(texts.iter().filter(|t| *t == help).count(), helpers, "{texts:?}");
+    }
+    if langs.contains(&"python") {
         homes[0].meow(&["send", "hub", "boom"]).ok();
         daemon.wait_log("was stopped");
     }
@@ -382,6 +388,18 @@ fn javascript_plugins_of_the_0_2_world_built_with_starlingmonkey_and_quickjs_bot
     let (hub, homes, config, base) = hub_with_contacts(&tmp, &["me"]);
     js_v02_plugin(&tmp.path().join("src/sm"), "sm");
     js_v02_plugin(&tmp.path().join("src/qjs"), "qjs");
+    // A local module, as the scaffold's commands.js: bundled by QuickJS's componentizer too.
+    let qjs = tmp.path().join("src/qjs");
+    std::fs::write(
+        qjs.join("answer.js"),
+        "export const answer = (text) => `qjs: ${text}`;\n",
+    )
+    .unwrap();
+    let js = std::fs::read_to_string(qjs.join("bot.js")).unwrap();
+    let js = format!("import {{ answer }} from './answer.js';\n{js}")
+        .replace("`qjs: ${event.val.text}`", "answer(event.val.text)");
+    assert!(js.contains("reply(event.val.id, answer(event.val.text))"), "{js}");
+    std::fs::write(qjs.join("bot.js"), js).unwrap();
     let cli = cli(&tmp);
     cli.meow_in(tmp.path(), &["plugin", "build", "src/sm", "--out", "built"])
         .ok();

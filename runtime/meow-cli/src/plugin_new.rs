@@ -41,7 +41,7 @@ impl Lang {
                 t!("python", "meow_commands.py"),
                 t!("python", "plugin.yaml"),
             ],
-            Lang::Js => &[t!("js", "bot.js"), t!("js", "plugin.yaml")],
+            Lang::Js => &[t!("js", "bot.js"), t!("js", "commands.js"), t!("js", "plugin.yaml")],
         }
     }
 }
