@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::languages::{tool_or_skip, wait_for_all};
-use crate::support::{Daemon, setup, wait_for_text};
+use crate::support::{Daemon, Setup, setup, wait_for_text};
 
 /// A web server on 127.0.0.1 answering every request with the path it asked for; the count of
 /// connections it accepted.
@@ -43,6 +43,13 @@ fn web_server() -> (u16, Arc<AtomicUsize>) {
     (port, accepted)
 }
 
+/// Lets the plugins of `s` call the web server on 127.0.0.1:`port` (and nothing else).
+fn allow_http(s: &Setup, port: u16) {
+    let yaml = std::fs::read_to_string(&s.config).unwrap();
+    let allow = format!("http:\n  allow: [\"127.0.0.1:{port}\"]\n  timeout: 5s\n");
+    std::fs::write(&s.config, format!("{yaml}{allow}")).unwrap();
+}
+
 const WEB: &str = r#"
 function on_message(msg)
   local url = msg.text and msg.text:match("^fetch (%S+)$")
@@ -67,12 +74,7 @@ fn a_plugin_calls_an_allowed_host_and_is_denied_the_others() {
          - { name: noweb, plugin: \"{local}/web\", grant: [messaging] }\n",
     );
     s.lua_plugin("web", WEB, "messaging, http");
-    let yaml = std::fs::read_to_string(&s.config).unwrap();
-    std::fs::write(
-        &s.config,
-        format!("{yaml}http:\n  allow: [\"127.0.0.1:{allowed}\"]\n  timeout: 5s\n"),
-    )
-    .unwrap();
+    allow_http(&s, allowed);
     let daemon = Daemon::start(&s.bot, &s.config);
     s.pair();
 
@@ -147,12 +149,7 @@ fn javascript_fetch_goes_through_the_same_allow_list() {
             &["plugin", "build", "src/jsweb", "--out", s.local().to_str().unwrap()],
         )
         .ok();
-    let yaml = std::fs::read_to_string(&s.config).unwrap();
-    std::fs::write(
-        &s.config,
-        format!("{yaml}http:\n  allow: [\"127.0.0.1:{allowed}\"]\n  timeout: 5s\n"),
-    )
-    .unwrap();
+    allow_http(&s, allowed);
     let daemon = Daemon::start(&s.bot, &s.config);
     s.pair();
 

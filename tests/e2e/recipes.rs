@@ -439,25 +439,8 @@ fn a_recipe_hears_mqtt_topics_and_tells_a_contact() {
     .unwrap();
     let daemon = Daemon::start(&hub, &config);
     daemon.wait_log("MQTT: connected");
-    let publish = |topic: &str, payload: &str| {
-        // Subscribing follows the connection: publish until the recipe has heard once.
-        let status = std::process::Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-m",
-                payload,
-            ])
-            .status()
-            .expect("mosquitto_pub (apt-get install mosquitto-clients)");
-        assert!(status.success());
-    };
+    // Subscribing follows the connection: publish until the recipe has heard once.
+    let publish = |topic: &str, payload: &str| mosquitto_pub(port, topic, payload);
     crate::support::wait_for("the subscription", std::time::Duration::from_secs(30), || {
         publish("home/door/state", r#"{"state":"open"}"#);
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -477,6 +460,26 @@ fn a_recipe_hears_mqtt_topics_and_tells_a_contact() {
     assert!(!texts.iter().any(|t| t.contains("garden")), "{texts:?}");
     drop(broker);
     assert_eq!(daemon.terminate(), 0);
+}
+
+/// Publishes `payload` on `topic` of the broker on `port` at QoS 1 (mosquitto_pub).
+fn mosquitto_pub(port: u16, topic: &str, payload: &str) {
+    let status = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .status()
+        .expect("mosquitto_pub (apt-get install mosquitto-clients)");
+    assert!(status.success());
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`: the CA's PEM.
@@ -685,24 +688,7 @@ fn plugins_subscribe_and_publish_on_mqtt() {
     )
     .unwrap();
     let daemon = Daemon::start(&hub, &config);
-    let publish = |topic: &str, payload: &str| {
-        let status = std::process::Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-m",
-                payload,
-            ])
-            .status()
-            .expect("mosquitto_pub (apt-get install mosquitto-clients)");
-        assert!(status.success());
-    };
+    let publish = |topic: &str, payload: &str| mosquitto_pub(port, topic, payload);
     // Subscribing follows the connection and the (first) compile: publish until both heard.
     crate::support::wait_for("both subscriptions", std::time::Duration::from_secs(240), || {
         publish("lua/door/cmd", "open");
