@@ -639,10 +639,40 @@ impl Bot for Plugin {
 export_bot!(Plugin);
 "#;
 
-/// Plugins subscribe and publish on a real broker: a Lua plugin (`meow.mqtt`, `on_mqtt`) and a
-/// Rust one (the SDK's `mqtt` and `Bot::on_mqtt`, through the `mqtt-handler` export) each hear
-/// their own topics only, the Lua one publishes what a contact tells it, and an instance
-/// without the `mqtt` grant is denied.
+/// A JavaScript plugin (meow:bot 0.2) that listens to `js/+` through its `mqttHandler` export.
+const MQTT_JS: &str = r#"import { send } from 'meow:bot/messaging@0.2.1';
+import { subscribe } from 'meow:bot/mqtt@0.2.1';
+export function start(config) { subscribe('js/+'); }
+export function handle(event) {}
+export const mqttHandler = {
+  onMessage(topic, payload) { send('owner', `js heard ${topic}: ${new TextDecoder().decode(payload)}`); },
+};
+"#;
+
+/// A Python plugin that listens to `py/+` through its `MqttHandler` class.
+const MQTT_PY: &str = r#"
+import wit_world
+from wit_world import exports
+from wit_world.imports import messaging, mqtt, types
+
+
+class WitWorld(wit_world.WitWorld):
+    def init(self, config: str) -> None:
+        mqtt.subscribe("py/+")
+
+    def handle(self, event: types.Event) -> None:
+        pass
+
+
+class MqttHandler(exports.MqttHandler):
+    def on_message(self, topic: str, payload: bytes) -> None:
+        messaging.send("owner", f"py heard {topic}: {payload.decode()}")
+"#;
+
+/// Plugins subscribe and publish on a real broker: a Lua plugin (`meow.mqtt`, `on_mqtt`), a
+/// Rust one (the SDK's `mqtt` and `Bot::on_mqtt`, through the `mqtt-handler` export), a
+/// JavaScript and a Python one (where their componentizers are installed) each hear their own topics only, the Lua
+/// one publishes what a contact tells it, and an instance without the `mqtt` grant is denied.
 #[test]
 fn plugins_subscribe_and_publish_on_mqtt() {
     let Some(bin) = mosquitto_or_skip() else {
@@ -671,18 +701,46 @@ fn plugins_subscribe_and_publish_on_mqtt() {
     let manifest = tmp.path().join("src/mqttrs/plugin.yaml");
     let yaml = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, yaml.replace("[messaging, kv]", "[messaging, mqtt]")).unwrap();
-    cli.meow_in(
-        tmp.path(),
-        &["plugin", "build", "src/mqttlua", "src/mqttrs", "--out", "built"],
-    )
-    .ok();
+    let mut build = vec!["plugin", "build", "src/mqttlua", "src/mqttrs"];
+    let mut instances = "  - { name: mqttlua, plugin: mqttlua, grant: [messaging, mqtt] }\n  \
+                         - { name: mqttrs, plugin: mqttrs, grant: [messaging, mqtt] }\n  \
+                         - { name: nomqtt, plugin: mqttlua, grant: [messaging] }\n"
+        .to_owned();
+    // A JavaScript one too (its `mqttHandler` export: built against the world mqtt-bot).
+    let js = crate::languages::tool_or_skip("componentize-js", "npm install -g @bytecodealliance/componentize-js");
+    if js {
+        let dir = tmp.path().join("src/mqttjs");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bot.js"), MQTT_JS).unwrap();
+        std::fs::write(
+            dir.join("plugin.yaml"),
+            "name: mqttjs\nversion: 0.1.0\nkind: wasm\nentry: mqttjs.wasm\ncapabilities: [messaging, mqtt]\n",
+        )
+        .unwrap();
+        build.push("src/mqttjs");
+        instances.push_str("  - { name: mqttjs, plugin: mqttjs, grant: [messaging, mqtt] }\n");
+    }
+    // And a Python one (its `class MqttHandler`).
+    let py = crate::languages::tool_or_skip("componentize-py", "pip install componentize-py");
+    if py {
+        let dir = tmp.path().join("src/mqttpy");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.py"), MQTT_PY).unwrap();
+        std::fs::write(
+            dir.join("plugin.yaml"),
+            "name: mqttpy\nversion: 0.1.0\nkind: wasm\nentry: mqttpy.wasm\ncapabilities: [messaging, mqtt]\n",
+        )
+        .unwrap();
+        build.push("src/mqttpy");
+        instances.push_str("  - { name: mqttpy, plugin: mqttpy, grant: [messaging, mqtt] }\n");
+    }
+    build.extend(["--out", "built"]);
+    cli.meow_in(tmp.path(), &build).ok();
     std::fs::write(
         &config,
         format!(
             "{base}mqtt: {{ broker: \"mqtt://127.0.0.1:{port}\", client_id: meow-plugins }}\n\
-             plugin_dirs: [{}]\nplugins:\n  - {{ name: mqttlua, plugin: mqttlua, grant: [messaging, mqtt] }}\n  \
-             - {{ name: mqttrs, plugin: mqttrs, grant: [messaging, mqtt] }}\n  \
-             - {{ name: nomqtt, plugin: mqttlua, grant: [messaging] }}\n",
+             plugin_dirs: [{}]\nplugins:\n{instances}",
             tmp.path().join("built").display()
         ),
     )
@@ -690,15 +748,35 @@ fn plugins_subscribe_and_publish_on_mqtt() {
     let daemon = Daemon::start(&hub, &config);
     let publish = |topic: &str, payload: &str| mosquitto_pub(port, topic, payload);
     // Subscribing follows the connection and the (first) compile: publish until both heard.
-    crate::support::wait_for("both subscriptions", std::time::Duration::from_secs(240), || {
-        publish("lua/door/cmd", "open");
-        publish("rust/boiler/temp", "61");
-        std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut want = vec![("lua", "lua/door/cmd", "open"), ("rust", "rust/boiler/temp", "61")];
+    if js {
+        want.push(("js", "js/bell", "ring"));
+    }
+    if py {
+        want.push(("py", "py/oven", "180"));
+    }
+    // Each topic is published until its plugin has heard it (and no more: what a plugin sends
+    // the owner counts against the automatic-message budget).
+    let start = std::time::Instant::now();
+    loop {
         let texts = homes[0].texts();
-        (texts.contains(&"lua heard lua/door/cmd: open".to_owned())
-            && texts.contains(&"rust heard rust/boiler/temp: 61".to_owned()))
-        .then_some(())
-    });
+        let unheard: Vec<_> = want
+            .iter()
+            .filter(|(who, topic, payload)| !texts.contains(&format!("{who} heard {topic}: {payload}")))
+            .collect();
+        if unheard.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(240),
+            "not heard: {unheard:?}; received {texts:?}; the log:\n{}",
+            daemon.log_text()
+        );
+        for (_, topic, payload) in unheard {
+            publish(topic, payload);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
     publish("elsewhere/x", "nobody");
     homes[0].meow(&["send", "hub", "pub kettle on"]).ok();
     wait_for_text(&homes[0], "the publication", |t| t == "published");

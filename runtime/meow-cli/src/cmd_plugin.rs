@@ -99,6 +99,18 @@ fn targets_v02(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("bot.js")).is_ok_and(|js| js.contains("meow:bot/") && js.contains("@0.2."))
 }
 
+/// The world a Python or JavaScript plugin is built against: `mqtt-bot` when it implements the
+/// `mqtt-handler` export (a `class MqttHandler` in app.py, an `mqttHandler` export in bot.js),
+/// else `bot`.
+fn world(source: Source, dir: &Path) -> &'static str {
+    let (file, mark) = match source {
+        Source::Python => ("app.py", "class MqttHandler"),
+        _ => ("bot.js", "mqttHandler"),
+    };
+    let handles = std::fs::read_to_string(dir.join(file)).is_ok_and(|code| code.contains(mark));
+    if handles { "mqtt-bot" } else { "bot" }
+}
+
 /// How a WASM plugin's folder is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -210,6 +222,7 @@ fn component_build(
         );
     }
     let wit = wit_dir(build_dir, v02)?;
+    let world = world(source, dir);
     let out = std::path::absolute(build_dir.join(format!("{name}.wasm")))?;
     let (w, o) = (wit.as_os_str(), out.as_os_str());
     let (tool, install, args): (_, _, Vec<&std::ffi::OsStr>) = match source {
@@ -220,7 +233,7 @@ fn component_build(
                 "-d".as_ref(),
                 w,
                 "-w".as_ref(),
-                "bot".as_ref(),
+                world.as_ref(),
                 "componentize".as_ref(),
                 "app".as_ref(),
                 "-o".as_ref(),
@@ -237,7 +250,7 @@ fn component_build(
                 "--js".as_ref(),
                 "bot.js".as_ref(),
                 "--world".as_ref(),
-                "bot".as_ref(),
+                world.as_ref(),
                 // Our host calls plugins synchronously (no component-model async ABI).
                 "--sync".as_ref(),
                 "-o".as_ref(),
@@ -253,7 +266,7 @@ fn component_build(
                 "--wit".as_ref(),
                 w,
                 "--world-name".as_ref(),
-                "bot".as_ref(),
+                world.as_ref(),
                 "-o".as_ref(),
                 o,
             ]

@@ -5,9 +5,12 @@
 //!
 //! A guest waits for its answer inside WASI (it subscribes to the response and polls): the one
 //! wait this host allows, and only in a call that has sent a request (see [`Hooks::sent`]),
-//! for at most the call's time budget.
+//! for at most what is left of the call's time budget. At most [`MAX_IN_FLIGHT`] requests of
+//! one instance are in flight at once: each holds a thread while it waits for its answer.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,6 +20,8 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpC
 /// The largest request body a guest may send: the policy's own cap (`http.max_response`)
 /// applies below it; this one bounds what is gathered before the policy sees the request.
 const MAX_REQUEST_BODY: usize = 16 << 20;
+/// Requests one instance may have in flight at once (each holds a thread while it waits).
+pub(crate) const MAX_IN_FLIGHT: usize = 4;
 
 /// What a store holds for `wasi:http`.
 pub(crate) struct HttpState {
@@ -32,19 +37,44 @@ impl HttpState {
                 host,
                 sent: false,
                 budget: Duration::from_millis(call_ms),
+                started: Instant::now(),
+                in_flight: Arc::new(AtomicUsize::new(0)),
             },
         }
     }
 
-    /// How long a poll may wait in the current call: the call's budget once it has sent a
-    /// request, else not at all.
+    /// How long a poll may wait in the current call: what is left of the call's budget once
+    /// it has sent a request, else not at all.
     pub(crate) fn may_wait(&self) -> Option<Duration> {
-        self.hooks.sent.then_some(self.hooks.budget)
+        let left = self.hooks.budget.saturating_sub(self.hooks.started.elapsed());
+        self.hooks.sent.then_some(left)
     }
 
-    /// A call starts: it has sent nothing yet.
+    /// A call starts: it has sent nothing yet, and has its whole budget.
     pub(crate) fn new_call(&mut self) {
         self.hooks.sent = false;
+        self.hooks.started = Instant::now();
+    }
+}
+
+/// One request in flight, counted until it is answered or dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more, unless [`MAX_IN_FLIGHT`] are already.
+    fn start(count: &Arc<AtomicUsize>) -> Option<InFlight> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_IN_FLIGHT).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(count.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -54,6 +84,10 @@ pub(crate) struct Hooks {
     /// Whether the current call has sent a request (and may therefore wait for it).
     sent: bool,
     budget: Duration,
+    /// When the current call started.
+    started: Instant,
+    /// Requests not answered yet.
+    in_flight: Arc<AtomicUsize>,
 }
 
 type Sent = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -73,7 +107,18 @@ impl WasiHttpHooks for Hooks {
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Sent), HttpError>> + Send> {
         self.sent = true;
         let host = self.host.clone();
+        let counted = InFlight::start(&self.in_flight);
         Box::new(async move {
+            let Some(_counted) = counted else {
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "wasi:http: {MAX_IN_FLIGHT} requests already in flight; {} refused",
+                        request.uri()
+                    ),
+                );
+                return Err(HttpError::ConnectionLimitReached);
+            };
             let request = gather(request).await?;
             let url = request.url.clone();
             let asker = host.clone();
@@ -132,5 +177,20 @@ fn error_code(e: HostError) -> HttpError {
         HostError::Quota(_) => HttpError::HttpResponseBodySize(None),
         HostError::Invalid(_) => HttpError::HttpRequestUriInvalid,
         e => HttpError::InternalError(Some(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_requests_are_capped_and_released() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let held: Vec<InFlight> = (0..MAX_IN_FLIGHT).map(|_| InFlight::start(&count).unwrap()).collect();
+        assert!(InFlight::start(&count).is_none(), "one more than the cap is refused");
+        drop(held);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        assert!(InFlight::start(&count).is_some(), "answered requests make room");
     }
 }
