@@ -249,8 +249,10 @@ impl Recipes {
         if ev.fields.get("automatic").and_then(Value::as_bool) == Some(true) {
             return;
         }
+        let Some(text) = ev.str("text").filter(|t| t.trim_start().starts_with('/')) else {
+            return;
+        };
         let commands: Vec<_> = self.current().iter().flat_map(|r| r.commands()).collect();
-        let Some(text) = ev.str("text") else { return };
         let Some(answer) = meow_recipe::commands::answer(&commands, text, role) else {
             return;
         };

@@ -467,22 +467,26 @@ impl RuntimeServices {
     }
 
     /// Applies an instance's send rate and outbox quota.
-    fn may_send(&self, instance: &str, copies: usize) -> Result<(), HostError> {
+    /// Takes one send from the instance's rate (`limits.sends_per_second`); returns its outbox
+    /// quota.
+    fn take_send(&self, instance: &str) -> Result<usize, HostError> {
         let now = self.clock.now_ms();
-        let quota = {
-            let mut sending = self.sending.lock();
-            let limits = sending.entry(instance.to_owned()).or_insert_with(|| SendLimits {
-                bucket: Bucket::new(DEFAULT_SENDS_PER_SECOND, DEFAULT_SEND_BURST, now),
-                outbox: DEFAULT_INSTANCE_OUTBOX,
-                file_size: DEFAULT_INSTANCE_FILE,
-            });
-            if !limits.bucket.take(now) {
-                return Err(HostError::Quota(format!(
-                    "instance {instance} sends faster than its limit (limits.sends_per_second in meow.yaml)"
-                )));
-            }
-            limits.outbox
-        };
+        let mut sending = self.sending.lock();
+        let limits = sending.entry(instance.to_owned()).or_insert_with(|| SendLimits {
+            bucket: Bucket::new(DEFAULT_SENDS_PER_SECOND, DEFAULT_SEND_BURST, now),
+            outbox: DEFAULT_INSTANCE_OUTBOX,
+            file_size: DEFAULT_INSTANCE_FILE,
+        });
+        if !limits.bucket.take(now) {
+            return Err(HostError::Quota(format!(
+                "instance {instance} sends faster than its limit (limits.sends_per_second in meow.yaml)"
+            )));
+        }
+        Ok(limits.outbox)
+    }
+
+    fn may_send(&self, instance: &str, copies: usize) -> Result<(), HostError> {
+        let quota = self.take_send(instance)?;
         let waiting = self.node.lock_blocking().outbox_len(Some(&plugin_sender(instance)));
         if waiting + copies > quota {
             return Err(HostError::Quota(format!(
@@ -756,7 +760,10 @@ impl Services for RuntimeServices {
     }
 
     fn mqtt_publish(&self, instance: &str, topic: &str, payload: &[u8], retain: bool) -> Result<(), HostError> {
-        self.mqtt()?.publish(topic, payload, retain).map_err(mqtt_err)?;
+        let mqtt = self.mqtt()?;
+        // A publication counts against the instance's sending rate, as a message does.
+        self.take_send(instance)?;
+        mqtt.publish(topic, payload, retain).map_err(mqtt_err)?;
         tracing::debug!(plugin = instance, topic, "MQTT publish");
         Ok(())
     }
