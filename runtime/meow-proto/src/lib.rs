@@ -32,6 +32,7 @@ pub mod qr;
 pub mod ratchet;
 pub mod server_card;
 pub mod session;
+pub mod sync;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod upgrade;

@@ -1,12 +1,14 @@
 //! Standalone objects: server cards, broadcasts, directory entries and withdrawals, group
-//! payloads, stored conversation state, presence, file chunks, transport addresses (binary and
-//! text), key texts.
+//! payloads, stored conversation state, presence, file chunks, device sync records (and a
+//! replica applying them), transport addresses (binary and text), key texts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use meow_proto::broadcast::UncheckedBroadcast;
 use meow_proto::codec::{Decode, Encode};
 use meow_proto::directory::{UncheckedEntry, Withdrawal};
 use meow_proto::file::FileChunk;
+use meow_proto::sync::SyncRecord;
+use meow_proto::sync::replica::{Applied, Replica};
 use meow_proto::group::GroupPayload;
 use meow_proto::presence::Presence;
 use meow_proto::{Address, ContactPublic, Conversation, ServerCard};
@@ -39,6 +41,17 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again, data);
         } else {
             assert_eq!(Conversation::from_bytes(&again).map(|c| c.to_bytes()), Ok(again));
+        }
+    }
+    if let Ok(r) = SyncRecord::from_bytes(data) {
+        assert_eq!(r.to_bytes(), data);
+        // A replica takes any record without panicking, and takes it once.
+        let mut replica = Replica::new(r.device);
+        let first = replica.apply(r.clone(), r.hlc.ms);
+        let second = replica.apply(r, 0);
+        match first {
+            Applied::Won => assert_eq!(second, Applied::Duplicate),
+            gap => assert_eq!(second, gap, "a record past a gap waits, however often it comes"),
         }
     }
     if let Ok(c) = FileChunk::from_bytes(data) {
