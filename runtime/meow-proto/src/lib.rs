@@ -18,6 +18,7 @@ pub mod compact;
 pub mod conversation;
 pub mod crypto;
 pub mod datagram;
+pub mod devices;
 pub mod directory;
 pub mod envelope;
 pub mod file;

@@ -1,10 +1,11 @@
 //! Standalone objects: server cards, broadcasts, directory entries and withdrawals, group
 //! payloads, stored conversation state, presence, file chunks, device sync records (and a
-//! replica applying them), transport addresses (binary and text), key texts.
+//! replica applying them), device rosters and revocations, transport addresses (binary and text), key texts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use meow_proto::broadcast::UncheckedBroadcast;
 use meow_proto::codec::{Decode, Encode};
+use meow_proto::devices::{UncheckedRevocation, UncheckedRoster};
 use meow_proto::directory::{UncheckedEntry, Withdrawal};
 use meow_proto::file::FileChunk;
 use meow_proto::sync::SyncRecord;
@@ -42,6 +43,12 @@ fuzz_target!(|data: &[u8]| {
         } else {
             assert_eq!(Conversation::from_bytes(&again).map(|c| c.to_bytes()), Ok(again));
         }
+    }
+    if let Ok(r) = UncheckedRoster::from_bytes(data) {
+        assert_eq!(r.to_bytes(), data);
+    }
+    if let Ok(r) = UncheckedRevocation::from_bytes(data) {
+        assert_eq!(r.to_bytes(), data);
     }
     if let Ok(r) = SyncRecord::from_bytes(data) {
         assert_eq!(r.to_bytes(), data);

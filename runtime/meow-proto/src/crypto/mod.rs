@@ -88,6 +88,10 @@ impl Domain {
     pub const GROUP: Domain = Domain("meow/v1/group");
     /// Server descriptors of the server catalog, signed by the server's identity key.
     pub const SERVER_DESCRIPTOR: Domain = Domain("meow/v1/server-descriptor");
+    /// A user's device roster, signed by the user key (docs/DEVICES.md).
+    pub const DEVICE_ROSTER: Domain = Domain("meow/v1/device-roster");
+    /// The revocation of a device, signed by the password's revocation key and the user key.
+    pub const DEVICE_REVOCATION: Domain = Domain("meow/v1/device-revocation");
 
     /// The string itself.
     pub fn as_str(&self) -> &'static str {
