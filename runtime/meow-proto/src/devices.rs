@@ -27,6 +27,8 @@
 //! assert_eq!(lost.check(&roster, &user.public()).unwrap().revoked, phone.public());
 //! ```
 
+pub mod link;
+
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::{self, CryptoError, Domain, KdfParams, SIGNATURE_LEN, SigningSecret};
 use crate::keys::{DevicePublic, UserKey, UserPublic};

@@ -1,10 +1,11 @@
 //! Standalone objects: server cards, broadcasts, directory entries and withdrawals, group
 //! payloads, stored conversation state, presence, file chunks, device sync records (and a
-//! replica applying them), device rosters and revocations, transport addresses (binary and text), key texts.
+//! replica applying them), device rosters and revocations, link cards and sealed join requests, transport addresses (binary and text), key texts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use meow_proto::broadcast::UncheckedBroadcast;
 use meow_proto::codec::{Decode, Encode};
+use meow_proto::devices::link::{LinkCard, SealedJoin};
 use meow_proto::devices::{UncheckedRevocation, UncheckedRoster};
 use meow_proto::directory::{UncheckedEntry, Withdrawal};
 use meow_proto::file::FileChunk;
@@ -43,6 +44,16 @@ fuzz_target!(|data: &[u8]| {
         } else {
             assert_eq!(Conversation::from_bytes(&again).map(|c| c.to_bytes()), Ok(again));
         }
+    }
+    if let Ok(c) = LinkCard::from_bytes(data) {
+        assert_eq!(c.to_bytes(), data);
+        assert_eq!(LinkCard::from_text(&c.to_text()), Ok(c));
+    }
+    if let Ok(j) = SealedJoin::from_bytes(data) {
+        assert_eq!(j.to_bytes(), data);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = LinkCard::from_text(text);
     }
     if let Ok(r) = UncheckedRoster::from_bytes(data) {
         assert_eq!(r.to_bytes(), data);
