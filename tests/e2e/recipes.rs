@@ -701,41 +701,48 @@ fn plugins_subscribe_and_publish_on_mqtt() {
     let manifest = tmp.path().join("src/mqttrs/plugin.yaml");
     let yaml = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, yaml.replace("[messaging, kv]", "[messaging, mqtt]")).unwrap();
-    let mut build = vec!["plugin", "build", "src/mqttlua", "src/mqttrs"];
+    let mut build: Vec<String> = ["plugin", "build", "src/mqttlua", "src/mqttrs"]
+        .map(String::from)
+        .to_vec();
     let mut instances = "  - { name: mqttlua, plugin: mqttlua, grant: [messaging, mqtt] }\n  \
                          - { name: mqttrs, plugin: mqttrs, grant: [messaging, mqtt] }\n  \
                          - { name: nomqtt, plugin: mqttlua, grant: [messaging] }\n"
         .to_owned();
-    // A JavaScript one too (its `mqttHandler` export: built against the world mqtt-bot).
-    let js = crate::languages::tool_or_skip("componentize-js", "npm install -g @bytecodealliance/componentize-js");
-    if js {
-        let dir = tmp.path().join("src/mqttjs");
+    // A JavaScript one (its `mqttHandler` export: built against the world mqtt-bot) and a
+    // Python one (its `class MqttHandler`), where their componentizers are installed.
+    let mut component = |name: &'static str, file: &str, code: &str, tool: &str, install: &str| {
+        if !crate::languages::tool_or_skip(tool, install) {
+            return false;
+        }
+        let dir = tmp.path().join("src").join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("bot.js"), MQTT_JS).unwrap();
-        std::fs::write(
-            dir.join("plugin.yaml"),
-            "name: mqttjs\nversion: 0.1.0\nkind: wasm\nentry: mqttjs.wasm\ncapabilities: [messaging, mqtt]\n",
-        )
-        .unwrap();
-        build.push("src/mqttjs");
-        instances.push_str("  - { name: mqttjs, plugin: mqttjs, grant: [messaging, mqtt] }\n");
-    }
-    // And a Python one (its `class MqttHandler`).
-    let py = crate::languages::tool_or_skip("componentize-py", "pip install componentize-py");
-    if py {
-        let dir = tmp.path().join("src/mqttpy");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("app.py"), MQTT_PY).unwrap();
-        std::fs::write(
-            dir.join("plugin.yaml"),
-            "name: mqttpy\nversion: 0.1.0\nkind: wasm\nentry: mqttpy.wasm\ncapabilities: [messaging, mqtt]\n",
-        )
-        .unwrap();
-        build.push("src/mqttpy");
-        instances.push_str("  - { name: mqttpy, plugin: mqttpy, grant: [messaging, mqtt] }\n");
-    }
-    build.extend(["--out", "built"]);
-    cli.meow_in(tmp.path(), &build).ok();
+        std::fs::write(dir.join(file), code).unwrap();
+        let manifest =
+            format!("name: {name}\nversion: 0.1.0\nkind: wasm\nentry: {name}.wasm\ncapabilities: [messaging, mqtt]\n");
+        std::fs::write(dir.join("plugin.yaml"), manifest).unwrap();
+        build.push(format!("src/{name}"));
+        instances.push_str(&format!(
+            "  - {{ name: {name}, plugin: {name}, grant: [messaging, mqtt] }}\n"
+        ));
+        true
+    };
+    let js = component(
+        "mqttjs",
+        "bot.js",
+        MQTT_JS,
+        "componentize-js",
+        "npm install -g @bytecodealliance/componentize-js",
+    );
+    let py = component(
+        "mqttpy",
+        "app.py",
+        MQTT_PY,
+        "componentize-py",
+        "pip install componentize-py",
+    );
+    build.extend(["--out".to_owned(), "built".to_owned()]);
+    cli.meow_in(tmp.path(), &build.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok();
     std::fs::write(
         &config,
         format!(

@@ -116,6 +116,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads an object's version byte; fails unless it is `version`.
+    pub fn version(&mut self, version: u8, what: &'static str) -> Result<(), DecodeError> {
+        match self.u8(what)? {
+            v if v == version => Ok(()),
+            v => Err(DecodeError::UnsupportedVersion { what, version: v }),
+        }
+    }
+
     /// The next `n` bytes.
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {

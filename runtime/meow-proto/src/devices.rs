@@ -174,13 +174,7 @@ impl Decode for UncheckedRoster {
     const WHAT: &'static str = "device roster";
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let format = r.u8("device roster version")?;
-        if format != FORMAT {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "device roster",
-                version: format,
-            });
-        }
+        r.version(FORMAT, "device roster")?;
         let version = r.varint("roster version")?;
         let revocation = r.array("revocation key")?;
         let count = r.varint_max(MAX_DEVICES as u64, "device count")?;
@@ -288,13 +282,7 @@ impl Decode for UncheckedRevocation {
     const WHAT: &'static str = "device revocation";
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let format = r.u8("device revocation version")?;
-        if format != FORMAT {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "device revocation",
-                version: format,
-            });
-        }
+        r.version(FORMAT, "device revocation")?;
         let roster_version = r.varint("roster version")?;
         let revoked = DevicePublic::decode(r)?;
         let at_ms = r.u64("revocation time")?;

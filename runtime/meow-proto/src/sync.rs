@@ -215,13 +215,7 @@ impl Decode for SyncRecord {
     /// Reads a record, refusing sequence number 0, an epoch on a kind that has none, and a
     /// stamp of another device than the stream's.
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let format = r.u8("sync record version")?;
-        if format != FORMAT {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "sync record",
-                version: format,
-            });
-        }
+        r.version(FORMAT, "sync record")?;
         let device = DeviceId(r.array("record device")?);
         let seq = r.varint("record sequence")?;
         let hlc = Hlc::decode(r)?;

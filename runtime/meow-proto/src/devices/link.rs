@@ -148,13 +148,7 @@ impl Decode for LinkCard {
     const WHAT: &'static str = "link card";
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let format = r.u8("link card version")?;
-        if format != FORMAT {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "link card",
-                version: format,
-            });
-        }
+        r.version(FORMAT, "link card")?;
         Ok(Self {
             key: r.array("link key")?,
             secret: r.array("link secret")?,
@@ -220,14 +214,7 @@ impl JoinRequest {
         let plain = crypto::hpke_open(&secret.key, &sealed.enc, &card.info(), &[], &sealed.ciphertext)
             .map_err(|_| LinkError::NotForThisCard)?;
         let mut r = Reader::new(&plain);
-        let format = r.u8("join request version")?;
-        if format != FORMAT {
-            return Err(DecodeError::UnsupportedVersion {
-                what: "join request",
-                version: format,
-            }
-            .into());
-        }
+        r.version(FORMAT, "join request")?;
         let device = DevicePublic::decode(&mut r)?;
         let dh = r.array("join key")?;
         let name = r.string(MAX_NAME, "device name")?.to_owned();
