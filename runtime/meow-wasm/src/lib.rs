@@ -3,11 +3,12 @@
 //!
 //! - One [`Store`] per instance, with a memory cap; an epoch deadline per call (a ticker thread
 //!   advances the epoch every 10 ms), so a plugin that loops is stopped, not waited for.
-//! - No guest can wait inside WASI: waiting there (a sleep, a poll with nothing ready) is the
-//!   only way WASI blocks with the empty context below, and `wasi:io/poll` is replaced by a
-//!   version that answers what is ready now and stops the instance instead of waiting (a plugin
-//!   that wants to wait sets a meow timer). So calls stay synchronous and cheap, and the epoch
-//!   deadline bounds them all.
+//! - No guest waits inside WASI, but for the answer to its own `wasi:http` request: waiting there
+//!   (a sleep, a poll with nothing ready) is the only way WASI blocks with the empty context
+//!   below, and `wasi:io/poll` is replaced by a version that answers what is ready now and stops
+//!   the instance instead of waiting (a plugin that wants to wait sets a meow timer). A call that
+//!   has sent an HTTP request may wait, for what is left of its budget (module `http`). So calls
+//!   stay synchronous, and the epoch deadline and the budget bound them all.
 //! - After any trap the instance is unusable; the runtime makes a new one (instantiation from a
 //!   prepared component takes tens of microseconds).
 //! - Compiled components are cached on disk, keyed by the engine's compatibility hash and the
@@ -475,8 +476,9 @@ impl std::fmt::Debug for WasmInstance {
 struct WouldBlock;
 
 /// Replaces `wasi:io/poll`'s two waiting functions (`poll` and `pollable.block`) with versions
-/// that answer at once: what is ready now, or the [`WouldBlock`] trap. The rest of WASI never
-/// waits with an empty context (no files, sockets or stdin; output is discarded).
+/// that answer at once: what is ready now, or the [`WouldBlock`] trap; in a call that has sent a
+/// `wasi:http` request, they wait for what is left of its budget instead. The rest of WASI never
+/// waits with an empty context (no files, sockets or stdin; output goes to the log).
 fn refuse_waiting(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     use wasmtime::component::Resource;
     use wasmtime_wasi::p2::DynPollable;
