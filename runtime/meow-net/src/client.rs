@@ -18,6 +18,8 @@ use meow_proto::broadcast::Broadcast;
 use meow_proto::codec::Decode;
 use meow_proto::crypto::SharedRng;
 use meow_proto::directory::{DirectoryEntry, UncheckedEntry, Withdrawal};
+use meow_proto::lease::{LeaseAnswer, LeaseOp};
+use meow_proto::sync::DeviceId;
 use meow_proto::session::{ClientHandshake, SessionError, SessionReceiver, SessionSender};
 use meow_proto::wire::{
     AckItem, BroadcastItem, ErrorCode, MailboxAuth, Request, RequestFrame, Response, ResponseFrame, ServerInfo,
@@ -421,6 +423,31 @@ impl ServerClient {
     pub async fn catalog(&self, offer: Option<Vec<u8>>) -> Result<Vec<Vec<u8>>, ClientError> {
         match self.request(Request::Catalog { offer }, Duration::ZERO).await? {
             Response::Catalog { descriptors } => Ok(descriptors),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A compare-and-swap on the conversation lease named by `key` (docs/PROTOCOL.md §25):
+    /// `device`, having last seen epoch `expect`, asks `op`. A refusal is not an error: the
+    /// answer says who holds the lease and at which epoch, to retry with.
+    pub async fn lease(
+        &self,
+        key: &LookupKey,
+        device: DeviceId,
+        expect: u64,
+        op: LeaseOp,
+    ) -> Result<LeaseAnswer, ClientError> {
+        let req = Request::Lease {
+            auth: self.auth(key),
+            device,
+            expect,
+            op,
+        };
+        match self.request(req, Duration::ZERO).await? {
+            Response::Lease(answer) => {
+                self.mark_proven([key]);
+                Ok(answer)
+            }
             other => Err(unexpected(other)),
         }
     }

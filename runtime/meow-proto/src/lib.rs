@@ -25,6 +25,7 @@ pub mod file;
 pub mod group;
 pub mod invitation;
 pub mod keys;
+pub mod lease;
 pub mod link;
 pub mod onion;
 pub mod padding;

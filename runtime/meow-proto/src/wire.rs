@@ -14,6 +14,8 @@ use crate::broadcast::UncheckedBroadcast;
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::{Domain, SIGNATURE_LEN};
 use crate::directory::{UncheckedEntry, Withdrawal};
+use crate::lease::{LeaseAnswer, LeaseOp};
+use crate::sync::DeviceId;
 use crate::keys::{LookupKey, LookupPublic, MailboxId, Signature};
 use crate::padding::MAX_ENVELOPE;
 
@@ -162,6 +164,18 @@ pub enum Request {
     Catalog {
         /// The asker's encoded descriptor.
         offer: Option<Vec<u8>>,
+    },
+    /// Take, renew or release a conversation lease (docs/PROTOCOL.md §25): a compare-and-swap on
+    /// the lease named by a lookup key the asker proves it owns, like a mailbox.
+    Lease {
+        /// The lease's lookup key, with its proof.
+        auth: MailboxAuth,
+        /// The asking device.
+        device: DeviceId,
+        /// The epoch the device last saw (0 if none).
+        expect: u64,
+        /// Take or release.
+        op: LeaseOp,
     },
 }
 
@@ -337,6 +351,8 @@ pub enum Response {
         /// Descriptors.
         descriptors: Vec<Vec<u8>>,
     },
+    /// The lease as it is after a [`Request::Lease`], and whether the request was granted.
+    Lease(LeaseAnswer),
     /// The request failed.
     Error {
         /// What kind of failure.
@@ -358,6 +374,7 @@ mod kind {
     pub const INFO: u8 = 9;
     pub const FORWARD: u8 = 10;
     pub const CATALOG: u8 = 11;
+    pub const LEASE: u8 = 12;
 
     pub const R_DEPOSITED: u8 = 1;
     pub const R_MESSAGES: u8 = 2;
@@ -370,6 +387,7 @@ mod kind {
     pub const R_ERROR: u8 = 9;
     pub const R_FORWARDED: u8 = 10;
     pub const R_CATALOG: u8 = 11;
+    pub const R_LEASE: u8 = 12;
 }
 
 impl Encode for Request {
@@ -431,6 +449,17 @@ impl Encode for Request {
                     w.bytes(d);
                 });
             }
+            Request::Lease {
+                auth,
+                device,
+                expect,
+                op,
+            } => {
+                w.u8(kind::LEASE);
+                auth.encode(w);
+                w.raw(&device.0).varint(*expect);
+                op.encode(w);
+            }
         }
     }
 }
@@ -477,6 +506,12 @@ impl Decode for Request {
             },
             kind::CATALOG => Request::Catalog {
                 offer: r.option("catalog offer", |r| Ok(r.bytes(MAX_DESCRIPTOR, "descriptor")?.to_vec()))?,
+            },
+            kind::LEASE => Request::Lease {
+                auth: MailboxAuth::decode(r)?,
+                device: DeviceId(r.array::<8>("lease device")?),
+                expect: r.varint("lease epoch")?,
+                op: LeaseOp::decode(r)?,
             },
             value => {
                 return Err(DecodeError::UnknownValue {
@@ -539,6 +574,10 @@ impl Encode for Response {
                     w.bytes(d);
                 });
             }
+            Response::Lease(answer) => {
+                w.u8(kind::R_LEASE);
+                answer.encode(w);
+            }
             Response::Error { code, message } => {
                 w.u8(kind::R_ERROR).u8(code.to_u8()).string(message);
             }
@@ -590,6 +629,7 @@ impl Decode for Response {
                     Ok(r.bytes(MAX_DESCRIPTOR, "descriptor")?.to_vec())
                 })?,
             },
+            kind::R_LEASE => Response::Lease(LeaseAnswer::decode(r)?),
             kind::R_ERROR => Response::Error {
                 code: ErrorCode::from_u8(r.u8("error code")?)?,
                 message: r.string(MAX_ERROR_TEXT, "error text")?.to_owned(),

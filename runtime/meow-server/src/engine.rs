@@ -14,6 +14,8 @@ use meow_clock::rate::Bucket;
 use meow_proto::codec::Encode;
 use meow_proto::directory::{UncheckedEntry, Withdrawal};
 use meow_proto::envelope;
+use meow_proto::lease::LeaseOp;
+use meow_proto::sync::DeviceId;
 use meow_proto::padding::MAX_ENVELOPE;
 use meow_proto::wire::{
     ErrorCode, MAX_DIRECTORY_RESULTS, MAX_POLL_MESSAGES, MailboxAuth, Request, Response, ServerInfo,
@@ -65,6 +67,8 @@ pub enum Answer {
     Published,
     /// `Withdrawn`.
     Withdrawn,
+    /// `Lease` with the compare-and-swap's answer.
+    Lease,
 }
 
 impl Answer {
@@ -75,9 +79,10 @@ impl Answer {
             (Answer::Deposited, Ok(_)) => Response::Deposited,
             (Answer::Acked, Ok(_)) => Response::Acked,
             (Answer::Broadcasted, Ok(Outcome::Id(id))) => Response::Broadcasted { id },
-            (Answer::Broadcasted, Ok(Outcome::Done)) => refuse(internal()),
             (Answer::Published, Ok(_)) => Response::Published,
             (Answer::Withdrawn, Ok(_)) => Response::Withdrawn,
+            (Answer::Lease, Ok(Outcome::Lease(answer))) => Response::Lease(answer),
+            (Answer::Lease | Answer::Broadcasted, Ok(_)) => refuse(internal()),
         }
     }
 }
@@ -277,6 +282,12 @@ impl Engine {
                     "this server does not relay Matriochka packets (its operator may start it with --relay)".into(),
                 )),
             },
+            Request::Lease {
+                auth,
+                device,
+                expect,
+                op,
+            } => self.lease(now, peer, &auth, (device, expect, op)),
             Request::Catalog { offer } => match &self.catalog {
                 Some(c) => c.answer(now_ms, peer.ip, offer).map(Action::Reply),
                 None => Err((ErrorCode::Unavailable, "this server keeps no catalog".into())),
@@ -377,6 +388,25 @@ impl Engine {
         let ids = peer.authorize(&auths)?;
         let items = ids.into_iter().zip(items).map(|(id, i)| (id, i.seqs)).collect();
         Ok(Action::Commit(Change::Ack { items }, Answer::Acked))
+    }
+
+    fn lease(
+        &self,
+        now: u64,
+        peer: &Peer,
+        auth: &MailboxAuth,
+        (device, expect, op): (DeviceId, u64, LeaseOp),
+    ) -> Result<Action, Refusal> {
+        let ids = peer.authorize(std::slice::from_ref(auth))?;
+        let change = Change::Lease {
+            id: ids[0],
+            device,
+            expect,
+            op,
+            now,
+            source: peer.ip,
+        };
+        Ok(Action::Commit(change, Answer::Lease))
     }
 
     fn user_broadcast_allowed(&self, ip: IpAddr, now: u64) -> Result<(), Refusal> {

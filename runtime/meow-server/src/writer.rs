@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use meow_proto::MailboxId;
+use meow_proto::lease::{Lease, LeaseAnswer, LeaseOp};
+use meow_proto::sync::DeviceId;
 use meow_proto::wire::{ErrorCode, StoredMessage};
 use meow_store::server::{MailboxStat, ServerStore, StoreBatch, StoredBroadcast, StoredEntry};
 use smol::channel::{Receiver, Sender};
@@ -25,6 +27,8 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 const SEQ_BLOCK: u64 = 1 << 20;
 /// Expired messages removed per sweep batch at most.
 const MAX_SWEEP: usize = 10_000;
+/// Conversation leases the server holds at most (about 100 bytes of memory each).
+pub const MAX_LEASES: usize = 100_000;
 
 /// A refusal: error code and message for the client.
 pub type Refusal = (ErrorCode, String);
@@ -67,6 +71,21 @@ pub enum Change {
         /// Its publisher.
         publisher: [u8; 32],
     },
+    /// A compare-and-swap on a conversation lease ([`Lease::decide`]).
+    Lease {
+        /// The lease, named like a mailbox.
+        id: MailboxId,
+        /// The asking device.
+        device: DeviceId,
+        /// The epoch it last saw.
+        expect: u64,
+        /// Take or release.
+        op: LeaseOp,
+        /// Now, Unix seconds.
+        now: u64,
+        /// Who asks (a new lease counts against the budget of mailboxes it may create).
+        source: std::net::IpAddr,
+    },
     /// Remove what expired at `now`.
     Sweep {
         /// Now.
@@ -81,6 +100,8 @@ pub enum Outcome {
     Done,
     /// It is durable under this id (a broadcast).
     Id(u64),
+    /// A lease request's answer (granted or not), durable.
+    Lease(LeaseAnswer),
 }
 
 /// A change and who waits for its outcome (answered once durable).
@@ -184,6 +205,8 @@ pub struct Writer {
     /// Mailboxes each source address may still create.
     new_mailboxes: HashMap<std::net::IpAddr, meow_clock::rate::Bucket>,
     clock: meow_clock::SharedClock,
+    /// Every conversation lease.
+    leases: HashMap<MailboxId, Lease>,
 }
 
 /// Changes of one batch, applied to the writer's state only after the commit succeeded.
@@ -196,6 +219,8 @@ struct Pending {
     expired_broadcasts: Vec<u64>,
     entries: Vec<StoredEntry>,
     removed_entries: Vec<[u8; 32]>,
+    /// Leases changed in this batch (`None`: removed).
+    leases: HashMap<MailboxId, Option<Lease>>,
     new_floor: Option<u64>,
     done: Vec<Done>,
     bytes: usize,
@@ -218,6 +243,7 @@ impl Writer {
             .store(seq_floor, std::sync::atomic::Ordering::Release);
         let total_bytes = stats.values().map(|s| s.bytes).sum();
         let generation = store.integrity().generation;
+        let leases = store.load_leases()?;
         Ok(Self {
             store,
             stats,
@@ -231,6 +257,7 @@ impl Writer {
             new_mailboxes: HashMap::new(),
             generation,
             clock,
+            leases,
         })
     }
 
@@ -359,6 +386,12 @@ impl Writer {
         if let Some(floor) = p.new_floor {
             self.seq_floor = floor;
         }
+        for (id, lease) in p.leases {
+            match lease {
+                Some(l) => self.leases.insert(id, l),
+                None => self.leases.remove(&id),
+            };
+        }
         for (m, stat) in p.stats {
             let before = if stat.count == 0 {
                 self.stats.remove(&m)
@@ -417,6 +450,14 @@ impl Writer {
                 p.removed_entries.push(publisher);
                 Ok(Outcome::Done)
             }
+            Change::Lease {
+                id,
+                device,
+                expect,
+                op,
+                now,
+                source,
+            } => self.lease(batch, p, id, (device, expect, op), now, source),
             Change::Sweep { now } => {
                 self.sweep(batch, p, now);
                 Ok(Outcome::Done)
@@ -492,6 +533,46 @@ impl Writer {
         p.stats.insert(mailbox, stat);
         p.deposited.insert(mailbox);
         Ok(())
+    }
+
+    /// The lease `id` as this batch sees it.
+    fn current_lease(&self, p: &Pending, id: &MailboxId) -> Option<Lease> {
+        match p.leases.get(id) {
+            Some(pending) => *pending,
+            None => self.leases.get(id).copied(),
+        }
+    }
+
+    fn lease(
+        &mut self,
+        batch: &mut StoreBatch,
+        p: &mut Pending,
+        id: MailboxId,
+        (device, expect, op): (DeviceId, u64, LeaseOp),
+        now: u64,
+        source: std::net::IpAddr,
+    ) -> Result<Outcome, Refusal> {
+        let current = self.current_lease(p, &id);
+        if current.is_none() && op == LeaseOp::Take {
+            if self.leases.len() + p.leases.len() >= MAX_LEASES {
+                return Err((
+                    ErrorCode::StorageFull,
+                    format!("the server holds {MAX_LEASES} leases, the most it may"),
+                ));
+            }
+            if !self.may_create_mailbox(source, now) {
+                return Err((
+                    ErrorCode::RateLimited,
+                    "this address created too many mailboxes and leases this hour".to_owned(),
+                ));
+            }
+        }
+        let (after, granted) = Lease::decide(current, device, expect, op, now);
+        if granted {
+            self.store.put_lease(batch, &id, &after);
+            p.leases.insert(id, Some(after));
+        }
+        Ok(Outcome::Lease(after.answer(granted, now)))
     }
 
     /// Counts a mailbox created by a deposit from `source` against its hourly budget.
@@ -577,6 +658,11 @@ impl Writer {
         for publisher in self.shared.expired_entries(now) {
             self.store.delete_entry(batch, &publisher);
             p.removed_entries.push(publisher);
+        }
+        let stale = self.leases.iter().filter(|(_, l)| l.touched.saturating_add(self.ttl_secs) <= now);
+        for (id, _) in stale.take(MAX_SWEEP) {
+            self.store.delete_lease(batch, id);
+            p.leases.insert(*id, None);
         }
         if removed > 0 {
             tracing::info!(removed, "expired messages removed");

@@ -428,3 +428,76 @@ fn new_mailboxes_and_the_whole_store_have_their_own_budgets() {
         assert!(e.to_string().contains("storage quota"), "{e}");
     });
 }
+
+/// The conversation lease (PROTOCOL §25): of many devices racing from their own connections for
+/// the same epoch, exactly one wins; the others learn the holder and the epoch; a lease needs the
+/// proof of its lookup key; the lease survives a restart.
+#[test]
+fn a_lease_has_one_holder_whoever_races_and_survives_a_restart() {
+    use meow_proto::lease::LeaseOp;
+    use meow_proto::sync::DeviceId;
+    let dir = tempdir("lease");
+    let cfg = ServerConfig::new(dir.path().to_owned(), "127.0.0.1:0".parse().unwrap());
+    let key = LookupKey::generate(&mut TestRng::new(7));
+    let server = Server::start(cfg.clone()).unwrap();
+    let winner = smol::block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(client(&server).await);
+        }
+        let races = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.lease(&key, DeviceId([i as u8 + 1; 8]), 0, LeaseOp::Take));
+        // All eight requests are in flight at once, on their own connections.
+        let ex = smol::LocalExecutor::new();
+        let tasks: Vec<_> = races.map(|f| ex.spawn(f)).collect();
+        let answers: Vec<_> = ex
+            .run(async {
+                let mut out = Vec::new();
+                for t in tasks {
+                    out.push(t.await.unwrap());
+                }
+                out
+            })
+            .await;
+        let granted: Vec<_> = answers.iter().filter(|a| a.granted).collect();
+        assert_eq!(granted.len(), 1, "exactly one device holds the lease: {answers:?}");
+        let holder = granted[0].holder.unwrap();
+        for a in &answers {
+            assert_eq!((a.epoch, a.holder), (1, Some(holder)), "every device learns the holder");
+        }
+        // A second take by another device at the current epoch is refused while the holder is
+        // not silent; the holder releases, and the other takes it at once.
+        let other = DeviceId(if holder.0[0] == 1 { [2; 8] } else { [1; 8] });
+        let c = &clients[0];
+        assert!(!c.lease(&key, other, 1, LeaseOp::Take).await.unwrap().granted);
+        assert!(c.lease(&key, holder, 1, LeaseOp::Release).await.unwrap().granted);
+        let taken = c.lease(&key, other, 1, LeaseOp::Take).await.unwrap();
+        assert!(taken.granted);
+        assert_eq!((taken.epoch, taken.holder), (2, Some(other)));
+
+        // Without the lookup key's proof, no lease.
+        let stranger = client(&server).await;
+        let forged = Request::Lease {
+            auth: meow_proto::wire::MailboxAuth::proven(&key),
+            device: DeviceId([9; 8]),
+            expect: 2,
+            op: LeaseOp::Take,
+        };
+        match stranger.request(forged, Duration::ZERO).await {
+            Ok(Response::Error { code, .. }) => assert_eq!(code, ErrorCode::NotAuthorized),
+            Err(e) => assert_eq!(code(&e), Some(ErrorCode::NotAuthorized), "{e}"),
+            other => panic!("a lease without a proof: {other:?}"),
+        }
+        other
+    });
+    server.shutdown();
+    let server = Server::start(cfg).unwrap();
+    smol::block_on(async {
+        let c = client(&server).await;
+        let after = c.lease(&key, DeviceId([9; 8]), 2, LeaseOp::Take).await.unwrap();
+        assert!(!after.granted, "the lease held before the restart is still held");
+        assert_eq!((after.epoch, after.holder), (2, Some(winner)));
+    });
+}

@@ -9,6 +9,7 @@
 //! | `meta`       | `"seq_floor"`               | `u64`: every seq handed out is below it           |
 //! | `broadcasts` | id `u64`                    | expires_at `u64` ‖ from_operator `u8` ‖ broadcast |
 //! | `directory`  | publisher key `[32]`        | expires_at `u64` ‖ entry                          |
+//! | `leases`     | lease mailbox `[16]`        | epoch `u64` ‖ touched `u64` ‖ holder `[8]` if held |
 //!
 //! Sequence numbers increase over the whole server, so within a mailbox key order is arrival order.
 
@@ -17,6 +18,8 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch as WriteBatch, PersistMode};
 use meow_proto::MailboxId;
+use meow_proto::lease::Lease;
+use meow_proto::sync::DeviceId;
 use meow_proto::wire::StoredMessage;
 
 use crate::StoreError;
@@ -112,6 +115,7 @@ pub struct ServerStore {
     meta: Keyspace,
     broadcasts: Keyspace,
     directory: Keyspace,
+    leases: Keyspace,
     mark: std::sync::Arc<crate::mark::Mark<crate::mark::Checksum>>,
     integrity: crate::mark::Integrity,
 }
@@ -177,6 +181,7 @@ impl ServerStore {
             meta,
             broadcasts: db.keyspace("broadcasts", opts)?,
             directory: db.keyspace("directory", opts)?,
+            leases: db.keyspace("leases", opts)?,
             db,
             mark: std::sync::Arc::new(mark),
             integrity: crate::mark::Integrity {
@@ -386,10 +391,34 @@ impl ServerStore {
         Ok(out)
     }
 
+    /// Every conversation lease.
+    pub fn load_leases(&self) -> Result<HashMap<MailboxId, Lease>, StoreError> {
+        let mut out = HashMap::new();
+        for kv in self.leases.iter() {
+            let (k, v) = kv.into_inner()?;
+            let id: [u8; 16] = k.as_ref().try_into().map_err(|_| corrupt("lease key"))?;
+            out.insert(MailboxId(id), lease_from_bytes(&v).ok_or_else(|| corrupt("lease value"))?);
+        }
+        Ok(out)
+    }
+
     /// Bytes on disk.
     pub fn disk_space(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
     }
+}
+
+fn lease_from_bytes(v: &[u8]) -> Option<Lease> {
+    let holder = match v.len() {
+        16 => None,
+        24 => Some(DeviceId(v[16..].try_into().ok()?)),
+        _ => return None,
+    };
+    Some(Lease {
+        epoch: be_u64(&v[..8])?,
+        touched: be_u64(&v[8..16])?,
+        holder,
+    })
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -451,6 +480,22 @@ impl ServerStore {
     pub fn delete_entry(&self, b: &mut StoreBatch, publisher: &[u8; 32]) {
         b.batch.remove(&self.directory, *publisher);
     }
+
+    /// Stores a conversation lease.
+    pub fn put_lease(&self, b: &mut StoreBatch, id: &MailboxId, lease: &Lease) {
+        let mut v = Vec::with_capacity(24);
+        v.extend_from_slice(&lease.epoch.to_be_bytes());
+        v.extend_from_slice(&lease.touched.to_be_bytes());
+        if let Some(holder) = lease.holder {
+            v.extend_from_slice(&holder.0);
+        }
+        b.batch.insert(&self.leases, id.0, v);
+    }
+
+    /// Deletes a conversation lease.
+    pub fn delete_lease(&self, b: &mut StoreBatch, id: &MailboxId) {
+        b.batch.remove(&self.leases, id.0);
+    }
 }
 
 #[cfg(test)]
@@ -464,6 +509,31 @@ pub(crate) mod tests {
             received_at: 100,
             envelope: vec![seq as u8; 176],
         }
+    }
+
+    #[test]
+    fn leases_survive_reopen() {
+        let dir = tempdir();
+        let (held, free) = (MailboxId([1; 16]), MailboxId([2; 16]));
+        let lease = |holder| Lease {
+            epoch: 7,
+            holder,
+            touched: 1234,
+        };
+        {
+            let s = ServerStore::open(dir.path()).unwrap();
+            let mut b = s.batch();
+            s.put_lease(&mut b, &held, &lease(Some(DeviceId([9; 8]))));
+            s.put_lease(&mut b, &free, &lease(None));
+            s.put_lease(&mut b, &MailboxId([3; 16]), &lease(None));
+            s.delete_lease(&mut b, &MailboxId([3; 16]));
+            s.commit(b).unwrap();
+        }
+        let s = ServerStore::open(dir.path()).unwrap();
+        let leases = s.load_leases().unwrap();
+        assert_eq!(leases.len(), 2);
+        assert_eq!(leases[&held], lease(Some(DeviceId([9; 8]))));
+        assert_eq!(leases[&free], lease(None));
     }
 
     #[test]
