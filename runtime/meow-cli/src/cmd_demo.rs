@@ -257,6 +257,9 @@ async fn demo(dir: &Path, bundles: &Path, plugins: &[&str], length: Duration) ->
                     );
                 }
                 Ok((_, Delivery::Queued { reason })) => f.say("sensor", &format!("reading queued: {reason}")),
+                Ok((_, Delivery::Handed)) => {
+                    f.say("sensor", "reading handed to the device that holds the conversation")
+                }
                 Err(e) => f.say("sensor", &format!("cannot report: {e:#}")),
             }
             smol::Timer::after(Duration::from_secs(1)).await;

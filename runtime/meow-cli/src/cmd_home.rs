@@ -455,6 +455,10 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                 "rotation {serial} for {} started; the offer is queued ({reason}) and takes effect when {} acknowledges it",
                 a.name, a.name
             )),
+            DeliveryView::Handed => r.line(format!(
+                "{} is held by another of your devices: rotate there",
+                a.name
+            )),
         },
         (Command::Status(a), Response::Status(s)) => {
             if a.json {
@@ -538,6 +542,9 @@ pub fn sent(r: &mut Reply, to: &str, earlier: usize, delivery: DeliveryView) {
     }
     match delivery {
         DeliveryView::Delivered { server } => r.note(format!("sent to {to} (via {server})")),
+        DeliveryView::Handed => r.note(format!(
+            "handed to your device that holds the conversation with {to}: it sends it at its next sync"
+        )),
         DeliveryView::Queued { reason } => {
             r.code = EXIT_QUEUED;
             r.error = Some(format!(

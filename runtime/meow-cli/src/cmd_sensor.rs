@@ -72,6 +72,7 @@ async fn report_line(node: &Mutex<Node>, to: &str, reading: &str) -> anyhow::Res
     Ok(match d {
         Delivery::Delivered { server } => format!("{reading} -> {to} ({size}-byte envelope, {class}, via {server})"),
         Delivery::Queued { reason } => format!("{reading} -> {to} queued: {reason}"),
+        Delivery::Handed => format!("{reading} -> {to} handed to the device that holds the conversation"),
     })
 }
 

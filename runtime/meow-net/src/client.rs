@@ -19,8 +19,8 @@ use meow_proto::codec::Decode;
 use meow_proto::crypto::SharedRng;
 use meow_proto::directory::{DirectoryEntry, UncheckedEntry, Withdrawal};
 use meow_proto::lease::{LeaseAnswer, LeaseOp};
-use meow_proto::sync::DeviceId;
 use meow_proto::session::{ClientHandshake, SessionError, SessionReceiver, SessionSender};
+use meow_proto::sync::DeviceId;
 use meow_proto::wire::{
     AckItem, BroadcastItem, ErrorCode, MailboxAuth, Request, RequestFrame, Response, ResponseFrame, ServerInfo,
     StoredMessage,

@@ -273,6 +273,11 @@ impl Node {
     /// any message).
     pub fn rotate(&mut self, name: &str) -> Result<u32> {
         let id = self.contact_id(name)?;
+        if !self.holds(id) {
+            return Err(NodeError::Device(format!(
+                "{name} is held by another of your devices: rotate there (`meow device list`)"
+            )));
+        }
         let mut contact = self.contacts[&id].clone();
         let serial = contact.conversation.rotate(&mut self.env.rng())?;
         let mut b = self.vault.batch();

@@ -124,6 +124,9 @@ pub enum NodeError {
     /// A value given is out of bounds or ambiguous.
     #[error("{0}")]
     Invalid(String),
+    /// Linking, listing or syncing the user's devices failed (the sentence says why).
+    #[error("{0}")]
+    Device(String),
     /// No configured server matches.
     #[error("no server {0:?} (see `meow servers list`)")]
     UnknownServer(String),

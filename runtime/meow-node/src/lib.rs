@@ -10,6 +10,7 @@
 pub mod compartments;
 mod contacts;
 pub mod decoy;
+pub mod devices;
 pub mod direct;
 pub mod doctor;
 mod env;
@@ -60,6 +61,8 @@ pub const MAX_PENDING_EVENTS: usize = 10_000;
 enum Route {
     Contact(u64),
     Invitation([u8; 32]),
+    /// This device's mailbox for what the user's other devices send it.
+    Device,
 }
 
 /// Options for a new home.
@@ -114,6 +117,8 @@ pub struct Node {
     last_id: u64,
     /// The catalog, server trust and default policy.
     matriochka: matriochka::State,
+    /// This device and the user's others, once a second device is linked.
+    devices: Option<std::sync::Mutex<devices::DeviceState>>,
     env: Env,
 }
 
@@ -158,15 +163,44 @@ impl Node {
             check_name(n)?;
         }
         let mut rng = env.rng();
-        let decoys = opts.decoys;
-        let vault = Vault::create(dir, password, opts.kdf, &mut rng)?;
         let profile = Profile {
             user_key: UserKey::generate(&mut rng),
             broadcast_key: BroadcastKey::generate(&mut rng),
-            display_name: opts.display_name,
+            display_name: opts.display_name.clone(),
             card_ttl_secs: DEFAULT_CARD_TTL_SECS,
             created_ms: env.now_ms(),
         };
+        Self::create(dir, password, opts, env, profile, &[])
+    }
+
+    /// A new home for a device joining a user's others: their profile and servers (encoded
+    /// server records), from the welcome ([`devices::link`]).
+    pub(crate) fn init_joined(
+        dir: &Path,
+        password: &[u8],
+        opts: InitOptions,
+        env: Env,
+        profile: Profile,
+        servers: &[Vec<u8>],
+    ) -> Result<Node> {
+        let servers = servers
+            .iter()
+            .map(|s| ServerRecord::from_bytes(s))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Self::create(dir, password, opts, env, profile, &servers)
+    }
+
+    fn create(
+        dir: &Path,
+        password: &[u8],
+        opts: InitOptions,
+        env: Env,
+        profile: Profile,
+        servers: &[ServerRecord],
+    ) -> Result<Node> {
+        let mut rng = env.rng();
+        let decoys = opts.decoys;
+        let vault = Vault::create(dir, password, opts.kdf, &mut rng)?;
         let counters = Counters {
             next_inbox: 1,
             next_outbox: 1,
@@ -176,6 +210,14 @@ impl Node {
         let mut b = vault.batch();
         b.put(Table::Profile, PROFILE_KEY, &profile.to_bytes(), &mut rng);
         b.put(Table::State, COUNTERS_KEY, &counters.to_bytes(), &mut rng);
+        for s in servers {
+            b.put(
+                Table::Servers,
+                s.card.address.to_string().as_bytes(),
+                &s.to_bytes(),
+                &mut rng,
+            );
+        }
         b.commit()?;
         let mut node = Self::load(vault, env)?;
         if decoys {
@@ -245,6 +287,7 @@ impl Node {
             .map(|(k, _)| key_seq(k))
             .collect::<Result<_, _>>()?;
         let matriochka = matriochka::State::load(&vault, env.now_ms())?;
+        let devices = devices::DeviceState::load(&vault, env.now_ms())?.map(std::sync::Mutex::new);
         let mut node = Node {
             vault: Arc::new(vault),
             profile,
@@ -265,6 +308,7 @@ impl Node {
             planned: 0,
             last_id: 0,
             matriochka,
+            devices,
             env,
         };
         node.note_ids(None)?;
@@ -293,6 +337,11 @@ impl Node {
         self.profile.user_key.public()
     }
 
+    /// My servers' records, first added first.
+    pub(crate) fn servers_records(&self) -> &[ServerRecord] {
+        &self.servers
+    }
+
     /// The key my broadcasts are signed with (give it to a server operator as `--operator`).
     pub fn broadcast_key(&self) -> &BroadcastKey {
         &self.profile.broadcast_key
@@ -311,13 +360,19 @@ impl Node {
                 .or_default()
                 .push(Route::Invitation(inv.id.0));
         }
-        for c in self.contacts.values() {
+        for c in self.contacts.values().filter(|c| self.holds(c.id)) {
             for k in c.conversation.lookup_keys() {
                 routes
                     .entry(MailboxId::of(&k.public()))
                     .or_default()
                     .push(Route::Contact(c.id));
             }
+        }
+        if let Some(d) = self.device_state() {
+            routes
+                .entry(MailboxId::of(&d.this.mailbox().public()))
+                .or_default()
+                .push(Route::Device);
         }
         self.routes = routes;
         self.note_plan();
@@ -356,6 +411,7 @@ impl Node {
 
     fn put_contact(&self, b: &mut VaultBatch<'_>, c: &ContactRecord) {
         b.put(Table::Contacts, &c.id.to_be_bytes(), &c.to_bytes(), &mut self.env.rng());
+        self.sync_contact(b, c);
     }
 
     // ------------------------------------------------------------------ servers

@@ -132,6 +132,7 @@ impl Node {
     /// Seals and queues messages in one durable write. Refused as a whole when the outbox would
     /// grow past its bound (key updates excepted: they are small and keep conversations alive).
     pub(crate) fn queue_all(&mut self, messages: Vec<Queued>) -> Result<Vec<OutboxItem>> {
+        let (messages, _drafts) = self.take_drafts(messages)?;
         let adding = messages
             .iter()
             .filter(|m| m.content_type != ContentType::CONTROL)
@@ -214,6 +215,9 @@ impl Node {
         content: Vec<u8>,
     ) -> Result<Option<OutboxItem>> {
         let id = self.contact_id(name)?;
+        if !self.holds(id) {
+            return Ok(None); // the usual way: a draft for the device that holds it
+        }
         if self.outbox.len() >= self.outbox_limit {
             return Err(crate::NodeError::OutboxFull {
                 limit: self.outbox_limit,
@@ -371,8 +375,12 @@ impl Node {
     /// Where to poll: my servers, and every lookup key whose mailbox may hold mail for me.
     pub fn poll_plan(&self) -> (Vec<ServerCard>, Vec<LookupKey>) {
         let mut keys: Vec<LookupKey> = self.invitations.values().map(|i| i.keys.keys.lookup.clone()).collect();
-        for c in self.contacts.values() {
+        // With several devices, only the holder of a conversation reads its mailboxes.
+        for c in self.contacts.values().filter(|c| self.holds(c.id)) {
             keys.extend(c.conversation.lookup_keys().cloned());
+        }
+        if let Some(d) = self.device_state() {
+            keys.push(d.this.mailbox());
         }
         let mut seen = HashSet::new();
         keys.retain(|k| seen.insert(MailboxId::of(&k.public())));
@@ -414,6 +422,12 @@ impl Node {
             let mut last_err = None;
             for route in &routes {
                 match *route {
+                    Route::Device => {
+                        handled = self.take_device_part(&m.envelope)?;
+                        if handled {
+                            break;
+                        }
+                    }
                     Route::Invitation(id) => {
                         if let Some(name) = self.take_answer(id, &m.envelope)? {
                             let public = self.invitations.contains_key(&id);
@@ -473,6 +487,7 @@ impl Node {
                 &item.to_bytes(),
                 &mut self.env.rng(),
             );
+            self.sync_inbox(&mut b, &item);
             records.push(EventRecord::Message { inbox: item.seq });
             out.events.push(NodeEvent::Message(item));
         }

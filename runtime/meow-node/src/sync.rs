@@ -29,10 +29,14 @@ pub enum Delivery {
         /// Why.
         reason: String,
     },
+    /// Another of the user's devices holds the conversation: the message went to it as a draft
+    /// through the sync log, and it sends it (docs/DEVICES.md).
+    Handed,
 }
 
 /// Seals `content` to `name`, queues it, and tries to deliver it now.
 pub async fn send(node: &Mutex<Node>, name: &str, content_type: ContentType, content: Vec<u8>) -> Result<Delivery> {
+    renew_leases(node).await;
     let items = node.lock().await.queue_message(name, content_type, content)?;
     deliver_message(node, items).await
 }
@@ -55,6 +59,18 @@ pub async fn send_file(
 /// Delivers what [`Node::queue_message`] queued, each item to the first of its servers that
 /// takes it (the outbox updated either way); what became of the message (the last item).
 pub async fn deliver_message(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Delivery> {
+    // With several devices, the state this sealing wrote (or the draft) reaches the others
+    // before the message leaves: a device that takes the conversation later must not seal
+    // with an older state. If they cannot be told, the message waits in the outbox.
+    if let Err(e) = crate::devices::net::flush(node).await {
+        tracing::warn!(error = %e, "syncing with the other devices failed; the message waits");
+        return Ok(Delivery::Queued {
+            reason: format!("your other devices could not be told first: {e}"),
+        });
+    }
+    if items.is_empty() {
+        return Ok(Delivery::Handed);
+    }
     let mut r = deliver_all(node, items).await?;
     r.pop().ok_or(NodeError::Internal("deliver_all answered no item"))
 }
@@ -274,6 +290,7 @@ pub async fn flush_outbox(node: &Mutex<Node>, due_only: bool) -> Result<FlushRep
             Delivery::Delivered { .. } if label.starts_with(crate::messaging::AUTOMATIC) => report.automatic += 1,
             Delivery::Delivered { .. } => report.delivered += 1,
             Delivery::Queued { reason } => report.queued.push((label, reason)),
+            Delivery::Handed => {}
         }
     }
     Ok(report)
@@ -345,6 +362,7 @@ async fn fetch_server(
 /// Polls every server of mine once, storing and acknowledging what arrives. With `wait`, the
 /// first poll waits up to that long for something to arrive.
 pub async fn fetch(node: &Mutex<Node>, wait: Duration) -> Result<FetchReport> {
+    renew_leases(node).await;
     let (servers, keys) = node.lock().await.poll_plan();
     if servers.is_empty() {
         return Err(NodeError::NoServers);
@@ -381,7 +399,24 @@ pub async fn fetch(node: &Mutex<Node>, wait: Duration) -> Result<FetchReport> {
     }
     // What receiving queued (acknowledgements, group relays) goes out now.
     flush_outbox(node, true).await?;
+    sync_devices(node).await;
     Ok(report)
+}
+
+/// Takes or renews this device's conversation leases; a failure is logged (without a lease the
+/// device neither opens nor seals in the conversation, so nothing is at risk).
+async fn renew_leases(node: &Mutex<Node>) {
+    if let Err(e) = crate::devices::net::renew(node).await {
+        tracing::warn!(error = %e, "renewing the conversation leases failed; it is tried again at the next sync");
+    }
+}
+
+/// Sends the user's other devices what they lack; a failure is logged (the records stay, and go
+/// with the next sync).
+async fn sync_devices(node: &Mutex<Node>) {
+    if let Err(e) = crate::devices::net::flush(node).await {
+        tracing::warn!(error = %e, "syncing with the other devices failed; it is tried again at the next sync");
+    }
 }
 
 /// Publishes an emergency broadcast on my first reachable server, signed with my broadcast key;

@@ -13,6 +13,9 @@ use meow_proto::envelope::ContentType;
 use meow_server::{Server, ServerConfig, ServerHandle};
 use smol::lock::Mutex;
 
+#[path = "node/devices.rs"]
+mod devices;
+
 /// A folder removed when the returned guard drops.
 fn tempdir(tag: &str) -> tempfile::TempDir {
     tempfile::Builder::new()

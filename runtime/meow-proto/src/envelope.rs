@@ -118,6 +118,8 @@ impl ContentType {
     pub const PRESENCE: ContentType = ContentType(6);
     /// A chunk of a file (see [`crate::file`]).
     pub const FILE: ContentType = ContentType(7);
+    /// Part of a sync payload between two devices of one user (PROTOCOL.md §25).
+    pub const SYNC: ContentType = ContentType(8);
 
     /// A short name for logs and JSON output.
     pub fn name(&self) -> String {
@@ -130,6 +132,7 @@ impl ContentType {
             5 => "group".into(),
             6 => "presence".into(),
             7 => "file".into(),
+            8 => "sync".into(),
             n => format!("type-{n}"),
         }
     }
@@ -480,8 +483,9 @@ pub fn open(envelope: &[u8], recipient: &ConversationKey) -> Result<UnverifiedMe
     })
 }
 
-/// A decrypted message whose signature has not been checked yet.
-#[derive(Debug)]
+/// A decrypted message whose signature has not been checked yet (cloned to try several
+/// possible senders).
+#[derive(Debug, Clone)]
 pub struct UnverifiedMessage {
     recipient: ConversationPublic,
     body: Vec<u8>,
@@ -495,6 +499,14 @@ impl UnverifiedMessage {
     pub fn peek_introduction(&self) -> Option<Vec<u8>> {
         let m = Message::from_bytes(&self.body).ok()?;
         (m.content_type == ContentType::CONTACT_ANSWER).then_some(m.content)
+    }
+
+    /// For a device-link message (a join request, a part of a welcome): the sync part it claims
+    /// to carry, which names its signer once whole; the message is verified against that key
+    /// before anything in it is used.
+    pub fn peek_sync_part(&self) -> Option<Vec<u8>> {
+        let m = Message::from_bytes(&self.body).ok()?;
+        (m.content_type == ContentType::SYNC).then_some(m.content)
     }
 
     /// Checks the signature against the contact's key, then decodes the message.

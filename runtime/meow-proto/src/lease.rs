@@ -68,7 +68,14 @@ impl Lease {
         }
         let mine = cur.holder == Some(who);
         match op {
-            LeaseOp::Release if mine => (Lease { holder: None, touched: now, ..cur }, true),
+            LeaseOp::Release if mine => (
+                Lease {
+                    holder: None,
+                    touched: now,
+                    ..cur
+                },
+                true,
+            ),
             LeaseOp::Release => (cur, false),
             LeaseOp::Take if mine => (Lease { touched: now, ..cur }, true),
             LeaseOp::Take => {

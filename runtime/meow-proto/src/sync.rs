@@ -25,6 +25,7 @@
 //! assert_eq!(SyncRecord::from_bytes(&record.to_bytes()), Ok(record));
 //! ```
 
+pub mod batch;
 pub mod replica;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
@@ -40,6 +41,21 @@ pub const MAX_VALUE: usize = 256 * 1024;
 /// `DevicePublic`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; 8]);
+
+impl DeviceId {
+    /// The id of a device: the first 8 bytes of the SHA-256 of its public key.
+    pub fn of(device: &crate::DevicePublic) -> Self {
+        let digest = crate::crypto::sha256(&[device.as_bytes()]);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        Self(id)
+    }
+
+    /// Lowercase hex, for names and logs.
+    pub fn to_hex(&self) -> String {
+        crate::codec::to_hex(&self.0)
+    }
+}
 
 /// A hybrid logical clock stamp: physical milliseconds, a counter for events within the same
 /// millisecond (or while the physical clock is behind), and the device as the final tie-break.

@@ -14,10 +14,10 @@ use crate::broadcast::UncheckedBroadcast;
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::{Domain, SIGNATURE_LEN};
 use crate::directory::{UncheckedEntry, Withdrawal};
-use crate::lease::{LeaseAnswer, LeaseOp};
-use crate::sync::DeviceId;
 use crate::keys::{LookupKey, LookupPublic, MailboxId, Signature};
+use crate::lease::{LeaseAnswer, LeaseOp};
 use crate::padding::MAX_ENVELOPE;
+use crate::sync::DeviceId;
 
 /// Most mailboxes in one poll or ack.
 pub const MAX_MAILBOXES_PER_REQUEST: usize = 1024;

@@ -553,6 +553,9 @@ impl Core {
                 Ok(sync::Delivery::Queued { reason }) => {
                     tracing::warn!(plugin = %instance, %to, "message queued: {reason}")
                 }
+                Ok(sync::Delivery::Handed) => {
+                    tracing::debug!(plugin = %instance, %to, "message handed to the device that holds the conversation")
+                }
                 Err(e) => tracing::warn!(plugin = %instance, %to, "cannot send: {e}"),
             },
             Command::GroupSend { instance, group, text } => {

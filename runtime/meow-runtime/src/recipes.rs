@@ -515,6 +515,7 @@ impl Recipes {
             Ok::<_, RuntimeError>(match delivery {
                 sync::Delivery::Delivered { .. } => "delivered".to_owned(),
                 sync::Delivery::Queued { reason } => format!("queued ({reason})"),
+                sync::Delivery::Handed => "handed to the device that holds the conversation".to_owned(),
             })
         };
         Ok(match a {
@@ -620,6 +621,9 @@ impl Recipes {
                 match sent.delivery {
                     crate::views::DeliveryView::Delivered { .. } => format!("file {} delivered", sent.file.id),
                     crate::views::DeliveryView::Queued { reason } => format!("file {} queued ({reason})", sent.file.id),
+                    crate::views::DeliveryView::Handed => {
+                        format!("file {} handed to the device that holds the conversation", sent.file.id)
+                    }
                 }
             }
             Rendered::SaveFile { file, to, overwrite } => {

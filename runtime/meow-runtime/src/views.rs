@@ -149,6 +149,8 @@ pub enum DeliveryView {
         /// Why.
         reason: String,
     },
+    /// Another of the user's devices holds the conversation and sends it (docs/DEVICES.md).
+    Handed,
 }
 
 impl From<meow_node::sync::Delivery> for DeliveryView {
@@ -158,6 +160,7 @@ impl From<meow_node::sync::Delivery> for DeliveryView {
                 server: server.to_string(),
             },
             meow_node::sync::Delivery::Queued { reason } => DeliveryView::Queued { reason },
+            meow_node::sync::Delivery::Handed => DeliveryView::Handed,
         }
     }
 }

@@ -15,8 +15,8 @@ use meow_proto::codec::Encode;
 use meow_proto::directory::{UncheckedEntry, Withdrawal};
 use meow_proto::envelope;
 use meow_proto::lease::LeaseOp;
-use meow_proto::sync::DeviceId;
 use meow_proto::padding::MAX_ENVELOPE;
+use meow_proto::sync::DeviceId;
 use meow_proto::wire::{
     ErrorCode, MAX_DIRECTORY_RESULTS, MAX_POLL_MESSAGES, MailboxAuth, Request, Response, ServerInfo,
 };

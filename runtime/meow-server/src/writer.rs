@@ -659,7 +659,10 @@ impl Writer {
             self.store.delete_entry(batch, &publisher);
             p.removed_entries.push(publisher);
         }
-        let stale = self.leases.iter().filter(|(_, l)| l.touched.saturating_add(self.ttl_secs) <= now);
+        let stale = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.touched.saturating_add(self.ttl_secs) <= now);
         for (id, _) in stale.take(MAX_SWEEP) {
             self.store.delete_lease(batch, id);
             p.leases.insert(*id, None);

@@ -397,7 +397,10 @@ impl ServerStore {
         for kv in self.leases.iter() {
             let (k, v) = kv.into_inner()?;
             let id: [u8; 16] = k.as_ref().try_into().map_err(|_| corrupt("lease key"))?;
-            out.insert(MailboxId(id), lease_from_bytes(&v).ok_or_else(|| corrupt("lease value"))?);
+            out.insert(
+                MailboxId(id),
+                lease_from_bytes(&v).ok_or_else(|| corrupt("lease value"))?,
+            );
         }
         Ok(out)
     }

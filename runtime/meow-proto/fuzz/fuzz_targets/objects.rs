@@ -1,5 +1,5 @@
 //! Standalone objects: server cards, broadcasts, directory entries and withdrawals, group
-//! payloads, stored conversation state, presence, file chunks, device sync records (and a
+//! payloads, stored conversation state, presence, file chunks, device sync records and batches (and a
 //! replica applying them), device rosters and revocations, link cards and sealed join requests, transport addresses (binary and text), key texts.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +54,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = LinkCard::from_text(text);
+    }
+    if let Ok(b) = meow_proto::sync::batch::Batch::from_bytes(data) {
+        assert_eq!(b.to_bytes(), data);
+    }
+    if let Ok(p) = meow_proto::sync::batch::Part::from_bytes(data) {
+        assert_eq!(p.to_bytes(), data);
+        let _ = meow_proto::sync::batch::Reassembly::default().add(data);
     }
     if let Ok(r) = UncheckedRoster::from_bytes(data) {
         assert_eq!(r.to_bytes(), data);

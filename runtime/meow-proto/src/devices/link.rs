@@ -69,6 +69,14 @@ pub struct LinkSecret {
     key: DhSecret,
 }
 
+impl LinkSecret {
+    /// The card's key as an envelope recipient: the join request travels to the user's server
+    /// inside an ordinary envelope sealed to it (a server stores nothing but envelopes).
+    pub fn envelope_key(&self) -> crate::ConversationKey {
+        crate::ConversationKey::from_secret_bytes(*self.key.to_bytes())
+    }
+}
+
 impl std::fmt::Debug for LinkSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LinkSecret(<secret>)")

@@ -119,6 +119,12 @@ impl Replica {
             .collect()
     }
 
+    /// What orders the current record of `(kind, key)` (its lease epoch and stamp), deleted or
+    /// not.
+    pub fn order(&self, kind: Kind, key: &[u8]) -> Option<(u64, super::Hlc)> {
+        Some(self.state.get(&(kind, key.to_vec()))?.order)
+    }
+
     /// The value of `(kind, key)`, if it is set and not deleted.
     pub fn get(&self, kind: Kind, key: &[u8]) -> Option<&[u8]> {
         self.state.get(&(kind, key.to_vec()))?.value.as_deref()

@@ -88,11 +88,13 @@ pub enum Table {
     Events = 12,
     /// Files received and on their way in, and their chunks.
     Files = 13,
+    /// This device, the user's other devices, and the sync log's records (docs/DEVICES.md).
+    Devices = 14,
 }
 
 impl Table {
     /// Every table, with its name.
-    pub const ALL: [(Table, &'static str); 13] = [
+    pub const ALL: [(Table, &'static str); 14] = [
         (Table::Profile, "profile"),
         (Table::Servers, "servers"),
         (Table::Contacts, "contacts"),
@@ -106,6 +108,7 @@ impl Table {
         (Table::State, "state"),
         (Table::Events, "events"),
         (Table::Files, "files"),
+        (Table::Devices, "devices"),
     ];
 }
 

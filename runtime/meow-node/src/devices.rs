@@ -1,0 +1,505 @@
+//! Several devices of one user (docs/DEVICES.md, PROTOCOL.md §25): this device's keys, the
+//! user's other devices, and the sync log that makes them converge.
+//!
+//! A home with one device has no device state and writes no sync record: nothing costs anything
+//! until a second device is linked ([`link`]). From then on, every change that another device
+//! must see writes a record in the same vault batch as the change itself, so a crash loses
+//! neither or both; the records go to the other devices at the next sync ([`net`]).
+//!
+//! Each conversation has one *holder*: the device that advances its ratchet, polls its mailboxes
+//! and sends in it. The others read what it receives and sends from the sync log, and what they
+//! send goes through it as a draft. A contact sees one identity and cannot tell which device
+//! spoke.
+
+pub(crate) mod channel;
+pub mod link;
+pub mod net;
+mod records;
+
+use std::collections::BTreeMap;
+
+use meow_proto::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use meow_proto::sync::batch::{Batch, Reassembly};
+use meow_proto::sync::replica::{Applied, Replica};
+use meow_proto::sync::{DeviceId, Kind, SyncRecord};
+use meow_proto::{ContactPublic, ConversationKey, ConversationPublic, DeviceKey, DevicePublic, LookupKey};
+use meow_store::vault::{Vault, VaultBatch};
+use zeroize::Zeroizing;
+
+use crate::{Node, NodeError, Result, Table};
+
+pub use records::Draft;
+
+/// This device's record in the vault.
+const THIS_KEY: &[u8] = b"this";
+/// Prefix of the keys of sync records: `r` ‖ device ‖ seq (big-endian).
+const RECORD_PREFIX: u8 = b'r';
+/// Prefix of what each other device acknowledged: `p` ‖ device.
+const PROGRESS_PREFIX: u8 = b'p';
+/// Prefix of the sync-log keys naming a device (kind setting).
+pub(crate) const DEVICE_SETTING: &[u8] = b"device/";
+/// Longest device name.
+pub const MAX_DEVICE_NAME: usize = 64;
+
+/// One of the user's devices, as the sync log names it (kind setting, key `device/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEntry {
+    /// Its signing key (envelopes between devices are signed with it).
+    pub public: DevicePublic,
+    /// Its X25519 key (envelopes to it are sealed to it).
+    pub dh: ConversationPublic,
+    /// The name the person gave it.
+    pub name: String,
+    /// When it was linked, Unix ms.
+    pub added_ms: u64,
+}
+
+impl DeviceEntry {
+    /// Its id.
+    pub fn id(&self) -> DeviceId {
+        DeviceId::of(&self.public)
+    }
+}
+
+impl Encode for DeviceEntry {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(1).raw(self.public.as_bytes()).raw(self.dh.as_bytes());
+        w.string(&self.name).varint(self.added_ms);
+    }
+}
+
+impl Decode for DeviceEntry {
+    const WHAT: &'static str = "device entry";
+    fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        r.version(1, "device entry")?;
+        let public = DevicePublic::decode(r)?;
+        let dh = ConversationPublic::from_bytes(r.array("device dh key")?).map_err(|_| DecodeError::Invalid {
+            what: "device entry",
+            reason: "not an X25519 key",
+        })?;
+        Ok(Self {
+            public,
+            dh,
+            name: r.string(MAX_DEVICE_NAME, "device name")?.to_owned(),
+            added_ms: r.varint("device added")?,
+        })
+    }
+}
+
+/// One device as `meow device list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceInfo {
+    /// Its id, in hex.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it is the device this home is.
+    pub this: bool,
+    /// When it was linked, Unix ms.
+    pub added_ms: u64,
+    /// When something last came from it, Unix ms (this session; `None` if nothing yet).
+    pub last_seen_ms: Option<u64>,
+}
+
+/// This device's secrets (zeroized on drop) and the user's shared sync secret.
+pub(crate) struct ThisDevice {
+    pub(crate) key: DeviceKey,
+    pub(crate) dh: ConversationKey,
+    pub(crate) sync_secret: Zeroizing<[u8; 32]>,
+}
+
+impl ThisDevice {
+    fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new();
+        w.u8(1).raw(self.key.seed().as_slice());
+        w.raw(self.dh.secret_bytes().as_slice())
+            .raw(self.sync_secret.as_slice());
+        Zeroizing::new(w.into_bytes())
+    }
+
+    fn from_bytes(b: &[u8]) -> std::result::Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        r.version(1, "this device")?;
+        let key = DeviceKey::from_seed(&Zeroizing::new(r.array("device key")?));
+        let dh = ConversationKey::from_secret_bytes(r.array("device dh key")?);
+        let sync_secret = Zeroizing::new(r.array("sync secret")?);
+        r.finish("this device")?;
+        Ok(Self { key, dh, sync_secret })
+    }
+
+    pub(crate) fn id(&self) -> DeviceId {
+        DeviceId::of(&self.key.public())
+    }
+
+    pub(crate) fn mailbox(&self) -> LookupKey {
+        channel::device_mailbox(&self.sync_secret, self.id())
+    }
+}
+
+/// What another device acknowledged, and what was sent to it since.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// How far it said it knows each stream.
+    pub(crate) known: BTreeMap<DeviceId, u64>,
+    /// How far we sent it each stream (this session): not sent again before it is due.
+    pub(crate) sent: BTreeMap<DeviceId, u64>,
+    /// When `sent` was last raised, ms (a resend is due a while after).
+    pub(crate) sent_ms: u64,
+    /// Our own `known` when we last told it, to send a bare acknowledgement only when it grew.
+    pub(crate) told: BTreeMap<DeviceId, u64>,
+    /// When something last came from it, ms.
+    pub(crate) last_seen_ms: Option<u64>,
+}
+
+fn encode_known(known: &BTreeMap<DeviceId, u64>) -> Vec<u8> {
+    let mut w = Writer::new();
+    let list: Vec<_> = known.iter().collect();
+    w.list(&list, |w, (d, n)| {
+        w.raw(&d.0).varint(**n);
+    });
+    w.into_bytes()
+}
+
+fn decode_known(b: &[u8]) -> std::result::Result<BTreeMap<DeviceId, u64>, DecodeError> {
+    let mut r = Reader::new(b);
+    let list = r.list(meow_proto::sync::batch::MAX_DEVICES, "known streams", |r| {
+        Ok((DeviceId(r.array("stream device")?), r.varint("stream length")?))
+    })?;
+    Ok(list.into_iter().collect())
+}
+
+/// A conversation lease this device holds on the user's server (PROTOCOL.md §25).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaseHeld {
+    pub(crate) epoch: u64,
+    /// When the server last granted it, ms (this device's clock).
+    pub(crate) renewed_ms: u64,
+}
+
+/// A holder renews its leases this often (at its syncs).
+pub(crate) const RENEW_MS: u64 = 60_000;
+/// A holder stops sealing when its lease was last granted this long ago: well inside the
+/// server's break time, so that two devices never seal in one conversation.
+pub(crate) const FENCE_MS: u64 = meow_proto::lease::LEASE_BREAK_SECS * 1000 / 2;
+
+/// The device state of a home with several devices.
+pub(crate) struct DeviceState {
+    pub(crate) this: ThisDevice,
+    pub(crate) replica: Replica,
+    pub(crate) progress: BTreeMap<DeviceId, Progress>,
+    pub(crate) parts: Reassembly,
+    /// The leases this device holds, by the contact's key (memory only: renewed after a
+    /// restart before anything is sealed).
+    pub(crate) leases: BTreeMap<[u8; 32], LeaseHeld>,
+}
+
+impl std::fmt::Debug for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeviceState({})", self.this.id().to_hex())
+    }
+}
+
+fn record_key(r: &SyncRecord) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(RECORD_PREFIX);
+    k.extend_from_slice(&r.device.0);
+    k.extend_from_slice(&r.seq.to_be_bytes());
+    k
+}
+
+fn progress_key(d: DeviceId) -> Vec<u8> {
+    let mut k = vec![PROGRESS_PREFIX];
+    k.extend_from_slice(&d.0);
+    k
+}
+
+pub(crate) fn device_setting(id: DeviceId) -> Vec<u8> {
+    [DEVICE_SETTING, id.to_hex().as_bytes()].concat()
+}
+
+impl DeviceState {
+    /// Loads the device state of a home, if it has one.
+    pub(crate) fn load(vault: &Vault, now_ms: u64) -> Result<Option<Self>> {
+        let Some(this) = vault.get(Table::Devices, THIS_KEY)? else {
+            return Ok(None);
+        };
+        let this = ThisDevice::from_bytes(&this)?;
+        let mut replica = Replica::new(this.id());
+        let mut records = Vec::new();
+        let mut progress = BTreeMap::new();
+        for (k, v) in vault.scan(Table::Devices)? {
+            match k.first() {
+                Some(&RECORD_PREFIX) => records.push(SyncRecord::from_bytes(&v)?),
+                Some(&PROGRESS_PREFIX) if k.len() == 9 => {
+                    let id = DeviceId(
+                        k[1..]
+                            .try_into()
+                            .map_err(|_| NodeError::DamagedRecord("device progress"))?,
+                    );
+                    let known = decode_known(&v)?;
+                    progress.insert(
+                        id,
+                        Progress {
+                            known,
+                            ..Progress::default()
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        records.sort_by_key(|r| (r.device, r.seq));
+        for r in records {
+            if let Applied::Gap { expected } = replica.apply(r, now_ms) {
+                tracing::warn!(expected, "the sync log has a gap in the vault; later records wait");
+            }
+        }
+        Ok(Some(Self {
+            this,
+            replica,
+            progress,
+            parts: Reassembly::default(),
+            leases: BTreeMap::new(),
+        }))
+    }
+
+    /// A new state for a device that starts a multi-device home, or joins one.
+    pub(crate) fn create(this: ThisDevice) -> Self {
+        Self {
+            replica: Replica::new(this.id()),
+            this,
+            progress: BTreeMap::new(),
+            parts: Reassembly::default(),
+            leases: BTreeMap::new(),
+        }
+    }
+
+    /// Stores this device's secrets in a batch.
+    pub(crate) fn put_this(&self, b: &mut VaultBatch<'_>, rng: &mut impl meow_proto::CryptoRng) {
+        b.put(Table::Devices, THIS_KEY, &self.this.to_bytes(), rng);
+    }
+
+    /// Writes a record of this device and stores it in the batch.
+    pub(crate) fn write(
+        &mut self,
+        b: &mut VaultBatch<'_>,
+        (kind, key, value, epoch): (Kind, &[u8], Option<Vec<u8>>, u64),
+        now_ms: u64,
+        rng: &mut impl meow_proto::CryptoRng,
+    ) {
+        let record = self.replica.write(kind, key, value, epoch, now_ms);
+        b.put(Table::Devices, &record_key(&record), &record.to_bytes(), rng);
+    }
+
+    /// Stores a record applied from another device.
+    pub(crate) fn keep(b: &mut VaultBatch<'_>, record: &SyncRecord, rng: &mut impl meow_proto::CryptoRng) {
+        b.put(Table::Devices, &record_key(record), &record.to_bytes(), rng);
+    }
+
+    /// Stores what `device` acknowledged.
+    pub(crate) fn put_progress(&self, b: &mut VaultBatch<'_>, device: DeviceId, rng: &mut impl meow_proto::CryptoRng) {
+        if let Some(p) = self.progress.get(&device) {
+            b.put(Table::Devices, &progress_key(device), &encode_known(&p.known), rng);
+        }
+    }
+
+    /// Every device of the user (this one included), from the sync log.
+    pub(crate) fn entries(&self) -> Vec<DeviceEntry> {
+        self.replica
+            .state()
+            .into_iter()
+            .filter(|(kind, key, _)| *kind == Kind::Setting && key.starts_with(DEVICE_SETTING))
+            .filter_map(|(_, _, v)| DeviceEntry::from_bytes(&v).ok())
+            .collect()
+    }
+
+    /// The user's other devices.
+    pub(crate) fn peers(&self) -> Vec<DeviceEntry> {
+        let me = self.this.id();
+        self.entries().into_iter().filter(|e| e.id() != me).collect()
+    }
+
+    /// Which device holds the conversation with `peer` (the writer of its latest state).
+    pub(crate) fn holder_of(&self, peer: &ContactPublic) -> Option<DeviceId> {
+        let v = self.replica.get(Kind::Conversation, peer.as_bytes())?;
+        Some(DeviceId(v.get(..8)?.try_into().ok()?))
+    }
+
+    /// The lease epoch of the latest state of the conversation with `peer`.
+    pub(crate) fn epoch_of(&self, peer: &ContactPublic) -> u64 {
+        self.replica
+            .order(Kind::Conversation, peer.as_bytes())
+            .map_or(0, |(epoch, _)| epoch)
+    }
+
+    /// Whether this device is the conversation's holder, or may become it (no device is).
+    pub(crate) fn may_hold(&self, peer: &ContactPublic) -> bool {
+        self.holder_of(peer).is_none_or(|h| h == self.this.id())
+    }
+
+    /// Whether this device may seal and open in the conversation with `peer` at `now`: it is
+    /// the holder and its lease was granted recently enough.
+    pub(crate) fn holds(&self, peer: &ContactPublic, now: u64) -> bool {
+        self.may_hold(peer)
+            && self
+                .leases
+                .get(peer.as_bytes())
+                .is_some_and(|l| now.saturating_sub(l.renewed_ms) < FENCE_MS)
+    }
+}
+
+impl Node {
+    /// Whether this home has several devices.
+    pub fn has_devices(&self) -> bool {
+        self.devices.is_some()
+    }
+
+    /// The device state, locked (`None` with one device). The lock is held only within a call.
+    pub(crate) fn device_state(&self) -> Option<std::sync::MutexGuard<'_, DeviceState>> {
+        let m = self.devices.as_ref()?;
+        Some(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The user's devices, this one first.
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        let Some(d) = self.device_state() else {
+            return Vec::new();
+        };
+        let me = d.this.id();
+        let mut out: Vec<DeviceInfo> = d
+            .entries()
+            .into_iter()
+            .map(|e| DeviceInfo {
+                id: e.id().to_hex(),
+                this: e.id() == me,
+                last_seen_ms: d.progress.get(&e.id()).and_then(|p| p.last_seen_ms),
+                name: e.name,
+                added_ms: e.added_ms,
+            })
+            .collect();
+        out.sort_by_key(|i| (!i.this, i.added_ms));
+        out
+    }
+
+    /// Renames one of the user's devices (by name or id prefix) on every device.
+    pub fn rename_device(&self, which: &str, name: &str) -> Result<()> {
+        check_device_name(name)?;
+        let entry = self.find_device(which)?;
+        if entry.name != name && self.devices().iter().any(|d| d.name == name) {
+            return Err(NodeError::Device(format!("a device is already called {name}")));
+        }
+        let renamed = DeviceEntry {
+            name: name.to_owned(),
+            ..entry
+        };
+        let mut b = self.vault.batch();
+        self.note_sync(
+            &mut b,
+            Kind::Setting,
+            &device_setting(renamed.id()),
+            Some(renamed.to_bytes()),
+        );
+        b.commit()?;
+        Ok(())
+    }
+
+    /// The name of device `id`, or its id when the log does not name it.
+    pub(crate) fn device_name(&self, id: DeviceId) -> String {
+        self.devices()
+            .into_iter()
+            .find(|d| d.id == id.to_hex())
+            .map_or_else(|| format!("device {}", id.to_hex()), |d| d.name)
+    }
+
+    /// The device named `which` (its name, or the start of its id).
+    pub(crate) fn find_device(&self, which: &str) -> Result<DeviceEntry> {
+        let d = self.device_state().ok_or_else(|| {
+            NodeError::Device("this home has one device: link another with `meow device link`".into())
+        })?;
+        let found: Vec<DeviceEntry> = d
+            .entries()
+            .into_iter()
+            .filter(|e| e.name == which || (which.len() >= 4 && e.id().to_hex().starts_with(which)))
+            .collect();
+        let mut found = found.into_iter();
+        match (found.next(), found.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => Err(NodeError::Device(format!("no device is called {which}"))),
+            _ => Err(NodeError::Device(format!(
+                "{which} names several devices: give more of the id"
+            ))),
+        }
+    }
+
+    /// Writes a sync record in `b` when the home has several devices (nothing otherwise).
+    pub(crate) fn note_sync(&self, b: &mut VaultBatch<'_>, kind: Kind, key: &[u8], value: Option<Vec<u8>>) {
+        self.note_sync_epoch(b, kind, key, value, 0);
+    }
+
+    pub(crate) fn note_sync_epoch(
+        &self,
+        b: &mut VaultBatch<'_>,
+        kind: Kind,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+        epoch: u64,
+    ) {
+        let now = self.env.now_ms();
+        let mut rng = self.env.rng();
+        if let Some(mut d) = self.device_state() {
+            d.write(b, (kind, key, value, epoch), now, &mut rng);
+        }
+    }
+
+    /// Takes in an envelope from this device's mailbox: a part of a batch from another device.
+    /// Returns whether it was one (anything else is left for the caller to report).
+    pub(crate) fn take_device_part(&mut self, envelope: &[u8]) -> Result<bool> {
+        let whole = {
+            let Some(mut d) = self.device_state() else {
+                return Ok(false);
+            };
+            let senders: Vec<DevicePublic> = d.peers().iter().map(|p| p.public).collect();
+            let Some((sender, part)) = channel::open(envelope, &d.this.dh, &senders) else {
+                return Ok(false);
+            };
+            match d.parts.add(&part) {
+                Ok(Some(whole)) => Some((DeviceId::of(&sender), whole)),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a sync part from another device is malformed; dropped");
+                    None
+                }
+            }
+        };
+        if let Some((from, whole)) = whole {
+            match Batch::from_bytes(&whole) {
+                Ok(batch) => {
+                    let changed = self.apply_batch(from, batch)?;
+                    tracing::debug!(from = %from.to_hex(), changed, "sync batch applied");
+                }
+                Err(e) => tracing::warn!(error = %e, "a sync batch from another device is malformed; dropped"),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether this device holds the conversation with contact `id` (always, with one device).
+    pub(crate) fn holds(&self, id: u64) -> bool {
+        let (Some(d), Some(c)) = (self.device_state(), self.contacts.get(&id)) else {
+            return true;
+        };
+        d.holds(&c.conversation.peer, self.env.now_ms())
+    }
+}
+
+/// Checks a device name: 1 to 64 characters, no control character.
+pub fn check_device_name(name: &str) -> Result<()> {
+    let ok = !name.trim().is_empty() && name.len() <= MAX_DEVICE_NAME && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(NodeError::Device(format!(
+            "a device name has 1 to {MAX_DEVICE_NAME} bytes and no control character"
+        )))
+    }
+}

@@ -1,0 +1,339 @@
+//! Linking a new device to a home (docs/DEVICES.md, "Linking a device"), the parts that need no
+//! network: the existing device makes a link card, opens the join request and builds the
+//! welcome; the new device seals its request and becomes a home from the welcome. The network
+//! steps are in [`super::net`].
+//!
+//! The welcome is everything the new device needs, sealed to its own X25519 key: the user's
+//! profile (its keys), the servers, the shared sync secret, and every record of the sync log
+//! (contacts, their conversations, the inbox, the devices).
+
+use std::path::Path;
+
+use meow_proto::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use meow_proto::crypto::random_bytes;
+use meow_proto::devices::link::{JoinRequest, LinkCard, LinkSecret, SealedJoin, ShortCode};
+use meow_proto::envelope::{self, UnverifiedMessage};
+use meow_proto::sync::Kind;
+use meow_proto::sync::batch::{self, Batch, Reassembly};
+use meow_proto::{ContactPublic, ConversationKey, ConversationPublic, DeviceKey, MailboxId};
+use zeroize::Zeroizing;
+
+use super::{DeviceEntry, DeviceState, ThisDevice, channel, device_setting};
+use crate::records::Profile;
+use crate::{Env, InitOptions, Node, NodeError, Result};
+
+const WELCOME_FORMAT: u8 = 1;
+
+/// What the new device receives: the home, sealed to it.
+pub(crate) struct Welcome {
+    profile: Zeroizing<Vec<u8>>,
+    servers: Vec<Vec<u8>>,
+    sync_secret: Zeroizing<[u8; 32]>,
+    batch: Batch,
+}
+
+impl Encode for Welcome {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(WELCOME_FORMAT).bytes(&self.profile);
+        w.list(&self.servers, |w, s| {
+            w.bytes(s);
+        });
+        w.raw(self.sync_secret.as_slice());
+        self.batch.encode(w);
+    }
+}
+
+impl Decode for Welcome {
+    const WHAT: &'static str = "device welcome";
+    fn decode(r: &mut Reader<'_>) -> std::result::Result<Self, DecodeError> {
+        r.version(WELCOME_FORMAT, "device welcome")?;
+        Ok(Self {
+            profile: Zeroizing::new(r.bytes(64 * 1024, "profile")?.to_vec()),
+            servers: r.list(64, "servers", |r| Ok(r.bytes(64 * 1024, "server")?.to_vec()))?,
+            sync_secret: Zeroizing::new(r.array("sync secret")?),
+            batch: Batch::decode(r)?,
+        })
+    }
+}
+
+/// A device on its way in: its keys, made before it has a home.
+pub struct Joining {
+    key: DeviceKey,
+    dh: ConversationKey,
+    name: String,
+    card: LinkCard,
+    parts: Reassembly,
+    unverified: Vec<UnverifiedMessage>,
+}
+
+impl std::fmt::Debug for Joining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Joining({})", self.name)
+    }
+}
+
+impl Joining {
+    /// New device keys, and the join request for `card` in an envelope for the link mailbox,
+    /// with the short code to show.
+    pub fn start(card: LinkCard, name: &str, env: &Env) -> Result<(Self, MailboxId, Vec<u8>, ShortCode)> {
+        super::check_device_name(name)?;
+        let mut rng = env.rng();
+        let key = DeviceKey::generate(&mut rng);
+        let dh = ConversationKey::generate(&mut rng);
+        let now = env.now_ms();
+        let (sealed, code) = JoinRequest::seal(&card, &key.public(), dh.public().as_bytes(), name, now, &mut rng)
+            .map_err(|e| NodeError::Device(format!("this link card cannot be used: {e}")))?;
+        let to = ConversationPublic::from_bytes(card.key)
+            .map_err(|_| NodeError::Device("the link card's key is not usable".into()))?;
+        let envelope = seal_part(sealed.to_bytes(), &key, &to, now, &mut rng)?;
+        let mailbox = MailboxId::of(&channel::link_mailbox(&card.secret, b"join").public());
+        let joining = Self {
+            key,
+            dh,
+            name: name.to_owned(),
+            card,
+            parts: Reassembly::default(),
+            unverified: Vec::new(),
+        };
+        Ok((joining, mailbox, envelope, code))
+    }
+
+    /// The server the card names, where the welcome comes.
+    pub fn server(&self) -> Result<meow_proto::ServerCard> {
+        meow_proto::ServerCard::from_text(&self.card.server)
+            .map_err(|e| NodeError::Device(format!("the link card's server: {e}")))
+    }
+
+    /// The key of the mailbox the welcome comes to.
+    pub fn welcome_mailbox(&self) -> meow_proto::LookupKey {
+        channel::link_mailbox(&self.card.secret, b"welcome")
+    }
+
+    /// Takes in an envelope from the welcome mailbox; returns the welcome once every part is in
+    /// and every part is signed by a device the welcome names.
+    pub fn take_part(&mut self, envelope: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Ok(unverified) = envelope::open(envelope, &self.dh) else {
+            return Ok(None);
+        };
+        let Some(part) = unverified.peek_sync_part() else {
+            return Ok(None);
+        };
+        let Some(whole) = self.parts.add(&part)? else {
+            self.unverified.push(unverified);
+            return Ok(None);
+        };
+        self.unverified.push(unverified);
+        let welcome = Welcome::from_bytes(&whole)?;
+        let signers: Vec<ContactPublic> = welcome
+            .batch
+            .records
+            .iter()
+            .filter(|r| r.kind == Kind::Setting && r.key.starts_with(super::DEVICE_SETTING))
+            .filter_map(|r| DeviceEntry::from_bytes(r.value.as_deref()?).ok())
+            .filter_map(|e| ContactPublic::from_bytes(*e.public.as_bytes()).ok())
+            .collect();
+        let signed = self
+            .unverified
+            .drain(..)
+            .all(|u| signers.iter().any(|s| u.clone().verify(s).is_ok()));
+        if !signed {
+            return Err(NodeError::Device(
+                "a part of the welcome is not signed by a device of this home".into(),
+            ));
+        }
+        Ok(Some(whole))
+    }
+
+    /// Makes the home in `dir` from a complete welcome, under `password`.
+    pub fn finish(self, dir: &Path, password: &[u8], welcome: &[u8], opts: InitOptions, env: Env) -> Result<Node> {
+        let welcome = Welcome::from_bytes(welcome)?;
+        let profile = Profile::from_bytes(&welcome.profile)?;
+        let this = ThisDevice {
+            key: self.key,
+            dh: self.dh,
+            sync_secret: welcome.sync_secret,
+        };
+        let state = DeviceState::create(this);
+        let me = state.this.id();
+        let listed = welcome
+            .batch
+            .records
+            .iter()
+            .any(|r| r.kind == Kind::Setting && r.key == device_setting(me));
+        if !listed {
+            return Err(NodeError::Device("the welcome does not list this device".into()));
+        }
+        let mut node = Node::init_joined(dir, password, opts, env.clone(), profile, &welcome.servers)?;
+        let vault = node.vault.clone();
+        let mut b = vault.batch();
+        state.put_this(&mut b, &mut env.rng());
+        b.commit()?;
+        node.devices = Some(std::sync::Mutex::new(state));
+        let from = welcome.batch.records.first().map(|r| r.device);
+        if let Some(from) = from {
+            node.apply_batch(from, welcome.batch)?;
+        }
+        Ok(node)
+    }
+}
+
+/// Seals one part of a payload to an X25519 key, signed by a device key.
+fn seal_part(
+    part: Vec<u8>,
+    from: &DeviceKey,
+    to: &ConversationPublic,
+    now: u64,
+    rng: &mut impl meow_proto::CryptoRng,
+) -> Result<Vec<u8>> {
+    Ok(channel::seal(part, from, to, now, rng)?)
+}
+
+/// A link card this device made, waiting for its join request.
+pub struct Linking {
+    /// The card to show.
+    pub card: LinkCard,
+    secret: LinkSecret,
+}
+
+impl std::fmt::Debug for Linking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Linking({})", self.card.server)
+    }
+}
+
+impl Linking {
+    /// The key of the mailbox the join request comes to.
+    pub fn join_mailbox(&self) -> meow_proto::LookupKey {
+        channel::link_mailbox(&self.card.secret, b"join")
+    }
+
+    /// Opens a join request (the envelope from the join mailbox): the request and the short
+    /// code to show, or `None` for anything else.
+    pub fn open(&self, envelope: &[u8], now_ms: u64) -> Option<(JoinRequest, ShortCode)> {
+        let unverified = envelope::open(envelope, &self.secret.envelope_key()).ok()?;
+        let sealed = SealedJoin::from_bytes(&unverified.peek_sync_part()?).ok()?;
+        let (request, code) = JoinRequest::open(&self.card, &self.secret, &sealed, now_ms).ok()?;
+        // The envelope must be signed by the device the request names.
+        let signer = meow_proto::ContactPublic::from_bytes(*request.device.as_bytes()).ok()?;
+        unverified.verify(&signer).ok()?;
+        Some((request, code))
+    }
+}
+
+impl Node {
+    /// Makes a one-time link card for a new device, naming this home's first server.
+    pub fn start_link(&self) -> Result<Linking> {
+        let server = self.servers().into_iter().next().ok_or(NodeError::NoServers)?;
+        let (card, secret) = LinkCard::new(&server.to_text(), self.env.now_ms(), &mut self.env.rng());
+        Ok(Linking { card, secret })
+    }
+
+    /// After the person confirmed the short code: adds the device of `request` to the home and
+    /// returns the welcome's envelopes and the mailbox they go to.
+    pub fn welcome(&mut self, linking: &Linking, request: &JoinRequest) -> Result<(MailboxId, Vec<Vec<u8>>)> {
+        let dh = ConversationPublic::from_bytes(request.dh)
+            .map_err(|_| NodeError::Device("the new device's key is not usable".into()))?;
+        self.become_multi_device()?;
+        let entry = DeviceEntry {
+            public: request.device,
+            dh,
+            name: request.name.clone(),
+            added_ms: self.env.now_ms(),
+        };
+        if self.devices().iter().any(|d| d.name == entry.name) {
+            return Err(NodeError::Device(format!(
+                "a device is already called {}: join with another --name",
+                entry.name
+            )));
+        }
+        let vault = self.vault.clone();
+        let mut b = vault.batch();
+        self.note_sync(
+            &mut b,
+            Kind::Setting,
+            &device_setting(entry.id()),
+            Some(entry.to_bytes()),
+        );
+        b.commit()?;
+        let payload = self.welcome_bytes()?;
+        let d = self
+            .device_state()
+            .ok_or(NodeError::Internal("no device state after linking"))?;
+        let id: [u8; 8] = random_bytes(&mut self.env.rng());
+        let now = self.env.now_ms();
+        let mut rng = self.env.rng();
+        let envelopes = batch::split(&payload, id, channel::max_part())
+            .into_iter()
+            .map(|part| seal_part(part, &d.this.key, &dh, now, &mut rng))
+            .collect::<Result<Vec<_>>>()?;
+        let mailbox = MailboxId::of(&channel::link_mailbox(&linking.card.secret, b"welcome").public());
+        Ok((mailbox, envelopes))
+    }
+
+    fn welcome_bytes(&self) -> Result<Vec<u8>> {
+        let d = self.device_state().ok_or(NodeError::Internal("no device state"))?;
+        let records = d.replica.missing_for(&Default::default());
+        let welcome = Welcome {
+            profile: Zeroizing::new(self.profile.to_bytes()),
+            servers: self.servers_records().iter().map(Encode::to_bytes).collect(),
+            sync_secret: Zeroizing::new(*d.this.sync_secret),
+            batch: Batch {
+                known: d.replica.known(),
+                records,
+            },
+        };
+        Ok(welcome.to_bytes())
+    }
+
+    /// The first link: this home gets device keys and a sync secret, names itself in the log,
+    /// and writes a record of everything another device must see.
+    pub(crate) fn become_multi_device(&mut self) -> Result<()> {
+        if self.devices.is_some() {
+            return Ok(());
+        }
+        let mut rng = self.env.rng();
+        let this = ThisDevice {
+            key: DeviceKey::generate(&mut rng),
+            dh: ConversationKey::generate(&mut rng),
+            sync_secret: Zeroizing::new(random_bytes(&mut rng)),
+        };
+        let entry = DeviceEntry {
+            public: this.key.public(),
+            dh: this.dh.public(),
+            name: default_device_name(),
+            added_ms: self.profile.created_ms,
+        };
+        let state = DeviceState::create(this);
+        let vault = self.vault.clone();
+        let mut b = vault.batch();
+        state.put_this(&mut b, &mut rng);
+        self.devices = Some(std::sync::Mutex::new(state));
+        self.note_sync(
+            &mut b,
+            Kind::Setting,
+            &device_setting(entry.id()),
+            Some(entry.to_bytes()),
+        );
+        let contacts: Vec<_> = self.contacts.values().cloned().collect();
+        for c in &contacts {
+            self.sync_contact(&mut b, c);
+        }
+        for item in self.inbox(false)? {
+            self.sync_inbox(&mut b, &item);
+        }
+        b.commit()?;
+        self.rebuild_routes();
+        Ok(())
+    }
+}
+
+/// This machine's name, as a first device's default name.
+fn default_device_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = host.trim();
+    if super::check_device_name(host).is_ok() {
+        host.to_owned()
+    } else {
+        "first device".to_owned()
+    }
+}
