@@ -7,6 +7,7 @@
 
 mod bridges;
 mod containment;
+mod devices;
 mod files;
 mod guides;
 mod home;

@@ -103,6 +103,12 @@ pub enum Command {
     /// Lock the hidden compartments again: their contacts leave memory; messages wait at servers.
     #[command(after_help = "Example:\n  meow lock")]
     Lock,
+    /// Your devices: link a new one, list, rename, and choose which one holds a conversation.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  meow device link                       on a device you have: prints a link card\n  meow device join 'meow:link:…' --name laptop    on the new one (an empty home)\n  meow device list\n  meow device take bob                   this device now speaks with bob\n\nEvery device is equal and sees every message. Each conversation has one holder, the\ndevice that opens and seals its messages; the others send through it. See docs/DEVICES.md."
+    )]
+    Device(DeviceCmd),
     /// Rotate my conversation and lookup keys for a contact (effective once they acknowledge).
     #[command(after_help = "Example:\n  meow rotate bob")]
     Rotate(NameArg),
@@ -426,6 +432,14 @@ pub struct InitArgs {
     /// The nickname suggested on your cards.
     #[arg(long)]
     pub name: Option<String>,
+    /// How the home is protected.
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+/// How a new home's vault is protected.
+#[derive(Debug, Args)]
+pub struct VaultArgs {
     /// Argon2id memory in MiB (default 64).
     #[arg(long, default_value_t = 64)]
     pub kdf_memory_mib: u32,
@@ -560,6 +574,66 @@ pub struct PolicyArgs {
     /// Set the policy new contacts get, instead of one contact's.
     #[arg(long)]
     pub default: bool,
+}
+
+/// `meow device …`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCmd {
+    /// Make a one-time link card for a new device, wait for it, and compare codes.
+    #[command(
+        after_help = "Example:\n  meow device link --qr\n\nThe card is good for 10 minutes and one device. When the new device asks to join, both\nshow a six-digit code: confirm only if they are the same (a card someone else saw gives\nanother code). Stop `meow run` on this home first."
+    )]
+    Link {
+        /// Also show the card as a QR code.
+        #[arg(long)]
+        qr: bool,
+        /// How long to wait for the new device, seconds (at most the card's 10 minutes).
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
+    },
+    /// Join the home a link card comes from: this home (which must not exist yet) becomes one
+    /// of its devices.
+    #[command(
+        after_help = "Example:\n  MEOW_HOME=./laptop meow device join 'meow:link:…' --name laptop\n\nAsks for this device's own password, shows the six-digit code to compare with the other\ndevice, then receives the home: contacts, conversations, messages."
+    )]
+    Join {
+        /// The link card's text (or a file holding it).
+        card: String,
+        /// This device's name, as the others list it.
+        #[arg(long)]
+        name: String,
+        /// How long to wait for the other device, seconds.
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
+        /// How this device's home is protected.
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// The user's devices: name, id, when linked and last heard from; this one first.
+    #[command(after_help = "Examples:\n  meow device list\n  meow device list --json")]
+    List(JsonArgs),
+    /// Rename a device (by name or the start of its id), on every device.
+    #[command(after_help = "Example:\n  meow device rename 3fa2c1d0 kitchen-pi")]
+    Rename {
+        /// The device.
+        device: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Make this device the holder of a conversation (it opens and seals its messages).
+    #[command(
+        after_help = "Example:\n  meow device take bob\n\nWorks when the holder released it, or has been silent for 10 minutes."
+    )]
+    Take {
+        /// The contact.
+        contact: String,
+    },
+    /// Give up holding a conversation, for another device to take.
+    #[command(after_help = "Example:\n  meow device release bob")]
+    Release {
+        /// The contact.
+        contact: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -183,6 +183,10 @@ pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<O
             all: a.all,
         },
         Command::Rotate(a) => Request::Rotate { name: a.name.clone() },
+        Command::Device(d) => match crate::cmd_device::request(d) {
+            Some(r) => r,
+            None => return Ok(None),
+        },
         Command::Group(g) => match g {
             GroupCmd::Create { name } => Request::GroupCreate { name: name.clone() },
             GroupCmd::Add { group, contact } => Request::GroupAdd {
@@ -445,6 +449,9 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                     "cannot fetch from server {server}: {reason} (nothing was lost; try again later)"
                 ));
             }
+        }
+        (Command::Device(_), resp @ (Response::Devices(_) | Response::DeviceDone { .. })) => {
+            crate::cmd_device::show(&mut r, c, resp)?
         }
         (Command::Rotate(a), Response::Rotated { serial, delivery }) => match delivery {
             DeliveryView::Delivered { .. } => r.line(format!(

@@ -7,6 +7,7 @@
 mod bench;
 mod cli;
 mod cmd_demo;
+mod cmd_device;
 mod cmd_file;
 mod cmd_home;
 mod cmd_plugin;
@@ -20,6 +21,7 @@ mod util;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -168,6 +170,22 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Doctor(args) => doctor(&home, pw_file.as_deref(), args),
+        Command::Device(cli::DeviceCmd::Link { qr, wait }) => {
+            cmd_device::link(&home, pw_file.as_deref(), qr, Duration::from_secs(wait)).map(|()| 0)
+        }
+        Command::Device(cli::DeviceCmd::Join {
+            card,
+            name,
+            wait,
+            vault,
+        }) => cmd_device::join(
+            &home,
+            pw_file.as_deref(),
+            (&card, &name),
+            Duration::from_secs(wait),
+            &vault,
+        )
+        .map(|()| 0),
         Command::Plugin(PluginCmd::Pin { dir }) => {
             let hash = meow_plugin::pin(&dir)?;
             println!("pinned {} to sha256 {hash}", dir.display());
@@ -288,25 +306,25 @@ fn doctor(home: &Path, pw_file: Option<&Path>, args: cli::DoctorArgs) -> anyhow:
     Ok(1)
 }
 
+/// The options of a new home from its command line.
+pub fn init_options(vault: &cli::VaultArgs, display_name: Option<String>) -> InitOptions {
+    InitOptions {
+        kdf: KdfParams {
+            memory_kib: vault.kdf_memory_mib.max(1) * 1024,
+            iterations: vault.kdf_passes.max(1),
+            parallelism: 1,
+        },
+        display_name,
+        decoys: !vault.no_decoys,
+    }
+}
+
 fn init(home: &std::path::Path, pw_file: Option<&std::path::Path>, args: InitArgs) -> anyhow::Result<()> {
     if Node::exists(home) {
         anyhow::bail!("a home already exists at {}", home.display());
     }
     let password = util::password(pw_file, true)?;
-    let kdf = KdfParams {
-        memory_kib: args.kdf_memory_mib.max(1) * 1024,
-        iterations: args.kdf_passes.max(1),
-        parallelism: 1,
-    };
-    let node = Node::init(
-        home,
-        password.as_bytes(),
-        InitOptions {
-            kdf,
-            display_name: args.name,
-            decoys: !args.no_decoys,
-        },
-    )?;
+    let node = Node::init(home, password.as_bytes(), init_options(&args.vault, args.name))?;
     println!("created a MEOW home at {}", home.display());
     eprintln!("user key fingerprint {}", node.user_public().fingerprint());
     eprintln!("next: add a server with `meow servers add <server card>`, then `meow invite NAME`");

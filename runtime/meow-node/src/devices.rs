@@ -87,7 +87,7 @@ impl Decode for DeviceEntry {
 }
 
 /// One device as `meow device list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceInfo {
     /// Its id, in hex.
     pub id: String,

@@ -147,6 +147,25 @@ pub enum Request {
         /// The contact.
         name: String,
     },
+    /// The user's devices (docs/DEVICES.md).
+    Devices,
+    /// Rename one of the user's devices, on all of them.
+    DeviceRename {
+        /// Its name or the start of its id.
+        device: String,
+        /// The new name.
+        name: String,
+    },
+    /// Make this device the holder of a conversation.
+    DeviceTake {
+        /// The contact.
+        contact: String,
+    },
+    /// Give up holding a conversation, for another device to take.
+    DeviceRelease {
+        /// The contact.
+        contact: String,
+    },
     /// Create a group.
     GroupCreate {
         /// Its name.
@@ -424,6 +443,13 @@ pub enum Response {
         serial: u32,
         /// The offer's delivery.
         delivery: DeliveryView,
+    },
+    /// The user's devices, this one first.
+    Devices(Vec<meow_node::devices::DeviceInfo>),
+    /// A device request was carried out.
+    DeviceDone {
+        /// What happened, for people.
+        message: String,
     },
     /// A group was created.
     GroupCreated {

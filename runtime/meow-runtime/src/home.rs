@@ -121,6 +121,26 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
         )?)),
         Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
         Request::Rotate { name } => rotate(node, &name).await,
+        Request::Devices => Ok(Response::Devices(node.lock().await.devices())),
+        Request::DeviceRename { device, name } => {
+            node.lock().await.rename_device(&device, &name)?;
+            meow_node::devices::net::flush(node).await?;
+            Ok(Response::DeviceDone {
+                message: format!("renamed {device} to {name} on every device"),
+            })
+        }
+        Request::DeviceTake { contact } => {
+            meow_node::devices::net::take(node, &contact).await?;
+            Ok(Response::DeviceDone {
+                message: format!("this device now holds the conversation with {contact}"),
+            })
+        }
+        Request::DeviceRelease { contact } => {
+            meow_node::devices::net::release(node, &contact).await?;
+            Ok(Response::DeviceDone {
+                message: format!("released {contact}: another device may take it now (`meow device take {contact}`)"),
+            })
+        }
         Request::Hide { name, password, create } => {
             let hidden = node.lock().await.hide(&name, password.0.as_bytes(), create)?;
             Ok(Response::Hidden {

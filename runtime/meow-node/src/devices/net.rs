@@ -377,6 +377,8 @@ pub async fn take(node: &Mutex<Node>, name: &str) -> Result<()> {
 /// Gives up the conversation with `name`: this device stops sealing in it, sends its last
 /// state to the others, then releases the lease so that another device may take it at once.
 pub async fn release(node: &Mutex<Node>, name: &str) -> Result<()> {
+    // A device that just started holds no lease in memory yet: it renews what it holds first.
+    renew(node).await?;
     let (key, epoch, me, server, pool) = {
         let n = node.lock().await;
         let c = n.contact(name)?;

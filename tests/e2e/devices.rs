@@ -1,0 +1,128 @@
+//! Several devices of one user, through the CLI (docs/DEVICES.md): linking with the short code,
+//! every message on every device, sending from a device that does not hold the conversation,
+//! a device offline for the whole exchange catching up, a contact added on one device messaged
+//! from another.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+use crate::support::{Home, ServerProc, TempDir, contacts_through};
+
+/// `meow device link` on `existing` and `meow device join` for a new home `name`, both
+/// confirming the code; returns the new device's home.
+fn link(tmp: &TempDir, existing: &Home, name: &str) -> Home {
+    let mut linker = existing
+        .command()
+        .args(["device", "link", "--wait", "60"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    linker.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let mut out = BufReader::new(linker.stdout.take().unwrap());
+    let mut card = String::new();
+    out.read_line(&mut card).unwrap();
+    assert!(card.starts_with("meow:link:"), "{card}");
+    let new = Home {
+        dir: tmp.path().join(name),
+        password: format!("pw-{name}"),
+    };
+    let mut joiner = new
+        .command()
+        .args(["device", "join", card.trim(), "--name", name, "--wait", "60"])
+        .args(["--kdf-memory-mib", "1", "--kdf-passes", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    joiner.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let joined = joiner.wait_with_output().unwrap();
+    let linked = linker.wait_with_output().unwrap();
+    let (join_err, link_err) = (
+        String::from_utf8_lossy(&joined.stderr),
+        String::from_utf8_lossy(&linked.stderr),
+    );
+    assert!(joined.status.success(), "join: {join_err}");
+    assert!(linked.status.success(), "link: {link_err}");
+    let code = |text: &str| {
+        text.split("code")
+            .nth(1)
+            .map(|t| t.chars().filter(char::is_ascii_digit).take(6).collect::<String>())
+    };
+    assert_eq!(
+        code(&join_err),
+        code(&link_err),
+        "both devices show the same code:\n{join_err}\n{link_err}"
+    );
+    assert!(String::from_utf8_lossy(&joined.stdout).contains("joined"));
+    new
+}
+
+fn device_names(h: &Home) -> Vec<String> {
+    h.json_list(&["device", "list", "--json"])
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn three_devices_see_every_message_and_any_of_them_speaks() {
+    let tmp = TempDir::new("devices");
+    let server = ServerProc::start(&tmp.path().join("srv"), &[]);
+    let (a, bob) = contacts_through(&tmp, &server, "alice", "bob");
+    a.meow(&["inbox"]).ok(); // bob's answer completes the contact
+    bob.meow(&["send", "alice", "before any link"]).ok();
+    a.meow(&["inbox"]).ok();
+
+    let laptop = link(&tmp, &a, "laptop");
+    let phone = link(&tmp, &a, "phone");
+    assert_eq!(device_names(&phone)[0], "phone", "this device first");
+    assert_eq!(device_names(&phone).len(), 3);
+    assert!(
+        laptop.texts().contains(&"before any link".to_owned()),
+        "history comes with the link"
+    );
+
+    // The laptop stays offline from here on. Bob writes; the phone sees it.
+    bob.meow(&["send", "alice", "hello all of you"]).ok();
+    assert!(a.texts().contains(&"hello all of you".to_owned()));
+    assert!(phone.texts().contains(&"hello all of you".to_owned()));
+
+    // The phone answers: it goes through the device that holds the conversation.
+    let sent = phone.meow(&["send", "bob", "from the phone"]);
+    assert!(sent.stderr.contains("handed to your device"), "{}", sent.stderr);
+    a.meow(&["inbox"]).ok();
+    assert!(
+        bob.texts().contains(&"from the phone".to_owned()),
+        "bob hears one alice"
+    );
+
+    // A contact made on the first device is messaged from the phone.
+    let carol = Home::init(tmp.path().join("carol"), "carol");
+    carol.meow(&["servers", "add", &server.card.to_text()]).ok();
+    let inv = tmp.path().join("carol.meowcard");
+    a.meow(&["invite", "carol", "--out", inv.to_str().unwrap()]).ok();
+    carol.meow(&["accept", inv.to_str().unwrap(), "--name", "alice"]).ok();
+    a.meow(&["inbox"]).ok();
+    phone.meow(&["inbox"]).ok();
+    phone.meow(&["send", "carol", "hi carol, from the phone"]).ok();
+    a.meow(&["inbox"]).ok();
+    assert!(carol.texts().contains(&"hi carol, from the phone".to_owned()));
+
+    // The laptop, back after all this, catches up.
+    let caught_up = laptop.texts();
+    assert!(caught_up.contains(&"hello all of you".to_owned()), "{caught_up:?}");
+    let contacts = laptop.meow(&["contacts", "--json"]).ok().to_owned();
+    assert!(contacts.contains("carol") && contacts.contains("bob"), "{contacts}");
+
+    // The phone takes bob's conversation once the first device lets it go.
+    let busy = phone.meow(&["device", "take", "bob"]);
+    assert!(busy.stderr.contains("held by"), "{}", busy.stderr);
+    a.meow(&["device", "release", "bob"]).ok();
+    phone.meow(&["device", "take", "bob"]).ok();
+    let direct = phone.meow(&["send", "bob", "the phone speaks itself"]);
+    assert!(direct.stderr.contains("sent to bob"), "{}", direct.stderr);
+    assert!(bob.texts().contains(&"the phone speaks itself".to_owned()));
+}
