@@ -94,7 +94,7 @@ pub fn link(home: &Path, pw_file: Option<&Path>, qr: bool, wait: Duration) -> an
         if !confirm(&format!("does {:?} show the code {code}?", request.name)) {
             bail!("not confirmed: the device was not linked");
         }
-        let bytes = net::link_welcome(&node, &linking, &request).await?;
+        let bytes = net::link_welcome(&node, &linking, &request, password.as_bytes()).await?;
         eprintln!("sent the home to {:?} ({bytes} bytes)", request.name);
         println!("linked {}", request.name);
         Ok(())

@@ -22,7 +22,9 @@ use meow_proto::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use meow_proto::sync::batch::{Batch, Reassembly};
 use meow_proto::sync::replica::{Applied, Replica};
 use meow_proto::sync::{DeviceId, Kind, SyncRecord};
-use meow_proto::{ContactPublic, ConversationKey, ConversationPublic, DeviceKey, DevicePublic, LookupKey};
+use meow_proto::{
+    ContactPublic, ConversationKey, ConversationPublic, DeviceKey, DevicePublic, LookupKey, LookupPublic,
+};
 use meow_store::vault::{Vault, VaultBatch};
 use zeroize::Zeroizing;
 
@@ -38,6 +40,11 @@ const RECORD_PREFIX: u8 = b'r';
 const PROGRESS_PREFIX: u8 = b'p';
 /// Prefix of the sync-log keys naming a device (kind setting).
 pub(crate) const DEVICE_SETTING: &[u8] = b"device/";
+/// The sync-log key of the public revocation key (kind setting; a device pins the one it
+/// joined with, so a later record cannot replace it).
+pub(crate) const REVOCATION_KEY: &[u8] = b"revocation-key";
+/// The sync-log key of the lease secret (kind setting).
+pub(crate) const LEASE_SECRET: &[u8] = b"lease-secret";
 /// Longest device name.
 pub const MAX_DEVICE_NAME: usize = 64;
 
@@ -48,6 +55,8 @@ pub struct DeviceEntry {
     pub public: DevicePublic,
     /// Its X25519 key (envelopes to it are sealed to it).
     pub dh: ConversationPublic,
+    /// Its mailbox's lookup key (the others deposit there; only it can read).
+    pub mailbox: LookupPublic,
     /// The name the person gave it.
     pub name: String,
     /// When it was linked, Unix ms.
@@ -64,7 +73,7 @@ impl DeviceEntry {
 impl Encode for DeviceEntry {
     fn encode(&self, w: &mut Writer) {
         w.u8(1).raw(self.public.as_bytes()).raw(self.dh.as_bytes());
-        w.string(&self.name).varint(self.added_ms);
+        w.raw(self.mailbox.as_bytes()).string(&self.name).varint(self.added_ms);
     }
 }
 
@@ -77,9 +86,14 @@ impl Decode for DeviceEntry {
             what: "device entry",
             reason: "not an X25519 key",
         })?;
+        let mailbox = LookupPublic::from_bytes(r.array("device mailbox")?).map_err(|_| DecodeError::Invalid {
+            what: "device entry",
+            reason: "not a lookup key",
+        })?;
         Ok(Self {
             public,
             dh,
+            mailbox,
             name: r.string(MAX_DEVICE_NAME, "device name")?.to_owned(),
             added_ms: r.varint("device added")?,
         })
@@ -101,11 +115,14 @@ pub struct DeviceInfo {
     pub last_seen_ms: Option<u64>,
 }
 
-/// This device's secrets (zeroized on drop) and the user's shared sync secret.
+/// This device's secrets (zeroized on drop), the user's shared sync secret, and the public
+/// revocation key this device trusts (pinned when it joined: the log cannot change it).
 pub(crate) struct ThisDevice {
     pub(crate) key: DeviceKey,
     pub(crate) dh: ConversationKey,
+    pub(crate) mailbox: LookupKey,
     pub(crate) sync_secret: Zeroizing<[u8; 32]>,
+    pub(crate) revocation: [u8; 32],
 }
 
 impl ThisDevice {
@@ -113,7 +130,8 @@ impl ThisDevice {
         let mut w = Writer::new();
         w.u8(1).raw(self.key.seed().as_slice());
         w.raw(self.dh.secret_bytes().as_slice())
-            .raw(self.sync_secret.as_slice());
+            .raw(self.mailbox.seed().as_slice());
+        w.raw(self.sync_secret.as_slice()).raw(&self.revocation);
         Zeroizing::new(w.into_bytes())
     }
 
@@ -122,9 +140,17 @@ impl ThisDevice {
         r.version(1, "this device")?;
         let key = DeviceKey::from_seed(&Zeroizing::new(r.array("device key")?));
         let dh = ConversationKey::from_secret_bytes(r.array("device dh key")?);
+        let mailbox = LookupKey::from_seed(&Zeroizing::new(r.array("device mailbox")?));
         let sync_secret = Zeroizing::new(r.array("sync secret")?);
+        let revocation = r.array("revocation key")?;
         r.finish("this device")?;
-        Ok(Self { key, dh, sync_secret })
+        Ok(Self {
+            key,
+            dh,
+            mailbox,
+            sync_secret,
+            revocation,
+        })
     }
 
     pub(crate) fn id(&self) -> DeviceId {
@@ -132,7 +158,18 @@ impl ThisDevice {
     }
 
     pub(crate) fn mailbox(&self) -> LookupKey {
-        channel::device_mailbox(&self.sync_secret, self.id())
+        self.mailbox.clone()
+    }
+
+    /// This device as the log names it.
+    pub(crate) fn entry(&self, name: String, added_ms: u64) -> DeviceEntry {
+        DeviceEntry {
+            public: self.key.public(),
+            dh: self.dh.public(),
+            mailbox: self.mailbox.public(),
+            name,
+            added_ms,
+        }
     }
 }
 
@@ -323,6 +360,15 @@ impl DeviceState {
     pub(crate) fn holder_of(&self, peer: &ContactPublic) -> Option<DeviceId> {
         let v = self.replica.get(Kind::Conversation, peer.as_bytes())?;
         Some(DeviceId(v.get(..8)?.try_into().ok()?))
+    }
+
+    /// The secret the conversations' lease keys derive from: the latest one in the log (a
+    /// revocation writes a new one), else the one this device got when it joined.
+    pub(crate) fn lease_secret(&self) -> [u8; 32] {
+        self.replica
+            .get(Kind::Setting, LEASE_SECRET)
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or(*self.this.sync_secret)
     }
 
     /// The lease epoch of the latest state of the conversation with `peer`.

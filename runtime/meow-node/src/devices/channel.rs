@@ -5,13 +5,12 @@
 //! device's mailbox on the user's server. Only that device can open it, so a revoked device reads
 //! nothing the others send afterwards, whatever it kept.
 //!
-//! Mailboxes are named by lookup keys every device derives from the user's sync secret (a
-//! device's own mailbox, a conversation's lease), or from a link card's secret while a new
-//! device joins.
+//! Each device has a mailbox of its own (its lookup key is its alone; the others know its
+//! public half from the log). Conversation leases are named by lookup keys every device derives
+//! from the user's lease secret, and a joining device's mailboxes from the link card's secret.
 
 use meow_proto::crypto::hkdf_sha256;
 use meow_proto::envelope::{self, ContentType, EnvelopeError, Message};
-use meow_proto::sync::DeviceId;
 use meow_proto::{ContactKey, ContactPublic, ConversationKey, ConversationPublic, CryptoRng, DeviceKey, DevicePublic};
 use meow_proto::{LookupKey, MessageId};
 use zeroize::Zeroizing;
@@ -28,14 +27,10 @@ fn derive_lookup(secret: &[u8; 32], label: &[u8], context: &[u8]) -> LookupKey {
     LookupKey::from_seed(&seed)
 }
 
-/// The mailbox where `device` receives what the user's other devices send it.
-pub(crate) fn device_mailbox(sync_secret: &[u8; 32], device: DeviceId) -> LookupKey {
-    derive_lookup(sync_secret, b"meow/v1/device-mailbox", &device.0)
-}
-
-/// The lease of the conversation with `peer` (PROTOCOL.md §25).
-pub(crate) fn lease_key(sync_secret: &[u8; 32], peer: &ContactPublic) -> LookupKey {
-    derive_lookup(sync_secret, b"meow/v1/device-lease", peer.as_bytes())
+/// The lease of the conversation with `peer` (PROTOCOL.md §25), under the user's current
+/// lease secret.
+pub(crate) fn lease_key(lease_secret: &[u8; 32], peer: &ContactPublic) -> LookupKey {
+    derive_lookup(lease_secret, b"meow/v1/device-lease", peer.as_bytes())
 }
 
 /// Where a joining device leaves its request (`b"join"`) and finds its welcome (`b"welcome"`).

@@ -11,11 +11,12 @@ use std::path::Path;
 
 use meow_proto::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use meow_proto::crypto::random_bytes;
+use meow_proto::devices::RevocationKey;
 use meow_proto::devices::link::{JoinRequest, LinkCard, LinkSecret, SealedJoin, ShortCode};
 use meow_proto::envelope::{self, UnverifiedMessage};
 use meow_proto::sync::Kind;
 use meow_proto::sync::batch::{self, Batch, Reassembly};
-use meow_proto::{ContactPublic, ConversationKey, ConversationPublic, DeviceKey, MailboxId};
+use meow_proto::{ContactPublic, ConversationKey, ConversationPublic, DeviceKey, LookupKey, LookupPublic, MailboxId};
 use zeroize::Zeroizing;
 
 use super::{DeviceEntry, DeviceState, ThisDevice, channel, device_setting};
@@ -60,6 +61,7 @@ impl Decode for Welcome {
 pub struct Joining {
     key: DeviceKey,
     dh: ConversationKey,
+    mailbox_key: LookupKey,
     name: String,
     card: LinkCard,
     parts: Reassembly,
@@ -80,8 +82,16 @@ impl Joining {
         let mut rng = env.rng();
         let key = DeviceKey::generate(&mut rng);
         let dh = ConversationKey::generate(&mut rng);
+        let mailbox_key = LookupKey::generate(&mut rng);
         let now = env.now_ms();
-        let (sealed, code) = JoinRequest::seal(&card, &key.public(), dh.public().as_bytes(), name, now, &mut rng)
+        let ask = JoinRequest {
+            device: key.public(),
+            dh: *dh.public().as_bytes(),
+            mailbox: *mailbox_key.public().as_bytes(),
+            name: name.to_owned(),
+        };
+        let (sealed, code) = ask
+            .seal(&card, now, &mut rng)
             .map_err(|e| NodeError::Device(format!("this link card cannot be used: {e}")))?;
         let to = ConversationPublic::from_bytes(card.key)
             .map_err(|_| NodeError::Device("the link card's key is not usable".into()))?;
@@ -90,6 +100,7 @@ impl Joining {
         let joining = Self {
             key,
             dh,
+            mailbox_key,
             name: name.to_owned(),
             card,
             parts: Reassembly::default(),
@@ -148,10 +159,20 @@ impl Joining {
     pub fn finish(self, dir: &Path, password: &[u8], welcome: &[u8], opts: InitOptions, env: Env) -> Result<Node> {
         let welcome = Welcome::from_bytes(welcome)?;
         let profile = Profile::from_bytes(&welcome.profile)?;
+        let revocation = welcome
+            .batch
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.kind == Kind::Setting && r.key == super::REVOCATION_KEY)
+            .and_then(|r| r.value.as_deref()?.try_into().ok())
+            .ok_or_else(|| NodeError::Device("the welcome has no revocation key".into()))?;
         let this = ThisDevice {
             key: self.key,
             dh: self.dh,
+            mailbox: self.mailbox_key,
             sync_secret: welcome.sync_secret,
+            revocation,
         };
         let state = DeviceState::create(this);
         let me = state.this.id();
@@ -231,12 +252,16 @@ impl Node {
     /// After the person confirmed the short code: adds the device of `request` to the home and
     /// returns the welcome's envelopes and the mailbox they go to.
     pub fn welcome(&mut self, linking: &Linking, request: &JoinRequest) -> Result<(MailboxId, Vec<Vec<u8>>)> {
-        let dh = ConversationPublic::from_bytes(request.dh)
-            .map_err(|_| NodeError::Device("the new device's key is not usable".into()))?;
-        self.become_multi_device()?;
+        let unusable = |_| NodeError::Device("the new device's keys are not usable".into());
+        let dh = ConversationPublic::from_bytes(request.dh).map_err(unusable)?;
+        let mailbox = LookupPublic::from_bytes(request.mailbox).map_err(unusable)?;
+        if self.devices.is_none() {
+            return Err(NodeError::Internal("welcome before the home has device keys"));
+        }
         let entry = DeviceEntry {
             public: request.device,
             dh,
+            mailbox,
             name: request.name.clone(),
             added_ms: self.env.now_ms(),
         };
@@ -285,24 +310,25 @@ impl Node {
         Ok(welcome.to_bytes())
     }
 
-    /// The first link: this home gets device keys and a sync secret, names itself in the log,
-    /// and writes a record of everything another device must see.
-    pub(crate) fn become_multi_device(&mut self) -> Result<()> {
+    /// The first link: this home gets device keys and a sync secret, derives the revocation
+    /// key from `password` (only its public half is kept), names itself in the log, and writes
+    /// a record of everything another device must see.
+    pub(crate) fn become_multi_device(&mut self, password: &[u8]) -> Result<()> {
         if self.devices.is_some() {
             return Ok(());
         }
+        let revocation = RevocationKey::derive(password, &self.user_public(), self.vault.kdf_params())
+            .map_err(|e| NodeError::Device(format!("deriving the revocation key: {e}")))?
+            .public();
         let mut rng = self.env.rng();
         let this = ThisDevice {
             key: DeviceKey::generate(&mut rng),
             dh: ConversationKey::generate(&mut rng),
+            mailbox: LookupKey::generate(&mut rng),
             sync_secret: Zeroizing::new(random_bytes(&mut rng)),
+            revocation,
         };
-        let entry = DeviceEntry {
-            public: this.key.public(),
-            dh: this.dh.public(),
-            name: default_device_name(),
-            added_ms: self.profile.created_ms,
-        };
+        let entry = this.entry(default_device_name(), self.profile.created_ms);
         let state = DeviceState::create(this);
         let vault = self.vault.clone();
         let mut b = vault.batch();
@@ -314,6 +340,7 @@ impl Node {
             &device_setting(entry.id()),
             Some(entry.to_bytes()),
         );
+        self.note_sync(&mut b, Kind::Setting, super::REVOCATION_KEY, Some(revocation.to_vec()));
         let contacts: Vec<_> = self.contacts.values().cloned().collect();
         for c in &contacts {
             self.sync_contact(&mut b, c);

@@ -74,7 +74,7 @@ impl Node {
                 .into_iter()
                 .map(|part| channel::seal(part, &d.this.key, &peer.dh, now, &mut rng))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            let mailbox = MailboxId::of(&channel::device_mailbox(&d.this.sync_secret, id).public());
+            let mailbox = MailboxId::of(&peer.mailbox);
             out.push(Outgoing {
                 device: id,
                 mailbox,
@@ -173,8 +173,14 @@ pub async fn link_wait(node: &Mutex<Node>, linking: &Linking, timeout: Duration)
 
 /// On the existing device, once the person confirmed the code: adds the device and sends it
 /// the welcome.
-pub async fn link_welcome(node: &Mutex<Node>, linking: &Linking, request: &JoinRequest) -> Result<usize> {
-    node.lock().await.become_multi_device()?;
+/// `password` is the home's: the first link derives the revocation key from it (docs/DEVICES.md).
+pub async fn link_welcome(
+    node: &Mutex<Node>,
+    linking: &Linking,
+    request: &JoinRequest,
+    password: &[u8],
+) -> Result<usize> {
+    node.lock().await.become_multi_device(password)?;
     // The conversations' leases are taken before the new device learns of them.
     renew_leases(node, true).await?;
     let (mailbox, envelopes, server, pool) = {
@@ -240,7 +246,7 @@ impl Node {
             })
             .map(|c| LeaseAsk {
                 peer: *c.conversation.peer.as_bytes(),
-                key: channel::lease_key(&d.this.sync_secret, &c.conversation.peer),
+                key: channel::lease_key(&d.lease_secret(), &c.conversation.peer),
                 expect: d
                     .leases
                     .get(c.conversation.peer.as_bytes())
@@ -348,7 +354,7 @@ pub async fn take(node: &Mutex<Node>, name: &str) -> Result<()> {
         let d = n
             .device_state()
             .ok_or_else(|| NodeError::Device("this home has one device".into()))?;
-        let key = channel::lease_key(&d.this.sync_secret, &peer);
+        let key = channel::lease_key(&d.lease_secret(), &peer);
         let expect = d.epoch_of(&peer);
         drop(d);
         (peer, key, expect, n.this_device()?, n.first_server()?, n.pool())
@@ -390,7 +396,7 @@ pub async fn release(node: &Mutex<Node>, name: &str) -> Result<()> {
             .leases
             .remove(&peer)
             .ok_or_else(|| NodeError::Device(format!("this device does not hold {name}")))?;
-        let key = channel::lease_key(&d.this.sync_secret, &c.conversation.peer);
+        let key = channel::lease_key(&d.lease_secret(), &c.conversation.peer);
         drop(d);
         (key, held.epoch, n.this_device()?, n.first_server()?, n.pool())
     };

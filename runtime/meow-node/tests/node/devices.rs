@@ -35,7 +35,7 @@ async fn link(existing: &Mutex<Node>, dir: &std::path::Path, name: &str) -> Mute
         let (request, code) = net::link_wait(existing, &linking, Duration::from_secs(20))
             .await
             .unwrap();
-        net::link_welcome(existing, &linking, &request).await.unwrap();
+        net::link_welcome(existing, &linking, &request, b"pw").await.unwrap();
         code
     };
     let (joined, code_seen) = futures_lite::future::zip(new_side, old_side).await;

@@ -21,7 +21,8 @@
 //! let card = LinkCard::from_text(&text).unwrap();
 //! let phone = DeviceKey::generate(&mut rng);
 //! let phone_dh = DhSecret::generate(&mut rng);
-//! let (sealed, phone_code) = JoinRequest::seal(&card, &phone.public(), &phone_dh.public(), "phone", 2_000, &mut rng).unwrap();
+//! let ask = JoinRequest { device: phone.public(), dh: phone_dh.public(), mailbox: [7; 32], name: "phone".into() };
+//! let (sealed, phone_code) = ask.seal(&card, 2_000, &mut rng).unwrap();
 //! // On the device that made the card:
 //! let (request, code) = JoinRequest::open(&card, &secret, &sealed, 3_000).unwrap();
 //! assert_eq!(code, phone_code, "the person compares these two codes");
@@ -173,6 +174,9 @@ pub struct JoinRequest {
     pub device: DevicePublic,
     /// The new device's X25519 key, which the snapshot is sealed to.
     pub dh: [u8; 32],
+    /// The lookup key (public) of the new device's own mailbox, where the others send it
+    /// what they sync.
+    pub mailbox: [u8; 32],
     /// The name the person gave it.
     pub name: String,
 }
@@ -188,26 +192,23 @@ pub struct SealedJoin {
 pub type ShortCode = String;
 
 impl JoinRequest {
-    /// Seals a request to `card` at `now_ms`; returns it and the short code to show.
+    /// Seals this request to `card` at `now_ms`; returns it and the short code to show.
     pub fn seal(
+        &self,
         card: &LinkCard,
-        device: &DevicePublic,
-        dh: &[u8; 32],
-        name: &str,
         now_ms: u64,
         rng: &mut impl CryptoRng,
     ) -> Result<(SealedJoin, ShortCode), LinkError> {
         card.check_time(now_ms)?;
-        let request = JoinRequest {
-            device: *device,
-            dh: *dh,
-            name: name.to_owned(),
-        };
         let mut w = Writer::new();
-        w.u8(FORMAT).raw(device.as_bytes()).raw(dh).string(name);
+        w.u8(FORMAT)
+            .raw(self.device.as_bytes())
+            .raw(&self.dh)
+            .raw(&self.mailbox);
+        w.string(&self.name);
         let (enc, ciphertext) =
             crypto::hpke_seal(&card.key, &card.info(), &[], &w.into_bytes(), rng).map_err(|_| LinkError::BadKey)?;
-        Ok((SealedJoin { enc, ciphertext }, request.short_code(card)))
+        Ok((SealedJoin { enc, ciphertext }, self.short_code(card)))
     }
 
     /// Opens a request with the card's secret at `now_ms`; returns it and the short code to
@@ -225,14 +226,20 @@ impl JoinRequest {
         r.version(FORMAT, "join request")?;
         let device = DevicePublic::decode(&mut r)?;
         let dh = r.array("join key")?;
+        let mailbox = r.array("join mailbox")?;
         let name = r.string(MAX_NAME, "device name")?.to_owned();
         r.finish("join request")?;
-        let request = JoinRequest { device, dh, name };
+        let request = JoinRequest {
+            device,
+            dh,
+            mailbox,
+            name,
+        };
         let code = request.short_code(card);
         Ok((request, code))
     }
 
-    /// `SHA-256("meow/v1/device-link-code" 0x00 | card key | secret | device | dh)`, the first
+    /// `SHA-256("meow/v1/device-link-code" 0x00 | card key | secret | device | dh | mailbox)`, the first
     /// 4 bytes big-endian modulo 10^6, as six digits.
     fn short_code(&self, card: &LinkCard) -> ShortCode {
         let digest = crypto::sha256(&[
@@ -241,6 +248,7 @@ impl JoinRequest {
             &card.secret,
             self.device.as_bytes(),
             &self.dh,
+            &self.mailbox,
         ]);
         let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
         format!("{n:06}")
@@ -274,13 +282,22 @@ mod tests {
         (DeviceKey::generate(rng).public(), DhSecret::generate(rng).public())
     }
 
+    fn ask(device: DevicePublic, dh: [u8; 32], name: &str) -> JoinRequest {
+        JoinRequest {
+            device,
+            dh,
+            mailbox: [5; 32],
+            name: name.into(),
+        }
+    }
+
     #[test]
     fn both_screens_show_the_same_code_and_an_impostor_gets_another() {
         let mut rng = TestRng::new(1);
         let (card, secret) = LinkCard::new("home:7300", 0, &mut rng);
         let card = LinkCard::from_text(&card.to_text()).unwrap();
         let (device, dh) = new_device(&mut rng);
-        let (sealed, shown_new) = JoinRequest::seal(&card, &device, &dh, "phone", 10, &mut rng).unwrap();
+        let (sealed, shown_new) = ask(device, dh, "phone").seal(&card, 10, &mut rng).unwrap();
         let sealed = SealedJoin::from_bytes(&sealed.to_bytes()).unwrap();
         let (request, shown_old) = JoinRequest::open(&card, &secret, &sealed, 20).unwrap();
         assert_eq!(shown_old, shown_new);
@@ -288,7 +305,7 @@ mod tests {
         assert_eq!(shown_old.len(), 6);
         // Someone who photographed the card joins with keys of their own: another code.
         let (thief, thief_dh) = new_device(&mut rng);
-        let (stolen, _) = JoinRequest::seal(&card, &thief, &thief_dh, "phone", 30, &mut rng).unwrap();
+        let (stolen, _) = ask(thief, thief_dh, "phone").seal(&card, 30, &mut rng).unwrap();
         let (_, thief_code) = JoinRequest::open(&card, &secret, &stolen, 40).unwrap();
         assert_ne!(thief_code, shown_new);
     }
@@ -303,17 +320,17 @@ mod tests {
             secret: [0; 32],
             ..card.clone()
         };
-        let (sealed, _) = JoinRequest::seal(&guessed, &device, &dh, "x", 1, &mut rng).unwrap();
+        let (sealed, _) = ask(device, dh, "x").seal(&guessed, 1, &mut rng).unwrap();
         assert_eq!(
             JoinRequest::open(&card, &secret, &sealed, 2).unwrap_err(),
             LinkError::NotForThisCard
         );
         let late = LINK_LIFETIME_MS + 1;
         assert_eq!(
-            JoinRequest::seal(&card, &device, &dh, "x", late, &mut rng).unwrap_err(),
+            ask(device, dh, "x").seal(&card, late, &mut rng).unwrap_err(),
             LinkError::Expired
         );
-        let (sealed, _) = JoinRequest::seal(&card, &device, &dh, "x", 1, &mut rng).unwrap();
+        let (sealed, _) = ask(device, dh, "x").seal(&card, 1, &mut rng).unwrap();
         assert_eq!(
             JoinRequest::open(&card, &secret, &sealed, late).unwrap_err(),
             LinkError::Expired

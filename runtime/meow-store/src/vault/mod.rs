@@ -251,6 +251,12 @@ pub fn exists(dir: &Path) -> bool {
 }
 
 impl Vault {
+    /// The password hashing parameters of this vault (other keys derived from its password use
+    /// the same).
+    pub fn kdf_params(&self) -> KdfParams {
+        self.header.lock().params
+    }
+
     /// Creates a vault in `dir` whose main compartment opens with `password`.
     pub fn create(
         dir: &Path,
