@@ -125,4 +125,22 @@ fn three_devices_see_every_message_and_any_of_them_speaks() {
     let direct = phone.meow(&["send", "bob", "the phone speaks itself"]);
     assert!(direct.stderr.contains("sent to bob"), "{}", direct.stderr);
     assert!(bob.texts().contains(&"the phone speaks itself".to_owned()));
+
+    // The laptop is lost: the phone revokes it with the password; a wrong one is refused.
+    phone
+        .meow_env(
+            &[("MEOW_REVOCATION_PASSWORD", "not it")],
+            &["device", "revoke", "laptop"],
+        )
+        .fails_with(1, "wrong password");
+    let revoked = phone.meow_env(
+        &[("MEOW_REVOCATION_PASSWORD", &a.password)],
+        &["device", "revoke", "laptop"],
+    );
+    assert!(revoked.ok().contains("revoked laptop"), "{revoked:?}");
+    let left = device_names(&phone);
+    assert!(left.len() == 2 && !left.contains(&"laptop".to_owned()), "{left:?}");
+    // The laptop hears it at its next sync and wipes its home.
+    laptop.meow(&["inbox"]);
+    assert!(!laptop.dir.join("vault.meta").exists(), "the revoked home is wiped");
 }

@@ -628,6 +628,14 @@ pub enum DeviceCmd {
         /// The contact.
         contact: String,
     },
+    /// Revoke a device (a lost or stolen one): it reads nothing new and cannot revoke back.
+    #[command(
+        after_help = "Example:\n  meow device revoke laptop\n\nAsks for the home's password as it was when its second device was linked (or\nMEOW_REVOCATION_PASSWORD): a stolen device, even unlocked, does not have it. The\nothers stop syncing with the device, take over its conversations and rotate every\nconversation's keys; the device wipes its home when it hears of it."
+    )]
+    Revoke {
+        /// The device: its name or the start of its id.
+        device: String,
+    },
     /// Give up holding a conversation, for another device to take.
     #[command(after_help = "Example:\n  meow device release bob")]
     Release {

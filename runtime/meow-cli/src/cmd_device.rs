@@ -10,7 +10,7 @@ use meow_node::devices::link::Joining;
 use meow_node::devices::net;
 use meow_node::{Env, Node};
 use meow_proto::devices::link::LinkCard;
-use meow_runtime::control::{Request, Response};
+use meow_runtime::control::{Password, Request, Response};
 use smol::lock::Mutex;
 
 use crate::cli::{Command, DeviceCmd, VaultArgs};
@@ -18,8 +18,12 @@ use crate::cmd_home::Reply;
 use crate::util;
 
 /// The request for a device subcommand, or `None` for linking (run on the home directly).
-pub fn request(d: &DeviceCmd) -> Option<Request> {
-    Some(match d {
+pub fn request(d: &DeviceCmd) -> anyhow::Result<Option<Request>> {
+    Ok(Some(match d {
+        DeviceCmd::Revoke { device } => Request::DeviceRevoke {
+            device: device.clone(),
+            password: Password(util::revocation_password()?.to_string()),
+        },
         DeviceCmd::List(_) => Request::Devices,
         DeviceCmd::Rename { device, name } => Request::DeviceRename {
             device: device.clone(),
@@ -31,8 +35,8 @@ pub fn request(d: &DeviceCmd) -> Option<Request> {
         DeviceCmd::Release { contact } => Request::DeviceRelease {
             contact: contact.clone(),
         },
-        DeviceCmd::Link { .. } | DeviceCmd::Join { .. } => return None,
-    })
+        DeviceCmd::Link { .. } | DeviceCmd::Join { .. } => return Ok(None),
+    }))
 }
 
 /// Prints the answer to a device request.

@@ -183,7 +183,7 @@ pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<O
             all: a.all,
         },
         Command::Rotate(a) => Request::Rotate { name: a.name.clone() },
-        Command::Device(d) => match crate::cmd_device::request(d) {
+        Command::Device(d) => match crate::cmd_device::request(d)? {
             Some(r) => r,
             None => return Ok(None),
         },

@@ -123,6 +123,17 @@ pub fn password(file: Option<&std::path::Path>, creating: bool) -> anyhow::Resul
     }
 }
 
+/// The password a revocation key derives from: MEOW_REVOCATION_PASSWORD, else a prompt.
+pub fn revocation_password() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    match saved_secret("MEOW_REVOCATION_PASSWORD", None)? {
+        Some(p) => Ok(p),
+        None => Ok(zeroize::Zeroizing::new(
+            rpassword::prompt_password("the home's password when its second device was linked: ")
+                .context("no revocation password: set MEOW_REVOCATION_PASSWORD, or run in a terminal")?,
+        )),
+    }
+}
+
 /// A compartment's password given without a prompt: MEOW_COMPARTMENT_PASSWORD, else the
 /// --compartment-password-file.
 pub fn saved_compartment_password(

@@ -15,6 +15,7 @@ pub(crate) mod channel;
 pub mod link;
 pub mod net;
 mod records;
+mod revoke;
 
 use std::collections::BTreeMap;
 
@@ -228,6 +229,13 @@ pub(crate) struct DeviceState {
     /// The leases this device holds, by the contact's key (memory only: renewed after a
     /// restart before anything is sealed).
     pub(crate) leases: BTreeMap<[u8; 32], LeaseHeld>,
+    /// Every device the log ever named, under its latest name: a deletion in the log does not
+    /// remove a device, only a revocation does.
+    pub(crate) seen: BTreeMap<DeviceId, DeviceEntry>,
+    /// The devices revoked by a revocation that checks (both signatures, the pinned key).
+    pub(crate) revoked: BTreeMap<DeviceId, DeviceEntry>,
+    /// The user, whose key signs rosters and revocations.
+    pub(crate) user: meow_proto::UserPublic,
 }
 
 impl std::fmt::Debug for DeviceState {
@@ -256,12 +264,11 @@ pub(crate) fn device_setting(id: DeviceId) -> Vec<u8> {
 
 impl DeviceState {
     /// Loads the device state of a home, if it has one.
-    pub(crate) fn load(vault: &Vault, now_ms: u64) -> Result<Option<Self>> {
+    pub(crate) fn load(vault: &Vault, user: meow_proto::UserPublic, now_ms: u64) -> Result<Option<Self>> {
         let Some(this) = vault.get(Table::Devices, THIS_KEY)? else {
             return Ok(None);
         };
         let this = ThisDevice::from_bytes(&this)?;
-        let mut replica = Replica::new(this.id());
         let mut records = Vec::new();
         let mut progress = BTreeMap::new();
         for (k, v) in vault.scan(Table::Devices)? {
@@ -286,28 +293,56 @@ impl DeviceState {
             }
         }
         records.sort_by_key(|r| (r.device, r.seq));
+        let mut state = Self {
+            progress,
+            ..Self::create(this, user)
+        };
         for r in records {
-            if let Applied::Gap { expected } = replica.apply(r, now_ms) {
-                tracing::warn!(expected, "the sync log has a gap in the vault; later records wait");
+            match state.replica.apply(r.clone(), now_ms) {
+                Applied::Gap { expected } => {
+                    tracing::warn!(expected, "the sync log has a gap in the vault; later records wait");
+                }
+                applied => state.observe(&r, applied == Applied::Won),
             }
         }
-        Ok(Some(Self {
-            this,
-            replica,
-            progress,
-            parts: Reassembly::default(),
-            leases: BTreeMap::new(),
-        }))
+        Ok(Some(state))
     }
 
     /// A new state for a device that starts a multi-device home, or joins one.
-    pub(crate) fn create(this: ThisDevice) -> Self {
+    pub(crate) fn create(this: ThisDevice, user: meow_proto::UserPublic) -> Self {
         Self {
             replica: Replica::new(this.id()),
             this,
             progress: BTreeMap::new(),
             parts: Reassembly::default(),
             leases: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            revoked: BTreeMap::new(),
+            user,
+        }
+    }
+
+    /// Notes what an applied record says about the user's devices.
+    pub(crate) fn observe(&mut self, r: &SyncRecord, won: bool) {
+        let (Kind::Setting, Some(v)) = (r.kind, &r.value) else {
+            return;
+        };
+        if r.key.starts_with(DEVICE_SETTING) {
+            if let Ok(e) = DeviceEntry::from_bytes(v)
+                && (won || !self.seen.contains_key(&e.id()))
+            {
+                self.seen.insert(e.id(), e);
+            }
+        } else if r.key == LEASE_SECRET && won {
+            // Leases under the old secret name nothing any more: take them again.
+            self.leases.clear();
+        } else if r.key.starts_with(revoke::REVOKED_SETTING) {
+            match revoke::check(v, &self.user, &self.this.revocation) {
+                Ok(e) => {
+                    self.revoked.insert(e.id(), e);
+                }
+                Err(e) => tracing::warn!(error = %e, "a revocation in the sync log does not check; ignored"),
+            }
         }
     }
 
@@ -326,6 +361,7 @@ impl DeviceState {
     ) {
         let record = self.replica.write(kind, key, value, epoch, now_ms);
         b.put(Table::Devices, &record_key(&record), &record.to_bytes(), rng);
+        self.observe(&record, true);
     }
 
     /// Stores a record applied from another device.
@@ -342,11 +378,10 @@ impl DeviceState {
 
     /// Every device of the user (this one included), from the sync log.
     pub(crate) fn entries(&self) -> Vec<DeviceEntry> {
-        self.replica
-            .state()
-            .into_iter()
-            .filter(|(kind, key, _)| *kind == Kind::Setting && key.starts_with(DEVICE_SETTING))
-            .filter_map(|(_, _, v)| DeviceEntry::from_bytes(&v).ok())
+        self.seen
+            .values()
+            .filter(|e| !self.revoked.contains_key(&e.id()))
+            .cloned()
             .collect()
     }
 
@@ -380,7 +415,8 @@ impl DeviceState {
 
     /// Whether this device is the conversation's holder, or may become it (no device is).
     pub(crate) fn may_hold(&self, peer: &ContactPublic) -> bool {
-        self.holder_of(peer).is_none_or(|h| h == self.this.id())
+        self.holder_of(peer)
+            .is_none_or(|h| h == self.this.id() || self.revoked.contains_key(&h))
     }
 
     /// Whether this device may seal and open in the conversation with `peer` at `now`: it is
@@ -500,6 +536,9 @@ impl Node {
     /// Takes in an envelope from this device's mailbox: a part of a batch from another device.
     /// Returns whether it was one (anything else is left for the caller to report).
     pub(crate) fn take_device_part(&mut self, envelope: &[u8]) -> Result<bool> {
+        if self.devices.is_none() {
+            return Ok(false);
+        }
         let whole = {
             let Some(mut d) = self.device_state() else {
                 return Ok(false);
@@ -519,6 +558,7 @@ impl Node {
         };
         if let Some((from, whole)) = whole {
             match Batch::from_bytes(&whole) {
+                Ok(batch) if self.revoked_by(&batch) => return Err(self.wipe_revoked()),
                 Ok(batch) => {
                     let changed = self.apply_batch(from, batch)?;
                     tracing::debug!(from = %from.to_hex(), changed, "sync batch applied");
@@ -527,6 +567,11 @@ impl Node {
             }
         }
         Ok(true)
+    }
+
+    fn revoked_by(&self, batch: &Batch) -> bool {
+        let Some(d) = self.device_state() else { return false };
+        revoke::revokes_me(&batch.records, d.this.id(), &d.user, &d.this.revocation)
     }
 
     /// Whether this device holds the conversation with contact `id` (always, with one device).

@@ -287,7 +287,8 @@ impl Node {
             .map(|(k, _)| key_seq(k))
             .collect::<Result<_, _>>()?;
         let matriochka = matriochka::State::load(&vault, env.now_ms())?;
-        let devices = devices::DeviceState::load(&vault, env.now_ms())?.map(std::sync::Mutex::new);
+        let devices =
+            devices::DeviceState::load(&vault, profile.user_key.public(), env.now_ms())?.map(std::sync::Mutex::new);
         let mut node = Node {
             vault: Arc::new(vault),
             profile,

@@ -166,6 +166,13 @@ pub enum Request {
         /// The contact.
         contact: String,
     },
+    /// Revoke one of the user's devices.
+    DeviceRevoke {
+        /// Its name or the start of its id.
+        device: String,
+        /// The password the revocation key derives from.
+        password: Password,
+    },
     /// Create a group.
     GroupCreate {
         /// Its name.

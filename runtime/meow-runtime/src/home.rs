@@ -135,6 +135,15 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
                 message: format!("this device now holds the conversation with {contact}"),
             })
         }
+        Request::DeviceRevoke { device, password } => {
+            let name = meow_node::devices::net::revoke(node, &device, password.0.as_bytes()).await?;
+            Ok(Response::DeviceDone {
+                message: format!(
+                    "revoked {name}: it is sent nothing more, every conversation's keys rotate away from it, \
+                     and it wipes its home when it hears of it"
+                ),
+            })
+        }
         Request::DeviceRelease { contact } => {
             meow_node::devices::net::release(node, &contact).await?;
             Ok(Response::DeviceDone {

@@ -174,7 +174,7 @@ impl Joining {
             sync_secret: welcome.sync_secret,
             revocation,
         };
-        let state = DeviceState::create(this);
+        let state = DeviceState::create(this, profile.user_key.public());
         let me = state.this.id();
         let listed = welcome
             .batch
@@ -329,7 +329,7 @@ impl Node {
             revocation,
         };
         let entry = this.entry(default_device_name(), self.profile.created_ms);
-        let state = DeviceState::create(this);
+        let state = DeviceState::create(this, self.user_public());
         let vault = self.vault.clone();
         let mut b = vault.batch();
         state.put_this(&mut b, &mut rng);

@@ -193,6 +193,8 @@ pub async fn link_welcome(
     for e in envelopes {
         client.deposit(mailbox, e).await?;
     }
+    // The other devices learn of the new one now.
+    flush(node).await?;
     Ok(bytes)
 }
 
@@ -339,7 +341,9 @@ async fn renew_leases(node: &Mutex<Node>, force: bool) -> Result<()> {
             node.lock().await.lease_answer(ask.peer, answer)?;
         }
     }
-    node.lock().await.send_pending_drafts()?;
+    let mut n = node.lock().await;
+    n.send_pending_drafts()?;
+    n.rotate_owed()?;
     Ok(())
 }
 
@@ -378,6 +382,42 @@ pub async fn take(node: &Mutex<Node>, name: &str) -> Result<()> {
     crate::sync::fetch(node, Duration::ZERO).await?;
     node.lock().await.lease_answer(*peer.as_bytes(), answer)?;
     Ok(())
+}
+
+/// Revokes device `which` with the key derived from `password` (docs/DEVICES.md): the others
+/// stop syncing with it, take over the conversations it held under new lease keys, and rotate
+/// every conversation's keys away from it; it is told, and wipes itself when it hears (best
+/// effort: a device kept offline never hears, and its keys stop working anyway). Returns the
+/// revoked device's name.
+pub async fn revoke(node: &Mutex<Node>, which: &str, password: &[u8]) -> Result<String> {
+    let (entry, envelopes_for, server, pool) = {
+        let mut n = node.lock().await;
+        let (entry, record) = n.revoke_device(which, password)?;
+        let d = n.device_state().ok_or(NodeError::Internal("no device state"))?;
+        let payload = Batch {
+            known: BTreeMap::new(),
+            records: vec![record],
+        }
+        .to_bytes();
+        let mut rng = n.env().rng();
+        let now = n.env().now_ms();
+        let envelopes = batch::split(&payload, random_bytes(&mut rng), channel::max_part())
+            .into_iter()
+            .map(|p| channel::seal(p, &d.this.key, &entry.dh, now, &mut rng))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        drop(d);
+        (entry, envelopes, n.first_server()?, n.pool())
+    };
+    // Tell the revoked device (best effort), then take over and rotate.
+    let client = pool.get(&server.address, &server.key).await?;
+    for e in envelopes_for {
+        if let Err(e) = client.deposit(MailboxId::of(&entry.mailbox), e).await {
+            tracing::info!(error = %e, "the revoked device could not be told; its keys stop working anyway");
+        }
+    }
+    renew_leases(node, true).await?;
+    crate::sync::fetch(node, Duration::ZERO).await?;
+    Ok(entry.name)
 }
 
 /// Gives up the conversation with `name`: this device stops sealing in it, sends its last

@@ -372,9 +372,13 @@ fn apply_records(
         match d.replica.apply(r.clone(), now) {
             Applied::Won => {
                 DeviceState::keep(b, &r, rng);
+                d.observe(&r, true);
                 won.push(r);
             }
-            Applied::Lost => DeviceState::keep(b, &r, rng),
+            Applied::Lost => {
+                DeviceState::keep(b, &r, rng);
+                d.observe(&r, false);
+            }
             Applied::Duplicate | Applied::Gap { .. } => {}
         }
     }

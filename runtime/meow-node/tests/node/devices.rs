@@ -141,3 +141,109 @@ fn a_linked_device_sees_every_message_and_sends_through_the_holder() {
         assert_eq!(a2.contacts().len(), 1);
     });
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_revoked_device_reads_nothing_new_cannot_revoke_back_and_wipes_itself() {
+    let dir = tempdir("revoke");
+    let srv = server(dir.path(), 0);
+    let (a1, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    smol::block_on(async {
+        pair(&a1, &bob).await;
+        let laptop = link(&a1, dir.path(), "laptop").await;
+        let phone = link(&a1, dir.path(), "phone").await;
+        sync::fetch(&laptop, Duration::ZERO).await.unwrap();
+        assert_eq!(laptop.lock().await.devices().len(), 3);
+
+        // The laptop is stolen, unlocked: the thief keeps a copy of its home.
+        let laptop_dir = laptop.lock().await.dir().to_owned();
+        let stolen = dir.path().join("stolen");
+        copy_dir(&laptop_dir, &stolen);
+
+        // Without the password, the thief cannot revoke the others.
+        let refused = net::revoke(&laptop, "phone", b"a guess").await.unwrap_err().to_string();
+        assert!(refused.contains("wrong password"), "{refused}");
+        // The phone cannot be made to revoke itself, and needs the password too.
+        assert!(net::revoke(&phone, "phone", b"pw").await.is_err());
+        assert!(
+            net::revoke(&phone, "laptop", b"pw2")
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("wrong password")
+        );
+
+        // The phone revokes the laptop with the password.
+        assert_eq!(net::revoke(&phone, "laptop", b"pw").await.unwrap(), "laptop");
+        assert_eq!(phone.lock().await.devices().len(), 2);
+        // The first device hears it, takes its leases again and rotates bob's keys.
+        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        let names: Vec<String> = a1.lock().await.devices().iter().map(|d| d.name.clone()).collect();
+        assert!(!names.contains(&"laptop".to_owned()), "{names:?}");
+        sync::fetch(&bob, Duration::ZERO).await.unwrap();
+
+        // Bob writes after the rotation reached him: the holder reads it, the stolen copy finds
+        // nothing where it looks, and cannot open the envelope even when handed it.
+        sync::send(&bob, "alice", ContentType::TEXT, b"after the revocation".to_vec())
+            .await
+            .unwrap();
+        let thief = Node::open(&stolen, b"pw2").unwrap();
+        let mut conversation = thief.contact("bob").unwrap().conversation.clone();
+        let old_keys: Vec<_> = conversation.lookup_keys().cloned().collect();
+        let client = meow_net::ServerClient::connect(&srv.card().address, &srv.card().key)
+            .await
+            .unwrap();
+        let refs: Vec<_> = old_keys.iter().collect();
+        let found = client.poll(&refs, 100, Duration::ZERO, 0).await.unwrap();
+        assert!(found.messages.is_empty(), "the old mailboxes are empty");
+        let new_keys: Vec<_> = a1
+            .lock()
+            .await
+            .contact("bob")
+            .unwrap()
+            .conversation
+            .lookup_keys()
+            .cloned()
+            .collect();
+        let refs: Vec<_> = new_keys.iter().collect();
+        let got = client.poll(&refs, 100, Duration::ZERO, 0).await.unwrap();
+        assert!(!got.messages.is_empty());
+        for m in &got.messages {
+            for k in &old_keys {
+                let mailbox = meow_proto::MailboxId::of(&k.public());
+                let opened = conversation.open(&mailbox, &m.envelope, meow_node::now_ms(), &mut meow_proto::os_rng());
+                assert!(
+                    opened.is_err(),
+                    "the stolen state opens nothing sent after the revocation"
+                );
+            }
+        }
+        assert_eq!(
+            texts(&sync::fetch(&a1, Duration::ZERO).await.unwrap().events),
+            vec!["after the revocation"]
+        );
+
+        // The laptop itself, at its next sync, learns it was revoked and wipes its home.
+        let wiped = sync::fetch(&laptop, Duration::ZERO).await;
+        assert!(wiped.is_err() || !Node::exists(&laptop_dir), "{wiped:?}");
+        assert!(!Node::exists(&laptop_dir), "the revoked home is gone");
+        // The contact keeps talking to the others without a new card.
+        sync::send(&phone, "bob", ContentType::TEXT, b"still here".to_vec())
+            .await
+            .unwrap();
+        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        assert!(texts(&sync::fetch(&bob, Duration::ZERO).await.unwrap().events).contains(&"still here".to_owned()));
+    });
+}

@@ -251,6 +251,22 @@ pub fn exists(dir: &Path) -> bool {
 }
 
 impl Vault {
+    /// Destroys the vault for good: the header that holds the sealed data key is overwritten
+    /// and removed, then the data. Best effort against forensics (flash storage may keep old
+    /// blocks), but what stays is ciphertext under a key nobody can derive any more.
+    pub fn destroy(&self) -> Result<(), StoreError> {
+        let meta = self.dir.join(META_FILE);
+        let len = std::fs::metadata(&meta).map(|m| m.len()).unwrap_or(0);
+        write_atomic(&meta, &vec![0u8; len as usize])?;
+        std::fs::remove_file(&meta).map_err(io(format!("removing {}", meta.display())))?;
+        let _ = std::fs::remove_file(self.dir.join(MARK_FILE));
+        *self.store.write() = None;
+        for d in [DATA, DATA_NEW, DATA_OLD] {
+            remove_dir(&self.dir.join(d))?;
+        }
+        Ok(())
+    }
+
     /// The password hashing parameters of this vault (other keys derived from its password use
     /// the same).
     pub fn kdf_params(&self) -> KdfParams {
