@@ -544,6 +544,22 @@ pub enum ContactsCmd {
         after_help = "Examples:\n  meow contacts policy bob matriochka\n  meow contacts policy bob matriochka --hops 4 --delay 1s\n  meow contacts policy bob direct-preferred\n  meow contacts policy --default matriochka     new contacts get it"
     )]
     Policy(PolicyArgs),
+    /// Give a contact another name (on every device of yours).
+    #[command(after_help = "Example:\n  meow contacts rename bob robert")]
+    Rename {
+        /// The contact.
+        name: String,
+        /// Its new name.
+        new: String,
+    },
+    /// Forget a contact (on every device of yours); what it sent stays in the inbox.
+    #[command(
+        after_help = "Example:\n  meow contacts remove bob\n\nThe contact is not told: its messages simply stop being read. To talk again, exchange\ncards again."
+    )]
+    Remove {
+        /// The contact.
+        name: String,
+    },
 }
 
 /// How messages to a contact travel (spec §1.2.4):

@@ -153,6 +153,17 @@ pub fn request(c: &Command, compartment_file: Option<&Path>) -> anyhow::Result<O
             ..
         })
         | Command::Policy(p) => policy_request(p)?,
+        Command::Contacts(ContactsArgs {
+            cmd: Some(ContactsCmd::Rename { name, new }),
+            ..
+        }) => Request::ContactRename {
+            name: name.clone(),
+            new: new.clone(),
+        },
+        Command::Contacts(ContactsArgs {
+            cmd: Some(ContactsCmd::Remove { name }),
+            ..
+        }) => Request::ContactRemove { name: name.clone() },
         Command::Contacts(_) => Request::Contacts,
         Command::Servers(ServersCmd::Catalog { refresh, .. }) => Request::ServerCatalog { refresh: *refresh },
         Command::Servers(ServersCmd::Trust { server }) => Request::ServerTrust {
@@ -450,6 +461,7 @@ pub fn show(c: &Command, answer: Answer) -> anyhow::Result<Reply> {
                 ));
             }
         }
+        (Command::Contacts(_), Response::ContactChanged { message }) => r.line(message),
         (Command::Device(_), resp @ (Response::Devices(_) | Response::DeviceDone { .. })) => {
             crate::cmd_device::show(&mut r, c, resp)?
         }

@@ -288,6 +288,37 @@ impl Node {
         Ok(serial)
     }
 
+    /// Removes a contact: the conversation is forgotten here (and on the user's other devices);
+    /// what it sent stays in the inbox. The contact is not told. Refused while the contact is
+    /// in one of my groups.
+    pub fn remove_contact(&mut self, name: &str) -> Result<()> {
+        let id = self.contact_id(name)?;
+        if self.hidden_in(id).is_some() {
+            return Err(NodeError::Invalid(format!(
+                "{name} is in a hidden compartment: hidden contacts are not removed from the main one"
+            )));
+        }
+        if let Some(g) = self
+            .groups()?
+            .into_iter()
+            .find(|g| !g.left && (g.owner_contact == id || g.members.iter().any(|(_, m)| *m == id)))
+        {
+            return Err(NodeError::Invalid(format!(
+                "{name} is in group {}: remove them from it (or leave it) first",
+                g.name
+            )));
+        }
+        let peer = *self.contacts[&id].conversation.peer.as_bytes();
+        let vault = self.vault.clone();
+        let mut b = vault.batch();
+        b.delete(Table::Contacts, &id.to_be_bytes());
+        self.note_sync(&mut b, meow_proto::sync::Kind::Contact, &peer, None);
+        b.commit()?;
+        self.contacts.remove(&id);
+        self.rebuild_routes();
+        Ok(())
+    }
+
     /// Renames a contact.
     pub fn rename(&mut self, old: &str, new: &str) -> Result<()> {
         check_name(new)?;

@@ -147,6 +147,18 @@ pub enum Request {
         /// The contact.
         name: String,
     },
+    /// Rename a contact.
+    ContactRename {
+        /// The contact.
+        name: String,
+        /// Its new name.
+        new: String,
+    },
+    /// Forget a contact.
+    ContactRemove {
+        /// The contact.
+        name: String,
+    },
     /// The user's devices (docs/DEVICES.md).
     Devices,
     /// Rename one of the user's devices, on all of them.
@@ -450,6 +462,11 @@ pub enum Response {
         serial: u32,
         /// The offer's delivery.
         delivery: DeliveryView,
+    },
+    /// A contact was renamed or removed.
+    ContactChanged {
+        /// What happened, for people.
+        message: String,
     },
     /// The user's devices, this one first.
     Devices(Vec<meow_node::devices::DeviceInfo>),

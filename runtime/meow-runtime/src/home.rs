@@ -121,10 +121,24 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
         )?)),
         Request::Inbox { wait_secs, all } => inbox(node, Duration::from_secs(wait_secs), all).await,
         Request::Rotate { name } => rotate(node, &name).await,
+        Request::ContactRename { name, new } => {
+            node.lock().await.rename(&name, &new)?;
+            tell_devices(node).await;
+            Ok(Response::ContactChanged {
+                message: format!("{name} is now called {new}"),
+            })
+        }
+        Request::ContactRemove { name } => {
+            node.lock().await.remove_contact(&name)?;
+            tell_devices(node).await;
+            Ok(Response::ContactChanged {
+                message: format!("removed {name}; what they sent stays in the inbox"),
+            })
+        }
         Request::Devices => Ok(Response::Devices(node.lock().await.devices())),
         Request::DeviceRename { device, name } => {
             node.lock().await.rename_device(&device, &name)?;
-            meow_node::devices::net::flush(node).await?;
+            tell_devices(node).await;
             Ok(Response::DeviceDone {
                 message: format!("renamed {device} to {name} on every device"),
             })
@@ -436,6 +450,14 @@ async fn inbox(node: &Mutex<Node>, wait: Duration, all: bool) -> Result<Response
             .collect(),
         unreachable: report.unreachable,
     })
+}
+
+/// Sends the user's other devices what changed now; if they cannot be reached, the change goes
+/// with the next sync.
+async fn tell_devices(node: &Mutex<Node>) {
+    if let Err(e) = meow_node::devices::net::flush(node).await {
+        tracing::info!(error = %e, "the other devices learn of this at the next sync");
+    }
 }
 
 async fn rotate(node: &Mutex<Node>, name: &str) -> Result<Response> {

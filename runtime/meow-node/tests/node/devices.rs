@@ -247,3 +247,45 @@ fn a_revoked_device_reads_nothing_new_cannot_revoke_back_and_wipes_itself() {
         assert!(texts(&sync::fetch(&bob, Duration::ZERO).await.unwrap().events).contains(&"still here".to_owned()));
     });
 }
+
+#[test]
+fn a_rename_on_one_device_and_a_removal_on_another_converge_by_the_later() {
+    let dir = tempdir("converge");
+    let srv = server(dir.path(), 0);
+    let (a1, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    let carol = home(dir.path(), "carol", &srv);
+    smol::block_on(async {
+        pair(&a1, &bob).await;
+        // Carol too, so that each case has its own contact.
+        let card = a1.lock().await.invite("carol", false).unwrap();
+        carol.lock().await.accept(card.to_text().as_bytes(), None).unwrap();
+        sync::flush_outbox(&carol, false).await.unwrap();
+        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        let a2 = link(&a1, dir.path(), "laptop").await;
+
+        // Offline from each other: a1 renames bob, then a2 removes him (later): removed on both.
+        // (The pauses make "later" true on the clock too: the merge orders by physical time
+        // first, at millisecond resolution.)
+        let later = || std::thread::sleep(Duration::from_millis(3));
+        a1.lock().await.rename("bob", "robert").unwrap();
+        later();
+        a2.lock().await.remove_contact("bob").unwrap();
+        later();
+        // a2 removes carol, then a1 renames her (later): she stays, renamed, on both.
+        a2.lock().await.remove_contact("carol").unwrap();
+        later();
+        a1.lock().await.rename("carol", "caroline").unwrap();
+        for _ in 0..2 {
+            sync::fetch(&a1, Duration::ZERO).await.unwrap();
+            sync::fetch(&a2, Duration::ZERO).await.unwrap();
+        }
+        let names = |n: &Node| {
+            let mut v: Vec<String> = n.contacts().iter().map(|c| c.name.clone()).collect();
+            v.sort();
+            v
+        };
+        let (on1, on2) = (names(&*a1.lock().await), names(&*a2.lock().await));
+        assert_eq!(on1, on2, "both devices agree");
+        assert_eq!(on1, vec!["caroline"], "the later change wins each time");
+    });
+}
