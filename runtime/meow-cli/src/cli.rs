@@ -194,6 +194,24 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
         tries: u64,
     },
+    /// Several devices: linking one to a home with history, and syncing each message.
+    #[command(
+        after_help = "Example:\n  cargo run --release -p meow-cli -- bench devices --contacts 100 --messages 10000"
+    )]
+    Devices {
+        /// Contacts of the home.
+        #[arg(long, default_value_t = 100)]
+        contacts: usize,
+        /// Messages in its inbox before the first link.
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Devices linked one after the other, each measured.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Messages received afterwards, to measure syncing each.
+        #[arg(long, default_value_t = 500)]
+        synced: usize,
+    },
     /// One group message to many members: time and bytes on the wire.
     #[command(after_help = "Example:\n  cargo run --release -p meow-cli -- bench group --members 100")]
     Group {

@@ -99,6 +99,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(cli::BenchCmd::Vault { rounds, tries }) => {
             bench::vault::run(rounds as usize, tries as usize).map(|()| 0)
         }
+        Command::Bench(cli::BenchCmd::Devices {
+            contacts,
+            messages,
+            runs,
+            synced,
+        }) => bench::devices::run(bench::devices::Workload {
+            contacts,
+            messages,
+            runs,
+            synced,
+        })
+        .map(|()| 0),
         Command::Bench(cli::BenchCmd::Lora { readings }) => bench::lora::run(readings).map(|()| 0),
         Command::Bench(cli::BenchCmd::Matriochka {
             runs,

@@ -303,6 +303,8 @@ pub struct FetchReport {
     pub events: Vec<NodeEvent>,
     /// Servers that could not be reached, with the reason.
     pub unreachable: Vec<(String, String)>,
+    /// What went to the user's other devices.
+    pub device_sync: crate::devices::net::Flushed,
 }
 
 async fn fetch_server(
@@ -399,7 +401,7 @@ pub async fn fetch(node: &Mutex<Node>, wait: Duration) -> Result<FetchReport> {
     }
     // What receiving queued (acknowledgements, group relays) goes out now.
     flush_outbox(node, true).await?;
-    sync_devices(node).await;
+    report.device_sync = sync_devices(node).await;
     Ok(report)
 }
 
@@ -413,10 +415,11 @@ async fn renew_leases(node: &Mutex<Node>) {
 
 /// Sends the user's other devices what they lack; a failure is logged (the records stay, and go
 /// with the next sync).
-async fn sync_devices(node: &Mutex<Node>) {
-    if let Err(e) = crate::devices::net::flush(node).await {
+async fn sync_devices(node: &Mutex<Node>) -> crate::devices::net::Flushed {
+    crate::devices::net::flush(node).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "syncing with the other devices failed; it is tried again at the next sync");
-    }
+        Default::default()
+    })
 }
 
 /// Publishes an emergency broadcast on my first reachable server, signed with my broadcast key;

@@ -1,5 +1,6 @@
 //! `meow bench`: benchmarks that run against real processes and print figures for BENCHMARKS.md.
 
+pub mod devices;
 pub mod group;
 pub mod lora;
 pub mod matriochka;

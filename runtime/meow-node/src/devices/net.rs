@@ -101,29 +101,39 @@ impl Node {
     }
 }
 
+/// What a [`flush`] sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Envelopes deposited.
+    pub envelopes: usize,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
 /// Sends each of the user's other devices what it lacks, through the home's first server.
-/// Returns how many envelopes went out. Nothing to do with one device.
-pub async fn flush(node: &Mutex<Node>) -> Result<usize> {
+/// Nothing to do with one device.
+pub async fn flush(node: &Mutex<Node>) -> Result<Flushed> {
     let (plan, server, pool) = {
         let n = node.lock().await;
         if !n.has_devices() {
-            return Ok(0);
+            return Ok(Flushed::default());
         }
         (n.sync_plan()?, n.first_server()?, n.pool())
     };
+    let mut sent = Flushed::default();
     if plan.is_empty() {
-        return Ok(0);
+        return Ok(sent);
     }
     let client = pool.get(&server.address, &server.key).await?;
-    let mut count = 0;
     for o in plan {
         for e in &o.envelopes {
             client.deposit(o.mailbox, e.clone()).await?;
-            count += 1;
+            sent.envelopes += 1;
+            sent.bytes += e.len();
         }
         node.lock().await.note_flushed(&o);
     }
-    Ok(count)
+    Ok(sent)
 }
 
 /// Polls `key`'s mailbox on `server` until `take` accepts something or `timeout` passes;
