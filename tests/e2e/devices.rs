@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use crate::support::{Home, ServerProc, TempDir, contacts_through};
+use crate::support::{Daemon, Home, ServerProc, TempDir, contacts_through, wait_for_text};
 
 /// `meow device link` on `existing` and `meow device join` for a new home `name`, both
 /// confirming the code; returns the new device's home.
@@ -143,4 +143,50 @@ fn three_devices_see_every_message_and_any_of_them_speaks() {
     // The laptop hears it at its next sync and wipes its home.
     laptop.meow(&["inbox"]);
     assert!(!laptop.dir.join("vault.meta").exists(), "the revoked home is wiped");
+}
+
+/// The responder plugin with `sync: true` on two devices: its per-contact counter is the same
+/// on both, so the device that takes the conversation over counts on.
+#[test]
+fn a_plugin_with_a_synced_store_counts_on_where_the_other_device_stopped() {
+    let tmp = TempDir::new("devices-plugin");
+    let server = ServerProc::start(&tmp.path().join("srv"), &[]);
+    let (a, bob) = contacts_through(&tmp, &server, "alice", "bob");
+    a.meow(&["inbox"]).ok();
+    let laptop = link(&tmp, &a, "laptop");
+    let config = |name: &str| {
+        let path = tmp.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nserver: {{ enabled: false }}\nplugin_dirs: [{}]\npoll_wait: 1s\nplugins:\n  - {{ name: responder, plugin: responder, grant: [messaging, kv], sync: true }}\n",
+                crate::support::plugins().display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (on_a, on_laptop) = (
+        Daemon::start(&a, &config("alice")),
+        Daemon::start(&laptop, &config("laptop")),
+    );
+    bob.meow(&["send", "alice", "stats"]).ok();
+    wait_for_text(&bob, "the first count", |t| t == "bob, you sent me 1 message");
+    bob.meow(&["send", "alice", "stats"]).ok();
+    wait_for_text(&bob, "the second count", |t| t == "bob, you sent me 2 messages");
+    // The conversation moves to the laptop (through both running daemons).
+    a.meow(&["device", "release", "bob"]).ok();
+    crate::support::wait_for("the laptop to take bob", std::time::Duration::from_secs(30), || {
+        laptop.meow(&["device", "take", "bob"]).code.eq(&0).then_some(())
+    });
+    bob.meow(&["send", "alice", "stats"]).ok();
+    wait_for_text(&bob, "the laptop's count, on from the first device's", |t| {
+        t == "bob, you sent me 3 messages"
+    });
+    assert!(
+        on_laptop.log_text().contains("responder"),
+        "the laptop's responder answered"
+    );
+    on_a.terminate();
+    on_laptop.terminate();
 }

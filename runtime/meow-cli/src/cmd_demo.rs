@@ -124,6 +124,7 @@ fn config(dir: &Path, bundles: &Path, plugins: &[&str], port: u16, with_recipes:
                 config: Default::default(),
                 limits: Default::default(),
                 accept_automatic: false,
+                sync: false,
             })
             .collect(),
         recipes: if with_recipes { files } else { Vec::new() },

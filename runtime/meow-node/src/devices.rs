@@ -214,6 +214,9 @@ pub(crate) struct LeaseHeld {
     pub(crate) renewed_ms: u64,
 }
 
+/// The holder named by the last state of a released conversation: no device.
+pub(crate) const NO_HOLDER: DeviceId = DeviceId([0; 8]);
+
 /// A holder renews its leases this often (at its syncs).
 pub(crate) const RENEW_MS: u64 = 60_000;
 /// A holder stops sealing when its lease was last granted this long ago: well inside the
@@ -413,7 +416,9 @@ impl DeviceState {
             .map_or(0, |(epoch, _)| epoch)
     }
 
-    /// Whether this device is the conversation's holder, or may become it (no device is).
+    /// Whether this device is the conversation's holder, or may become it on its own: no device
+    /// wrote its state yet (a new contact), or its holder was revoked. A released conversation
+    /// is taken only by `take`.
     pub(crate) fn may_hold(&self, peer: &ContactPublic) -> bool {
         self.holder_of(peer)
             .is_none_or(|h| h == self.this.id() || self.revoked.contains_key(&h))

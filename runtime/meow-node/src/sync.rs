@@ -531,7 +531,7 @@ pub async fn deliver_all(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<V
 }
 
 /// Polls futures together until all are done; their outputs in order.
-async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     futures_lite::future::poll_fn(|cx| {
         let mut pending = false;

@@ -237,6 +237,10 @@ pub struct InstanceConfig {
     /// auto-answering homes do not talk to each other forever.
     #[serde(default)]
     pub accept_automatic: bool,
+    /// Keep its key-value store the same on all the user's devices (docs/DEVICES.md): each
+    /// write is synced, the later write of a key wins. Off by default.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 /// `conversations:` in meow.yaml.

@@ -329,6 +329,7 @@ impl Core {
             config: Default::default(),
             limits: Default::default(),
             accept_automatic: n.accept_automatic,
+            sync: false,
         };
         self.services.configure(&inst);
         let host = Host::new(&n.name, n.grant.iter().copied(), self.services.clone());

@@ -176,6 +176,8 @@ pub struct RuntimeServices {
     next_timer: AtomicU64,
     logs: Mutex<HashMap<String, LogBucket>>,
     kv_counts: Mutex<HashMap<String, usize>>,
+    /// Instances whose key-value store syncs to the user's other devices.
+    synced: Mutex<std::collections::HashSet<String>>,
     sending: Mutex<HashMap<String, SendLimits>>,
     auto: Arc<AutoBudget>,
     http: Option<Arc<crate::http::HttpClient>>,
@@ -335,6 +337,7 @@ impl RuntimeServices {
             next_timer: AtomicU64::new(1),
             logs: Mutex::new(HashMap::new()),
             kv_counts: Mutex::new(HashMap::new()),
+            synced: Mutex::new(Default::default()),
             sending: Mutex::new(HashMap::new()),
             auto: setup.auto,
             http: setup.http,
@@ -355,6 +358,22 @@ impl RuntimeServices {
             file_size: l.file_size_bytes().unwrap_or(DEFAULT_INSTANCE_FILE),
         };
         self.sending.lock().insert(inst.name.clone(), limits);
+        let mut synced = self.synced.lock();
+        if inst.sync {
+            synced.insert(inst.name.clone());
+        } else {
+            synced.remove(&inst.name);
+        }
+    }
+
+    /// Writes a key-value change in `b` for the user's other devices, if `instance` syncs and
+    /// the key is not a hidden contact's.
+    fn sync_kv(&self, b: &mut meow_node::VaultBatch<'_>, instance: &str, key: &str, value: Option<&[u8]>) {
+        if !self.synced.lock().contains(instance) || self.kv_compartment(key).is_some() {
+            return;
+        }
+        // Held only for this write: the node's lock is never held across a plugin call.
+        self.node.lock_blocking().sync_kv(b, &kv_key(instance, key), value);
     }
 
     /// The contacts plugins may address (names, and the compartment of hidden ones).
@@ -497,7 +516,9 @@ impl RuntimeServices {
     }
 
     fn kv_count(&self, instance: &str) -> Result<usize, HostError> {
-        if let Some(n) = self.kv_counts.lock().get(instance) {
+        // A synced store also changes by the other devices' writes: counted each time.
+        let cached = !self.synced.lock().contains(instance);
+        if cached && let Some(n) = self.kv_counts.lock().get(instance) {
             return Ok(*n);
         }
         let n = self.kv_list(instance, "")?.len();
@@ -584,6 +605,7 @@ impl Services for RuntimeServices {
             Some(c) => b.put_in(c, Table::Kv, &k, value, rng),
             None => b.put(Table::Kv, &k, value, rng),
         }
+        self.sync_kv(&mut b, instance, key, Some(value));
         b.commit().map_err(store_err)?;
         if !exists {
             self.adjust_count(instance, 1);
@@ -595,6 +617,7 @@ impl Services for RuntimeServices {
         let exists = self.kv_get(instance, key)?.is_some();
         let mut b = self.vault.batch();
         b.delete(Table::Kv, &kv_key(instance, key));
+        self.sync_kv(&mut b, instance, key, None);
         b.commit().map_err(store_err)?;
         if exists {
             self.adjust_count(instance, -1);

@@ -125,13 +125,26 @@ pub async fn flush(node: &Mutex<Node>) -> Result<Flushed> {
         return Ok(sent);
     }
     let client = pool.get(&server.address, &server.key).await?;
-    for o in plan {
-        for e in &o.envelopes {
-            client.deposit(o.mailbox, e.clone()).await?;
-            sent.envelopes += 1;
-            sent.bytes += e.len();
-        }
-        node.lock().await.note_flushed(&o);
+    // Each device's envelopes in order, the devices side by side (pipelined on one session).
+    let deposits: Vec<_> = plan
+        .iter()
+        .map(|o| {
+            let client = &client;
+            Box::pin(async move {
+                for e in &o.envelopes {
+                    client.deposit(o.mailbox, e.clone()).await?;
+                }
+                Ok::<_, meow_net::ClientError>(())
+            })
+        })
+        .collect();
+    let results = crate::sync::join_all(deposits).await;
+    let n = node.lock().await;
+    for (o, r) in plan.iter().zip(results) {
+        r?;
+        n.note_flushed(o);
+        sent.envelopes += o.envelopes.len();
+        sent.bytes += o.envelopes.iter().map(Vec::len).sum::<usize>();
     }
     Ok(sent)
 }
@@ -448,6 +461,18 @@ pub async fn release(node: &Mutex<Node>, name: &str) -> Result<()> {
             .ok_or_else(|| NodeError::Device(format!("this device does not hold {name}")))?;
         let key = channel::lease_key(&d.lease_secret(), &c.conversation.peer);
         drop(d);
+        // The last state, held by no device: nobody claims it on their own; `take` does.
+        let state = [&super::NO_HOLDER.0[..], &c.conversation.to_bytes()].concat();
+        let vault = n.vault();
+        let mut b = vault.batch();
+        n.note_sync_epoch(
+            &mut b,
+            meow_proto::sync::Kind::Conversation,
+            &peer,
+            Some(state),
+            held.epoch,
+        );
+        b.commit()?;
         (key, held.epoch, n.this_device()?, n.first_server()?, n.pool())
     };
     node.lock().await.rebuild_routes();

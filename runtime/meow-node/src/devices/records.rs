@@ -123,6 +123,12 @@ impl Node {
         }
     }
 
+    /// Writes a plugin instance's key-value change (`key` as the runtime stores it) for the
+    /// other devices; nothing with one device.
+    pub fn sync_kv(&self, b: &mut VaultBatch<'_>, key: &[u8], value: Option<&[u8]>) {
+        self.note_sync(b, Kind::PluginKv, key, value.map(<[u8]>::to_vec));
+    }
+
     /// Writes a received message for the other devices.
     pub(crate) fn sync_inbox(&self, b: &mut VaultBatch<'_>, item: &InboxItem) {
         if self.devices.is_none() || self.hidden_in(item.contact).is_some() {
@@ -195,23 +201,25 @@ impl Node {
     }
 
     fn apply_effect(&mut self, b: &mut VaultBatch<'_>, r: &SyncRecord) -> Result<()> {
-        let Ok(key) = <[u8; 32]>::try_from(r.key.as_slice()) else {
-            return self.apply_keyed(b, r);
-        };
-        match (r.kind, &r.value) {
-            (Kind::Contact | Kind::Conversation, Some(_)) => self.upsert_contact(b, &key),
-            (Kind::Contact, None) => {
+        let contact = <[u8; 32]>::try_from(r.key.as_slice()).ok();
+        match (r.kind, &r.value, contact) {
+            (Kind::Contact | Kind::Conversation, Some(_), Some(key)) => self.upsert_contact(b, &key),
+            (Kind::Contact, None, Some(key)) => {
                 self.remove_synced_contact(b, &key);
                 Ok(())
             }
+            (Kind::Inbox, Some(v), _) if r.key.len() == 16 => self.store_synced_inbox(b, v),
+            (Kind::PluginKv, Some(v), _) => {
+                b.put(Table::Kv, &r.key, v, &mut self.env.rng());
+                Ok(())
+            }
+            (Kind::PluginKv, None, _) => {
+                b.delete(Table::Kv, &r.key);
+                Ok(())
+            }
+            // Drafts and rotations owed are acted on from the log's state (`send_pending_drafts`,
+            // `rotate_owed`); devices, revocations and the lease secret by `observe`.
             _ => Ok(()),
-        }
-    }
-
-    fn apply_keyed(&mut self, b: &mut VaultBatch<'_>, r: &SyncRecord) -> Result<()> {
-        match (r.kind, &r.value) {
-            (Kind::Inbox, Some(v)) if r.key.len() == 16 => self.store_synced_inbox(b, v),
-            _ => Ok(()), // drafts are sent by `send_pending_drafts`, from the log's state
         }
     }
 
