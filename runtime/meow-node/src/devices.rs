@@ -599,3 +599,59 @@ pub fn check_device_name(name: &str) -> Result<()> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meow_proto::testing::TestRng;
+
+    /// Every decoder of this module's records, on whatever bytes: an error or a value, never a
+    /// panic (they read what other devices send, after the envelope checked who sent it).
+    fn decode_all(bytes: &[u8]) {
+        let _ = DeviceEntry::from_bytes(bytes);
+        let _ = ThisDevice::from_bytes(bytes);
+        let _ = Draft::from_bytes(bytes);
+        let _ = link::Welcome::from_bytes(bytes);
+        let _ = decode_known(bytes);
+        let _ = revoke::check(bytes, &meow_proto::UserKey::from_seed(&[1; 32]).public(), &[2; 32]);
+    }
+
+    #[test]
+    fn record_decoders_take_any_bytes() {
+        let mut rng = TestRng::new(11);
+        let entry = DeviceEntry {
+            public: DeviceKey::generate(&mut rng).public(),
+            dh: ConversationKey::generate(&mut rng).public(),
+            mailbox: LookupKey::generate(&mut rng).public(),
+            name: "laptop".into(),
+            added_ms: 5,
+        };
+        assert_eq!(DeviceEntry::from_bytes(&entry.to_bytes()), Ok(entry.clone()));
+        let draft = Draft {
+            peer: [3; 32],
+            content_type: meow_proto::ContentType::TEXT,
+            content: b"hello".to_vec(),
+            automatic: false,
+            reply_to: Some(meow_proto::MessageId([4; 16])),
+        };
+        assert_eq!(Draft::from_bytes(&draft.to_bytes()), Ok(draft.clone()));
+        let known = encode_known(&BTreeMap::from([(DeviceId([1; 8]), 3)]));
+        for valid in [entry.to_bytes(), draft.to_bytes(), known] {
+            for cut in 0..valid.len() {
+                decode_all(&valid[..cut]);
+            }
+            for _ in 0..2000 {
+                let mut v = valid.clone();
+                let i = meow_proto::crypto::random_below(v.len(), &mut rng);
+                v[i] ^= 1 << meow_proto::crypto::random_below(8, &mut rng);
+                decode_all(&v);
+            }
+        }
+        for len in 0..300 {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| meow_proto::crypto::random_below(256, &mut rng) as u8)
+                .collect();
+            decode_all(&junk);
+        }
+    }
+}

@@ -155,8 +155,21 @@ impl Joining {
         Ok(Some(whole))
     }
 
-    /// Makes the home in `dir` from a complete welcome, under `password`.
+    /// Makes the home in `dir` from a complete welcome, under `password`. The home is built
+    /// aside (`dir/.joining`) and moved in whole, its vault's header last: a crash midway leaves
+    /// no home, and joining again starts over.
     pub fn finish(self, dir: &Path, password: &[u8], welcome: &[u8], opts: InitOptions, env: Env) -> Result<Node> {
+        let staging = dir.join(".joining");
+        remove_if_there(&staging)?;
+        {
+            let node = self.build(&staging, password, welcome, opts, env.clone())?;
+            drop(node);
+        }
+        move_in(&staging, dir)?;
+        Node::open_with(dir, password, env)
+    }
+
+    fn build(self, dir: &Path, password: &[u8], welcome: &[u8], opts: InitOptions, env: Env) -> Result<Node> {
         let welcome = Welcome::from_bytes(welcome)?;
         let profile = Profile::from_bytes(&welcome.profile)?;
         let revocation = welcome
@@ -196,6 +209,40 @@ impl Joining {
         }
         Ok(node)
     }
+}
+
+fn io_error(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> NodeError {
+    let what = format!("{what} {}", path.display());
+    move |e| NodeError::Device(format!("{what}: {e}"))
+}
+
+fn remove_if_there(path: &Path) -> Result<()> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error("removing", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Moves what `staging` holds into `dir`, the vault's header last (until it is there, `dir`
+/// holds no home), then removes `staging`.
+fn move_in(staging: &Path, dir: &Path) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(staging)
+        .map_err(io_error("reading", staging))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    entries.sort_by_key(|name| name == meow_store::vault::META_FILE);
+    for name in entries {
+        let (from, to) = (staging.join(&name), dir.join(&name));
+        remove_if_there(&to)?;
+        std::fs::rename(&from, &to).map_err(io_error("moving", &from))?;
+    }
+    std::fs::remove_dir(staging).map_err(io_error("removing", staging))
 }
 
 /// Seals one part of a payload to an X25519 key, signed by a device key.

@@ -275,6 +275,25 @@ fn a_rename_on_one_device_and_a_removal_on_another_converge_by_the_later() {
         a2.lock().await.remove_contact("carol").unwrap();
         later();
         a1.lock().await.rename("carol", "caroline").unwrap();
+        // Two plugin key-value writes to one key (the later wins), and one to another key each.
+        let kv = |n: &Node, key: &str, value: &str| {
+            let vault = n.vault();
+            let mut b = vault.batch();
+            let key = format!("responder\0{key}");
+            b.put(
+                meow_node::Table::Kv,
+                key.as_bytes(),
+                value.as_bytes(),
+                &mut meow_proto::os_rng(),
+            );
+            n.sync_kv(&mut b, key.as_bytes(), Some(value.as_bytes()));
+            b.commit().unwrap();
+        };
+        kv(&*a2.lock().await, "seen/bob", "7");
+        later();
+        kv(&*a1.lock().await, "seen/bob", "8");
+        kv(&*a1.lock().await, "only-on-1", "a");
+        kv(&*a2.lock().await, "only-on-2", "b");
         for _ in 0..2 {
             sync::fetch(&a1, Duration::ZERO).await.unwrap();
             sync::fetch(&a2, Duration::ZERO).await.unwrap();
@@ -287,5 +306,17 @@ fn a_rename_on_one_device_and_a_removal_on_another_converge_by_the_later() {
         let (on1, on2) = (names(&*a1.lock().await), names(&*a2.lock().await));
         assert_eq!(on1, on2, "both devices agree");
         assert_eq!(on1, vec!["caroline"], "the later change wins each time");
+        let read = |n: &Node, key: &str| {
+            let key = format!("responder\0{key}");
+            n.vault()
+                .get(meow_node::Table::Kv, key.as_bytes())
+                .unwrap()
+                .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        };
+        for n in [&*a1.lock().await, &*a2.lock().await] {
+            assert_eq!(read(n, "seen/bob").as_deref(), Some("8"), "the later write wins");
+            assert_eq!(read(n, "only-on-1").as_deref(), Some("a"));
+            assert_eq!(read(n, "only-on-2").as_deref(), Some("b"));
+        }
     });
 }

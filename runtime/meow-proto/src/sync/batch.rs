@@ -29,10 +29,14 @@ const FORMAT: u8 = 1;
 pub const MAX_DEVICES: usize = 64;
 /// Records in one batch at most.
 pub const MAX_RECORDS: usize = 1 << 20;
-/// Parts of one batch at most (a batch is at most this many envelopes: 1 GiB).
-pub const MAX_PARTS: u64 = 8192;
-/// Batches being reassembled at once at most; past it the oldest is dropped (and sent again).
+/// Parts of one payload at most (with envelopes of 128 KiB: about 230 MiB).
+pub const MAX_PARTS: u64 = 2048;
+/// Payloads being reassembled at once at most; past it the oldest is dropped (and sent again).
 const MAX_OPEN: usize = 8;
+/// Bytes held for payloads being reassembled, all together: past it the oldest payloads are
+/// dropped, so a device sending endless parts costs bounded memory. A welcome larger than this
+/// (a home of about a million messages) cannot be received.
+pub const MAX_BUFFERED: usize = 128 * 1024 * 1024;
 
 /// Records and an acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -145,6 +149,8 @@ pub struct Reassembly {
     /// Per batch: its count of parts, and the parts in so far.
     open: HashMap<[u8; 8], PartsIn>,
     order: Vec<[u8; 8]>,
+    /// Bytes of the parts held.
+    held: usize,
 }
 
 impl Reassembly {
@@ -153,10 +159,19 @@ impl Reassembly {
         let part = Part::from_bytes(part)?;
         if !self.open.contains_key(&part.batch) {
             if self.order.len() >= MAX_OPEN {
-                let oldest = self.order.remove(0);
-                self.open.remove(&oldest);
+                self.drop_oldest();
             }
             self.order.push(part.batch);
+        }
+        while self.held + part.data.len() > MAX_BUFFERED && self.order.len() > 1 {
+            self.drop_oldest();
+        }
+        if self.held + part.data.len() > MAX_BUFFERED {
+            self.drop_oldest();
+            return Err(DecodeError::Invalid {
+                what: "sync payload",
+                reason: "larger than the most a device buffers",
+            });
         }
         let slot = self.open.entry(part.batch).or_insert((part.count, BTreeMap::new()));
         if slot.0 != part.count {
@@ -165,13 +180,29 @@ impl Reassembly {
                 reason: "its count differs from its batch's other parts",
             });
         }
-        slot.1.insert(part.index, part.data);
+        let len = part.data.len();
+        if let Some(before) = slot.1.insert(part.index, part.data) {
+            self.held -= before.len();
+        }
+        self.held += len;
         if slot.1.len() as u64 != slot.0 {
             return Ok(None);
         }
         let (_, parts) = self.open.remove(&part.batch).unwrap_or_default();
         self.order.retain(|b| b != &part.batch);
-        Ok(Some(parts.into_values().flatten().collect()))
+        let whole: Vec<u8> = parts.into_values().flatten().collect();
+        self.held -= whole.len();
+        Ok(Some(whole))
+    }
+
+    fn drop_oldest(&mut self) {
+        if self.order.is_empty() {
+            return;
+        }
+        let oldest = self.order.remove(0);
+        if let Some((_, parts)) = self.open.remove(&oldest) {
+            self.held -= parts.values().map(Vec::len).sum::<usize>();
+        }
     }
 }
 
@@ -244,6 +275,13 @@ mod tests {
             r.add(&p.to_bytes()).unwrap();
         }
         assert!(r.open.len() <= MAX_OPEN);
+        assert_eq!(
+            r.held,
+            r.open
+                .values()
+                .map(|(_, p)| p.values().map(Vec::len).sum::<usize>())
+                .sum::<usize>()
+        );
         // A part whose count disagrees with its batch's first part is refused.
         let p = Part {
             batch: [99; 8],
@@ -252,5 +290,20 @@ mod tests {
             data: vec![1],
         };
         assert!(r.add(&p.to_bytes()).is_err());
+        // Endless parts of one huge payload: memory stays bounded, and it says why.
+        let mut flood = Reassembly::default();
+        let big = vec![0u8; 100_000];
+        let mut refused = false;
+        for i in 0..MAX_PARTS - 1 {
+            let p = Part {
+                batch: [7; 8],
+                index: i,
+                count: MAX_PARTS,
+                data: big.clone(),
+            };
+            refused |= flood.add(&p.to_bytes()).is_err();
+            assert!(flood.held <= MAX_BUFFERED);
+        }
+        assert!(refused);
     }
 }

@@ -44,7 +44,8 @@ use header::{Header, SlotIndex, SlotKey};
 
 use crate::StoreError;
 
-const META_FILE: &str = "vault.meta";
+/// The vault's header file: a folder holds a home exactly when it holds this file.
+pub const META_FILE: &str = "vault.meta";
 const MARK_FILE: &str = "vault.mark";
 const MARK_AAD: &[u8] = b"meow/v1/vault-mark";
 /// The keyspace of records.
