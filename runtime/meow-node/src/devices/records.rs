@@ -327,10 +327,8 @@ impl Node {
         let drafts: Vec<(Vec<u8>, Draft)> = match self.device_state() {
             Some(d) => d
                 .replica
-                .state()
-                .into_iter()
-                .filter(|(kind, _, _)| *kind == Kind::Sent)
-                .filter_map(|(_, key, v)| Some((key, Draft::from_bytes(&v).ok()?)))
+                .values(Kind::Sent)
+                .filter_map(|(key, v)| Some((key.to_vec(), Draft::from_bytes(v).ok()?)))
                 .collect(),
             None => return Ok(0),
         };

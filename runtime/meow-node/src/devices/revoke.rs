@@ -139,17 +139,16 @@ impl Node {
             let Some(d) = self.device_state() else { return Ok(0) };
             let now = self.env.now_ms();
             d.replica
-                .state()
-                .into_iter()
-                .filter(|(kind, key, _)| *kind == Kind::Setting && key.starts_with(ROTATE_SETTING))
-                .filter_map(|(_, key, _)| {
+                .values(Kind::Setting)
+                .filter(|(key, _)| key.starts_with(ROTATE_SETTING))
+                .filter_map(|(key, _)| {
                     let hex = std::str::from_utf8(&key[ROTATE_SETTING.len()..]).ok()?;
                     let c = self
                         .contacts
                         .values()
                         .find(|c| meow_proto::codec::to_hex(c.conversation.peer.as_bytes()) == hex)?;
                     d.holds(&c.conversation.peer, now)
-                        .then(|| (key.clone(), c.name.clone()))
+                        .then(|| (key.to_vec(), c.name.clone()))
                 })
                 .collect()
         };

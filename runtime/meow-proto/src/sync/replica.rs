@@ -130,6 +130,14 @@ impl Replica {
         self.state.get(&(kind, key.to_vec()))?.value.as_deref()
     }
 
+    /// The live values of one kind, in key order, without copying them.
+    pub fn values(&self, kind: Kind) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.state
+            .range((kind, Vec::new())..)
+            .take_while(move |((k, _), _)| *k == kind)
+            .filter_map(|((_, key), e)| Some((key.as_slice(), e.value.as_deref()?)))
+    }
+
     /// Every live value, in `(kind, key)` order: what two converged replicas agree on.
     pub fn state(&self) -> Vec<(Kind, Vec<u8>, Vec<u8>)> {
         self.state
@@ -203,6 +211,19 @@ mod tests {
         assert_eq!(b.apply(first, 20), Applied::Duplicate);
         assert_eq!(b.apply(second, 20), Applied::Won);
         assert_eq!(b.get(Kind::Setting, b"x"), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn values_of_one_kind_leave_the_others_and_the_deleted_out() {
+        let mut r = Replica::new(A);
+        r.write(Kind::Contact, b"c", Some(b"1".to_vec()), 0, 1);
+        r.write(Kind::Sent, b"x", Some(b"2".to_vec()), 0, 2);
+        r.write(Kind::Sent, b"y", Some(b"3".to_vec()), 0, 3);
+        r.write(Kind::Sent, b"y", None, 0, 4);
+        r.write(Kind::Setting, b"s", Some(b"4".to_vec()), 0, 5);
+        let sent: Vec<_> = r.values(Kind::Sent).collect();
+        assert_eq!(sent, vec![(&b"x"[..], &b"2"[..])]);
+        assert_eq!(r.values(Kind::Inbox).count(), 0);
     }
 
     #[test]
