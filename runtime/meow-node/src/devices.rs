@@ -518,6 +518,20 @@ impl Node {
         }
     }
 
+    /// The contact whose key is `peer`.
+    pub(crate) fn contact_by_key(&self, peer: &[u8]) -> Option<&crate::ContactRecord> {
+        self.contacts.values().find(|c| c.conversation.peer.as_bytes() == peer)
+    }
+
+    /// Writes one sync record on its own, durably (nothing with one device).
+    pub(crate) fn commit_sync(&self, kind: Kind, key: &[u8], value: Option<Vec<u8>>, epoch: u64) -> Result<()> {
+        let vault = self.vault.clone();
+        let mut b = vault.batch();
+        self.note_sync_epoch(&mut b, kind, key, value, epoch);
+        b.commit()?;
+        Ok(())
+    }
+
     /// Writes a sync record in `b` when the home has several devices (nothing otherwise).
     pub(crate) fn note_sync(&self, b: &mut VaultBatch<'_>, kind: Kind, key: &[u8], value: Option<Vec<u8>>) {
         self.note_sync_epoch(b, kind, key, value, 0);

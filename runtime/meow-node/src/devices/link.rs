@@ -318,15 +318,7 @@ impl Node {
                 entry.name
             )));
         }
-        let vault = self.vault.clone();
-        let mut b = vault.batch();
-        self.note_sync(
-            &mut b,
-            Kind::Setting,
-            &device_setting(entry.id()),
-            Some(entry.to_bytes()),
-        );
-        b.commit()?;
+        self.commit_sync(Kind::Setting, &device_setting(entry.id()), Some(entry.to_bytes()), 0)?;
         let payload = self.welcome_bytes()?;
         let d = self
             .device_state()

@@ -10,8 +10,8 @@ use meow_proto::codec::Encode;
 use meow_proto::crypto::random_bytes;
 use meow_proto::devices::link::{JoinRequest, ShortCode};
 use meow_proto::lease::LeaseOp;
-use meow_proto::sync::DeviceId;
 use meow_proto::sync::batch::{self, Batch};
+use meow_proto::sync::{DeviceId, Kind};
 use meow_proto::{MailboxId, ServerCard};
 use smol::lock::Mutex;
 
@@ -285,11 +285,7 @@ impl Node {
     /// refusal means another device holds it.
     fn lease_answer(&mut self, peer: [u8; 32], answer: meow_proto::lease::LeaseAnswer) -> Result<()> {
         let now = self.env.now_ms();
-        let contact = self
-            .contacts
-            .values()
-            .find(|c| c.conversation.peer.as_bytes() == &peer)
-            .cloned();
+        let contact = self.contact_by_key(&peer).cloned();
         let Some(contact) = contact else { return Ok(()) };
         let new_epoch = {
             let Some(mut d) = self.device_state() else {
@@ -312,21 +308,8 @@ impl Node {
             answer.epoch != before
         };
         if new_epoch {
-            let vault = self.vault.clone();
-            let mut b = vault.batch();
-            let me = self
-                .device_state()
-                .map(|d| d.this.id())
-                .ok_or(NodeError::Internal("no device state"))?;
-            let state = [&me.0[..], &contact.conversation.to_bytes()].concat();
-            self.note_sync_epoch(
-                &mut b,
-                meow_proto::sync::Kind::Conversation,
-                &peer,
-                Some(state),
-                answer.epoch,
-            );
-            b.commit()?;
+            let state = [&self.this_device()?.0[..], &contact.conversation.to_bytes()].concat();
+            self.commit_sync(Kind::Conversation, &peer, Some(state), answer.epoch)?;
         }
         self.rebuild_routes();
         Ok(())
@@ -463,16 +446,7 @@ pub async fn release(node: &Mutex<Node>, name: &str) -> Result<()> {
         drop(d);
         // The last state, held by no device: nobody claims it on their own; `take` does.
         let state = [&super::NO_HOLDER.0[..], &c.conversation.to_bytes()].concat();
-        let vault = n.vault();
-        let mut b = vault.batch();
-        n.note_sync_epoch(
-            &mut b,
-            meow_proto::sync::Kind::Conversation,
-            &peer,
-            Some(state),
-            held.epoch,
-        );
-        b.commit()?;
+        n.commit_sync(Kind::Conversation, &peer, Some(state), held.epoch)?;
         (key, held.epoch, n.this_device()?, n.first_server()?, n.pool())
     };
     node.lock().await.rebuild_routes();

@@ -98,7 +98,7 @@ impl Node {
     /// Writes what changed of a contact for the other devices: its settings when they differ
     /// from the log's, its ratchet when this device holds it.
     pub(crate) fn sync_contact(&self, b: &mut VaultBatch<'_>, c: &ContactRecord) {
-        if self.hidden_in(c.id).is_some() {
+        if self.devices.is_none() || self.hidden_in(c.id).is_some() {
             return;
         }
         let Some(d) = self.device_state() else { return };
@@ -238,11 +238,7 @@ impl Node {
         let Some((holder, state)) = split_holder(&state) else {
             return Ok(());
         };
-        let existing = self
-            .contacts
-            .values()
-            .find(|c| c.conversation.peer.as_bytes() == key)
-            .cloned();
+        let existing = self.contact_by_key(key).cloned();
         let mut contact = match existing {
             Some(c) => c,
             None => ContactRecord {
@@ -286,11 +282,7 @@ impl Node {
     }
 
     fn remove_synced_contact(&mut self, b: &mut VaultBatch<'_>, key: &[u8; 32]) {
-        let found = self
-            .contacts
-            .values()
-            .find(|c| c.conversation.peer.as_bytes() == key)
-            .map(|c| c.id);
+        let found = self.contact_by_key(key).map(|c| c.id);
         if let Some(id) = found {
             b.delete(Table::Contacts, &id.to_be_bytes());
             self.contacts.remove(&id);
@@ -302,11 +294,7 @@ impl Node {
             return Ok(());
         };
         let mut item = InboxItem::from_bytes(item)?;
-        item.contact = self
-            .contacts
-            .values()
-            .find(|c| c.conversation.peer.as_bytes() == peer)
-            .map_or(0, |c| c.id);
+        item.contact = self.contact_by_key(peer).map_or(0, |c| c.id);
         if let Some(c) = self.contacts.get(&item.contact) {
             item.from = c.name.clone();
         }
@@ -334,11 +322,7 @@ impl Node {
         };
         let mut sent = 0;
         for (key, draft) in drafts {
-            let contact = self
-                .contacts
-                .values()
-                .find(|c| c.conversation.peer.as_bytes() == &draft.peer)
-                .map(|c| c.id);
+            let contact = self.contact_by_key(&draft.peer).map(|c| c.id);
             let Some(contact) = contact.filter(|c| self.holds(*c)) else {
                 continue;
             };
@@ -348,10 +332,7 @@ impl Node {
                 ..Queued::new(contact, draft.content_type, draft.content)
             };
             self.queue_all(vec![queued])?;
-            let vault = self.vault.clone();
-            let mut b = vault.batch();
-            self.note_sync(&mut b, Kind::Sent, &key, None);
-            b.commit()?;
+            self.commit_sync(Kind::Sent, &key, None, 0)?;
             sent += 1;
         }
         Ok(sent)

@@ -156,10 +156,7 @@ impl Node {
             self.rotate(name)?;
             let id = self.contact_id(name)?;
             self.queue_to(id, ContentType::CONTROL, Vec::new())?;
-            let vault = self.vault.clone();
-            let mut b = vault.batch();
-            self.note_sync(&mut b, Kind::Setting, key, None);
-            b.commit()?;
+            self.commit_sync(Kind::Setting, key, None, 0)?;
             tracing::info!(contact = %name, "keys rotated after a revocation");
         }
         Ok(owed.len())
