@@ -190,3 +190,38 @@ fn a_plugin_with_a_synced_store_counts_on_where_the_other_device_stopped() {
     on_a.terminate();
     on_laptop.terminate();
 }
+
+/// Careless and hostile input to the device commands: clear errors, nothing changed.
+#[test]
+fn device_commands_refuse_bad_input_with_a_reason() {
+    let tmp = TempDir::new("devices-bad");
+    let server = ServerProc::start(&tmp.path().join("srv"), &[]);
+    let (a, _bob) = contacts_through(&tmp, &server, "alice", "bob");
+    a.meow(&["inbox"]).ok();
+    let fresh = Home {
+        dir: tmp.path().join("fresh"),
+        password: "pw-fresh".into(),
+    };
+    // Not a card, a truncated card, a card for an existing home.
+    fresh
+        .meow(&["device", "join", "meow:card:AAAA", "--name", "x"])
+        .fails_with(1, "the link card");
+    fresh
+        .meow(&["device", "join", "meow:link:AAAA", "--name", "x"])
+        .fails_with(1, "the link card");
+    a.meow(&["device", "join", "meow:link:AAAA", "--name", "x"])
+        .fails_with(1, "a home already exists");
+    assert!(!fresh.dir.join("vault.meta").exists(), "nothing was created");
+    // A home with one device has nothing to list, take or revoke.
+    assert!(a.meow(&["device", "list"]).stderr.contains("one device"));
+    a.meow(&["device", "take", "bob"]).fails_with(1, "one device");
+    a.meow_env(&[("MEOW_REVOCATION_PASSWORD", "x")], &["device", "revoke", "laptop"])
+        .fails_with(1, "one device");
+    a.meow(&["device", "rename", "laptop", "bad\u{7}name"]).fails_with(1, "device name");
+    // Linking while `meow run` holds the home says what to do.
+    let config = tmp.path().join("alice.yaml");
+    std::fs::write(&config, "version: 1\nserver: { enabled: false }\npoll_wait: 1s\n").unwrap();
+    let daemon = Daemon::start(&a, &config);
+    a.meow(&["device", "link", "--wait", "1"]).fails_with(1, "stop it to link a device");
+    daemon.terminate();
+}
