@@ -217,11 +217,13 @@ fn device_commands_refuse_bad_input_with_a_reason() {
     a.meow(&["device", "take", "bob"]).fails_with(1, "one device");
     a.meow_env(&[("MEOW_REVOCATION_PASSWORD", "x")], &["device", "revoke", "laptop"])
         .fails_with(1, "one device");
-    a.meow(&["device", "rename", "laptop", "bad\u{7}name"]).fails_with(1, "device name");
+    a.meow(&["device", "rename", "laptop", "bad\u{7}name"])
+        .fails_with(1, "device name");
     // Linking while `meow run` holds the home says what to do.
     let config = tmp.path().join("alice.yaml");
     std::fs::write(&config, "version: 1\nserver: { enabled: false }\npoll_wait: 1s\n").unwrap();
     let daemon = Daemon::start(&a, &config);
-    a.meow(&["device", "link", "--wait", "1"]).fails_with(1, "stop it to link a device");
+    a.meow(&["device", "link", "--wait", "1"])
+        .fails_with(1, "stop it to link a device");
     daemon.terminate();
 }

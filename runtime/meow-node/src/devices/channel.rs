@@ -38,6 +38,21 @@ pub(crate) fn link_mailbox(link_secret: &[u8; 32], which: &[u8]) -> LookupKey {
     derive_lookup(link_secret, b"meow/v1/device-link-mailbox", which)
 }
 
+/// Cuts `payload` into parts (named by a random id) and seals each from `from` to `to`.
+pub(crate) fn seal_payload(
+    payload: &[u8],
+    from: &DeviceKey,
+    to: &ConversationPublic,
+    now_ms: u64,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<Vec<u8>>, EnvelopeError> {
+    let id: [u8; 8] = meow_proto::crypto::random_bytes(rng);
+    meow_proto::sync::batch::split(payload, id, max_part())
+        .into_iter()
+        .map(|part| seal(part, from, to, now_ms, rng))
+        .collect()
+}
+
 /// Seals one part from `from` to the device whose X25519 key is `to`.
 pub(crate) fn seal(
     part: Vec<u8>,

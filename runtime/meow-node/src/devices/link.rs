@@ -15,7 +15,7 @@ use meow_proto::devices::RevocationKey;
 use meow_proto::devices::link::{JoinRequest, LinkCard, LinkSecret, SealedJoin, ShortCode};
 use meow_proto::envelope::{self, UnverifiedMessage};
 use meow_proto::sync::Kind;
-use meow_proto::sync::batch::{self, Batch, Reassembly};
+use meow_proto::sync::batch::{Batch, Reassembly};
 use meow_proto::{ContactPublic, ConversationKey, ConversationPublic, DeviceKey, LookupKey, LookupPublic, MailboxId};
 use zeroize::Zeroizing;
 
@@ -95,7 +95,7 @@ impl Joining {
             .map_err(|e| NodeError::Device(format!("this link card cannot be used: {e}")))?;
         let to = ConversationPublic::from_bytes(card.key)
             .map_err(|_| NodeError::Device("the link card's key is not usable".into()))?;
-        let envelope = seal_part(sealed.to_bytes(), &key, &to, now, &mut rng)?;
+        let envelope = channel::seal(sealed.to_bytes(), &key, &to, now, &mut rng)?;
         let mailbox = MailboxId::of(&channel::link_mailbox(&card.secret, b"join").public());
         let joining = Self {
             key,
@@ -245,17 +245,6 @@ fn move_in(staging: &Path, dir: &Path) -> Result<()> {
     std::fs::remove_dir(staging).map_err(io_error("removing", staging))
 }
 
-/// Seals one part of a payload to an X25519 key, signed by a device key.
-fn seal_part(
-    part: Vec<u8>,
-    from: &DeviceKey,
-    to: &ConversationPublic,
-    now: u64,
-    rng: &mut impl meow_proto::CryptoRng,
-) -> Result<Vec<u8>> {
-    Ok(channel::seal(part, from, to, now, rng)?)
-}
-
 /// A link card this device made, waiting for its join request.
 pub struct Linking {
     /// The card to show.
@@ -297,8 +286,9 @@ impl Node {
     }
 
     /// After the person confirmed the short code: adds the device of `request` to the home and
-    /// returns the welcome's envelopes and the mailbox they go to.
-    pub fn welcome(&mut self, linking: &Linking, request: &JoinRequest) -> Result<(MailboxId, Vec<Vec<u8>>)> {
+    /// returns the welcome's envelopes and the mailbox they go to ([`super::net::link_welcome`]
+    /// gives the home its device keys first).
+    pub(crate) fn welcome(&mut self, linking: &Linking, request: &JoinRequest) -> Result<(MailboxId, Vec<Vec<u8>>)> {
         let unusable = |_| NodeError::Device("the new device's keys are not usable".into());
         let dh = ConversationPublic::from_bytes(request.dh).map_err(unusable)?;
         let mailbox = LookupPublic::from_bytes(request.mailbox).map_err(unusable)?;
@@ -323,13 +313,9 @@ impl Node {
         let d = self
             .device_state()
             .ok_or(NodeError::Internal("no device state after linking"))?;
-        let id: [u8; 8] = random_bytes(&mut self.env.rng());
         let now = self.env.now_ms();
         let mut rng = self.env.rng();
-        let envelopes = batch::split(&payload, id, channel::max_part())
-            .into_iter()
-            .map(|part| seal_part(part, &d.this.key, &dh, now, &mut rng))
-            .collect::<Result<Vec<_>>>()?;
+        let envelopes = channel::seal_payload(&payload, &d.this.key, &dh, now, &mut rng)?;
         let mailbox = MailboxId::of(&channel::link_mailbox(&linking.card.secret, b"welcome").public());
         Ok((mailbox, envelopes))
     }

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use meow_proto::LookupKey;
 use meow_proto::codec::Encode;
-use meow_proto::crypto::random_bytes;
 use meow_proto::devices::link::{JoinRequest, ShortCode};
 use meow_proto::lease::LeaseOp;
-use meow_proto::sync::batch::{self, Batch};
+use meow_proto::sync::batch::Batch;
 use meow_proto::sync::{DeviceId, Kind};
 use meow_proto::{MailboxId, ServerCard};
 use smol::lock::Mutex;
@@ -70,10 +69,7 @@ impl Node {
                 records,
             }
             .to_bytes();
-            let envelopes = batch::split(&payload, random_bytes(&mut rng), channel::max_part())
-                .into_iter()
-                .map(|part| channel::seal(part, &d.this.key, &peer.dh, now, &mut rng))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let envelopes = channel::seal_payload(&payload, &d.this.key, &peer.dh, now, &mut rng)?;
             let mailbox = MailboxId::of(&peer.mailbox);
             out.push(Outgoing {
                 device: id,
@@ -407,10 +403,7 @@ pub async fn revoke(node: &Mutex<Node>, which: &str, password: &[u8]) -> Result<
         .to_bytes();
         let mut rng = n.env().rng();
         let now = n.env().now_ms();
-        let envelopes = batch::split(&payload, random_bytes(&mut rng), channel::max_part())
-            .into_iter()
-            .map(|p| channel::seal(p, &d.this.key, &entry.dh, now, &mut rng))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let envelopes = channel::seal_payload(&payload, &d.this.key, &entry.dh, now, &mut rng)?;
         drop(d);
         (entry, envelopes, n.first_server()?, n.pool())
     };
