@@ -117,6 +117,19 @@ function mqtt.subscribe(filter) end
 ---@param filter string
 function mqtt.unsubscribe(filter) end
 
+---@class MeowDevice
+---@field id string              its id (hex)
+---@field name string
+---@field this boolean           the device this plugin runs on
+---@field last_seen integer|nil  Unix ms, if anything came from it since the runtime started
+
+---@class MeowDevices
+local devices = {}
+---The user's devices, this one first; an empty list for a home with one device
+---(capability `devices`). Raises an error without the capability.
+---@return MeowDevice[]
+function devices.list() end
+
 ---@class MeowCommands
 ---@field new fun(opts: {bans: boolean|nil, rate: {count: integer, window_ms: integer}|nil}|nil): MeowCommands
 local commands = {}
@@ -152,6 +165,7 @@ function commands:role_of(contact) end
 ---@field files MeowFiles       files (capability `files`)
 ---@field http MeowHttp         web requests (capability `http`)
 ---@field mqtt MeowMqtt         MQTT (capability `mqtt`)
+---@field devices MeowDevices   the user's devices (capability `devices`)
 meow = {}
 
 ---Sends text to a contact (capability `messaging`).
@@ -206,6 +220,9 @@ on_broadcast = nil
 ---A message on an MQTT topic the instance subscribed to (`meow.mqtt.subscribe`).
 ---@type fun(topic: string, payload: string)|nil
 on_mqtt = nil
+---One of the user's devices was linked or revoked: change is "linked" or "revoked".
+---@type fun(change: string, device: string)|nil
+on_device = nil
 ---Catch-all, called when no specific handler exists: event.kind is "message", "timer", …
 ---@type fun(event: table)|nil
 handle = nil

@@ -227,3 +227,52 @@ fn device_commands_refuse_bad_input_with_a_reason() {
         .fails_with(1, "stop it to link a device");
     daemon.terminate();
 }
+
+/// A Lua plugin (`on_device`, `meow.devices.list()`) and a recipe (`device` trigger) hear that
+/// a device was linked.
+#[test]
+fn plugins_and_recipes_hear_of_a_new_device() {
+    let tmp = TempDir::new("devices-events");
+    let server = ServerProc::start(&tmp.path().join("srv"), &[]);
+    let (a, bob) = contacts_through(&tmp, &server, "alice", "bob");
+    a.meow(&["inbox"]).ok();
+    let local = tmp.path().join("local");
+    let dir = local.join("devwatch");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("devwatch.lua"),
+        "function on_device(change, device)\n\
+         \x20 meow.send(\"bob\", change .. \" \" .. device .. \", \" .. #meow.devices.list() .. \" devices\")\n\
+         end\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("plugin.yaml"),
+        "name: devwatch\nversion: 0.1.0\nkind: lua\nentry: devwatch.lua\ncapabilities: [messaging, devices]\n",
+    )
+    .unwrap();
+    a.meow(&["plugin", "pin", dir.to_str().unwrap()]).ok();
+    let recipe = tmp.path().join("device-alert.yaml");
+    std::fs::write(
+        &recipe,
+        "version: 1\nname: device-alert\ntriggers:\n  - device: { change: linked }\nactions:\n  - send: { to: bob, text: \"new device: {{ trigger.device }}\" }\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("alice.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nserver: {{ enabled: false }}\nplugin_dirs: [{}]\npoll_wait: 1s\nplugins:\n  - {{ name: devwatch, plugin: devwatch, grant: [messaging, devices] }}\nrecipes: [{}]\n",
+            local.display(),
+            recipe.display()
+        ),
+    )
+    .unwrap();
+    // The daemon runs once (events are kept from then on), then stops for the link.
+    Daemon::start(&a, &config).terminate();
+    let _phone = link(&tmp, &a, "phone");
+    let daemon = Daemon::start(&a, &config);
+    wait_for_text(&bob, "the plugin's word", |t| t == "linked phone, 2 devices");
+    wait_for_text(&bob, "the recipe's word", |t| t == "new device: phone");
+    daemon.terminate();
+}

@@ -11,8 +11,8 @@
 //! - The same capabilities as WASM plugins, through a `meow` table (see `sdk/lua/meow.lua`).
 //!
 //! A script defines any of `init(config)`, `on_startup()`, `on_message(msg)`, `on_timer(timer)`,
-//! `on_contact_added(name, via_directory)`, `on_broadcast(b)`, `on_mqtt(topic, payload)`, or a
-//! catch-all `handle(event)`.
+//! `on_contact_added(name, via_directory)`, `on_broadcast(b)`, `on_mqtt(topic, payload)`,
+//! `on_device(change, device)`, or a catch-all `handle(event)`.
 
 mod budget;
 pub mod patterns;
@@ -371,6 +371,30 @@ fn register_mqtt(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua:
     meow.set("mqtt", mqtt)
 }
 
+/// `meow.devices.list()`: the user's devices, this one first, each `{ id, name, this,
+/// last_seen }` (capability devices); device changes come to `on_device(change, device)`.
+fn register_devices(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
+    let devices = lua.create_table()?;
+    let h = host.clone();
+    devices.set(
+        "list",
+        func(lua, b, move |lua, ()| {
+            let list = h.devices().map_err(lua_err)?;
+            let out = lua.create_table()?;
+            for (i, d) in list.into_iter().enumerate() {
+                let t = lua.create_table()?;
+                t.set("id", d.id)?;
+                t.set("name", d.name)?;
+                t.set("this", d.this)?;
+                t.set("last_seen", d.last_seen)?;
+                out.set(i + 1, t)?;
+            }
+            Ok(out)
+        })?,
+    )?;
+    meow.set("devices", devices)
+}
+
 /// `meow.http.request{ method = "GET", url = …, headers = { name = value }, body = … }`:
 /// `{ status, headers, body }`, or an error raised (denied, quota, failed).
 fn register_http(lua: &Lua, meow: &Table, host: &Host, b: &Arc<Budget>) -> mlua::Result<()> {
@@ -535,6 +559,10 @@ fn handler_args(lua: &Lua, message_table: &Function, e: &Event) -> mlua::Result<
             Value::String(lua.create_string(topic)?),
             Value::String(lua.create_string(payload)?),
         ]),
+        Event::Device { change, device } => MultiValue::from_vec(vec![
+            Value::String(lua.create_string(change)?),
+            Value::String(lua.create_string(device)?),
+        ]),
     })
 }
 
@@ -556,6 +584,10 @@ fn event_table(lua: &Lua, e: &Event, args: MultiValue) -> mlua::Result<Table> {
             ev.set("topic", args.next())?;
             ev.set("payload", args.next())?;
         }
+        Event::Device { .. } => {
+            ev.set("change", args.next())?;
+            ev.set("device", args.next())?;
+        }
     }
     Ok(ev)
 }
@@ -568,6 +600,7 @@ fn handler_name(e: &Event) -> &'static str {
         Event::ContactAdded { .. } => "on_contact_added",
         Event::Broadcast(_) => "on_broadcast",
         Event::Mqtt { .. } => "on_mqtt",
+        Event::Device { .. } => "on_device",
     }
 }
 
@@ -664,6 +697,7 @@ impl meow_plugin::Engine for LuaEngine {
         register_files(&lua, &meow, &host, &budget).map_err(stop)?;
         register_http(&lua, &meow, &host, &budget).map_err(stop)?;
         register_mqtt(&lua, &meow, &host, &budget).map_err(stop)?;
+        register_devices(&lua, &meow, &host, &budget).map_err(stop)?;
         let commands: Table = lua
             .load(COMMANDS)
             .set_name("=meow.commands")

@@ -239,6 +239,8 @@ pub(crate) struct DeviceState {
     pub(crate) revoked: BTreeMap<DeviceId, DeviceEntry>,
     /// The user, whose key signs rosters and revocations.
     pub(crate) user: meow_proto::UserPublic,
+    /// Devices linked and revoked since the caller last took them ([`Node::record_device_events`]).
+    pub(crate) news: Vec<crate::NodeEvent>,
 }
 
 impl std::fmt::Debug for DeviceState {
@@ -308,6 +310,7 @@ impl DeviceState {
                 applied => state.observe(&r, applied == Applied::Won),
             }
         }
+        state.news.clear(); // told when they happened
         Ok(Some(state))
     }
 
@@ -322,6 +325,7 @@ impl DeviceState {
             seen: BTreeMap::new(),
             revoked: BTreeMap::new(),
             user,
+            news: Vec::new(),
         }
     }
 
@@ -334,6 +338,10 @@ impl DeviceState {
             if let Ok(e) = DeviceEntry::from_bytes(v)
                 && (won || !self.seen.contains_key(&e.id()))
             {
+                if !self.seen.contains_key(&e.id()) {
+                    self.news
+                        .push(crate::NodeEvent::DeviceLinked { device: e.name.clone() });
+                }
                 self.seen.insert(e.id(), e);
             }
         } else if r.key == LEASE_SECRET && won {
@@ -342,6 +350,10 @@ impl DeviceState {
         } else if r.key.starts_with(revoke::REVOKED_SETTING) {
             match revoke::check(v, &self.user, &self.this.revocation) {
                 Ok(e) => {
+                    if !self.revoked.contains_key(&e.id()) {
+                        self.news
+                            .push(crate::NodeEvent::DeviceRevoked { device: e.name.clone() });
+                    }
                     self.revoked.insert(e.id(), e);
                 }
                 Err(e) => tracing::warn!(error = %e, "a revocation in the sync log does not check; ignored"),
@@ -518,6 +530,41 @@ impl Node {
         }
     }
 
+    /// Records the devices linked and revoked since last asked as events for plugins and
+    /// recipes (in `b`), and returns them.
+    pub(crate) fn record_device_events(&mut self, b: &mut VaultBatch<'_>) -> Vec<crate::NodeEvent> {
+        let news = match self.device_state() {
+            Some(mut d) => std::mem::take(&mut d.news),
+            None => return Vec::new(),
+        };
+        let records = news
+            .iter()
+            .filter_map(|e| match e {
+                crate::NodeEvent::DeviceLinked { device } => {
+                    Some(crate::EventRecord::DeviceLinked { device: device.clone() })
+                }
+                crate::NodeEvent::DeviceRevoked { device } => {
+                    Some(crate::EventRecord::DeviceRevoked { device: device.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        self.record_events(b, records);
+        news
+    }
+
+    /// [`Node::record_device_events`] in a write of its own, for changes made on this device.
+    pub(crate) fn tell_device_news(&mut self) -> Result<()> {
+        let vault = self.vault.clone();
+        let mut b = vault.batch();
+        let told = self.record_device_events(&mut b);
+        b.commit()?;
+        if !told.is_empty() {
+            self.signal_events();
+        }
+        Ok(())
+    }
+
     /// The contact whose key is `peer`.
     pub(crate) fn contact_by_key(&self, peer: &[u8]) -> Option<&crate::ContactRecord> {
         self.contacts.values().find(|c| c.conversation.peer.as_bytes() == peer)
@@ -553,18 +600,19 @@ impl Node {
     }
 
     /// Takes in an envelope from this device's mailbox: a part of a batch from another device.
-    /// Returns whether it was one (anything else is left for the caller to report).
-    pub(crate) fn take_device_part(&mut self, envelope: &[u8]) -> Result<bool> {
+    /// Returns `None` if it is not one (left for the caller to report), else the events of the
+    /// devices linked and revoked.
+    pub(crate) fn take_device_part(&mut self, envelope: &[u8]) -> Result<Option<Vec<crate::NodeEvent>>> {
         if self.devices.is_none() {
-            return Ok(false);
+            return Ok(None);
         }
         let whole = {
             let Some(mut d) = self.device_state() else {
-                return Ok(false);
+                return Ok(None);
             };
             let senders: Vec<DevicePublic> = d.peers().iter().map(|p| p.public).collect();
             let Some((sender, part)) = channel::open(envelope, &d.this.dh, &senders) else {
-                return Ok(false);
+                return Ok(None);
             };
             match d.parts.add(&part) {
                 Ok(Some(whole)) => Some((DeviceId::of(&sender), whole)),
@@ -575,17 +623,17 @@ impl Node {
                 }
             }
         };
-        if let Some((from, whole)) = whole {
-            match Batch::from_bytes(&whole) {
-                Ok(batch) if self.revoked_by(&batch) => return Err(self.wipe_revoked()),
-                Ok(batch) => {
-                    let changed = self.apply_batch(from, batch)?;
-                    tracing::debug!(from = %from.to_hex(), changed, "sync batch applied");
-                }
-                Err(e) => tracing::warn!(error = %e, "a sync batch from another device is malformed; dropped"),
+        let Some((from, whole)) = whole else {
+            return Ok(Some(Vec::new()));
+        };
+        match Batch::from_bytes(&whole) {
+            Ok(batch) if self.revoked_by(&batch) => Err(self.wipe_revoked()),
+            Ok(batch) => self.apply_batch(from, batch).map(Some),
+            Err(e) => {
+                tracing::warn!(error = %e, "a sync batch from another device is malformed; dropped");
+                Ok(Some(Vec::new()))
             }
         }
-        Ok(true)
     }
 
     fn revoked_by(&self, batch: &Batch) -> bool {

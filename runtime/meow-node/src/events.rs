@@ -35,6 +35,16 @@ pub enum NodeEvent {
         /// What changed, in words.
         change: String,
     },
+    /// One of the user's devices was linked (this one's own link included).
+    DeviceLinked {
+        /// Its name.
+        device: String,
+    },
+    /// One of the user's devices was revoked.
+    DeviceRevoked {
+        /// Its name.
+        device: String,
+    },
     /// A message was discarded.
     Dropped {
         /// Whose mailbox it arrived in.

@@ -614,6 +614,8 @@ impl Node {
                 EventRecord::ContactAdded { name, via_public_card } => {
                     Some(NodeEvent::ContactAdded { name, via_public_card })
                 }
+                EventRecord::DeviceLinked { device } => Some(NodeEvent::DeviceLinked { device }),
+                EventRecord::DeviceRevoked { device } => Some(NodeEvent::DeviceRevoked { device }),
             };
             out.push((seq, event));
         }

@@ -423,8 +423,9 @@ impl Node {
             for route in &routes {
                 match *route {
                     Route::Device => {
-                        handled = self.take_device_part(&m.envelope)?;
-                        if handled {
+                        if let Some(events) = self.take_device_part(&m.envelope)? {
+                            out.events.extend(events);
+                            handled = true;
                             break;
                         }
                     }

@@ -635,6 +635,16 @@ pub enum EventRecord {
         /// Through my public (directory) card.
         via_public_card: bool,
     },
+    /// One of the user's devices was linked.
+    DeviceLinked {
+        /// Its name.
+        device: String,
+    },
+    /// One of the user's devices was revoked.
+    DeviceRevoked {
+        /// Its name.
+        device: String,
+    },
 }
 
 impl Encode for EventRecord {
@@ -646,6 +656,12 @@ impl Encode for EventRecord {
             }
             EventRecord::ContactAdded { name, via_public_card } => {
                 w.u8(1).string(name).bool(*via_public_card);
+            }
+            EventRecord::DeviceLinked { device } => {
+                w.u8(2).string(device);
+            }
+            EventRecord::DeviceRevoked { device } => {
+                w.u8(3).string(device);
             }
         }
     }
@@ -662,6 +678,12 @@ impl Decode for EventRecord {
             1 => EventRecord::ContactAdded {
                 name: string(r, "contact name")?,
                 via_public_card: r.bool("via public card")?,
+            },
+            2 => EventRecord::DeviceLinked {
+                device: string(r, "device name")?,
+            },
+            3 => EventRecord::DeviceRevoked {
+                device: string(r, "device name")?,
             },
             value => {
                 return Err(DecodeError::UnknownValue {

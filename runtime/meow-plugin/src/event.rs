@@ -67,6 +67,13 @@ pub enum Event {
         /// Its payload.
         payload: Vec<u8>,
     },
+    /// One of the user's devices was linked or revoked (docs/DEVICES.md).
+    Device {
+        /// `linked` or `revoked`.
+        change: String,
+        /// The device's name.
+        device: String,
+    },
 }
 
 impl Event {
@@ -79,6 +86,7 @@ impl Event {
             Event::ContactAdded { .. } => "contact_added",
             Event::Broadcast(_) => "broadcast",
             Event::Mqtt { .. } => "mqtt",
+            Event::Device { .. } => "device",
         }
     }
 }

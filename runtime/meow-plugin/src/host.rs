@@ -41,6 +41,19 @@ pub enum Level {
     Error,
 }
 
+/// One of the user's devices, as a plugin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceView {
+    /// Its id (hex).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it is the device the plugin runs on.
+    pub this: bool,
+    /// When something last came from it, Unix ms, if anything did since the runtime started.
+    pub last_seen: Option<u64>,
+}
+
 /// The node's public information, as a plugin sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -133,6 +146,11 @@ pub trait Services: Send + Sync {
     fn mqtt_subscribe(&self, instance: &str, filter: &str, subscribe: bool) -> Result<(), HostError> {
         let _ = (instance, filter, subscribe);
         Err(HostError::Failed("this runtime has no MQTT broker".into()))
+    }
+    /// The user's devices, this one first (none with one device).
+    fn devices(&self, instance: &str) -> Result<Vec<DeviceView>, HostError> {
+        let _ = instance;
+        Ok(Vec::new())
     }
     /// Reads bytes `offset..offset + len` of a received file (fewer at its end).
     fn file_read(&self, instance: &str, id: &str, offset: u64, len: u32) -> Result<Vec<u8>, HostError> {
@@ -347,6 +365,12 @@ impl Host {
     pub fn mqtt_subscribe(&self, filter: &str, subscribe: bool) -> Result<(), HostError> {
         self.require(Capability::Mqtt)?;
         self.services.mqtt_subscribe(&self.instance, filter, subscribe)
+    }
+
+    /// The user's devices (capability devices).
+    pub fn devices(&self) -> Result<Vec<DeviceView>, HostError> {
+        self.require(Capability::Devices)?;
+        self.services.devices(&self.instance)
     }
 
     /// Node information (always allowed).

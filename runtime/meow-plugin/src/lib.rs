@@ -13,8 +13,8 @@ mod manifest;
 
 pub use event::{BroadcastEvent, Event, MessageEvent};
 pub use host::{
-    DirectoryListing, Host, HostError, HttpRequest, HttpResponse, Level, MAX_FILE_READ, NodeInfo, OutgoingFile,
-    Services,
+    DeviceView, DirectoryListing, Host, HostError, HttpRequest, HttpResponse, Level, MAX_FILE_READ, NodeInfo,
+    OutgoingFile, Services,
 };
 pub use manifest::{Capability, ConfigField, FieldType, Kind, Manifest, Plugin, PluginError, pin, sha256_hex};
 

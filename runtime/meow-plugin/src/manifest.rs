@@ -39,6 +39,8 @@ pub enum Capability {
     Http,
     /// Publish to and subscribe on the MQTT broker meow.yaml names.
     Mqtt,
+    /// List the user's devices (docs/DEVICES.md).
+    Devices,
 }
 
 impl Capability {
@@ -54,6 +56,7 @@ impl Capability {
             Capability::Files => "files",
             Capability::Http => "http",
             Capability::Mqtt => "mqtt",
+            Capability::Devices => "devices",
         }
     }
 }

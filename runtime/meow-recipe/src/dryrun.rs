@@ -6,7 +6,7 @@
 //! ```
 //! (`message` also takes `role`, for `command` triggers; `group_message` takes `group`; `schedule: {}` fires the recipe's first schedule;
 //! `startup: {}`; `contact_added: { name: bob }`; `broadcast: { text: flood, server: home }`;
-//! `mqtt: { topic: home/door, payload: open }`.)
+//! `mqtt: { topic: home/door, payload: open }`; `device: { change: linked, device: laptop }`.)
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -24,6 +24,19 @@ enum SampleEvent {
     ContactAdded(SampleContact),
     Broadcast(SampleBroadcast),
     Mqtt(SampleMqtt),
+    Device(SampleDevice),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SampleDevice {
+    change: String,
+    device: String,
+}
+
+/// One of the user's devices linked or revoked (`change`), as the runtime hands it to recipes.
+pub fn device_event(change: &str, device: &str) -> TriggerEvent {
+    TriggerEvent::new(TriggerKind::Device, json!({"change": change, "device": device}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +128,7 @@ pub fn sample_event(text: &str, file: &str) -> Result<(TriggerEvent, bool), Reci
             false,
         ),
         SampleEvent::Mqtt(m) => (mqtt_event(&m.topic, m.payload.as_bytes()), false),
+        SampleEvent::Device(d) => (device_event(&d.change, &d.device), false),
         SampleEvent::Broadcast(b) => (
             TriggerEvent::new(
                 TriggerKind::Broadcast,

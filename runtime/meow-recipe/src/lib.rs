@@ -27,7 +27,7 @@ mod model;
 mod recipe;
 mod templates;
 
-pub use dryrun::{DryRun, dry_run, message_event, mqtt_event, sample_event};
+pub use dryrun::{DryRun, device_event, dry_run, message_event, mqtt_event, sample_event};
 pub use model::{Admission, Level, Mode};
 pub use recipe::{
     CheckContext, Recipe, RecipeError, Rendered, Schedule, TriggerEvent, TriggerKind, check_filter, topic_matches,

@@ -94,6 +94,16 @@ pub enum RawTrigger {
     Broadcast(RawBroadcastTrigger),
     Mqtt(RawMqttTrigger),
     Command(crate::commands::RawCommandTrigger),
+    Device(RawDeviceTrigger),
+}
+
+/// `device: { change: linked | revoked }` (no change: both).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeviceTrigger {
+    /// `linked` or `revoked`; absent: either.
+    #[serde(default)]
+    pub change: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -97,6 +97,8 @@ enum Trigger {
     Mqtt(String),
     /// A chat command from a contact (`/name args…`).
     Command(Command),
+    /// One of the user's devices was linked or revoked (`None`: either).
+    Device(Option<String>),
 }
 
 impl Trigger {
@@ -110,6 +112,7 @@ impl Trigger {
             Trigger::Broadcast { .. } => TriggerKind::Broadcast,
             Trigger::Mqtt(_) => TriggerKind::Mqtt,
             Trigger::Command(_) => TriggerKind::Message,
+            Trigger::Device(_) => TriggerKind::Device,
         }
     }
 }
@@ -133,6 +136,8 @@ pub enum TriggerKind {
     Broadcast,
     /// A message on a subscribed MQTT topic.
     Mqtt,
+    /// One of the user's devices was linked or revoked.
+    Device,
 }
 
 impl TriggerKind {
@@ -146,6 +151,7 @@ impl TriggerKind {
             TriggerKind::ContactAdded => "contact_added",
             TriggerKind::Broadcast => "broadcast",
             TriggerKind::Mqtt => "mqtt",
+            TriggerKind::Device => "device",
         }
     }
 }
@@ -561,6 +567,15 @@ impl Recipe {
                 check_filter(&m.topic).map_err(|why| (format!("triggers[{i}].mqtt.topic"), why.to_owned()))?;
                 Trigger::Mqtt(m.topic.clone())
             }
+            RawTrigger::Device(d) => match d.change.as_deref() {
+                None | Some("linked" | "revoked") => Trigger::Device(d.change.clone()),
+                Some(other) => {
+                    return Err((
+                        format!("triggers[{i}].device.change"),
+                        format!("{other:?} is not a change: use linked or revoked"),
+                    ));
+                }
+            },
             RawTrigger::Command(c) => {
                 Trigger::Command(Command::check(c).map_err(|why| (format!("triggers[{i}].command.name"), why))?)
             }
@@ -704,6 +719,13 @@ impl Recipe {
                 Some(Value::Object(v))
             }
             Trigger::Startup if ev.kind == TriggerKind::Startup => Some(json!({"kind": "startup"})),
+            Trigger::Device(change)
+                if ev.kind == TriggerKind::Device && change.as_deref().is_none_or(|c| ev.str("change") == Some(c)) =>
+            {
+                let mut v = ev.fields.clone();
+                v.insert("kind".into(), json!("device"));
+                Some(Value::Object(v))
+            }
             Trigger::ContactAdded if ev.kind == TriggerKind::ContactAdded => {
                 let mut v = ev.fields.clone();
                 v.insert("kind".into(), json!("contact_added"));

@@ -54,6 +54,7 @@ pub fn trigger_fields(kind: crate::TriggerKind) -> &'static [&'static str] {
         TriggerKind::ContactAdded => &["kind", "name", "via_directory"],
         TriggerKind::Broadcast => &["kind", "text", "server", "from_operator"],
         TriggerKind::Mqtt => &["kind", "topic", "payload", "json"],
+        TriggerKind::Device => &["kind", "change", "device"],
     }
 }
 

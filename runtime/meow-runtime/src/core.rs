@@ -252,6 +252,14 @@ pub fn plugin_event(e: &NodeEvent) -> Option<Event> {
             name: name.clone(),
             via_directory: *via_public_card,
         }),
+        NodeEvent::DeviceLinked { device } => Some(Event::Device {
+            change: "linked".into(),
+            device: device.clone(),
+        }),
+        NodeEvent::DeviceRevoked { device } => Some(Event::Device {
+            change: "revoked".into(),
+            device: device.clone(),
+        }),
         _ => None,
     }
 }

@@ -145,6 +145,8 @@ pub fn trigger_event(e: &NodeEvent) -> Option<TriggerEvent> {
             TriggerKind::ContactAdded,
             json!({"name": name, "via_directory": via_public_card}),
         )),
+        NodeEvent::DeviceLinked { device } => Some(meow_recipe::device_event("linked", device)),
+        NodeEvent::DeviceRevoked { device } => Some(meow_recipe::device_event("revoked", device)),
         _ => None,
     }
 }

@@ -673,6 +673,20 @@ impl Services for RuntimeServices {
         self.policy_of(contact)
     }
 
+    fn devices(&self, _instance: &str) -> Result<Vec<meow_plugin::DeviceView>, HostError> {
+        // Held only to read the list: the node's lock is never held across a plugin call.
+        let list = self.node.lock_blocking().devices();
+        Ok(list
+            .into_iter()
+            .map(|d| meow_plugin::DeviceView {
+                id: d.id,
+                name: d.name,
+                this: d.this,
+                last_seen: d.last_seen_ms,
+            })
+            .collect())
+    }
+
     fn node_info(&self, instance: &str) -> NodeInfo {
         NodeInfo {
             instance: instance.to_owned(),

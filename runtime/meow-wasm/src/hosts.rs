@@ -233,7 +233,8 @@ macro_rules! host_version {
                         text: b.text.clone(),
                         sent_at: b.sent_at,
                     }),
-                    Event::Mqtt { .. } => return None,
+                    // Not in these WIT versions: WebAssembly plugins do not hear of devices yet.
+                    Event::Mqtt { .. } | Event::Device { .. } => return None,
                 })
             }
         }

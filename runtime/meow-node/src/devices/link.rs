@@ -309,6 +309,7 @@ impl Node {
             )));
         }
         self.commit_sync(Kind::Setting, &device_setting(entry.id()), Some(entry.to_bytes()), 0)?;
+        self.tell_device_news()?;
         let payload = self.welcome_bytes()?;
         let d = self
             .device_state()
@@ -374,6 +375,9 @@ impl Node {
             self.sync_inbox(&mut b, &item);
         }
         b.commit()?;
+        if let Some(mut d) = self.device_state() {
+            d.news.clear(); // this device naming itself is no news
+        }
         self.rebuild_routes();
         Ok(())
     }

@@ -22,7 +22,7 @@ use meow_store::vault::VaultBatch;
 use super::DeviceState;
 use crate::messaging::Queued;
 use crate::records::{ContactRecord, InboxItem, PrivacyPolicy, RouteOptions};
-use crate::{Node, Result, Table};
+use crate::{Node, NodeEvent, Result, Table};
 
 /// A message written on a device that does not hold its conversation: the holder seals and
 /// sends it, then marks it sent.
@@ -181,23 +181,30 @@ impl Node {
     /// Applies a batch from another device: its records, and its acknowledgement. Returns how
     /// many records changed something. Synced messages raise no event for this device's plugins
     /// and recipes: they were handled on the device that received them.
-    pub(crate) fn apply_batch(&mut self, from: DeviceId, batch: Batch) -> Result<usize> {
+    pub(crate) fn apply_batch(&mut self, from: DeviceId, batch: Batch) -> Result<Vec<NodeEvent>> {
         let now = self.env.now_ms();
         let mut rng = self.env.rng();
         let vault = self.vault.clone();
         let mut b = vault.batch();
         let mut won = Vec::new();
         {
-            let Some(mut d) = self.device_state() else { return Ok(0) };
+            let Some(mut d) = self.device_state() else {
+                return Ok(Vec::new());
+            };
             apply_records(&mut d, from, batch, now, &mut b, &mut won, &mut rng);
         }
         for r in &won {
             self.apply_effect(&mut b, r)?;
         }
+        let events = self.record_device_events(&mut b);
         b.commit()?;
+        if !events.is_empty() {
+            self.signal_events();
+        }
         self.rebuild_routes();
         self.send_pending_drafts()?;
-        Ok(won.len())
+        tracing::debug!(from = %from.to_hex(), changed = won.len(), "sync batch applied");
+        Ok(events)
     }
 
     fn apply_effect(&mut self, b: &mut VaultBatch<'_>, r: &SyncRecord) -> Result<()> {

@@ -128,6 +128,7 @@ impl Node {
                 .ok_or(NodeError::Internal("the revocation record is not in the log"))?
         };
         self.rebuild_routes();
+        self.tell_device_news()?;
         tracing::info!(device = %entry.name, "device revoked");
         Ok((entry, record))
     }
