@@ -127,17 +127,24 @@ impl Node {
         })
     }
 
+    /// The hidden compartment a group belongs in: that of a hidden contact in it, if any.
+    pub(crate) fn group_compartment(&self, g: &GroupRecord) -> Option<meow_store::vault::Compartment> {
+        std::iter::once(g.owner_contact)
+            .chain(g.members.iter().map(|(_, c)| *c))
+            .filter(|c| *c != 0)
+            .find_map(|c| self.hidden_in(c))
+    }
+
     /// Stores a group: with a hidden contact in it, in that contact's compartment (a group is
     /// hidden with its members, docs/HIDDEN.md).
     fn save_group(&self, g: &GroupRecord) -> Result<()> {
-        let home = std::iter::once(g.owner_contact)
-            .chain(g.members.iter().map(|(_, c)| *c))
-            .filter(|c| *c != 0)
-            .find_map(|c| self.hidden_in(c));
         let mut b = self.vault.batch();
-        match home {
+        match self.group_compartment(g) {
             Some(c) => b.put_in(c, Table::Groups, &g.id, &g.to_bytes(), &mut self.env.rng()),
-            None => b.put(Table::Groups, &g.id, &g.to_bytes(), &mut self.env.rng()),
+            None => {
+                b.put(Table::Groups, &g.id, &g.to_bytes(), &mut self.env.rng());
+                self.sync_group(&mut b, g);
+            }
         }
         b.commit()?;
         Ok(())

@@ -59,16 +59,9 @@ pub async fn send_file(
 /// Delivers what [`Node::queue_message`] queued, each item to the first of its servers that
 /// takes it (the outbox updated either way); what became of the message (the last item).
 pub async fn deliver_message(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Delivery> {
-    // With several devices, the state this sealing wrote (or the draft) reaches the others
-    // before the message leaves: a device that takes the conversation later must not seal
-    // with an older state. If they cannot be told, the message waits in the outbox.
-    if let Err(e) = crate::devices::net::flush(node).await {
-        tracing::warn!(error = %e, "syncing with the other devices failed; the message waits");
-        return Ok(Delivery::Queued {
-            reason: format!("your other devices could not be told first: {e}"),
-        });
-    }
     if items.is_empty() {
+        // Handed to the device that holds the conversation: the draft goes to it now.
+        sync_devices(node).await;
         return Ok(Delivery::Handed);
     }
     let mut r = deliver_all(node, items).await?;
@@ -477,6 +470,17 @@ pub async fn group_send_as(
 /// Delivers outbox items concurrently, so that their deposits share the servers' group commits,
 /// then records every outcome in one write; returns each one's fate, in order.
 pub async fn deliver_all(node: &Mutex<Node>, items: Vec<OutboxItem>) -> Result<Vec<Delivery>> {
+    // With several devices, the state this sealing wrote (and any draft) reaches the others
+    // before a message leaves: a device that takes a conversation later must not seal with an
+    // older state. If they cannot be told, the messages wait in the outbox.
+    if let Err(e) = crate::devices::net::flush(node).await {
+        tracing::warn!(error = %e, "syncing with the other devices failed; the messages wait");
+        let reason = format!("your other devices could not be told first: {e}");
+        return Ok(items
+            .iter()
+            .map(|_| Delivery::Queued { reason: reason.clone() })
+            .collect());
+    }
     let onion = crate::records::PrivacyPolicy::Matriochka;
     let stale = {
         let n = node.lock().await;

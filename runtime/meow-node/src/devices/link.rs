@@ -374,6 +374,11 @@ impl Node {
         for item in self.inbox(false)? {
             self.sync_inbox(&mut b, &item);
         }
+        for g in self.groups()? {
+            if self.group_compartment(&g).is_none() {
+                self.sync_group(&mut b, &g);
+            }
+        }
         b.commit()?;
         if let Some(mut d) = self.device_state() {
             d.news.clear(); // this device naming itself is no news

@@ -6,6 +6,7 @@
 //! | `conversation` | peer key `[32]`  | holder `[8]` ‖ ratchet state (written by its holder)   |
 //! | `inbox`        | message id `[16]`| peer `[32]` (zeros: a broadcast) ‖ inbox item          |
 //! | `sent`         | draft id `[16]`  | a [`Draft`], deleted once the holder sent it            |
+//! | `group`        | group id `[16]`  | the group, its owner and members named by their keys   |
 //! | `setting`      | `device/<id>`    | a [`super::DeviceEntry`]                               |
 //!
 //! Hidden compartments are not synced: their contacts stay on the device that holds their
@@ -123,6 +124,40 @@ impl Node {
         }
     }
 
+    /// Writes a group for the other devices: its record with the owner and the members named
+    /// by their contact keys instead of this home's ids (last writer wins).
+    pub(crate) fn sync_group(&self, b: &mut VaultBatch<'_>, g: &crate::groups::GroupRecord) {
+        if self.devices.is_none() {
+            return;
+        }
+        let key_of = |id: u64| {
+            self.contacts
+                .get(&id)
+                .map_or([0; 32], |c| *c.conversation.peer.as_bytes())
+        };
+        let mut w = Writer::new();
+        w.u8(1).bytes(&g.to_bytes()).raw(&key_of(g.owner_contact));
+        w.list(&g.members, |w, (_, id)| {
+            w.raw(&key_of(*id));
+        });
+        self.note_sync(b, Kind::Group, &g.id, Some(w.into_bytes()));
+    }
+
+    /// Stores a group from another device, its owner and members mapped to this home's ids.
+    fn store_synced_group(&mut self, b: &mut VaultBatch<'_>, v: &[u8]) -> Result<()> {
+        let mut r = Reader::new(v);
+        r.version(1, "synced group")?;
+        let mut g = crate::groups::GroupRecord::from_bytes(r.bytes(1 << 20, "group")?)?;
+        let id_of = |n: &Node, key: [u8; 32]| n.contact_by_key(&key).map_or(0, |c| c.id);
+        g.owner_contact = id_of(self, r.array("group owner")?);
+        let members = r.list(10_000, "group members", |r| r.array::<32>("group member"))?;
+        for ((_, id), key) in g.members.iter_mut().zip(members) {
+            *id = id_of(self, key);
+        }
+        b.put(Table::Groups, &g.id, &g.to_bytes(), &mut self.env.rng());
+        Ok(())
+    }
+
     /// Writes a plugin instance's key-value change (`key` as the runtime stores it) for the
     /// other devices; nothing with one device.
     pub fn sync_kv(&self, b: &mut VaultBatch<'_>, key: &[u8], value: Option<&[u8]>) {
@@ -216,6 +251,7 @@ impl Node {
                 Ok(())
             }
             (Kind::Inbox, Some(v), _) if r.key.len() == 16 => self.store_synced_inbox(b, v),
+            (Kind::Group, Some(v), _) => self.store_synced_group(b, v),
             (Kind::PluginKv, Some(v), _) => {
                 b.put(Table::Kv, &r.key, v, &mut self.env.rng());
                 Ok(())

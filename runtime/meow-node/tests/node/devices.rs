@@ -320,3 +320,47 @@ fn a_rename_on_one_device_and_a_removal_on_another_converge_by_the_later() {
         }
     });
 }
+
+#[test]
+fn groups_follow_to_a_linked_device_which_posts_through_the_holder() {
+    let dir = tempdir("groups");
+    let srv = server(dir.path(), 0);
+    let (a1, bob) = (home(dir.path(), "alice", &srv), home(dir.path(), "bob", &srv));
+    let carol = home(dir.path(), "carol", &srv);
+    smol::block_on(async {
+        pair(&a1, &bob).await;
+        let card = a1.lock().await.invite("carol", false).unwrap();
+        carol.lock().await.accept(card.to_text().as_bytes(), None).unwrap();
+        sync::flush_outbox(&carol, false).await.unwrap();
+        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        a1.lock().await.create_group("friends").unwrap();
+        for m in ["bob", "carol"] {
+            let items = a1.lock().await.group_add("friends", m).unwrap();
+            sync::deliver_all(&a1, items).await.unwrap();
+        }
+        sync::fetch(&bob, Duration::ZERO).await.unwrap();
+        sync::fetch(&carol, Duration::ZERO).await.unwrap();
+
+        let a2 = link(&a1, dir.path(), "laptop").await;
+        let groups = a2.lock().await.groups().unwrap();
+        assert_eq!(groups.len(), 1);
+        assert!(groups[0].is_owner(), "the group's key came with the link");
+        let mut members = meow_node::groups::member_names(&groups[0]);
+        members.sort();
+        assert_eq!(members, vec!["bob", "carol"]);
+        assert!(
+            groups[0].members.iter().all(|(_, id)| *id != 0),
+            "members map to the laptop's contacts"
+        );
+
+        // A post from the laptop: a draft per member, sealed and sent by the holder.
+        sync::group_send(&a2, "friends", ContentType::TEXT, b"dinner at 8".to_vec())
+            .await
+            .unwrap();
+        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        for (who, h) in [("bob", &bob), ("carol", &carol)] {
+            let got = texts(&sync::fetch(h, Duration::ZERO).await.unwrap().events);
+            assert_eq!(got, vec!["dinner at 8"], "{who} gets the post once");
+        }
+    });
+}
