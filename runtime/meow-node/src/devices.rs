@@ -414,11 +414,13 @@ impl DeviceState {
 
     /// The secret the conversations' lease keys derive from: the latest one in the log (a
     /// revocation writes a new one), else the one this device got when it joined.
-    pub(crate) fn lease_secret(&self) -> [u8; 32] {
-        self.replica
+    pub(crate) fn lease_secret(&self) -> Zeroizing<[u8; 32]> {
+        let secret = self
+            .replica
             .get(Kind::Setting, LEASE_SECRET)
             .and_then(|v| v.try_into().ok())
-            .unwrap_or(*self.this.sync_secret)
+            .unwrap_or(*self.this.sync_secret);
+        Zeroizing::new(secret)
     }
 
     /// The lease epoch of the latest state of the conversation with `peer`.
