@@ -219,12 +219,15 @@ fn device_commands_refuse_bad_input_with_a_reason() {
         .fails_with(1, "one device");
     a.meow(&["device", "rename", "laptop", "bad\u{7}name"])
         .fails_with(1, "device name");
-    // Linking while `meow run` holds the home says what to do.
+    // Linking through `meow run`: nobody comes, and it says so when the wait is over; a wrong
+    // password is refused before anything is made.
     let config = tmp.path().join("alice.yaml");
     std::fs::write(&config, "version: 1\nserver: { enabled: false }\npoll_wait: 1s\n").unwrap();
     let daemon = Daemon::start(&a, &config);
     a.meow(&["device", "link", "--wait", "1"])
-        .fails_with(1, "stop it to link a device");
+        .fails_with(1, "no device asked to join");
+    a.meow_env(&[("MEOW_PASSWORD", "not it")], &["device", "link", "--wait", "1"])
+        .fails_with(1, "password");
     daemon.terminate();
 }
 
@@ -268,10 +271,9 @@ fn plugins_and_recipes_hear_of_a_new_device() {
         ),
     )
     .unwrap();
-    // The daemon runs once (events are kept from then on), then stops for the link.
-    Daemon::start(&a, &config).terminate();
-    let _phone = link(&tmp, &a, "phone");
+    // The phone is linked through the running daemon.
     let daemon = Daemon::start(&a, &config);
+    let _phone = link(&tmp, &a, "phone");
     wait_for_text(&bob, "the plugin's word", |t| t == "linked phone, 2 devices");
     wait_for_text(&bob, "the recipe's word", |t| t == "new device: phone");
     daemon.terminate();

@@ -615,7 +615,7 @@ pub struct PolicyArgs {
 pub enum DeviceCmd {
     /// Make a one-time link card for a new device, wait for it, and compare codes.
     #[command(
-        after_help = "Example:\n  meow device link --qr\n\nThe card is good for 10 minutes and one device. When the new device asks to join, both\nshow a six-digit code: confirm only if they are the same (a card someone else saw gives\nanother code). Stop `meow run` on this home first."
+        after_help = "Example:\n  meow device link --qr\n\nThe card is good for 10 minutes and one device. When the new device asks to join, both\nshow a six-digit code: confirm only if they are the same (a card someone else saw gives\nanother code). Works with or without `meow run` on this home."
     )]
     Link {
         /// Also show the card as a QR code.

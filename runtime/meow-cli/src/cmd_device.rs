@@ -10,7 +10,7 @@ use meow_node::devices::link::Joining;
 use meow_node::devices::net;
 use meow_node::{Env, Node};
 use meow_proto::devices::link::LinkCard;
-use meow_runtime::control::{Password, Request, Response};
+use meow_runtime::control::{self, Password, Request, Response};
 use smol::lock::Mutex;
 
 use crate::cli::{Command, DeviceCmd, VaultArgs};
@@ -80,19 +80,69 @@ fn confirm(question: &str) -> bool {
     matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
 }
 
-/// `meow device link`: makes a card, waits for the new device, compares codes, welcomes it.
+/// Prints a link card for the person to carry to the new device.
+fn show_card(text: &str, qr: bool) -> anyhow::Result<()> {
+    println!("{text}");
+    if qr {
+        println!("{}", meow_proto::qr::terminal(text)?);
+    }
+    eprintln!("on the new device: meow device join '<this card>' --name NAME (valid 10 minutes, once)");
+    Ok(())
+}
+
+/// The answer of the running daemon to `request`, or why it failed.
+fn ask_daemon(home: &Path, request: &Request) -> anyhow::Result<Response> {
+    match control::forward(home, request)? {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => bail!("{}", e.message),
+        None => bail!("the running meow went away"),
+    }
+}
+
+/// `meow device link` through the running daemon: the same steps, each a request.
+fn link_through_daemon(home: &Path, card: String, qr: bool, wait: Duration) -> anyhow::Result<()> {
+    show_card(&card, qr)?;
+    let deadline = std::time::Instant::now() + wait;
+    let (name, code) = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            bail!("no device asked to join before the card expired");
+        }
+        let wait_secs = left.as_secs().clamp(1, 20) as u32;
+        if let Response::LinkAsked { asked: Some(asked) } = ask_daemon(home, &Request::DeviceLinkWait { wait_secs })? {
+            break asked;
+        }
+    };
+    eprintln!("device {name:?} asks to join; its code: {code}");
+    let accept = confirm(&format!("does {name:?} show the code {code}?"));
+    let answer = ask_daemon(home, &Request::DeviceLinkConfirm { accept })?;
+    if let Response::DeviceDone { message } = answer {
+        if !accept {
+            bail!("{message}");
+        }
+        println!("{message}");
+    }
+    Ok(())
+}
+
+/// `meow device link`: makes a card, waits for the new device, compares codes, welcomes it
+/// (through `meow run` when it holds the home).
 pub fn link(home: &Path, pw_file: Option<&Path>, qr: bool, wait: Duration) -> anyhow::Result<()> {
     let password = util::password(pw_file, false)?;
-    let node = Mutex::new(Node::open(home, password.as_bytes()).map_err(stop_daemon_first)?);
+    let wait = wait.min(Duration::from_millis(meow_proto::devices::link::LINK_LIFETIME_MS));
+    let start = Request::DeviceLinkStart {
+        password: Password(password.to_string()),
+    };
+    match control::forward(home, &start)? {
+        Some(Ok(Response::LinkCard { card })) => return link_through_daemon(home, card, qr, wait),
+        Some(Ok(_)) => bail!("internal: unexpected answer from the running meow"),
+        Some(Err(e)) => bail!("{}", e.message),
+        None => {}
+    }
+    let node = Mutex::new(Node::open(home, password.as_bytes())?);
     smol::block_on(async {
         let linking = node.lock().await.start_link()?;
-        let text = linking.card.to_text();
-        println!("{text}");
-        if qr {
-            println!("{}", meow_proto::qr::terminal(&text)?);
-        }
-        eprintln!("on the new device: meow device join '<this card>' --name NAME (valid 10 minutes, once)");
-        let wait = wait.min(Duration::from_millis(meow_proto::devices::link::LINK_LIFETIME_MS));
+        show_card(&linking.card.to_text(), qr)?;
         let (request, code) = net::link_wait(&node, &linking, wait).await?;
         eprintln!("device {:?} asks to join; its code: {code}", request.name);
         if !confirm(&format!("does {:?} show the code {code}?", request.name)) {
@@ -147,13 +197,4 @@ pub fn join(
         node.inbox(false)?.len()
     );
     Ok(())
-}
-
-fn stop_daemon_first(e: meow_node::NodeError) -> anyhow::Error {
-    match e {
-        meow_node::NodeError::Locked => {
-            anyhow::anyhow!("this home is in use by `meow run`: stop it to link a device, then start it again")
-        }
-        e => e.into(),
-    }
 }

@@ -178,6 +178,21 @@ pub enum Request {
         /// The contact.
         contact: String,
     },
+    /// Start linking a new device through the running daemon: make a link card.
+    DeviceLinkStart {
+        /// The home's password (the first link derives the revocation key from it).
+        password: Password,
+    },
+    /// Wait up to `wait_secs` (at most 20) for the new device's request.
+    DeviceLinkWait {
+        /// Seconds.
+        wait_secs: u32,
+    },
+    /// The person compared the codes: welcome the device (`accept`), or drop the request.
+    DeviceLinkConfirm {
+        /// Whether the codes were the same.
+        accept: bool,
+    },
     /// Revoke one of the user's devices.
     DeviceRevoke {
         /// Its name or the start of its id.
@@ -470,6 +485,16 @@ pub enum Response {
     },
     /// The user's devices, this one first.
     Devices(Vec<meow_node::devices::DeviceInfo>),
+    /// A link card, waiting for the new device.
+    LinkCard {
+        /// Its text.
+        card: String,
+    },
+    /// A device asks to join, or not yet (`None`).
+    LinkAsked {
+        /// Its name and the code to compare.
+        asked: Option<(String, String)>,
+    },
     /// A device request was carried out.
     DeviceDone {
         /// What happened, for people.

@@ -205,6 +205,8 @@ pub struct Core {
     server_relay: Option<Arc<meow_server::relay::Relay>>,
     /// The MQTT bridge, when meow.yaml names a broker.
     pub(crate) mqtt: Option<Arc<crate::mqtt::Mqtt>>,
+    /// A device being linked through this daemon (`meow device link`).
+    pub(crate) linking: smol::lock::Mutex<Option<crate::home::LinkSession>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -949,6 +951,7 @@ async fn start(b: RuntimeBuilder) -> Result<Runtime> {
         server_links: server.as_ref().map(|s| s.links()).unwrap_or_default(),
         server_relay: server.as_ref().and_then(|s| s.relay()),
         mqtt,
+        linking: smol::lock::Mutex::new(None),
         cfg: cfg.clone(),
     });
     let names: Vec<String> = loaded.iter().map(|r| r.name.clone()).collect();

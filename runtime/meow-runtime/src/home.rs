@@ -149,6 +149,9 @@ pub async fn handle(node: &Mutex<Node>, core: Option<&Arc<Core>>, request: Reque
                 message: format!("this device now holds the conversation with {contact}"),
             })
         }
+        Request::DeviceLinkStart { password } => link_start(node, core, password).await,
+        Request::DeviceLinkWait { wait_secs } => link_wait(node, core, wait_secs).await,
+        Request::DeviceLinkConfirm { accept } => link_confirm(node, core, accept).await,
         Request::DeviceRevoke { device, password } => {
             let name = meow_node::devices::net::revoke(node, &device, password.0.as_bytes()).await?;
             Ok(Response::DeviceDone {
@@ -449,6 +452,82 @@ async fn inbox(node: &Mutex<Node>, wait: Duration, all: bool) -> Result<Response
             })
             .collect(),
         unreachable: report.unreachable,
+    })
+}
+
+const LINK_NEEDS_DAEMON: &str = "linking through a daemon needs `meow run` on this home";
+
+/// A device being linked through a running daemon: its card, the request once it came, and the
+/// home's password for the first link's revocation key (erased when dropped).
+pub struct LinkSession {
+    linking: meow_node::devices::link::Linking,
+    asked: Option<meow_proto::devices::link::JoinRequest>,
+    password: crate::control::Password,
+}
+
+impl std::fmt::Debug for LinkSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkSession")
+    }
+}
+
+async fn link_start(
+    node: &Mutex<Node>,
+    core: Option<&Arc<Core>>,
+    password: crate::control::Password,
+) -> Result<Response> {
+    let core = daemon(core, LINK_NEEDS_DAEMON)?;
+    let linking = {
+        let n = node.lock().await;
+        n.check_home_password(password.0.as_bytes())?;
+        n.start_link()?
+    };
+    let card = linking.card.to_text();
+    *core.linking.lock().await = Some(LinkSession {
+        linking,
+        asked: None,
+        password,
+    });
+    Ok(Response::LinkCard { card })
+}
+
+async fn link_wait(node: &Mutex<Node>, core: Option<&Arc<Core>>, wait_secs: u32) -> Result<Response> {
+    let core = daemon(core, LINK_NEEDS_DAEMON)?;
+    let mut session = core.linking.lock().await;
+    let s = session
+        .as_mut()
+        .ok_or_else(|| RuntimeError::Invalid("no link in progress: start with `meow device link`".into()))?;
+    let wait = Duration::from_secs(wait_secs.min(20).into());
+    let asked = meow_node::devices::net::link_poll(node, &s.linking, wait).await?;
+    Ok(Response::LinkAsked {
+        asked: asked.map(|(request, code)| {
+            let name = request.name.clone();
+            s.asked = Some(request);
+            (name, code)
+        }),
+    })
+}
+
+async fn link_confirm(node: &Mutex<Node>, core: Option<&Arc<Core>>, accept: bool) -> Result<Response> {
+    let core = daemon(core, LINK_NEEDS_DAEMON)?;
+    let session = core
+        .linking
+        .lock()
+        .await
+        .take()
+        .ok_or_else(|| RuntimeError::Invalid("no link in progress: start with `meow device link`".into()))?;
+    let request = session
+        .asked
+        .ok_or_else(|| RuntimeError::Invalid("no device asked to join yet".into()))?;
+    if !accept {
+        return Ok(Response::DeviceDone {
+            message: format!("not confirmed: {} was not linked", request.name),
+        });
+    }
+    let bytes =
+        meow_node::devices::net::link_welcome(node, &session.linking, &request, session.password.0.as_bytes()).await?;
+    Ok(Response::DeviceDone {
+        message: format!("linked {} (sent the home: {bytes} bytes)", request.name),
     })
 }
 

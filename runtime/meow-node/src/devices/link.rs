@@ -278,6 +278,17 @@ impl Linking {
 }
 
 impl Node {
+    /// Checks that `password` is the home's (linking gives a device the whole home).
+    pub fn check_home_password(&self, password: &[u8]) -> Result<()> {
+        if self.vault.is_main_password(password)? {
+            Ok(())
+        } else {
+            Err(NodeError::Device(
+                "wrong password: linking needs the home's password".into(),
+            ))
+        }
+    }
+
     /// Makes a one-time link card for a new device, naming this home's first server.
     pub fn start_link(&self) -> Result<Linking> {
         let server = self.servers().into_iter().next().ok_or(NodeError::NoServers)?;
@@ -343,6 +354,8 @@ impl Node {
         if self.devices.is_some() {
             return Ok(());
         }
+        // The revocation key derives from this password for good: it must be the home's.
+        self.check_home_password(password)?;
         let revocation = RevocationKey::derive(password, &self.user_public(), self.vault.kdf_params())
             .map_err(|e| NodeError::Device(format!("deriving the revocation key: {e}")))?
             .public();

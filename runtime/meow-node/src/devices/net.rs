@@ -181,13 +181,23 @@ async fn poll_until<T>(
 /// On the existing device: waits up to `timeout` for the join request of `linking`'s card;
 /// returns it with the short code to show.
 pub async fn link_wait(node: &Mutex<Node>, linking: &Linking, timeout: Duration) -> Result<(JoinRequest, ShortCode)> {
+    link_poll(node, linking, timeout)
+        .await?
+        .ok_or_else(|| NodeError::Device("no device asked to join before the card expired".into()))
+}
+
+/// [`link_wait`], answering `None` when no request came within `wait`.
+pub async fn link_poll(
+    node: &Mutex<Node>,
+    linking: &Linking,
+    wait: Duration,
+) -> Result<Option<(JoinRequest, ShortCode)>> {
     let (server, pool, env) = {
         let n = node.lock().await;
         (n.first_server()?, n.pool(), n.env().clone())
     };
     let key = linking.join_mailbox();
-    let found = poll_until(&pool, &server, &key, timeout, |e| Ok(linking.open(e, env.now_ms()))).await?;
-    found.ok_or_else(|| NodeError::Device("no device asked to join before the card expired".into()))
+    poll_until(&pool, &server, &key, wait, |e| Ok(linking.open(e, env.now_ms()))).await
 }
 
 /// On the existing device, once the person confirmed the code: adds the device and sends it

@@ -428,6 +428,13 @@ impl Vault {
         self.open.read()[1..].iter().map(|o| Compartment(o.slot)).collect()
     }
 
+    /// Whether `password` opens the main compartment (the cost of one key derivation).
+    pub fn is_main_password(&self, password: &[u8]) -> Result<bool, StoreError> {
+        let header = self.header.lock().clone();
+        let opened = header.open(&header.slot_key(password)?);
+        Ok(opened.is_some_and(|(slot, _)| slot == self.open.read()[0].slot))
+    }
+
     /// Opens the hidden compartment `password` opens, and returns it (also when it was open
     /// already). Every slot is tried, whatever the password, and a password that opens nothing
     /// fails with [`StoreError::WrongPassword`]; the main password fails with
