@@ -24,6 +24,14 @@ fn inbox_texts(n: &Node) -> Vec<String> {
     t
 }
 
+/// `home` invites `other` as `name`; `other` accepts, and `home` reads the answer.
+async fn befriend(home: &Mutex<Node>, other: &Mutex<Node>, name: &str) {
+    let card = home.lock().await.invite(name, false).unwrap();
+    other.lock().await.accept(card.to_text().as_bytes(), None).unwrap();
+    sync::flush_outbox(other, false).await.unwrap();
+    sync::fetch(home, Duration::ZERO).await.unwrap();
+}
+
 /// Links a new device `name` to `existing`, in `dir`; both sides see the same code.
 async fn link(existing: &Mutex<Node>, dir: &std::path::Path, name: &str) -> Mutex<Node> {
     let linking = existing.lock().await.start_link().unwrap();
@@ -257,10 +265,7 @@ fn a_rename_on_one_device_and_a_removal_on_another_converge_by_the_later() {
     smol::block_on(async {
         pair(&a1, &bob).await;
         // Carol too, so that each case has its own contact.
-        let card = a1.lock().await.invite("carol", false).unwrap();
-        carol.lock().await.accept(card.to_text().as_bytes(), None).unwrap();
-        sync::flush_outbox(&carol, false).await.unwrap();
-        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        befriend(&a1, &carol, "carol").await;
         let a2 = link(&a1, dir.path(), "laptop").await;
 
         // Offline from each other: a1 renames bob, then a2 removes him (later): removed on both.
@@ -329,10 +334,7 @@ fn groups_follow_to_a_linked_device_which_posts_through_the_holder() {
     let carol = home(dir.path(), "carol", &srv);
     smol::block_on(async {
         pair(&a1, &bob).await;
-        let card = a1.lock().await.invite("carol", false).unwrap();
-        carol.lock().await.accept(card.to_text().as_bytes(), None).unwrap();
-        sync::flush_outbox(&carol, false).await.unwrap();
-        sync::fetch(&a1, Duration::ZERO).await.unwrap();
+        befriend(&a1, &carol, "carol").await;
         a1.lock().await.create_group("friends").unwrap();
         for m in ["bob", "carol"] {
             let items = a1.lock().await.group_add("friends", m).unwrap();
