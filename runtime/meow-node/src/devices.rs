@@ -191,19 +191,12 @@ pub(crate) struct Progress {
 
 fn encode_known(known: &BTreeMap<DeviceId, u64>) -> Vec<u8> {
     let mut w = Writer::new();
-    let list: Vec<_> = known.iter().collect();
-    w.list(&list, |w, (d, n)| {
-        w.raw(&d.0).varint(**n);
-    });
+    meow_proto::sync::batch::write_known(&mut w, known);
     w.into_bytes()
 }
 
 fn decode_known(b: &[u8]) -> std::result::Result<BTreeMap<DeviceId, u64>, DecodeError> {
-    let mut r = Reader::new(b);
-    let list = r.list(meow_proto::sync::batch::MAX_DEVICES, "known streams", |r| {
-        Ok((DeviceId(r.array("stream device")?), r.varint("stream length")?))
-    })?;
-    Ok(list.into_iter().collect())
+    meow_proto::sync::batch::read_known(&mut Reader::new(b))
 }
 
 /// A conversation lease this device holds on the user's server (PROTOCOL.md §25).
@@ -366,17 +359,18 @@ impl DeviceState {
         b.put(Table::Devices, THIS_KEY, &self.this.to_bytes(), rng);
     }
 
-    /// Writes a record of this device and stores it in the batch.
+    /// Writes a record of this device and stores it in the batch; returns it.
     pub(crate) fn write(
         &mut self,
         b: &mut VaultBatch<'_>,
         (kind, key, value, epoch): (Kind, &[u8], Option<Vec<u8>>, u64),
         now_ms: u64,
         rng: &mut impl meow_proto::CryptoRng,
-    ) {
+    ) -> SyncRecord {
         let record = self.replica.write(kind, key, value, epoch, now_ms);
-        b.put(Table::Devices, &record_key(&record), &record.to_bytes(), rng);
+        Self::keep(b, &record, rng);
         self.observe(&record, true);
+        record
     }
 
     /// Stores a record applied from another device.
@@ -421,6 +415,12 @@ impl DeviceState {
             .and_then(|v| v.try_into().ok())
             .unwrap_or(*self.this.sync_secret);
         Zeroizing::new(secret)
+    }
+
+    /// The lookup key naming the lease of the conversation with `peer`, under the current
+    /// lease secret.
+    pub(crate) fn lease_key(&self, peer: &ContactPublic) -> LookupKey {
+        channel::lease_key(&self.lease_secret(), peer)
     }
 
     /// The lease epoch of the latest state of the conversation with `peer`.
@@ -506,10 +506,9 @@ impl Node {
 
     /// The name of device `id`, or its id when the log does not name it.
     pub(crate) fn device_name(&self, id: DeviceId) -> String {
-        self.devices()
-            .into_iter()
-            .find(|d| d.id == id.to_hex())
-            .map_or_else(|| format!("device {}", id.to_hex()), |d| d.name)
+        self.device_state()
+            .and_then(|d| d.seen.get(&id).map(|e| e.name.clone()))
+            .unwrap_or_else(|| format!("device {}", id.to_hex()))
     }
 
     /// The device named `which` (its name, or the start of its id).
@@ -581,9 +580,16 @@ impl Node {
         Ok(())
     }
 
-    /// Writes a sync record in `b` when the home has several devices (nothing otherwise).
-    pub(crate) fn note_sync(&self, b: &mut VaultBatch<'_>, kind: Kind, key: &[u8], value: Option<Vec<u8>>) {
-        self.note_sync_epoch(b, kind, key, value, 0);
+    /// Writes a sync record in `b` when the home has several devices (nothing otherwise);
+    /// returns it.
+    pub(crate) fn note_sync(
+        &self,
+        b: &mut VaultBatch<'_>,
+        kind: Kind,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+    ) -> Option<SyncRecord> {
+        self.note_sync_epoch(b, kind, key, value, 0)
     }
 
     pub(crate) fn note_sync_epoch(
@@ -593,21 +599,17 @@ impl Node {
         key: &[u8],
         value: Option<Vec<u8>>,
         epoch: u64,
-    ) {
+    ) -> Option<SyncRecord> {
         let now = self.env.now_ms();
         let mut rng = self.env.rng();
-        if let Some(mut d) = self.device_state() {
-            d.write(b, (kind, key, value, epoch), now, &mut rng);
-        }
+        let mut d = self.device_state()?;
+        Some(d.write(b, (kind, key, value, epoch), now, &mut rng))
     }
 
     /// Takes in an envelope from this device's mailbox: a part of a batch from another device.
     /// Returns `None` if it is not one (left for the caller to report), else the events of the
     /// devices linked and revoked.
     pub(crate) fn take_device_part(&mut self, envelope: &[u8]) -> Result<Option<Vec<crate::NodeEvent>>> {
-        if self.devices.is_none() {
-            return Ok(None);
-        }
         let whole = {
             let Some(mut d) = self.device_state() else {
                 return Ok(None);

@@ -34,7 +34,7 @@ pub use error::{NodeError, Result};
 pub use events::NodeEvent;
 use meow_proto::codec::{Decode, Encode};
 use meow_proto::crypto::KdfParams;
-use meow_proto::{BroadcastKey, MailboxId, ServerCard, UserKey};
+use meow_proto::{BroadcastKey, LookupKey, MailboxId, ServerCard, UserKey};
 use meow_store::vault::{self, Vault};
 pub use meow_store::vault::{Table, VaultBatch};
 pub use messaging::{AUTOMATIC, Queued, RETIRE_GRACE_MS, Received};
@@ -353,27 +353,28 @@ impl Node {
         self.profile.display_name.as_deref()
     }
 
-    fn rebuild_routes(&mut self) {
-        let mut routes: HashMap<MailboxId, Vec<Route>> = HashMap::new();
-        for inv in self.invitations.values() {
-            routes
-                .entry(inv.keys.keys.mailbox())
-                .or_default()
-                .push(Route::Invitation(inv.id.0));
-        }
+    /// Every lookup key whose mailbox may hold mail for this device, with what it is for:
+    /// invitations waiting for an answer, the conversations this device holds (all of them with
+    /// one device), and this device's own mailbox for the user's other devices.
+    fn polled_keys(&self) -> Vec<(LookupKey, Route)> {
+        let mut keys: Vec<(LookupKey, Route)> = self
+            .invitations
+            .values()
+            .map(|i| (i.keys.keys.lookup.clone(), Route::Invitation(i.id.0)))
+            .collect();
         for c in self.contacts.values().filter(|c| self.holds(c.id)) {
-            for k in c.conversation.lookup_keys() {
-                routes
-                    .entry(MailboxId::of(&k.public()))
-                    .or_default()
-                    .push(Route::Contact(c.id));
-            }
+            keys.extend(c.conversation.lookup_keys().map(|k| (k.clone(), Route::Contact(c.id))));
         }
         if let Some(d) = self.device_state() {
-            routes
-                .entry(MailboxId::of(&d.this.mailbox().public()))
-                .or_default()
-                .push(Route::Device);
+            keys.push((d.this.mailbox(), Route::Device));
+        }
+        keys
+    }
+
+    fn rebuild_routes(&mut self) {
+        let mut routes: HashMap<MailboxId, Vec<Route>> = HashMap::new();
+        for (k, route) in self.polled_keys() {
+            routes.entry(MailboxId::of(&k.public())).or_default().push(route);
         }
         self.routes = routes;
         self.note_plan();

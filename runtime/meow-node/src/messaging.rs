@@ -132,7 +132,7 @@ impl Node {
     /// Seals and queues messages in one durable write. Refused as a whole when the outbox would
     /// grow past its bound (key updates excepted: they are small and keep conversations alive).
     pub(crate) fn queue_all(&mut self, messages: Vec<Queued>) -> Result<Vec<OutboxItem>> {
-        let (messages, _drafts) = self.take_drafts(messages)?;
+        let messages = self.take_drafts(messages)?;
         let adding = messages
             .iter()
             .filter(|m| m.content_type != ContentType::CONTROL)
@@ -374,14 +374,8 @@ impl Node {
 
     /// Where to poll: my servers, and every lookup key whose mailbox may hold mail for me.
     pub fn poll_plan(&self) -> (Vec<ServerCard>, Vec<LookupKey>) {
-        let mut keys: Vec<LookupKey> = self.invitations.values().map(|i| i.keys.keys.lookup.clone()).collect();
         // With several devices, only the holder of a conversation reads its mailboxes.
-        for c in self.contacts.values().filter(|c| self.holds(c.id)) {
-            keys.extend(c.conversation.lookup_keys().cloned());
-        }
-        if let Some(d) = self.device_state() {
-            keys.push(d.this.mailbox());
-        }
+        let mut keys: Vec<LookupKey> = self.polled_keys().into_iter().map(|(k, _)| k).collect();
         let mut seen = HashSet::new();
         keys.retain(|k| seen.insert(MailboxId::of(&k.public())));
         (self.servers(), keys)

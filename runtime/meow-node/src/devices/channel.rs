@@ -79,7 +79,8 @@ fn signer(device: &DeviceKey) -> ContactKey {
     ContactKey::from_seed(&device.seed())
 }
 
-fn as_sender(device: &DevicePublic) -> Option<ContactPublic> {
+/// A device's key as the envelope format names a sender (the same Ed25519 key).
+pub(crate) fn as_sender(device: &DevicePublic) -> Option<ContactPublic> {
     ContactPublic::from_bytes(*device.as_bytes()).ok()
 }
 

@@ -15,7 +15,7 @@ use meow_proto::devices::RevocationKey;
 use meow_proto::devices::link::{JoinRequest, LinkCard, LinkSecret, SealedJoin, ShortCode};
 use meow_proto::envelope::{self, UnverifiedMessage};
 use meow_proto::sync::Kind;
-use meow_proto::sync::batch::{Batch, Reassembly};
+use meow_proto::sync::batch::{Batch, Part, Reassembly};
 use meow_proto::{ContactPublic, ConversationKey, ConversationPublic, DeviceKey, LookupKey, LookupPublic, MailboxId};
 use zeroize::Zeroizing;
 
@@ -65,7 +65,8 @@ pub struct Joining {
     name: String,
     card: LinkCard,
     parts: Reassembly,
-    unverified: Vec<UnverifiedMessage>,
+    /// The parts in so far, by payload id, to verify once the welcome names its signers.
+    unverified: Vec<([u8; 8], UnverifiedMessage)>,
 }
 
 impl std::fmt::Debug for Joining {
@@ -121,7 +122,8 @@ impl Joining {
     }
 
     /// Takes in an envelope from the welcome mailbox; returns the welcome once every part is in
-    /// and every part is signed by a device the welcome names.
+    /// and every part of it is signed by a device the welcome names. Anything else in the
+    /// mailbox (a malformed part, parts of another payload) is left aside.
     pub fn take_part(&mut self, envelope: &[u8]) -> Result<Option<Vec<u8>>> {
         let Ok(unverified) = envelope::open(envelope, &self.dh) else {
             return Ok(None);
@@ -129,11 +131,24 @@ impl Joining {
         let Some(part) = unverified.peek_sync_part() else {
             return Ok(None);
         };
-        let Some(whole) = self.parts.add(&part)? else {
-            self.unverified.push(unverified);
+        let Ok(id) = Part::from_bytes(&part).map(|p| p.batch) else {
             return Ok(None);
         };
-        self.unverified.push(unverified);
+        let whole = match self.parts.add(&part) {
+            Ok(whole) => whole,
+            Err(e) => {
+                tracing::info!(error = %e, "a part in the welcome mailbox is malformed; ignored");
+                return Ok(None);
+            }
+        };
+        // What is kept to verify follows what is reassembled, and its bounds.
+        let parts = &self.parts;
+        self.unverified
+            .retain(|(batch, _)| *batch == id || parts.is_open(batch));
+        self.unverified.push((id, unverified));
+        let Some(whole) = whole else {
+            return Ok(None);
+        };
         let welcome = Welcome::from_bytes(&whole)?;
         let signers: Vec<ContactPublic> = welcome
             .batch
@@ -141,12 +156,15 @@ impl Joining {
             .iter()
             .filter(|r| r.kind == Kind::Setting && r.key.starts_with(super::DEVICE_SETTING))
             .filter_map(|r| DeviceEntry::from_bytes(r.value.as_deref()?).ok())
-            .filter_map(|e| ContactPublic::from_bytes(*e.public.as_bytes()).ok())
+            .filter_map(|e| channel::as_sender(&e.public))
             .collect();
-        let signed = self
-            .unverified
-            .drain(..)
-            .all(|u| signers.iter().any(|s| u.clone().verify(s).is_ok()));
+        let (parts, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unverified)
+            .into_iter()
+            .partition(|(batch, _)| *batch == id);
+        self.unverified = others;
+        let signed = parts
+            .into_iter()
+            .all(|(_, u)| signers.iter().any(|s| u.clone().verify(s).is_ok()));
         if !signed {
             return Err(NodeError::Device(
                 "a part of the welcome is not signed by a device of this home".into(),
@@ -271,8 +289,7 @@ impl Linking {
         let sealed = SealedJoin::from_bytes(&unverified.peek_sync_part()?).ok()?;
         let (request, code) = JoinRequest::open(&self.card, &self.secret, &sealed, now_ms).ok()?;
         // The envelope must be signed by the device the request names.
-        let signer = meow_proto::ContactPublic::from_bytes(*request.device.as_bytes()).ok()?;
-        unverified.verify(&signer).ok()?;
+        unverified.verify(&channel::as_sender(&request.device)?).ok()?;
         Some((request, code))
     }
 }
@@ -409,5 +426,58 @@ fn default_device_name() -> String {
         host.to_owned()
     } else {
         "first device".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meow_proto::sync::batch::{Part, split};
+
+    fn joining() -> Joining {
+        let mut rng = meow_proto::testing::TestRng::new(5);
+        let server = meow_proto::ServerCard {
+            name: "home".into(),
+            address: "127.0.0.1:7070".parse().unwrap(),
+            key: meow_proto::ServerKey::generate(&mut rng).public(),
+        };
+        let env = Env::system();
+        let (card, _) = LinkCard::new(&server.to_text(), env.now_ms(), &mut rng);
+        Joining::start(card, "laptop", &env).map(|(j, ..)| j).unwrap()
+    }
+
+    /// What the welcome mailbox may hold besides the welcome: a malformed part, a part of
+    /// another payload, something not signed by a listed device. None of it stops the join or
+    /// completes it.
+    #[test]
+    fn junk_in_the_welcome_mailbox_is_left_aside() {
+        let mut j = joining();
+        let mut rng = meow_proto::testing::TestRng::new(6);
+        let stranger = DeviceKey::generate(&mut rng);
+        let to = j.dh.public();
+        let bad_part = vec![1, 2, 3];
+        let other = Part {
+            batch: [9; 8],
+            index: 0,
+            count: 2,
+            data: vec![0; 10],
+        }
+        .to_bytes();
+        for junk in [bad_part, other] {
+            let e = channel::seal(junk, &stranger, &to, 1, &mut rng).unwrap();
+            assert_eq!(j.take_part(&e).unwrap(), None);
+        }
+        assert_eq!(j.take_part(&[0; 200]).unwrap(), None, "not an envelope");
+        // A whole payload from a key the welcome does not list is refused, with a reason.
+        let welcome = Welcome {
+            profile: Zeroizing::new(vec![1]),
+            servers: vec![],
+            sync_secret: Zeroizing::new([0; 32]),
+            batch: Batch::default(),
+        };
+        let part = split(&welcome.to_bytes(), [4; 8], 1 << 16).remove(0);
+        let e = channel::seal(part, &stranger, &to, 1, &mut rng).unwrap();
+        let err = j.take_part(&e).unwrap_err().to_string();
+        assert!(err.contains("not signed by a device"), "{err}");
     }
 }

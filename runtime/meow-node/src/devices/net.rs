@@ -277,7 +277,7 @@ impl Node {
             })
             .map(|c| LeaseAsk {
                 peer: *c.conversation.peer.as_bytes(),
-                key: channel::lease_key(&d.lease_secret(), &c.conversation.peer),
+                key: d.lease_key(&c.conversation.peer),
                 expect: d
                     .leases
                     .get(c.conversation.peer.as_bytes())
@@ -370,7 +370,7 @@ pub async fn take(node: &Mutex<Node>, name: &str) -> Result<()> {
         let d = n
             .device_state()
             .ok_or_else(|| NodeError::Device("this home has one device".into()))?;
-        let key = channel::lease_key(&d.lease_secret(), &peer);
+        let key = d.lease_key(&peer);
         let expect = d.epoch_of(&peer);
         drop(d);
         (peer, key, expect, n.this_device()?, n.first_server()?, n.pool())
@@ -445,7 +445,7 @@ pub async fn release(node: &Mutex<Node>, name: &str) -> Result<()> {
             .leases
             .remove(&peer)
             .ok_or_else(|| NodeError::Device(format!("this device does not hold {name}")))?;
-        let key = channel::lease_key(&d.lease_secret(), &c.conversation.peer);
+        let key = d.lease_key(&c.conversation.peer);
         drop(d);
         // The last state, held by no device: nobody claims it on their own; `take` does.
         let state = [&super::NO_HOLDER.0[..], &c.conversation.to_bytes()].concat();

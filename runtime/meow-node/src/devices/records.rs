@@ -184,15 +184,14 @@ impl Node {
 
     /// Messages for conversations another device holds become drafts that device sends; the
     /// rest is returned to be sealed here.
-    pub(crate) fn take_drafts(&self, messages: Vec<Queued>) -> Result<(Vec<Queued>, usize)> {
+    pub(crate) fn take_drafts(&self, messages: Vec<Queued>) -> Result<Vec<Queued>> {
         if self.devices.is_none() {
-            return Ok((messages, 0));
+            return Ok(messages);
         }
         let (mine, theirs): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| self.holds(m.contact));
         if theirs.is_empty() {
-            return Ok((mine, 0));
+            return Ok(mine);
         }
-        let count = theirs.len();
         let vault = self.vault.clone();
         let mut b = vault.batch();
         for m in theirs {
@@ -210,12 +209,12 @@ impl Node {
             self.note_sync(&mut b, Kind::Sent, &id.0, Some(draft.to_bytes()));
         }
         b.commit()?;
-        Ok((mine, count))
+        Ok(mine)
     }
 
-    /// Applies a batch from another device: its records, and its acknowledgement. Returns how
-    /// many records changed something. Synced messages raise no event for this device's plugins
-    /// and recipes: they were handled on the device that received them.
+    /// Applies a batch from another device: its records, and its acknowledgement. Returns the
+    /// events of devices linked and revoked. Synced messages raise no event for this device's
+    /// plugins and recipes: they were handled on the device that received them.
     pub(crate) fn apply_batch(&mut self, from: DeviceId, batch: Batch) -> Result<Vec<NodeEvent>> {
         let now = self.env.now_ms();
         let mut rng = self.env.rng();
@@ -236,7 +235,13 @@ impl Node {
         if !events.is_empty() {
             self.signal_events();
         }
-        self.rebuild_routes();
+        // Which mailboxes to poll follows contacts, their holders and the leases (settings).
+        let routes = won
+            .iter()
+            .any(|r| matches!(r.kind, Kind::Contact | Kind::Conversation | Kind::Setting));
+        if routes {
+            self.rebuild_routes();
+        }
         self.send_pending_drafts()?;
         tracing::debug!(from = %from.to_hex(), changed = won.len(), "sync batch applied");
         Ok(events)

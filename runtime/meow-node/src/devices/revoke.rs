@@ -103,7 +103,10 @@ impl Node {
         let value = encode(&roster, &revocation, &entry);
         let vault = self.vault.clone();
         let mut b = vault.batch();
-        self.note_sync(&mut b, Kind::Setting, &revoked_key(entry.id()), Some(value));
+        let record = self
+            .note_sync(&mut b, Kind::Setting, &revoked_key(entry.id()), Some(value))
+            .ok_or(NodeError::Internal("no device state"))?;
+        // A new lease secret: writing it drops this device's leases too (`observe`).
         let secret: [u8; 32] = random_bytes(&mut self.env.rng());
         self.note_sync(&mut b, Kind::Setting, LEASE_SECRET, Some(secret.to_vec()));
         let peers: Vec<_> = self
@@ -117,16 +120,6 @@ impl Node {
             self.note_sync(&mut b, Kind::Setting, &key, Some(entry.id().0.to_vec()));
         }
         b.commit()?;
-        let record = {
-            let mut d = self.device_state().ok_or(NodeError::Internal("no device state"))?;
-            d.leases.clear();
-            d.replica
-                .missing_for(&Default::default())
-                .into_iter()
-                .rev()
-                .find(|r| r.key == revoked_key(entry.id()))
-                .ok_or(NodeError::Internal("the revocation record is not in the log"))?
-        };
         self.rebuild_routes();
         self.tell_device_news()?;
         tracing::info!(device = %entry.name, "device revoked");

@@ -47,13 +47,33 @@ pub struct Batch {
     pub records: Vec<SyncRecord>,
 }
 
+/// Writes how far each stream is known: `list<device:[8] length:varint>`, ascending.
+pub fn write_known(w: &mut Writer, known: &BTreeMap<DeviceId, u64>) {
+    let list: Vec<_> = known.iter().collect();
+    w.list(&list, |w, (d, seq)| {
+        w.raw(&d.0).varint(**seq);
+    });
+}
+
+/// Reads what [`write_known`] wrote, refusing devices out of strictly ascending order (so that
+/// the encoding stays canonical).
+pub fn read_known(r: &mut Reader<'_>) -> Result<BTreeMap<DeviceId, u64>, DecodeError> {
+    let known = r.list(MAX_DEVICES, "known streams", |r| {
+        Ok((DeviceId(r.array("stream device")?), r.varint("stream length")?))
+    })?;
+    if known.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(DecodeError::Invalid {
+            what: "known streams",
+            reason: "devices are not in strictly ascending order",
+        });
+    }
+    Ok(known.into_iter().collect())
+}
+
 impl Encode for Batch {
     fn encode(&self, w: &mut Writer) {
         w.u8(FORMAT);
-        let known: Vec<_> = self.known.iter().collect();
-        w.list(&known, |w, (d, seq)| {
-            w.raw(&d.0).varint(**seq);
-        });
+        write_known(w, &self.known);
         w.list(&self.records, |w, r| r.encode(w));
     }
 }
@@ -62,20 +82,9 @@ impl Decode for Batch {
     const WHAT: &'static str = "sync batch";
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.version(FORMAT, "sync batch")?;
-        let known = r.list(MAX_DEVICES, "known streams", |r| {
-            Ok((DeviceId(r.array("stream device")?), r.varint("stream length")?))
-        })?;
-        if known.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(DecodeError::Invalid {
-                what: "sync batch",
-                reason: "known streams are not in strictly ascending device order",
-            });
-        }
+        let known = read_known(r)?;
         let records = r.list(MAX_RECORDS, "sync records", SyncRecord::decode)?;
-        Ok(Self {
-            known: known.into_iter().collect(),
-            records,
-        })
+        Ok(Self { known, records })
     }
 }
 
@@ -193,6 +202,11 @@ impl Reassembly {
         let whole: Vec<u8> = parts.into_values().flatten().collect();
         self.held -= whole.len();
         Ok(Some(whole))
+    }
+
+    /// Whether parts of payload `id` are being reassembled.
+    pub fn is_open(&self, id: &[u8; 8]) -> bool {
+        self.open.contains_key(id)
     }
 
     fn drop_oldest(&mut self) {
